@@ -1,0 +1,1 @@
+"""The fleet's common library: settings, Redis, keys, scripts, logging, HTTP plumbing."""

@@ -1,0 +1,153 @@
+"""The base application every service builds on: settings, logging, middlewares, Redis and its
+scripts, the service-to-service client, request statistics and /health, /ready, /metrics.
+
+A service's own `app.py` calls `create_base_app(...)`, then adds its routes and cleanup contexts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from shared.events import emit_system_event
+from shared.http_client import ServiceClient
+from shared.keys import Keys
+from shared.logging import configure_logging, get_logger
+from shared.middlewares import (
+    RequestMetrics,
+    auth_middleware,
+    error_middleware,
+    request_context_middleware,
+)
+from shared.observability import APP_STARTED, READY_CHECKS, ReadyCheck, add_routes, redis_ready
+from shared.redis_conn import connect
+from shared.request_stats import RequestStats
+from shared.scripts import Scripts
+from shared.settings import FleetSettings, get_settings
+
+log = get_logger(__name__)
+
+SERVICE = web.AppKey("service", str)
+SETTINGS = web.AppKey("settings", FleetSettings)
+KEYS = web.AppKey("keys", Keys)
+REDIS = web.AppKey("redis", Redis)
+SCRIPTS = web.AppKey("scripts", Scripts)
+CLIENT = web.AppKey("client", ServiceClient)
+METRICS = web.AppKey("metrics", RequestMetrics)
+STATS = web.AppKey("stats", RequestStats)
+
+BODY_LIMIT = 64 * 1024
+
+
+def create_base_app(
+    service: str,
+    settings: FleetSettings | None = None,
+    *,
+    use_redis: bool = True,
+    use_client: bool = False,
+    ready_checks: list[ReadyCheck] | None = None,
+    client_max_size: int = BODY_LIMIT,
+) -> web.Application:
+    settings = settings or get_settings()
+    configure_logging(service, settings.log_level)
+    stats = RequestStats(service)
+    metrics = RequestMetrics(service, stats)
+    app = web.Application(
+        middlewares=[
+            metrics.middleware(),
+            request_context_middleware,
+            error_middleware,
+            auth_middleware(settings.token()),
+        ],
+        client_max_size=client_max_size,
+    )
+    app[SERVICE] = service
+    app[SETTINGS] = settings
+    app[KEYS] = Keys(settings.redis_prefix)
+    app[METRICS] = metrics
+    app[STATS] = stats
+    app[APP_STARTED] = __import__("time").time()
+    app[READY_CHECKS] = ([redis_ready] if use_redis else []) + list(ready_checks or [])
+    if use_redis:
+        app.cleanup_ctx.append(_redis_ctx)
+        add_background_task(app, _flush_stats, "request-stats")
+    if use_client:
+        app.cleanup_ctx.append(_client_ctx)
+    add_routes(app)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    redis = await connect(app[SETTINGS].redis_url)
+    app[REDIS] = redis
+    scripts = Scripts(redis)
+    await scripts.load_all(redis)
+    app[SCRIPTS] = scripts
+    service = app[SERVICE]
+    with contextlib.suppress(Exception):
+        await emit_system_event(
+            redis, app[KEYS], service=service, kind="service_started", pid=os.getpid()
+        )
+    log.info("service_started", port=app[SETTINGS].port_of(service) if service != "redis" else None)
+    yield
+    with contextlib.suppress(Exception):
+        await app[STATS].flush(redis, app[KEYS])
+        await emit_system_event(
+            redis, app[KEYS], service=service, kind="service_stopped", pid=os.getpid()
+        )
+    await redis.aclose()
+
+
+async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
+    client = ServiceClient(app[SETTINGS])
+    await client.start()
+    app[CLIENT] = client
+    yield
+    await client.close()
+
+
+async def _flush_stats(app: web.Application) -> None:
+    await app[STATS].run(app[REDIS], app[KEYS])
+
+
+def add_background_task(
+    app: web.Application,
+    run: Callable[[web.Application], Coroutine[Any, Any, None]],
+    name: str,
+) -> None:
+    """Run `run(app)` for the app's lifetime; cancelled (and awaited) on shutdown.
+
+    Added as a cleanup context, so it starts after the contexts registered before it (Redis,
+    client) and stops before they close.
+    """
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_guarded(run, app, name), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(ctx)
+
+
+async def _guarded(
+    run: Callable[[web.Application], Coroutine[Any, Any, None]], app: web.Application, name: str
+) -> None:
+    # A background loop that dies silently leaves a service half-working; log it loudly and
+    # restart it after a pause. Bounded: each restart waits, and cancellation ends it.
+    while True:
+        try:
+            await run(app)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background_task_crashed", task=name)
+            await asyncio.sleep(1.0)

@@ -1,0 +1,175 @@
+"""Every Redis key of the fleet, built in one place.
+
+All keys live under one prefix (TOOLOO_REDIS_PREFIX). Per-learner keys carry the hash tag
+`{learner:<id>}` so that one learner's keys share a Cluster slot; the fleet-wide keys (round
+counter, streams, indexes) are single keys. Nothing outside this module spells a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "tooloo"
+
+    # ---- per learner -------------------------------------------------------------------------
+    def learner_state(self, learner: str) -> str:
+        """Hash: `v` (version, bumped by every write) and `s` (the encoded LearnerState)."""
+        return f"{self.prefix}:{{learner:{learner}}}:state"
+
+    def learner_history(self, learner: str) -> str:
+        """List of the learner's committed rounds, newest first, capped."""
+        return f"{self.prefix}:{{learner:{learner}}}:history"
+
+    def learner_meta(self, learner: str) -> str:
+        """Hash: `v` and `s`, the learner's meta-learning state (the meta service writes it)."""
+        return f"{self.prefix}:{{learner:{learner}}}:meta"
+
+    def learner_meta_log(self, learner: str) -> str:
+        """List: the learner's meta activity log, newest first, capped."""
+        return f"{self.prefix}:{{learner:{learner}}}:meta:log"
+
+    def learner_meta_lock(self, learner: str) -> str:
+        return f"{self.prefix}:{{learner:{learner}}}:meta:lock"
+
+    def learner_keys(self, learner: str) -> list[str]:
+        """Every key that belongs to one learner (used to erase a learner)."""
+        return [
+            self.learner_state(learner),
+            self.learner_history(learner),
+            self.learner_meta(learner),
+            self.learner_meta_log(learner),
+            self.learner_meta_lock(learner),
+        ]
+
+    # ---- learners population -----------------------------------------------------------------
+    @property
+    def learners_index(self) -> str:
+        """Sorted set: learner id -> creation sequence number (stable paging order)."""
+        return f"{self.prefix}:learners"
+
+    @property
+    def learners_seq(self) -> str:
+        return f"{self.prefix}:learners:seq"
+
+    @property
+    def learners_regions(self) -> str:
+        """Hash: region -> number of learners in it."""
+        return f"{self.prefix}:learners:regions"
+
+    @property
+    def scale(self) -> str:
+        """Hash: `target` (population target), `hold` (0/1), `paused` (0/1)."""
+        return f"{self.prefix}:scale"
+
+    # ---- training ----------------------------------------------------------------------------
+    @property
+    def rounds_seq(self) -> str:
+        """Fleet-wide round id counter; INCR inside the commit script makes ids unique."""
+        return f"{self.prefix}:rounds:seq"
+
+    @property
+    def curriculum(self) -> str:
+        """Hash: topic key -> JSON topic (name, problems, background, order)."""
+        return f"{self.prefix}:curriculum"
+
+    @property
+    def curriculum_version(self) -> str:
+        return f"{self.prefix}:curriculum:ver"
+
+    # ---- event streams -----------------------------------------------------------------------
+    @property
+    def stream_rounds(self) -> str:
+        return f"{self.prefix}:events:rounds"
+
+    @property
+    def stream_meta(self) -> str:
+        return f"{self.prefix}:events:meta"
+
+    @property
+    def stream_system(self) -> str:
+        return f"{self.prefix}:events:system"
+
+    # ---- coach -------------------------------------------------------------------------------
+    @property
+    def coach_settings(self) -> str:
+        """Hash, one field per setting. `minAvgMastery` and `maxBelow80` are read by the
+        round-commit script to decide readiness, so they stay plain numeric fields."""
+        return f"{self.prefix}:coach:settings"
+
+    @property
+    def coach_state(self) -> str:
+        """Hash: runtime state that must survive a coach restart (active, lastAction, ...)."""
+        return f"{self.prefix}:coach:state"
+
+    @property
+    def coach_stats(self) -> str:
+        """Hash of counters (roundsRun, ticks, metaTriggers, ...)."""
+        return f"{self.prefix}:coach:stats"
+
+    @property
+    def coach_lease(self) -> str:
+        return f"{self.prefix}:coach:lease"
+
+    @property
+    def coach_queue(self) -> str:
+        """Sorted set of active learners that need coaching, scored by their virtual pass
+        (stride scheduling). Maintained by the round-commit script and the coach."""
+        return f"{self.prefix}:coach:queue"
+
+    @property
+    def coach_ready(self) -> str:
+        """Sorted set of ready learners, scored by their next review time (epoch ms)."""
+        return f"{self.prefix}:coach:ready"
+
+    @property
+    def coach_fastlane(self) -> str:
+        """Set of learner ids in the fast lane."""
+        return f"{self.prefix}:coach:fastlane"
+
+    @property
+    def coach_coached(self) -> str:
+        """Sorted set: learner -> last time (ms) the coach ran a round for it."""
+        return f"{self.prefix}:coach:coached"
+
+    def coach_throughput(self, epoch_second: int) -> str:
+        """Counter of rounds the coach ran in one second (expires after two minutes)."""
+        return f"{self.prefix}:coach:tput:{epoch_second}"
+
+    @property
+    def coach_meta_delays(self) -> str:
+        """List of recent meta trigger delays in ms, newest first, capped."""
+        return f"{self.prefix}:coach:meta:delays"
+
+    @property
+    def coach_meta_delay_by_learner(self) -> str:
+        """Hash: learner -> last meta trigger delay in ms."""
+        return f"{self.prefix}:coach:meta:delay"
+
+    # ---- meta --------------------------------------------------------------------------------
+    @property
+    def meta_paused(self) -> str:
+        return f"{self.prefix}:meta:paused"
+
+    @property
+    def meta_stats(self) -> str:
+        return f"{self.prefix}:meta:stats"
+
+    # ---- request statistics (all services) ---------------------------------------------------
+    def http_stats(self, epoch_minute: int) -> str:
+        """Hash: `<service>:requests`, `<service>:errors` (5xx) for one minute."""
+        return f"{self.prefix}:stats:http:{epoch_minute}"
+
+    # ---- reports -----------------------------------------------------------------------------
+    def reports(self, name: str) -> str:
+        """Namespace of the reports service (its aggregates, cursors and series)."""
+        return f"{self.prefix}:reports:{name}"
+
+    # ---- web / orchestrator ------------------------------------------------------------------
+    def web(self, name: str) -> str:
+        return f"{self.prefix}:web:{name}"
+
+    def orchestrator(self, name: str) -> str:
+        return f"{self.prefix}:orchestrator:{name}"

@@ -1,0 +1,26 @@
+-- Compare-and-set of a learner's state, for every write other than a training round
+-- (training start/reset/settings, meta effects). Atomic: the write happens only if the version
+-- is still the one the caller read, so concurrent writers cannot lose each other's updates.
+-- KEYS: 1 state, 2 coach queue, 3 coach ready
+-- ARGV: 1 expected version, 2 new encoded state, 3 learner id,
+--       4 index op: 'keep' | 'queue' (needs coaching again: not ready, queued) | 'unqueue'
+-- Returns {1, new version} | {0, current version, current state} on conflict | {-1} if missing.
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur == false then
+  return {-1}
+end
+if cur ~= ARGV[1] then
+  return {0, cur, redis.call('HGET', KEYS[1], 's')}
+end
+local newv = tonumber(cur) + 1
+redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2])
+if ARGV[4] == 'queue' then
+  redis.call('HSET', KEYS[1], 'r', '0')
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  redis.call('ZADD', KEYS[2], 'NX', head[2] or 0, ARGV[3])
+elseif ARGV[4] == 'unqueue' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+return {1, newv}

@@ -1,0 +1,59 @@
+-- Commit one or more training rounds of ONE learner. This is the fleet's central atomic step:
+-- the version check, the new state, the fleet-wide round ids, the learner's history, the rounds
+-- stream events, the readiness flag and the coach's queue/ready indexes all change in one script,
+-- so a round is either fully recorded or not at all, and ids are unique and increasing across
+-- every training replica (INCRBY on one counter inside the script).
+-- KEYS: 1 state, 2 history, 3 round seq, 4 rounds stream, 5 coach settings, 6 coach queue,
+--       7 coach ready, 8 meta stream
+-- ARGV: 1 expected version, 2 new encoded state, 3 learner id, 4 region, 5 now (epoch ms),
+--       6 average mastery, 7 domains below target, 8 next review (epoch ms), 9 history cap,
+--       10 rounds stream max length (approximate), 11 n rounds,
+--       then per round i (1..n): 10+2i history entry JSON (an object; its id is prepended here),
+--                                11+2i round duration in ms
+-- Returns {1, new version, first round id, ready 0/1, became ready 0/1}
+--       | {0, current version, current state} on a version conflict | {-1} if the learner is gone.
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur == false then
+  return {-1}
+end
+if cur ~= ARGV[1] then
+  return {0, cur, redis.call('HGET', KEYS[1], 's')}
+end
+local n = tonumber(ARGV[11])
+local last = redis.call('INCRBY', KEYS[3], n)
+local first = last - n + 1
+local newv = tonumber(cur) + 1
+local avg = tonumber(ARGV[6])
+local below = tonumber(ARGV[7])
+local min_avg = tonumber(redis.call('HGET', KEYS[5], 'minAvgMastery') or '75') or 75
+local max_below = tonumber(redis.call('HGET', KEYS[5], 'maxBelow80') or '3') or 3
+local ready = avg >= min_avg and below <= max_below
+local was_ready = redis.call('HGET', KEYS[1], 'r') == '1'
+redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2], 'r', ready and '1' or '0')
+for i = 1, n do
+  local rid = first + i - 1
+  local entry = ARGV[10 + 2 * i]
+  redis.call('LPUSH', KEYS[2], '{"round":' .. rid .. ',' .. string.sub(entry, 2))
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*',
+    'round', rid, 'learner', ARGV[3], 'region', ARGV[4], 'ts', ARGV[5],
+    'ms', ARGV[11 + 2 * i], 'avg', ARGV[6])
+end
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[9]) - 1)
+local became = 0
+if ready then
+  redis.call('ZREM', KEYS[6], ARGV[3])
+  redis.call('ZADD', KEYS[7], ARGV[8], ARGV[3])
+  if not was_ready then
+    became = 1
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*',
+      'type', 'ready', 'learner', ARGV[3], 'round', last, 'ts', ARGV[5],
+      'avg', ARGV[6], 'below', ARGV[7])
+  end
+else
+  redis.call('ZREM', KEYS[7], ARGV[3])
+  if redis.call('ZSCORE', KEYS[6], ARGV[3]) == false then
+    local head = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+    redis.call('ZADD', KEYS[6], head[2] or 0, ARGV[3])
+  end
+end
+return {1, newv, first, ready and 1 or 0, became}

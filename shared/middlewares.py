@@ -1,0 +1,148 @@
+"""Middlewares shared by every service: request id + logging context, JSON errors, bearer-token
+auth for mutating calls, and request metrics."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shared.errors import ApiError, Unauthorized
+from shared.logging import get_logger
+from shared.request_stats import RequestStats
+from shared.responses import json_response
+
+log = get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID = web.RequestKey("request_id", str)
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # Accept a caller's id only if it is short and printable, so it is safe to log and echo.
+    request_id = (
+        incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    )
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    learner = request.query.get("learner")
+    if learner:
+        structlog.contextvars.bind_contextvars(learner=learner[:64])
+    try:
+        response = await handler(request)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id", "learner")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_response(exc.body(), status=exc.status, headers=exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status, "http_error")
+        message = exc.reason
+        details = None
+        if exc.status == 405 and isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = sorted(exc.allowed_methods)
+            message = f"Use {' or '.join(allowed)} for {request.path}"
+            details = {"allowed": allowed}
+        body = {"ok": False, "error": {"code": code, "message": message, "details": details}}
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return json_response(body, status=exc.status, headers=headers)
+    except Exception:
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        body = {
+            "ok": False,
+            "error": {
+                "code": "internal_error",
+                "message": "Internal server error",
+                "details": None,
+            },
+        }
+        return json_response(body, status=500)
+
+
+def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """When a token is configured, mutating methods need `Authorization: Bearer <token>`."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is not None and request.method in MUTATING_METHODS:
+            given = request.headers.get("Authorization", "").encode()
+            # Constant-time compare, so the token cannot be guessed byte by byte from timings.
+            if not hmac.compare_digest(given, expected):
+                raise Unauthorized(
+                    "This call changes state and needs Authorization: Bearer <token>",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await handler(request)
+
+    return middleware
+
+
+class RequestMetrics:
+    """Prometheus request counters and latency histograms, per route, in the app's own registry."""
+
+    def __init__(self, service: str, stats: RequestStats) -> None:
+        self.registry = CollectorRegistry()
+        self.stats = stats
+        self.requests = Counter(
+            "tooloo_http_requests",
+            "HTTP requests handled",
+            ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tooloo_http_request_duration_seconds",
+            "HTTP request latency",
+            ["service", "method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.service = service
+
+    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                route = _route_name(request)
+                self.latency.labels(self.service, request.method, route).observe(
+                    time.perf_counter() - started
+                )
+                self.requests.labels(self.service, request.method, route, str(status)).inc()
+                self.stats.record(status)
+
+        return middleware

@@ -1,0 +1,82 @@
+"""`GET /health` (alive), `GET /ready` (dependencies answer) and `GET /metrics` (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from shared.responses import json_response
+
+# A readiness check returns None when fine, else a short reason.
+ReadyCheck = Callable[[web.Application], Awaitable[str | None]]
+
+APP_STARTED = web.AppKey("started_at", float)
+READY_CHECKS = web.AppKey("ready_checks", list)
+
+
+async def redis_ready(app: web.Application) -> str | None:
+    from shared.app_factory import REDIS
+
+    redis = app.get(REDIS)
+    if redis is None:
+        return "redis not connected"
+    try:
+        await asyncio.wait_for(redis.ping(), timeout=1.0)
+    except Exception as exc:
+        return f"redis: {exc.__class__.__name__}: {exc}"
+    return None
+
+
+async def health(request: web.Request) -> web.Response:
+    from shared.app_factory import SERVICE
+
+    app = request.app
+    return json_response(
+        {
+            "ok": True,
+            "server": app[SERVICE],
+            "service": app[SERVICE],
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "uptime_s": round(time.time() - app[APP_STARTED], 3),
+        }
+    )
+
+
+async def ready(request: web.Request) -> web.Response:
+    from shared.app_factory import SERVICE
+
+    reasons = []
+    for check in request.app[READY_CHECKS]:
+        reason = await check(request.app)
+        if reason:
+            reasons.append(reason)
+    if reasons:
+        return json_response(
+            {
+                "ok": False,
+                "error": {
+                    "code": "not_ready",
+                    "message": "; ".join(reasons),
+                    "details": {"service": request.app[SERVICE]},
+                },
+            },
+            status=503,
+        )
+    return json_response({"ok": True, "ready": True, "service": request.app[SERVICE]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from shared.app_factory import METRICS
+
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,46 @@
+"""The asyncio Redis connection of a service, with bounded retry on start."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def make_client(url: str, *, max_connections: int = 64) -> Redis:
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        socket_connect_timeout=2.0,
+        # Every command has a timeout; a blocked XREADGROUP passes its own, shorter, BLOCK.
+        socket_timeout=10.0,
+        health_check_interval=30,
+    )
+
+
+async def connect(url: str, *, attempts: int = 40, delay_s: float = 0.25) -> Redis:
+    """Connect and PING, retrying while Redis starts (bounded: about 10 s by default).
+
+    Services start in parallel with the embedded Redis under honcho; a short bounded retry lets
+    them come up in any order instead of crashing and being restarted.
+    """
+    client = make_client(url)
+    last_error: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            await client.ping()
+            return client
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            last_error = exc
+            if attempt == 1 or attempt % 10 == 0:
+                log.warning("redis_unavailable", attempt=attempt, error=str(exc))
+            await asyncio.sleep(delay_s)
+    await client.aclose()
+    raise RuntimeError(f"Redis at {url} did not answer after {attempts} attempts: {last_error}")

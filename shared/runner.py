@@ -1,0 +1,50 @@
+"""Start one service on uvloop and stop it cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from collections.abc import Callable
+
+import uvloop
+from aiohttp import web
+
+from shared.settings import FleetSettings, get_settings
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind_allowed(settings: FleetSettings) -> None:
+    """Refuse to expose mutating endpoints beyond this machine without a token."""
+    if not is_loopback(settings.host) and not settings.token():
+        sys.stderr.write(
+            f"refusing to bind to {settings.host}: set TOOLOO_API_TOKEN before exposing the fleet "
+            "beyond loopback (or leave TOOLOO_HOST at 127.0.0.1)\n"
+        )
+        raise SystemExit(2)
+
+
+def run_service(service: str, create_app: Callable[[FleetSettings], web.Application]) -> None:
+    settings = get_settings()
+    check_bind_allowed(settings)
+    app = create_app(settings)
+    loop = uvloop.new_event_loop()
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port_of(service),
+        access_log=None,
+        print=None,
+        shutdown_timeout=5.0,
+        handle_signals=True,
+        loop=loop,
+    )

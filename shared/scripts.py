@@ -1,0 +1,52 @@
+"""The fleet's Lua scripts, loaded once and called by SHA.
+
+Each `*.lua` file under `shared/lua/` is one atomic state change; its header says which keys it
+touches and why it must be atomic. redis-py's `AsyncScript` calls EVALSHA and reloads the script on
+NOSCRIPT (for instance after a Redis restart), and a pipeline loads missing scripts before it runs.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+SCRIPT_NAMES = (
+    "create_learner",
+    "cas_state",
+    "commit_rounds",
+    "delete_learner",
+    "lease_renew",
+    "lease_release",
+)
+
+
+def script_source(name: str) -> str:
+    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
+
+
+class Scripts:
+    """The registered scripts of one Redis client, by name: `scripts.commit_rounds(keys, args)`."""
+
+    def __init__(self, redis: Redis, extra: dict[str, str] | None = None) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
+        }
+        for name, source in (extra or {}).items():
+            self._scripts[name] = redis.register_script(source)
+
+    def __getattr__(self, name: str) -> AsyncScript:
+        try:
+            return self._scripts[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    async def load_all(self, redis: Redis) -> None:
+        """Load every script now, so the first request does not pay for it."""
+        for script in self._scripts.values():
+            script.sha = await redis.script_load(script.script)
+
+    def __call__(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        return self._scripts[name](keys=keys, args=args, client=client)

@@ -1,0 +1,93 @@
+"""Request parsing into pydantic models: every failure is a 4xx ApiError, never a 500."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from shared.errors import BadRequest, ValidationFailed
+
+LEARNER_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+LearnerId = Annotated[str, StringConstraints(pattern=LEARNER_ID_PATTERN)]
+DEFAULT_LEARNER = "default"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every request model: unknown fields are refused, strings are not coerced to
+    numbers, and NaN/Infinity are not numbers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class QueryModel(BaseModel):
+    """Base of query-string models: values arrive as strings, so coercion is allowed, but unknown
+    parameters are still refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request's JSON body; an empty body reads as {}. Size is bounded by the app's
+    client_max_size (413 beyond it)."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(
+            "Request body is not valid JSON", code="invalid_json", details=str(exc)
+        ) from None
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise ValidationFailed("Request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("Invalid request", details=_errors(exc)) from None
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    return validate(model, await read_json(request))
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    data: dict[str, Any] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        if len(values) > 1:
+            raise ValidationFailed(f"Query parameter {key!r} given more than once")
+        data[key] = values[0]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("Invalid query parameters", details=_errors(exc)) from None
+
+
+def learner_from(request: web.Request, body_value: str | None = None) -> str:
+    """The addressed learner: body field, else `learner` query parameter, else `default`."""
+    value = body_value if body_value is not None else request.query.get("learner")
+    if value is None:
+        return DEFAULT_LEARNER
+    if not isinstance(value, str) or not re.fullmatch(LEARNER_ID_PATTERN, value):
+        raise ValidationFailed("learner must match [A-Za-z0-9_.-]{1,64}", code="invalid_learner")
+    return value
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return orjson.loads(model.model_dump_json(by_alias=True))

@@ -1,0 +1,75 @@
+"""Session fixtures: a real redis-server on a free port, flushed between tests, and a factory
+for fleets of real service processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from shared.keys import Keys
+from shared.scripts import Scripts
+from tests.support.processes import Fleet
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of the test's own, so nothing leaks between tests even without a flush."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+@pytest_asyncio.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def scripts(redis: Redis) -> Scripts:
+    registry = Scripts(redis)
+    await registry.load_all(redis)
+    return registry
+
+
+@pytest.fixture
+def fleet(
+    redis_server: RedisServer, prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Fleet]:
+    """Real service processes on free ports; the test starts the ones it needs."""
+    import redis as sync_redis
+
+    sync_redis.Redis.from_url(redis_server.url).flushdb()
+    fleet = Fleet(redis_server.url, prefix, tmp_path / "logs")
+    yield fleet
+    failed = getattr(request.node, "rep_call", None)
+    fleet.stop_all()
+    if failed is not None and failed.failed:
+        for proc in fleet.procs.values():
+            print(f"----- {proc.name} log -----\n{proc.logs()}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

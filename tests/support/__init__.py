@@ -1,0 +1,1 @@
+"""Test support: a real redis-server and real service processes on free ports."""

@@ -1,0 +1,125 @@
+"""The atomic Lua steps against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from shared.keys import Keys
+from shared.learner_state import DomainState, LearnerState, decode, encode
+from shared.scripts import Scripts
+
+
+async def create(redis, scripts: Scripts, keys: Keys, learner: str, *, active: bool = True) -> None:
+    state = LearnerState(id=learner, seed=7, region="eu", created=1.0, active=active)
+    await scripts.create_learner(
+        keys=[
+            keys.learner_state(learner),
+            keys.learners_index,
+            keys.learners_seq,
+            keys.learners_regions,
+            keys.coach_queue,
+        ],
+        args=[learner, encode(state), "eu", 1 if active else 0],
+    )
+
+
+def commit_keys(keys: Keys, learner: str) -> list[str]:
+    return [
+        keys.learner_state(learner),
+        keys.learner_history(learner),
+        keys.rounds_seq,
+        keys.stream_rounds,
+        keys.coach_settings,
+        keys.coach_queue,
+        keys.coach_ready,
+        keys.stream_meta,
+    ]
+
+
+async def commit(redis, scripts, keys, learner, version, avg, below, n=1):
+    state = LearnerState(id=learner, seed=7, region="eu", active=True, rounds=version)
+    args = [str(version), encode(state), learner, "eu", 1000, avg, below, 5000, 100, 10000, n]
+    for _ in range(n):
+        args += [orjson.dumps({"trained": ["dsa"]}).decode(), 3]
+    return await scripts.commit_rounds(keys=commit_keys(keys, learner), args=args)
+
+
+async def test_create_learner_is_idempotent_and_indexed(redis, scripts, keys):
+    await create(redis, scripts, keys, "a")
+    await create(redis, scripts, keys, "a")
+    assert await redis.zcard(keys.learners_index) == 1
+    assert await redis.hget(keys.learners_regions, "eu") == "1"
+    assert await redis.zscore(keys.coach_queue, "a") is not None
+    assert decode(await redis.hget(keys.learner_state("a"), "s")).id == "a"
+
+
+async def test_commit_assigns_contiguous_ids_and_rejects_stale_version(redis, scripts, keys):
+    await create(redis, scripts, keys, "a")
+    ok = await commit(redis, scripts, keys, "a", 1, 10, 9, n=3)
+    assert ok[0] == 1 and ok[1] == 2 and ok[2] == 1
+    stale = await commit(redis, scripts, keys, "a", 1, 10, 9)
+    assert stale[0] == 0 and stale[1] == "2"
+    history = await redis.lrange(keys.learner_history("a"), 0, -1)
+    assert [orjson.loads(h)["round"] for h in history] == [3, 2, 1]
+    assert await redis.xlen(keys.stream_rounds) == 3
+
+
+async def test_commit_moves_learner_between_queue_and_ready_and_emits_one_ready_event(
+    redis, scripts, keys
+):
+    await create(redis, scripts, keys, "a")
+    await commit(redis, scripts, keys, "a", 1, 80, 2)
+    assert await redis.zscore(keys.coach_queue, "a") is None
+    assert await redis.zscore(keys.coach_ready, "a") == 5000
+    await commit(redis, scripts, keys, "a", 2, 85, 1)  # still ready: no second event
+    events = await redis.xrange(keys.stream_meta)
+    assert [e[1]["type"] for e in events] == ["ready"]
+    await commit(redis, scripts, keys, "a", 3, 50, 5)  # fell back below the bar
+    assert await redis.zscore(keys.coach_queue, "a") is not None
+    assert await redis.zscore(keys.coach_ready, "a") is None
+
+
+async def test_commit_reads_thresholds_from_coach_settings(redis, scripts, keys):
+    await redis.hset(keys.coach_settings, mapping={"minAvgMastery": 90, "maxBelow80": 0})
+    await create(redis, scripts, keys, "a")
+    result = await commit(redis, scripts, keys, "a", 1, 85, 0)
+    assert result[3] == 0
+
+
+async def test_concurrent_cas_writers_cannot_both_win(redis, scripts, keys):
+    await create(redis, scripts, keys, "a")
+    blob = encode(LearnerState(id="a", seed=7, domains={"dsa": DomainState(skill=0.5)}))
+    k = [keys.learner_state("a"), keys.coach_queue, keys.coach_ready]
+    results = await asyncio.gather(
+        *(scripts.cas_state(keys=k, args=["1", blob, "a", "keep"]) for _ in range(10))
+    )
+    assert sum(1 for r in results if r[0] == 1) == 1
+
+
+async def test_delete_learner_erases_every_key_and_index(redis, scripts, keys):
+    await create(redis, scripts, keys, "a")
+    await commit(redis, scripts, keys, "a", 1, 10, 9)
+    await redis.sadd(keys.coach_fastlane, "a")
+    k = [
+        *keys.learner_keys("a"),
+        keys.learners_index,
+        keys.learners_regions,
+        keys.coach_queue,
+        keys.coach_ready,
+        keys.coach_fastlane,
+        keys.coach_coached,
+    ]
+    assert await scripts.delete_learner(keys=k, args=["a"]) == 1
+    assert not await redis.exists(*keys.learner_keys("a"))
+    assert await redis.zcard(keys.learners_index) == 0
+    assert await redis.hlen(keys.learners_regions) == 0
+    assert not await redis.sismember(keys.coach_fastlane, "a")
+    assert await scripts.delete_learner(keys=k, args=["a"]) == 0
+
+
+async def test_scripts_survive_script_flush(redis, scripts, keys):
+    await redis.script_flush()
+    await create(redis, scripts, keys, "b")  # NOSCRIPT is answered by reloading
+    assert await redis.zcard(keys.learners_index) == 1
