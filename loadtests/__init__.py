@@ -1,0 +1,1 @@
+"""Locust scenarios and the benchmark harness (not part of the test suite)."""
