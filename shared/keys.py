@@ -162,6 +162,9 @@ class Keys:
         """Hash: `<service>:requests`, `<service>:errors` (5xx) for one minute."""
         return f"{self.prefix}:stats:http:{epoch_minute}"
 
+    def rate_limit(self, scope: str, client: str, window: int) -> str:
+        return f"{self.prefix}:ratelimit:{scope}:{client}:{window}"
+
     # ---- reports -----------------------------------------------------------------------------
     def reports(self, name: str) -> str:
         """Namespace of the reports service (its aggregates, cursors and series)."""
