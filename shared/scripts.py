@@ -20,6 +20,7 @@ SCRIPT_NAMES = (
     "delete_learner",
     "lease_renew",
     "lease_release",
+    "coach_promote_due",
 )
 
 
