@@ -176,3 +176,14 @@ class Keys:
 
     def orchestrator(self, name: str) -> str:
         return f"{self.prefix}:orchestrator:{name}"
+
+    # ---- training onboarding (added by the training service) ---------------------------------
+    @property
+    def onboarding_lease(self) -> str:
+        """String: token of the training replica that currently onboards (SET NX PX)."""
+        return f"{self.prefix}:training:onboarding:lease"
+
+    @property
+    def onboarding_seq(self) -> str:
+        """Counter behind onboarded learner ids `l-<seq>`."""
+        return f"{self.prefix}:training:onboarding:seq"
