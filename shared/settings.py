@@ -7,6 +7,7 @@ model, which subclasses this one.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -22,10 +23,16 @@ SERVICE_PORTS: dict[str, tuple[str, int]] = {
 }
 
 
+def default_redis_url() -> str:
+    return f"redis://127.0.0.1:{os.environ.get('TOOLOO_REDIS_PORT') or 6390}/0"
+
+
 class FleetSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    redis_url: str = Field("redis://127.0.0.1:6390/0", validation_alias="REDIS_URL")
+    # Without REDIS_URL, the embedded Redis of the Procfile is meant; it listens on
+    # TOOLOO_REDIS_PORT (default 6390), so the default URL follows that variable too.
+    redis_url: str = Field(default_factory=default_redis_url, validation_alias="REDIS_URL")
     redis_prefix: str = Field(
         "tooloo", validation_alias="TOOLOO_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.-]{1,32}$"
     )
