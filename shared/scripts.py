@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "lease_renew",
     "lease_release",
     "coach_promote_due",
+    "reports_apply",
 )
 
 

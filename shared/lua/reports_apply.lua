@@ -1,0 +1,87 @@
+-- Apply a batch of stream entries to the reports aggregates and acknowledge them, in ONE atomic
+-- step, so every entry is counted exactly once.
+--
+-- Why this is exactly-once: an entry read through the consumer group sits in the group's pending
+-- list (PEL) until it is XACKed, and XACK happens only here, in the same script that applies the
+-- entry's increments. A script runs atomically (nothing else executes in between, and a kill -9
+-- of the reports process cannot interrupt it half-way), so at any moment an entry is either
+-- "pending and not applied" or "acknowledged and applied". Before applying an entry we therefore
+-- ask XPENDING whether it is still pending: if it is not (a redelivery after a crash between the
+-- read and this script, a second replica that got the same entry through XAUTOCLAIM, a retry of a
+-- batch whose reply was lost), it was already applied and is skipped. This needs no ordering
+-- between entries, so claimed stale entries older than the newest applied one are still counted.
+--
+-- KEYS: 1 stream, 2 cursor hash (field = ARGV[2] -> last applied id, informational),
+--       3.. target keys the ops address (minute hashes, totals, per-service transitions)
+-- ARGV: 1 group, 2 cursor field, 3 ttl seconds, 4 number of leading target keys that get the ttl,
+--       5 number of entries, then per entry: id, number of ops, then per op four values:
+--       op, target index (1 = KEYS[3]), a, b
+--   ops: 'i' HINCRBY key a b | 'f' HINCRBYFLOAT key a b | 's' HSET key a b
+--        'm' HSET key a b only if b > the current numeric value | 'z' ZADD key a(score) b(member)
+-- Returns {applied, skipped}.
+local group = ARGV[1]
+local ttl = tonumber(ARGV[3])
+local n_ttl = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local pos = 6
+local applied, skipped = 0, 0
+local ids = {}
+-- true when stream id a is newer than b ('ms-seq', compared numerically)
+local function newer(a, b)
+  if not b then return true end
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not bm then return true end
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+local last = nil
+for _ = 1, n do
+  local id = ARGV[pos]
+  local nops = tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local pending = redis.call('XPENDING', KEYS[1], group, id, id, 1)
+  local live = #pending > 0
+  if live then
+    applied = applied + 1
+    if newer(id, last) then last = id end
+    table.insert(ids, id)
+  else
+    skipped = skipped + 1
+  end
+  for _ = 1, nops do
+    if live then
+      local op, key, a, b = ARGV[pos], KEYS[2 + tonumber(ARGV[pos + 1])], ARGV[pos + 2], ARGV[pos + 3]
+      if op == 'i' then
+        redis.call('HINCRBY', key, a, b)
+      elseif op == 'f' then
+        redis.call('HINCRBYFLOAT', key, a, b)
+      elseif op == 's' then
+        redis.call('HSET', key, a, b)
+      elseif op == 'm' then
+        local cur = tonumber(redis.call('HGET', key, a) or '')
+        if cur == nil or tonumber(b) > cur then
+          redis.call('HSET', key, a, b)
+        end
+      elseif op == 'z' then
+        redis.call('ZADD', key, a, b)
+      else
+        return redis.error_reply('reports_apply: unknown op ' .. tostring(op))
+      end
+    end
+    pos = pos + 4
+  end
+end
+if #ids > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(ids))
+  local prev = redis.call('HGET', KEYS[2], ARGV[2])
+  if newer(last, prev or nil) then
+    redis.call('HSET', KEYS[2], ARGV[2], last)
+  end
+  for k = 1, n_ttl do
+    if redis.call('EXISTS', KEYS[2 + k]) == 1 then
+      redis.call('EXPIRE', KEYS[2 + k], ttl)
+    end
+  end
+end
+return {applied, skipped}
