@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "lease_release",
     "coach_promote_due",
     "reports_apply",
+    "meta_commit",
 )
 
 

@@ -1,0 +1,91 @@
+"""The meta_commit script against a real redis-server: version checks on both documents, the
+log cap, the completed event and the delay stats."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from shared.keys import Keys
+from shared.learner_state import LearnerState, encode
+from shared.scripts import Scripts
+
+
+async def create(scripts: Scripts, keys: Keys, learner: str) -> None:
+    state = LearnerState(id=learner, seed=1, region="eu", created=1.0, active=True)
+    await scripts.create_learner(
+        keys=[
+            keys.learner_state(learner),
+            keys.learners_index,
+            keys.learners_seq,
+            keys.learners_regions,
+            keys.coach_queue,
+        ],
+        args=[learner, encode(state), "eu", 1],
+    )
+
+
+def commit_keys(keys: Keys, learner: str) -> list[str]:
+    return [
+        keys.learner_state(learner),
+        keys.learner_meta(learner),
+        keys.learner_meta_log(learner),
+        keys.stream_meta,
+        keys.meta_stats,
+    ]
+
+
+def args(meta_v: str, doc: dict, *, state_v: str = "", state: str = "", log=(), event=()):
+    out = [meta_v, orjson.dumps(doc).decode(), 3, state_v, state, 0, len(log)]
+    out += [orjson.dumps(e).decode() for e in log]
+    out += list(event)
+    return out
+
+
+async def test_missing_learner_is_refused(redis, scripts, keys):
+    res = await scripts.meta_commit(keys=commit_keys(keys, "x"), args=args("0", {"a": 1}))
+    assert res == [-1]
+    assert not await redis.exists(keys.learner_meta("x"))
+
+
+async def test_meta_version_check_lets_one_of_many_concurrent_writers_win(redis, scripts, keys):
+    await create(scripts, keys, "a")
+    results = await asyncio.gather(
+        *(
+            scripts.meta_commit(keys=commit_keys(keys, "a"), args=args("0", {"i": i}))
+            for i in range(8)
+        )
+    )
+    assert sum(1 for r in results if r[0] == 1) == 1
+    assert all(r == [0, "meta", "1"] for r in results if r[0] != 1)
+
+
+async def test_state_version_conflict_changes_nothing(redis, scripts, keys):
+    await create(scripts, keys, "a")
+    before = await redis.hgetall(keys.learner_state("a"))
+    res = await scripts.meta_commit(
+        keys=commit_keys(keys, "a"),
+        args=args("0", {"x": 1}, state_v="7", state="zzz", log=[{"m": 1}]),
+    )
+    assert res == [0, "state", "1"]
+    assert await redis.hgetall(keys.learner_state("a")) == before
+    assert not await redis.exists(keys.learner_meta("a"), keys.learner_meta_log("a"))
+
+
+async def test_commit_writes_state_log_event_and_stats(redis, scripts, keys):
+    await create(scripts, keys, "a")
+    log = [{"m": i} for i in range(5)]
+    event = ["type", "completed", "learner", "a", "round", 9, "delay_ms", 12, "ts", 1]
+    res = await scripts.meta_commit(
+        keys=commit_keys(keys, "a"),
+        args=args("0", {"x": 1}, state_v="1", state="new", log=log, event=event),
+    )
+    assert res == [1, 1, 2]
+    assert await redis.hget(keys.learner_state("a"), "s") == "new"
+    entries = await redis.lrange(keys.learner_meta_log("a"), 0, -1)
+    assert [orjson.loads(e)["m"] for e in entries] == [4, 3, 2]  # newest first, capped at 3
+    ((_, fields),) = await redis.xrange(keys.stream_meta)
+    assert fields["type"] == "completed" and fields["delay_ms"] == "12"
+    stats = await redis.hgetall(keys.meta_stats)
+    assert stats["delayCount"] == "1" and stats["delayMaxMs"] == "12"
