@@ -1,0 +1,57 @@
+"""The training service app: store, curriculum, the `default` learner, onboarding."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.training import routes
+from services.training.app_keys import ONBOARDER, STORE
+from services.training.onboarding import Onboarder, OnboardingConfig
+from services.training.rounds import TrainingStore
+from services.training.settings import TrainingSettings
+from shared.app_factory import KEYS, REDIS, SCRIPTS, add_background_task, create_base_app
+from shared.settings import FleetSettings
+from shared.validation import DEFAULT_LEARNER
+
+
+def create_app(settings: FleetSettings | None = None) -> web.Application:
+    tsettings = TrainingSettings()
+    app = create_base_app("training", settings or tsettings)
+    routes.register(app)
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = TrainingStore(
+            app[REDIS],
+            app[SCRIPTS],
+            app[KEYS],
+            history_limit=tsettings.history_limit,
+            stream_maxlen=tsettings.stream_maxlen,
+        )
+        await store.init_curriculum()
+        # The original's single-learner calls (overview before start) must work on a fresh fleet:
+        # the default learner always exists, inactive until started. Idempotent across replicas.
+        await store.create_learner(DEFAULT_LEARNER, "local", active=False)
+        app[STORE] = store
+        app[ONBOARDER] = Onboarder(
+            app[REDIS],
+            app[SCRIPTS],
+            app[KEYS],
+            store,
+            OnboardingConfig(
+                rate=tsettings.onboarding_rate,
+                regions=tsettings.regions(),
+                batch_max=tsettings.onboarding_batch_max,
+                tick_s=tsettings.onboarding_tick_s,
+            ),
+        )
+        yield
+
+    app.cleanup_ctx.append(store_ctx)
+
+    async def onboard(app: web.Application) -> None:
+        await app[ONBOARDER].run()
+
+    add_background_task(app, onboard, "onboarding")
+    return app

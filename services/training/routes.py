@@ -1,0 +1,229 @@
+"""Training HTTP handlers: parse, call the store / presenters, answer."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from aiohttp import web
+
+from services.training import presenters
+from services.training.app_keys import STORE
+from services.training.models import (
+    BatchRequest,
+    CreateLearnerRequest,
+    HistoryQuery,
+    LearnerQuery,
+    ListQuery,
+    NewTopicRequest,
+    RoundRequest,
+    SettingsRequest,
+    StartRequest,
+)
+from shared.app_factory import KEYS, REDIS
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.responses import json_response, ok
+from shared.routing import ApiRoutes
+from shared.validation import DEFAULT_LEARNER, learner_from, parse_body, parse_query
+
+api = ApiRoutes("training")
+START_MESSAGE = "Phase 2 training active. Run rounds to build mastery."
+
+
+def register(app: web.Application) -> None:
+    api.register(app)
+
+
+@api.post("/api/v1/training/start", body=StartRequest, summary="Start (or reset) training")
+async def start(request: web.Request) -> web.Response:
+    body = await parse_body(request, StartRequest)
+    learner = learner_from(request, body.learner)
+    store = request.app[STORE]
+    await store.start(learner, body.reset)
+    return ok(
+        result={
+            "success": True,
+            "started": True,
+            "message": START_MESSAGE,
+            "topics": list(store.cur.keys),
+            "rounds": 100,
+            "learner": learner,
+            "reset": body.reset,
+        }
+    )
+
+
+@api.post(
+    "/api/v1/training/round",
+    body=RoundRequest,
+    summary="Run one training round",
+    responses={404: "Unknown learner", 409: "Training not started"},
+)
+async def round_(request: web.Request) -> web.Response:
+    body = await parse_body(request, RoundRequest)
+    result = await request.app[STORE].run_round(learner_from(request, body.learner))
+    return ok(result=result)
+
+
+@api.post("/api/v1/training/rounds", body=BatchRequest, summary="Run rounds for many learners")
+async def rounds_batch(request: web.Request) -> web.Response:
+    body = await parse_body(request, BatchRequest)
+    result = await request.app[STORE].run_batch(body.learners, body.rounds_per_learner)
+    return ok(**result)
+
+
+async def _state(request: web.Request):  # type: ignore[no-untyped-def]
+    query = parse_query(request, LearnerQuery)
+    store = request.app[STORE]
+    _, state, ready = await store.load(query.learner or DEFAULT_LEARNER)
+    await store.refresh_if_stale()
+    return store, state, ready
+
+
+@api.get("/api/v1/training/overview", query=LearnerQuery, summary="Per-domain overview")
+async def overview(request: web.Request) -> web.Response:
+    store, state, _ = await _state(request)
+    return ok(data=presenters.overview(state, store.cur, time.time()))
+
+
+@api.get("/api/v1/training/status", query=LearnerQuery, summary="Training status")
+async def status(request: web.Request) -> web.Response:
+    store, state, _ = await _state(request)
+    # `status` is also ok()'s HTTP status argument, so build the body here.
+    return json_response({"ok": True, "status": presenters.status(state, store.cur, time.time())})
+
+
+@api.get("/api/v1/training/settings", query=LearnerQuery, summary="Selection settings")
+async def get_settings(request: web.Request) -> web.Response:
+    _, state, _ = await _state(request)
+    return ok(settings=presenters.settings_view(state))
+
+
+@api.post("/api/v1/training/settings", body=SettingsRequest, summary="Change selection settings")
+async def post_settings(request: web.Request) -> web.Response:
+    body = await parse_body(request, SettingsRequest)
+    learner = learner_from(request, body.learner)
+    patch = body.model_dump(exclude_none=True, exclude={"learner"})
+    if not patch:
+        raise ValidationFailed("No setting given", code="empty_settings")
+    state = await request.app[STORE].update_settings(learner, patch)
+    return ok(settings=presenters.settings_view(state))
+
+
+@api.get(
+    "/api/v1/training/deep-dive/{topic}",
+    query=LearnerQuery,
+    summary="One topic in depth",
+    responses={404: "Unknown topic or learner"},
+)
+async def deep_dive(request: web.Request) -> web.Response:
+    store, state, _ = await _state(request)
+    key = request.match_info["topic"]
+    topic = store.cur.get(key)
+    if topic is None:
+        raise NotFound(f"Unknown topic {key[:64]!r}", code="invalid_topic")
+    return ok(data=presenters.deep_dive(state, topic, time.time()))
+
+
+@api.get("/api/v1/next-domain", query=LearnerQuery, summary="What to train next")
+async def next_domain(request: web.Request) -> web.Response:
+    store, state, _ = await _state(request)
+    min_avg, max_below = await request.app[REDIS].hmget(
+        request.app[KEYS].coach_settings, ["minAvgMastery", "maxBelow80"]
+    )
+    return ok(
+        next=presenters.next_domain(
+            state,
+            store.cur,
+            time.time(),
+            _num(min_avg, 75.0),
+            int(_num(max_below, 3.0)),
+        )
+    )
+
+
+def _num(raw: str | None, default: float) -> float:
+    try:
+        return float(raw) if raw is not None else default
+    except ValueError:
+        return default
+
+
+@api.post(
+    "/api/v1/training/new-topic",
+    body=NewTopicRequest,
+    summary="Add a topic (duplicates need force)",
+    responses={409: "Topic exists"},
+)
+async def new_topic(request: web.Request) -> web.Response:
+    body = await parse_body(request, NewTopicRequest)
+    store = request.app[STORE]
+    added = await store.add_topic(
+        body.key,
+        body.name,
+        [p.model_dump(exclude_none=True) for p in body.problems],
+        body.background,
+        body.force,
+    )
+    topic = store.cur.get(body.key)
+    return ok(added=added, topic={"key": body.key, **(topic.to_dict() if topic else {})})
+
+
+@api.get("/api/v1/training/history", query=HistoryQuery, summary="Recorded rounds, newest first")
+async def history(request: web.Request) -> web.Response:
+    query = parse_query(request, HistoryQuery)
+    learner = query.learner or DEFAULT_LEARNER
+    entries = await request.app[STORE].history(learner, query.limit)
+    return ok(learner=learner, count=len(entries), history=entries)
+
+
+@api.post(
+    "/api/v1/learners",
+    body=CreateLearnerRequest,
+    summary="Create a learner",
+    responses={409: "Learner exists"},
+)
+async def create_learner(request: web.Request) -> web.Response:
+    body = await parse_body(request, CreateLearnerRequest)
+    learner = body.id or f"u-{secrets.token_hex(6)}"
+    store = request.app[STORE]
+    state = await store.create_learner(learner, body.region, body.active)
+    if state is None:
+        raise Conflict(f"Learner {learner!r} already exists", code="learner_exists")
+    return ok(
+        status=201,
+        learner=presenters.learner_detail(state, store.cur, time.time(), False),
+    )
+
+
+@api.get("/api/v1/learners", query=ListQuery, summary="Learners, paged by creation order")
+async def list_learners(request: web.Request) -> web.Response:
+    query = parse_query(request, ListQuery)
+    store = request.app[STORE]
+    items, next_cursor = await store.list_learners(query.cursor, query.limit)
+    total = await request.app[REDIS].zcard(request.app[KEYS].learners_index)
+    return ok(learners=items, next_cursor=next_cursor, total=total)
+
+
+def _path_learner(request: web.Request) -> str:
+    return learner_from(request, request.match_info["id"])
+
+
+@api.get("/api/v1/learners/{id}", summary="One learner", responses={404: "Unknown learner"})
+async def get_learner(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    _, state, ready = await store.load(_path_learner(request))
+    await store.refresh_if_stale()
+    return ok(learner=presenters.learner_detail(state, store.cur, time.time(), ready))
+
+
+@api.delete(
+    "/api/v1/learners/{id}",
+    summary="Erase a learner and every key of it",
+    responses={404: "Unknown learner"},
+)
+async def delete_learner(request: web.Request) -> web.Response:
+    learner = _path_learner(request)
+    if not await request.app[STORE].delete_learner(learner):
+        raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
+    return ok(deleted=learner)

@@ -1,0 +1,40 @@
+"""Training's own settings (environment variables), on top of the fleet settings."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from shared.settings import FleetSettings
+
+
+class TrainingSettings(FleetSettings):
+    history_limit: int = Field(100, ge=1, le=10_000, validation_alias="TRAINING_HISTORY_LIMIT")
+    stream_maxlen: int = Field(
+        1_000_000, ge=1_000, le=100_000_000, validation_alias="TRAINING_STREAM_MAXLEN"
+    )
+    # Learners created per second while the population is below scale.target.
+    onboarding_rate: float = Field(
+        5_000.0, gt=0, le=1_000_000, validation_alias="TRAINING_ONBOARDING_RATE"
+    )
+    onboarding_regions: str = Field(
+        "us-east,us-west,eu-west,eu-central,ap-south,ap-east",
+        validation_alias="TRAINING_ONBOARDING_REGIONS",
+    )
+    # One tick creates at most this many learners (one pipelined round trip).
+    onboarding_batch_max: int = Field(
+        2_000, ge=1, le=50_000, validation_alias="TRAINING_ONBOARDING_BATCH"
+    )
+    onboarding_tick_s: float = Field(
+        0.2, ge=0.01, le=10.0, validation_alias="TRAINING_ONBOARDING_TICK"
+    )
+
+    @field_validator("onboarding_regions")
+    @classmethod
+    def _regions(cls, value: str) -> str:
+        regions = [r.strip() for r in value.split(",") if r.strip()]
+        if not regions:
+            raise ValueError("TRAINING_ONBOARDING_REGIONS needs at least one region")
+        return ",".join(regions)
+
+    def regions(self) -> list[str]:
+        return self.onboarding_regions.split(",")
