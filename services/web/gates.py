@@ -1,0 +1,409 @@
+"""Evaluation of the execution gates of seed 001 against live metrics.
+
+Pure: no I/O beyond reading the table file, no aiohttp. The gate table (`gates.json`) holds the
+criteria and each gate's decision branches; this module only knows how to measure a criterion,
+how to test a branch's condition and how to summarise the result for the dashboard.
+
+A criterion is `pass` when its measured value meets the pass threshold (the target when the seed
+gives no separate threshold), `fail` when it does not, and `not_measured` when the fleet has no
+such measurement (revenue, ROI, incidents, compliance…) or no data for it yet. `not_measured` is
+never counted as passed: branches such as `all_pass` need every named criterion to be `pass`.
+
+Decision branches are tried in table order; the first whose condition holds gives the verdict.
+Conditions (JSON):
+    "all_pass"                  every criterion of the gate passed
+    "otherwise"                 always
+    {"all_pass": [ids]}         each named criterion passed
+    {"any_failed": [ids]|"*"}   at least one named (any) criterion failed
+    {"any_not_measured": [ids]|"*"}
+    {"all_partial": [ids]}      each named criterion passed or met its `partial` level
+    {"alert": "red"|"yellow"}   an alert of that level fired
+    {"any_of": [cond, ...]}, {"all_of": [cond, ...]}
+Several keys in one object must all hold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+TABLE_PATH = Path(__file__).with_name("gates.json")
+
+Comparator = Literal["<", "<=", ">", ">=", "==", "between"]
+Status = Literal["pass", "fail", "not_measured"]
+HOLD_UNAVAILABLE = "HOLD"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Escalation(_Model):
+    owner: str
+    action: str
+    duration: str | None = None
+    retest: str | None = None
+
+
+class Criterion(_Model):
+    id: str
+    name: str
+    metric: str | None  # dotted path into the metrics; None: the fleet cannot measure it
+    comparator: Comparator
+    target: int | float | list[int | float]
+    threshold: int | float | list[int | float] | None = None
+    partial: int | float | None = None
+    unit: str
+    scale: float = 1.0  # measured = raw * scale (ms → s, fraction → %)
+    requires: str | None = None  # a count that must be > 0 for the metric to mean anything
+    note: str | None = None
+    kind: str | None = None
+    escalation: Escalation | None = None
+
+    @field_validator("target", "threshold")
+    @classmethod
+    def _range_pairs(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) != 2:
+            raise ValueError("a range is [low, high]")
+        return value
+
+
+class Alert(_Model):
+    metric: str
+    comparator: Comparator
+    value: int | float
+    level: Literal["yellow", "red"]
+    message: str
+
+
+class Branch(_Model):
+    when: Any
+    verdict: str
+    decision: str
+    action: str
+    owner: str
+    rollback_level: int | None = None
+    reassess: str | None = None
+
+
+class Gate(_Model):
+    id: str
+    number: int
+    name: str
+    when: str
+    authority: str
+    purpose: str
+    criteria: list[Criterion]
+    alerts: list[Alert] = []
+    decision: list[Branch]
+
+
+class Rollback(_Model):
+    name: str
+    timeline: str
+    steps: list[str]
+
+
+class GateTable(_Model):
+    source: str
+    current_phase: str
+    passing_verdicts: list[str]
+    escalation_levels: dict[str, str]
+    rollback_procedures: dict[str, Rollback]
+    gates: list[Gate]
+
+
+def load_table(path: Path = TABLE_PATH) -> GateTable:
+    """Read and check the table; a malformed table fails at start-up, not at the first request."""
+    table = GateTable.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    for gate in table.gates:
+        ids = {c.id for c in gate.criteria}
+        if len(ids) != len(gate.criteria):
+            raise ValueError(f"{gate.id}: duplicate criterion ids")
+        if not gate.decision:
+            raise ValueError(f"{gate.id}: no decision branches")
+        for branch in gate.decision:
+            _check_condition(branch.when, ids, gate.id)
+            if branch.verdict not in table.escalation_levels:
+                raise ValueError(f"{gate.id}: verdict {branch.verdict!r} has no escalation level")
+    return table
+
+
+def _check_condition(cond: Any, ids: set[str], gate: str) -> None:
+    if cond in ("all_pass", "otherwise"):
+        return
+    if not isinstance(cond, dict) or not cond:
+        raise ValueError(f"{gate}: bad condition {cond!r}")
+    for key, value in cond.items():
+        if key in ("any_of", "all_of"):
+            for sub in value:
+                _check_condition(sub, ids, gate)
+        elif key in ("any_failed", "any_not_measured", "all_pass", "all_partial"):
+            if value != "*" and not set(value) <= ids:
+                raise ValueError(f"{gate}: {key} names unknown criteria {set(value) - ids}")
+        elif key == "alert":
+            if value not in ("yellow", "red"):
+                raise ValueError(f"{gate}: unknown alert level {value!r}")
+        else:
+            raise ValueError(f"{gate}: unknown condition {key!r}")
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def lookup(metrics: Mapping[str, Any] | None, path: str) -> float | None:
+    """The number at a dotted path, or None (missing, null, not a number, NaN)."""
+    node: Any = metrics
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return None
+    return node if math.isfinite(node) else None
+
+
+def compare(value: float, comparator: str, bound: float | Sequence[float]) -> bool:
+    if comparator == "between":
+        low, high = bound  # type: ignore[misc]
+        return low <= value <= high
+    assert not isinstance(bound, Sequence)
+    if comparator == "<":
+        return value < bound
+    if comparator == "<=":
+        return value <= bound
+    if comparator == ">":
+        return value > bound
+    if comparator == ">=":
+        return value >= bound
+    if comparator == "==":
+        return value == bound
+    raise ValueError(f"unknown comparator {comparator!r}")
+
+
+def measure(criterion: Criterion, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+    threshold = criterion.threshold if criterion.threshold is not None else criterion.target
+    out: dict[str, Any] = {
+        "id": criterion.id,
+        "name": criterion.name,
+        "metric": criterion.metric,
+        "comparator": criterion.comparator,
+        "target": criterion.target,
+        "threshold": threshold,
+        "measured": None,
+        "unit": criterion.unit,
+        "status": "not_measured",
+        "meets_target": False,
+    }
+    if criterion.partial is not None:
+        out["partial"] = criterion.partial
+        out["partial_met"] = False
+    if criterion.metric is None:
+        out["reason"] = criterion.note or "the fleet has no measurement for this criterion"
+        return out
+    raw = lookup(metrics, criterion.metric)
+    if raw is not None and criterion.requires is not None:
+        count = lookup(metrics, criterion.requires)
+        if not count:
+            raw = None
+    if raw is None:
+        out["reason"] = f"no data for {criterion.metric}"
+        return out
+    measured = raw if criterion.scale == 1 else round(raw * criterion.scale, 6)
+    out["measured"] = measured
+    out["status"] = "pass" if compare(measured, criterion.comparator, threshold) else "fail"
+    out["meets_target"] = compare(measured, criterion.comparator, criterion.target)
+    if criterion.partial is not None:
+        out["partial_met"] = out["status"] == "pass" or compare(
+            measured, criterion.comparator, criterion.partial
+        )
+    return out
+
+
+def _alerts(gate: Gate, metrics: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    fired = []
+    for alert in gate.alerts:
+        value = lookup(metrics, alert.metric)
+        if value is not None and compare(value, alert.comparator, alert.value):
+            fired.append(
+                {
+                    "level": alert.level,
+                    "message": alert.message,
+                    "metric": alert.metric,
+                    "measured": value,
+                }
+            )
+    return fired
+
+
+# ---- deciding ----------------------------------------------------------------------------------
+
+
+def _ids(value: Any, results: Mapping[str, dict[str, Any]]) -> list[str]:
+    return list(results) if value == "*" else list(value)
+
+
+def holds(cond: Any, results: Mapping[str, dict[str, Any]], alerts: list[dict[str, Any]]) -> bool:
+    """Whether a branch condition holds for these criterion results and fired alerts."""
+    if cond == "otherwise":
+        return True
+    if cond == "all_pass":
+        return all(r["status"] == "pass" for r in results.values())
+    checks = []
+    for key, value in cond.items():
+        if key == "any_of":
+            checks.append(any(holds(sub, results, alerts) for sub in value))
+        elif key == "all_of":
+            checks.append(all(holds(sub, results, alerts) for sub in value))
+        elif key == "any_failed":
+            checks.append(any(results[i]["status"] == "fail" for i in _ids(value, results)))
+        elif key == "any_not_measured":
+            checks.append(any(results[i]["status"] == "not_measured" for i in _ids(value, results)))
+        elif key == "all_pass":
+            checks.append(all(results[i]["status"] == "pass" for i in _ids(value, results)))
+        elif key == "all_partial":
+            checks.append(
+                all(
+                    results[i]["status"] == "pass" or results[i].get("partial_met", False)
+                    for i in _ids(value, results)
+                )
+            )
+        elif key == "alert":
+            checks.append(any(a["level"] == value for a in alerts))
+        else:
+            raise ValueError(f"unknown condition {key!r}")
+    return all(checks)
+
+
+def _fmt(result: dict[str, Any]) -> str:
+    bound = result["threshold"]
+    bound_s = (
+        f"{bound[0]}–{bound[1]}" if isinstance(bound, list) else f"{result['comparator']} {bound}"
+    )
+    return f"{result['name']} {result['measured']} {result['unit']} (needs {bound_s})"
+
+
+def evaluate_gate(
+    table: GateTable,
+    gate: Gate,
+    metrics: Mapping[str, Any] | None,
+    *,
+    metrics_available: bool = True,
+    unavailable_reason: str | None = None,
+) -> dict[str, Any]:
+    results = {c.id: measure(c, metrics) for c in gate.criteria}
+    alerts = _alerts(gate, metrics) if metrics_available else []
+    failed = [i for i, r in results.items() if r["status"] == "fail"]
+    unmeasured = [i for i, r in results.items() if r["status"] == "not_measured"]
+
+    if not metrics_available:
+        # Without the fleet's metrics nothing can be decided; holding is the only safe answer.
+        verdict, decision = HOLD_UNAVAILABLE, "HOLD → metrics unavailable"
+        action = "Restore the reports service, then re-evaluate the gate"
+        owner, rollback_level, reassess = gate.authority, None, None
+        reason = unavailable_reason or "metrics unavailable"
+    else:
+        branch = next((b for b in gate.decision if holds(b.when, results, alerts)), None)
+        if branch is None:  # a table without a catch-all: hold rather than guess
+            verdict, decision, action = "HOLD", "HOLD → no decision branch matched", "Review"
+            owner, rollback_level, reassess = gate.authority, None, None
+        else:
+            verdict, decision, action = branch.verdict, branch.decision, branch.action
+            owner, rollback_level, reassess = branch.owner, branch.rollback_level, branch.reassess
+        parts = []
+        if failed:
+            parts.append("failed: " + "; ".join(_fmt(results[i]) for i in failed))
+        if alerts:
+            parts.append("alerts: " + "; ".join(a["message"] for a in alerts))
+        if unmeasured:
+            parts.append("not measured: " + ", ".join(results[i]["name"] for i in unmeasured))
+        reason = " | ".join(parts) or "all criteria pass"
+
+    crit_by_id = {c.id: c for c in gate.criteria}
+    escalations = [
+        {"criterion": i, **crit_by_id[i].escalation.model_dump()}  # type: ignore[union-attr]
+        for i in failed
+        if crit_by_id[i].escalation is not None
+    ]
+    rollback = (
+        table.rollback_procedures[str(rollback_level)].model_dump()
+        if rollback_level is not None and str(rollback_level) in table.rollback_procedures
+        else None
+    )
+    return {
+        "id": gate.id,
+        "number": gate.number,
+        "name": gate.name,
+        "when": gate.when,
+        "authority": gate.authority,
+        "purpose": gate.purpose,
+        "verdict": verdict,
+        "passed": verdict in table.passing_verdicts,
+        "decision": decision,
+        "action": action,
+        "owner": owner,
+        "rollback_level": rollback_level,
+        "rollback": rollback,
+        "reassess": reassess,
+        "reason": reason,
+        "escalation_level": table.escalation_levels.get(verdict, "yellow"),
+        "failed": failed,
+        "not_measured": unmeasured,
+        "alerts": alerts,
+        "escalations": escalations,
+        "criteria": list(results.values()),
+    }
+
+
+def evaluate(
+    table: GateTable,
+    metrics: Mapping[str, Any] | None,
+    *,
+    metrics_available: bool = True,
+    unavailable_reason: str | None = None,
+) -> dict[str, Any]:
+    """Every gate's verdict plus the dashboard summary of seed 001 (current_phase, active_gate,
+    metrics, gates_passed/pending, escalation_level)."""
+    gates = [
+        evaluate_gate(
+            table,
+            gate,
+            metrics,
+            metrics_available=metrics_available,
+            unavailable_reason=unavailable_reason,
+        )
+        for gate in table.gates
+    ]
+    passed = [g["id"] for g in gates if g["passed"]]
+    pending = [g["id"] for g in gates if not g["passed"]]
+    # The active gate is the first one in calendar order the fleet has not passed yet.
+    active = next((g for g in gates if not g["passed"]), None)
+    return {
+        "current_phase": table.current_phase,
+        "active_gate": active["id"] if active else None,
+        "status": "in-progress" if active else "complete",
+        "metrics_available": metrics_available,
+        "reason": None if metrics_available else (unavailable_reason or "metrics unavailable"),
+        "metrics": {
+            "learners": lookup(metrics, "learners"),
+            "regions": lookup(metrics, "regions"),
+            "error_rate": lookup(metrics, "error_rate_pct"),
+            "latency_p95": lookup(metrics, "round_latency_ms.p95"),
+            "latency_p99": lookup(metrics, "round_latency_ms.p99"),
+            "uptime": lookup(metrics, "uptime_pct"),
+            "coach_throughput": lookup(metrics, "coach.throughput_rounds_per_min"),
+            "meta_trigger_delay_ms": lookup(metrics, "meta_trigger_delay_ms.p50"),
+            "restarts": lookup(metrics, "restarts"),
+            "revenue_signal": None,  # not tracked by the fleet; never invented
+        },
+        "gates_passed": passed,
+        "gates_pending": pending,
+        "verdicts": {g["id"]: g["verdict"] for g in gates},
+        "escalation_level": active["escalation_level"] if active else "normal",
+        "gates": gates,
+    }
