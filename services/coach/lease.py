@@ -1,0 +1,117 @@
+"""The leader lease: only the replica holding `keys.coach_lease` runs the loop and consumes meta
+triggers.
+
+The lease is a key set with NX and a TTL to a random instance token; the holder renews it every
+`renew_s` with the `lease_renew` script (compare token, then PEXPIRE, atomically) and releases it
+with `lease_release` on a graceful stop. A standby retries every `retry_s`, so when the leader is
+killed the lease lapses after at most `ttl_ms` and a standby holds it a moment later.
+
+Safety: a holder that cannot reach Redis cannot know whether it still holds the lease, so it
+counts itself leader only until its last successful renewal plus the TTL minus a margin — before
+any other replica could acquire it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.keys import Keys
+from shared.logging import get_logger
+from shared.scripts import Scripts
+
+log = get_logger(__name__)
+
+
+def new_instance_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Lease:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        *,
+        token: str | None = None,
+        ttl_ms: int = 2000,
+        renew_s: float = 0.5,
+        retry_s: float = 0.25,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.scripts = scripts
+        self.token = token or new_instance_token()
+        self.ttl_ms = ttl_ms
+        self.renew_s = renew_s
+        self.retry_s = retry_s
+        self._valid_until = 0.0  # monotonic time until which we may act as leader
+
+    @property
+    def is_leader(self) -> bool:
+        return time.monotonic() < self._valid_until
+
+    def _granted(self, at: float) -> None:
+        # Margin of a quarter TTL: our clock started before Redis set the TTL, and a renewal
+        # may be in flight; stepping down early is safe, acting late is not.
+        self._valid_until = at + self.ttl_ms / 1000 * 0.75
+
+    async def try_acquire(self) -> bool:
+        """Acquire the lease, or renew it if we hold it. Returns whether we hold it now."""
+        at = time.monotonic()
+        try:
+            if self.is_leader or await self.redis.get(self.keys.coach_lease) == self.token:
+                held = bool(
+                    await self.scripts.lease_renew(
+                        keys=[self.keys.coach_lease], args=[self.token, self.ttl_ms]
+                    )
+                )
+                if not held:  # renewal failed: someone else holds it (we lapsed); try anew
+                    held = bool(await self._set_nx())
+            else:
+                held = bool(await self._set_nx())
+        except RedisError as exc:
+            log.warning("coach_lease_redis_error", error=str(exc))
+            return self.is_leader
+        was = self.is_leader
+        if held:
+            self._granted(at)
+        else:
+            self._valid_until = 0.0
+        if was != held:
+            log.info("coach_lease_changed", leader=held, instance=self.token)
+        return held
+
+    async def _set_nx(self) -> bool | None:
+        return await self.redis.set(self.keys.coach_lease, self.token, nx=True, px=self.ttl_ms)
+
+    async def release(self) -> bool:
+        self._valid_until = 0.0
+        try:
+            return bool(
+                await self.scripts.lease_release(keys=[self.keys.coach_lease], args=[self.token])
+            )
+        except RedisError:
+            return False
+
+    async def holder(self) -> str | None:
+        return await self.redis.get(self.keys.coach_lease)
+
+    async def run(self) -> None:
+        """Hold or wait for the lease until cancelled; releases it on the way out."""
+        try:
+            while True:  # bounded by task cancellation at shutdown
+                held = await self.try_acquire()
+                await asyncio.sleep(self.renew_s if held else self.retry_s)
+        finally:
+            if self.is_leader:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.release())

@@ -1,0 +1,242 @@
+"""The meta trigger: consumer group `coach` on `keys.stream_meta`, entries of type `ready` (one
+per readiness transition, appended by the round-commit script) → meta `run-all` for that learner.
+
+It runs in its own task, blocked on XREADGROUP, so a trigger is served as soon as its round is
+committed rather than at the next tick. An entry is acknowledged only once meta has answered
+(or the entry can never succeed: learner gone, malformed); while meta is paused (409) or down it
+stays pending and is retried: every few seconds the leader XAUTOCLAIMs the group's entries idle
+for longer than `claim_idle_ms` — its own, and those a dead leader left behind.
+
+The group is created at id 0 (once; BUSYGROUP afterwards), so readiness events appended while no
+coach was running are served when one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from services.coach import stats
+from services.coach.lease import Lease
+from services.coach.status import action_fields, now_ms, outage_field, outage_value
+from shared.errors import UpstreamError
+from shared.http_client import ServiceClient
+from shared.keys import Keys
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+GROUP = "coach"
+RUN_ALL_PATH = "/api/v4/meta-learning/run-all"
+LAST_META_ACTION = "lastMetaAction"
+
+
+class MetaTrigger:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        client: ServiceClient,
+        lease: Lease,
+        *,
+        consumer: str,
+        block_ms: int = 1000,
+        count: int = 100,
+        concurrency: int = 64,
+        claim_idle_ms: int = 3000,
+        claim_every_s: float = 2.0,
+        call_timeout_s: float = 5.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.client = client
+        self.lease = lease
+        self.consumer = consumer
+        self.block_ms = block_ms
+        self.count = count
+        self.claim_idle_ms = claim_idle_ms
+        self.claim_every_s = claim_every_s
+        self.call_timeout_s = call_timeout_s
+        self._gate = asyncio.Semaphore(concurrency)
+        self._inflight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._meta_down_since: int | None = None
+        self._group_ready = False
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.stream_meta, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def run(self) -> None:
+        next_claim = 0.0
+        try:
+            while True:  # bounded by task cancellation at shutdown
+                if not self.lease.is_leader:
+                    await asyncio.sleep(0.25)
+                    continue
+                try:
+                    if not self._group_ready:
+                        await self.ensure_group()
+                    if time.monotonic() >= next_claim:
+                        next_claim = time.monotonic() + self.claim_every_s
+                        await self.claim_stale()
+                    await self.read_once()
+                except asyncio.CancelledError:
+                    raise
+                except ResponseError as exc:
+                    if "NOGROUP" in str(exc):  # the stream was deleted; recreate the group
+                        self._group_ready = False
+                    log.warning("meta_trigger_redis_error", error=str(exc))
+                    await asyncio.sleep(0.5)
+                except Exception as exc:
+                    log.warning("meta_trigger_error", error=f"{exc.__class__.__name__}: {exc}")
+                    await asyncio.sleep(0.5)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def read_once(self) -> int:
+        response = await self.redis.xreadgroup(
+            GROUP,
+            self.consumer,
+            {self.keys.stream_meta: ">"},
+            count=self.count,
+            block=self.block_ms,
+        )
+        n = 0
+        for _stream, entries in response or []:
+            n += await self._dispatch(entries)
+        return n
+
+    async def claim_stale(self) -> int:
+        """Take over entries pending longer than claim_idle_ms (paused/down meta, dead leader)."""
+        start = "0-0"
+        total = 0
+        for _ in range(10):  # bounded: at most 10 pages of `count` per claim round
+            result = await self.redis.xautoclaim(
+                self.keys.stream_meta,
+                GROUP,
+                self.consumer,
+                min_idle_time=self.claim_idle_ms,
+                start_id=start,
+                count=self.count,
+            )
+            start, entries = result[0], result[1]
+            # Entries trimmed from the stream come back without fields: nothing to run, ack them.
+            gone = [e[0] for e in entries if e and e[1] is None]
+            if gone:
+                await self.redis.xack(self.keys.stream_meta, GROUP, *gone)
+            total += await self._dispatch([e for e in entries if e and e[1] is not None])
+            if start in ("0-0", b"0-0") or not entries:
+                break
+        return total
+
+    async def _dispatch(self, entries: list[Any]) -> int:
+        ignored: list[str] = []
+        started = 0
+        for entry_id, fields in entries:
+            if fields.get("type") != "ready":
+                ignored.append(entry_id)  # completions and failures are not ours to act on
+                continue
+            if entry_id in self._inflight:
+                continue
+            await self._gate.acquire()  # back-pressure: at most `concurrency` meta calls at once
+            self._inflight.add(entry_id)
+            task = asyncio.create_task(self._handle(entry_id, fields))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        if ignored:
+            await self.redis.xack(self.keys.stream_meta, GROUP, *ignored)
+        return started
+
+    async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
+        try:
+            await self._trigger(entry_id, fields)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("meta_trigger_failed", entry=entry_id)
+        finally:
+            self._inflight.discard(entry_id)
+            self._gate.release()
+
+    async def _trigger(self, entry_id: str, fields: dict[str, str]) -> None:
+        learner = fields.get("learner", "")
+        try:
+            trigger = {"round": int(fields["round"]), "ts": int(fields["ts"])}
+        except (KeyError, ValueError):
+            await self._give_up(entry_id, learner, "malformed ready event")
+            return
+        try:
+            status, body = await self.client.post(
+                "meta",
+                RUN_ALL_PATH,
+                {"learner": learner, "trigger": trigger},
+                timeout_s=self.call_timeout_s,
+            )
+        except UpstreamError as exc:
+            await self._meta_down(exc.message)
+            return
+        if status == 200:
+            delay = body.get("delay_ms") if isinstance(body, dict) else None
+            if not isinstance(delay, int | float):
+                delay = now_ms() - trigger["ts"]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                stats.record_meta_delay(pipe, self.keys, learner, float(delay))
+                pipe.xack(self.keys.stream_meta, GROUP, entry_id)
+                pipe.hset(
+                    self.keys.coach_state,
+                    LAST_META_ACTION,
+                    f"meta-learning phases completed for {learner} ({delay:.1f} ms after round "
+                    f"{trigger['round']})",
+                )
+                # Unconditional: the outage may have been recorded by a previous leader.
+                pipe.hdel(self.keys.coach_state, outage_field("meta"))
+                await pipe.execute()
+            self._meta_down_since = None
+        elif status == 409:
+            # Paused (or another conflict): keep it pending; claim_stale retries it later.
+            await self.redis.hset(
+                self.keys.coach_state,
+                LAST_META_ACTION,
+                f"meta paused: trigger for {learner} kept queued",
+            )
+        elif status >= 500 or status == 429:
+            await self._meta_down(f"meta answered {status}")
+        else:
+            await self._give_up(entry_id, learner, f"meta answered {status}: {body}")
+
+    async def _give_up(self, entry_id: str, learner: str, reason: str) -> None:
+        log.warning("meta_trigger_dropped", learner=learner, reason=reason[:300])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self.keys.stream_meta, GROUP, entry_id)
+            pipe.hincrby(self.keys.coach_stats, "metaFailures", 1)
+            pipe.hset(
+                self.keys.coach_state, LAST_META_ACTION, f"meta trigger dropped: {reason}"[:300]
+            )
+            await pipe.execute()
+
+    async def _meta_down(self, error: str) -> None:
+        if self._meta_down_since is None:
+            self._meta_down_since = now_ms()
+            log.warning("coach_meta_outage", error=error)
+            await self.redis.hset(
+                self.keys.coach_state,
+                mapping={
+                    outage_field("meta"): outage_value(self._meta_down_since, error),
+                    **action_fields(f"meta unavailable: {error}"),
+                },
+            )

@@ -1,0 +1,85 @@
+"""Request models of the coach API: strict types (no string→number coercion, no fractions for
+counts, no NaN), bounds, unknown fields refused."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from shared.validation import LearnerId, StrictModel
+
+MAX_FAST_LANE_CHANGE = 1000  # learner ids per fast-lane call
+
+
+class Empty(StrictModel):
+    """No parameters (start, stop)."""
+
+
+class BoostRequest(StrictModel):
+    rounds: int = Field(5, ge=1, le=20)
+    batchSize: int = Field(3, ge=1, le=20)
+    learner: LearnerId | None = None
+
+
+class HyperBoostRequest(StrictModel):
+    rounds: int = Field(10, ge=1, le=50)
+    batchSize: int = Field(6, ge=1, le=20)
+    learner: LearnerId | None = None
+
+
+class FastLaneLearners(StrictModel):
+    add: list[LearnerId] = Field(default_factory=list, max_length=MAX_FAST_LANE_CHANGE)
+    remove: list[LearnerId] = Field(default_factory=list, max_length=MAX_FAST_LANE_CHANGE)
+
+
+class FastLaneRequest(StrictModel):
+    """`enable`, `weight` and `intervalMs` take their defaults when omitted (as the original's
+    call did); `microBatchesPerTick` and `batchSize` keep their current values when omitted.
+    `learners` is a list of ids to put into the fast lane, or `{add: [...], remove: [...]}`."""
+
+    enable: bool = True
+    weight: int = Field(2, ge=1, le=10)
+    intervalMs: int = Field(600, ge=50, le=60_000)
+    microBatchesPerTick: int | None = Field(None, ge=1, le=64)
+    batchSize: int | None = Field(None, ge=1, le=1000)
+    learners: (
+        Annotated[list[LearnerId], Field(max_length=MAX_FAST_LANE_CHANGE)] | FastLaneLearners | None
+    ) = None
+
+    def learner_changes(self) -> tuple[list[str], list[str]]:
+        if self.learners is None:
+            return [], []
+        if isinstance(self.learners, FastLaneLearners):
+            return list(self.learners.add), list(self.learners.remove)
+        return list(self.learners), []
+
+
+class FastLaneSettingsUpdate(StrictModel):
+    enabled: bool | None = None
+    weight: int | None = Field(None, ge=1, le=10)
+    intervalMs: int | None = Field(None, ge=50, le=60_000)
+    microBatchesPerTick: int | None = Field(None, ge=1, le=64)
+    batchSize: int | None = Field(None, ge=1, le=1000)
+
+
+class SettingsUpdate(StrictModel):
+    """A partial update of the coach settings; omitted fields keep their values."""
+
+    minAvgMastery: float | None = Field(None, ge=0, le=100)
+    maxBelow80: int | None = Field(None, ge=0, le=1000)
+    intervalMs: int | None = Field(None, ge=50, le=60_000)
+    maxRoundsPerCycle: int | None = Field(None, ge=1, le=50)
+    microBatchesPerTick: int | None = Field(None, ge=1, le=64)
+    batchSize: int | None = Field(None, ge=1, le=1000)
+    aggressiveMode: bool | None = None
+    aggressiveThreshold: float | None = Field(None, ge=0, le=100)
+    aggressiveMultiplier: float | None = Field(None, ge=1, le=10)
+    hyperMode: bool | None = None
+    fastLane: FastLaneSettingsUpdate | None = None
+
+    def changes(self) -> dict[str, object]:
+        data = self.model_dump(exclude_none=True)
+        if "fastLane" in data and not data["fastLane"]:
+            del data["fastLane"]
+        return data

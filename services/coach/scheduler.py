@@ -1,0 +1,112 @@
+"""Stride scheduling over `keys.coach_queue`.
+
+The queue is a sorted set of the active learners that need coaching, scored by a virtual pass.
+The round-commit script adds and removes learners in the same atomic step that decides readiness;
+the coach only reads the head of the queue and advances passes. Each tick the learners with the
+lowest pass are coached, then each coached learner's pass grows by its stride: `1/weight` in the
+fast lane, `1` otherwise. Under contention a fast-lane learner therefore comes round `weight`
+times as often as a normal one — the fast lane's share of rounds per learner is `weight`× the
+normal lane's. Without contention (everyone fits in one tick) everyone is coached every tick.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from shared.keys import Keys
+from shared.scripts import Scripts
+
+MAX_ROUNDS_PER_LEARNER = 50  # the training batch endpoint's bound per learner
+PROMOTE_LIMIT = 1000  # due reviews moved back into the queue per tick (bounded work)
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    learner: str
+    pass_: float
+    fast: bool
+
+
+async def promote_due(redis: Redis, keys: Keys, scripts: Scripts, now_ms: int) -> int:
+    """Move ready learners whose review is due back into the queue (spaced repetition)."""
+    return int(
+        await scripts.coach_promote_due(
+            keys=[keys.coach_ready, keys.coach_queue], args=[now_ms, PROMOTE_LIMIT], client=redis
+        )
+    )
+
+
+async def pick(redis: Redis, keys: Keys, count: int, *, use_fast_lane: bool = True) -> list[Pick]:
+    """The `count` learners with the lowest pass, and whether each is in the fast lane."""
+    head: list[tuple[str, float]] = await redis.zrange(
+        keys.coach_queue, 0, count - 1, withscores=True
+    )
+    if not head:
+        return []
+    if use_fast_lane:
+        flags = await redis.smismember(keys.coach_fastlane, [learner for learner, _ in head])
+    else:
+        flags = [0] * len(head)
+    return [Pick(learner, score, bool(f)) for (learner, score), f in zip(head, flags, strict=True)]
+
+
+def stride(fast: bool, weight: float) -> float:
+    return 1.0 / weight if fast else 1.0
+
+
+def queue_advance(pipe: object, keys: Keys, picks: list[Pick], weight: float) -> None:
+    """Add the pass advances to a pipeline. `ZADD XX INCR`: a learner the commit script removed
+    meanwhile (it became ready) is not re-added."""
+    for p in picks:
+        pipe.zadd(keys.coach_queue, {p.learner: stride(p.fast, weight)}, xx=True, incr=True)  # type: ignore[attr-defined]
+
+
+async def advance(redis: Redis, keys: Keys, picks: list[Pick], weight: float) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        queue_advance(pipe, keys, picks, weight)
+        await pipe.execute()
+
+
+def rounds_for(
+    avg: float | None,
+    *,
+    max_rounds: int,
+    aggressive_mode: bool,
+    aggressive_threshold: float,
+    aggressive_multiplier: float,
+    hyper_mode: bool,
+) -> int:
+    """Rounds for one learner this tick: `maxRoundsPerCycle`, ×`aggressiveMultiplier` while its
+    average is below `aggressiveThreshold` (an unknown average counts as 0: a learner the coach
+    has not seen yet is treated as a newcomer), ×2 in hyper mode (whatever the average: hyper
+    mode is the operator's "go faster" switch), capped at 50."""
+    rounds = float(max_rounds)
+    level = 0.0 if avg is None else avg
+    if aggressive_mode and level < aggressive_threshold:
+        rounds = math.floor(rounds * aggressive_multiplier)
+    if hyper_mode:
+        rounds *= 2
+    return max(1, min(MAX_ROUNDS_PER_LEARNER, int(rounds)))
+
+
+MAX_ROUNDS_PER_CALL = 1000  # the training batch endpoint's bound on learners × rounds
+
+
+def plan_calls(assignments: list[tuple[str, int]], batch_size: int) -> list[list[tuple[str, int]]]:
+    """Split (learner, rounds) into micro-batches of at most `batch_size` learners, then into
+    training calls: one call has one `rounds_per_learner`, so a micro-batch is grouped by rounds
+    and chunked so that learners × rounds ≤ 1000."""
+    calls: list[list[tuple[str, int]]] = []
+    for start in range(0, len(assignments), batch_size):
+        micro = assignments[start : start + batch_size]
+        by_rounds: dict[int, list[str]] = {}
+        for learner, rounds in micro:
+            by_rounds.setdefault(rounds, []).append(learner)
+        for rounds, learners in by_rounds.items():
+            per_call = max(1, MAX_ROUNDS_PER_CALL // rounds)
+            for i in range(0, len(learners), per_call):
+                calls.append([(learner, rounds) for learner in learners[i : i + per_call]])
+    return calls
