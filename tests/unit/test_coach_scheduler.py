@@ -1,0 +1,119 @@
+"""Stride scheduling of the coach queue against a real Redis (no HTTP): fairness between the fast
+lane and the normal lane, XX advances, due reviews, rounds per learner and call planning."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from services.coach import scheduler
+from shared.learner_state import LearnerState, encode
+
+
+async def create(scripts, keys, learner: str) -> None:
+    state = LearnerState(id=learner, seed=1, region="eu", created=1.0, active=True)
+    await scripts.create_learner(
+        keys=[
+            keys.learner_state(learner),
+            keys.learners_index,
+            keys.learners_seq,
+            keys.learners_regions,
+            keys.coach_queue,
+        ],
+        args=[learner, encode(state), "eu", 1],
+    )
+
+
+async def simulate(redis, scripts, keys, *, ticks: int, per_tick: int, weight: int) -> Counter:
+    picked: Counter = Counter()
+    for _ in range(ticks):
+        picks = await scheduler.pick(redis, keys, per_tick)
+        picked.update(p.learner for p in picks)
+        await scheduler.advance(redis, keys, picks, weight)
+    return picked
+
+
+async def test_fast_lane_gets_weight_times_the_rounds_under_contention(redis, scripts, keys):
+    normal = [f"n{i}" for i in range(30)]
+    fast = [f"f{i}" for i in range(10)]
+    for learner in normal + fast:
+        await create(scripts, keys, learner)
+    await redis.sadd(keys.coach_fastlane, *fast)
+
+    # 40 learners, 8 per tick: heavy contention.
+    picked = await simulate(redis, scripts, keys, ticks=300, per_tick=8, weight=3)
+
+    per_fast = sum(picked[x] for x in fast) / len(fast)
+    per_normal = sum(picked[x] for x in normal) / len(normal)
+    assert 2.7 <= per_fast / per_normal <= 3.3, (per_fast, per_normal)
+    # Within a lane everyone gets the same share (no starvation).
+    assert max(picked[x] for x in normal) - min(picked[x] for x in normal) <= 2
+    assert max(picked[x] for x in fast) - min(picked[x] for x in fast) <= 2
+
+
+async def test_weight_one_is_plain_round_robin(redis, scripts, keys):
+    learners = [f"l{i}" for i in range(12)]
+    for learner in learners:
+        await create(scripts, keys, learner)
+    await redis.sadd(keys.coach_fastlane, "l0", "l1")
+    picked = await simulate(redis, scripts, keys, ticks=60, per_tick=4, weight=1)
+    assert set(picked.values()) == {20}
+
+
+async def test_without_contention_everyone_is_coached_every_tick(redis, scripts, keys):
+    for learner in ("a", "b", "c"):
+        await create(scripts, keys, learner)
+    await redis.sadd(keys.coach_fastlane, "a")
+    picked = await simulate(redis, scripts, keys, ticks=10, per_tick=16, weight=5)
+    assert picked == Counter({"a": 10, "b": 10, "c": 10})
+
+
+async def test_advance_does_not_readd_a_learner_that_left_the_queue(redis, scripts, keys):
+    for learner in ("a", "b"):
+        await create(scripts, keys, learner)
+    picks = await scheduler.pick(redis, keys, 10)
+    await redis.zrem(keys.coach_queue, "a")  # the commit script found it ready meanwhile
+    await scheduler.advance(redis, keys, picks, 2)
+    assert await redis.zrange(keys.coach_queue, 0, -1) == ["b"]
+
+
+async def test_newcomers_join_at_the_head_pass(redis, scripts, keys):
+    for learner in ("a", "b"):
+        await create(scripts, keys, learner)
+    for _ in range(5):
+        await scheduler.advance(redis, keys, await scheduler.pick(redis, keys, 10), 1)
+    await create(scripts, keys, "late")
+    assert await redis.zscore(keys.coach_queue, "late") == 5.0
+
+
+async def test_due_reviews_move_back_into_the_queue(redis, scripts, keys):
+    await create(scripts, keys, "q")
+    await redis.zadd(keys.coach_queue, {"q": 7})
+    await redis.zadd(keys.coach_ready, {"due": 1000, "later": 9_000_000_000_000})
+    moved = await scheduler.promote_due(redis, keys, scripts, 2000)
+    assert moved == 1
+    assert await redis.zrange(keys.coach_ready, 0, -1) == ["later"]
+    assert await redis.zscore(keys.coach_queue, "due") == 7.0
+
+
+def test_rounds_for_applies_aggressive_hyper_and_cap():
+    base = dict(max_rounds=4, aggressive_mode=True, aggressive_threshold=50, hyper_mode=False)
+    assert scheduler.rounds_for(80, aggressive_multiplier=2, **base) == 4
+    assert scheduler.rounds_for(30, aggressive_multiplier=2, **base) == 8
+    assert scheduler.rounds_for(None, aggressive_multiplier=2.5, **base) == 10
+    hyper = dict(base, hyper_mode=True)
+    assert scheduler.rounds_for(30, aggressive_multiplier=2, **hyper) == 16
+    assert scheduler.rounds_for(80, aggressive_multiplier=2, **hyper) == 8
+    big = dict(base, max_rounds=40, hyper_mode=True)
+    assert scheduler.rounds_for(0, aggressive_multiplier=10, **big) == 50
+
+
+def test_plan_calls_respects_batch_size_and_the_1000_round_bound():
+    assignments = [(f"l{i}", 8 if i % 2 else 4) for i in range(10)]
+    calls = scheduler.plan_calls(assignments, batch_size=4)
+    assert sorted(x for call in calls for x in call) == sorted(assignments)
+    for call in calls:
+        assert len({r for _, r in call}) == 1
+    big = [(f"l{i}", 50) for i in range(100)]
+    calls = scheduler.plan_calls(big, batch_size=100)
+    assert all(len(call) * 50 <= 1000 for call in calls)
+    assert sum(len(c) for c in calls) == 100

@@ -1,0 +1,98 @@
+"""Coach settings: validation of requests, the Redis hash round trip, live values."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.coach import settings_store
+from services.coach.models import BoostRequest, FastLaneRequest, HyperBoostRequest, SettingsUpdate
+from services.coach.settings_store import CoachSettings
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"batchSize": -1},
+        {"batchSize": 0.5},
+        {"batchSize": "4"},
+        {"intervalMs": 10},
+        {"intervalMs": 60001},
+        {"microBatchesPerTick": 65},
+        {"maxRoundsPerCycle": 51},
+        {"aggressiveMultiplier": 11},
+        {"minAvgMastery": "NaN"},
+        {"minAvgMastery": float("nan")},
+        {"hyperMode": "yes"},
+        {"unknownKey": 1},
+        {"fastLane": {"weight": 0}},
+        {"fastLane": {"weight": 11}},
+        {"fastLane": {"targets": ["x"]}},
+    ],
+)
+def test_bad_settings_are_refused(body):
+    with pytest.raises(ValidationError):
+        SettingsUpdate.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    "model,body",
+    [
+        (BoostRequest, {"rounds": 21}),
+        (BoostRequest, {"rounds": 0}),
+        (BoostRequest, {"batchSize": -3}),
+        (BoostRequest, {"batchSize": 0.5}),
+        (BoostRequest, {"rounds": "5"}),
+        (BoostRequest, {"learner": "bad id!"}),
+        (HyperBoostRequest, {"rounds": 51}),
+        (FastLaneRequest, {"weight": 2.5}),
+        (FastLaneRequest, {"intervalMs": 49}),
+        (FastLaneRequest, {"learners": ["ok", "not ok"]}),
+        (FastLaneRequest, {"learners": {"add": ["a"], "drop": ["b"]}}),
+    ],
+)
+def test_bad_requests_are_refused(model, body):
+    with pytest.raises(ValidationError):
+        model.model_validate(body)
+
+
+def test_fast_lane_request_forms():
+    assert FastLaneRequest.model_validate({"learners": ["a", "b"]}).learner_changes() == (
+        ["a", "b"],
+        [],
+    )
+    req = FastLaneRequest.model_validate({"learners": {"add": ["a"], "remove": ["b"]}})
+    assert req.learner_changes() == (["a"], ["b"])
+    assert FastLaneRequest.model_validate({}).enable is True
+
+
+def test_live_values_follow_the_fast_lane_rule():
+    s = CoachSettings()
+    assert (s.live_interval_ms, s.live_weight) == (600, 2)
+    s = settings_store.merge(s, {"fastLane": {"enabled": False}, "intervalMs": 1000})
+    assert (s.live_interval_ms, s.live_micro_batches, s.live_weight) == (1000, 4, 1)
+
+
+async def test_round_trip_through_redis(redis, keys):
+    await settings_store.ensure_defaults(redis, keys)
+    raw = await redis.hgetall(keys.coach_settings)
+    assert raw["minAvgMastery"] == "75" and raw["maxBelow80"] == "3"
+    assert raw["fastLane.weight"] == "2"
+    current = await settings_store.load(redis, keys)
+    assert current == CoachSettings()
+    new = settings_store.merge(current, {"minAvgMastery": 80.5, "fastLane": {"weight": 5}})
+    changed = await settings_store.save(redis, keys, current, new)
+    assert changed == ["fastLane.weight", "minAvgMastery"]
+    assert await redis.hget(keys.coach_settings, "minAvgMastery") == "80.5"
+    loaded = await settings_store.load(redis, keys)
+    assert loaded.minAvgMastery == 80.5 and loaded.fastLane.weight == 5
+    # ensure_defaults never overwrites what someone set.
+    await settings_store.ensure_defaults(redis, keys)
+    assert (await settings_store.load(redis, keys)).fastLane.weight == 5
+
+
+async def test_a_corrupt_field_falls_back_to_its_default(redis, keys):
+    await redis.hset(keys.coach_settings, mapping={"batchSize": "-4", "intervalMs": "abc"})
+    loaded = settings_store.from_fields(await redis.hgetall(keys.coach_settings))
+    assert loaded.settings.batchSize == 4 and loaded.settings.intervalMs == 600
+    assert set(loaded.invalid) == {"batchSize", "intervalMs"}
