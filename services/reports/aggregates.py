@@ -1,0 +1,245 @@
+"""Pure aggregation logic of the reports service: histogram buckets and percentiles, minute
+windows, the increments one stream entry contributes, and uptime from state transitions.
+
+Nothing here touches Redis or aiohttp, so every rule is unit-tested directly.
+
+Latencies (round duration, meta trigger delay) are kept as counts in fixed log-spaced buckets,
+20 per decade from 0.1 ms to 10 s. Bucket counts add up across minutes, so a percentile over any
+window is the merge of its minutes' histograms, exact to the bucket (about 12 % wide) — unlike
+averaging per-minute percentiles, which is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from shared.keys import Keys
+
+# ---- histogram -------------------------------------------------------------------------------
+
+MIN_MS = 0.1
+BUCKETS_PER_DECADE = 20
+DECADES = 5  # 0.1 ms .. 10 s
+TOP = BUCKETS_PER_DECADE * DECADES  # index of the bucket whose upper bound is 10 s
+OVERFLOW = TOP + 1  # values above 10 s
+MAX_MS = MIN_MS * 10**DECADES
+
+
+def bucket_upper(index: int) -> float:
+    """Upper bound (ms) of bucket `index`; the overflow bucket reports the top bound."""
+    return MIN_MS * 10 ** (min(index, TOP) / BUCKETS_PER_DECADE)
+
+
+def bucket_of(ms: float) -> int:
+    """Index of the bucket holding `ms`: bucket i holds (upper(i-1), upper(i)]; 0 holds ≤ 0.1."""
+    if not ms > MIN_MS:  # also catches NaN
+        return 0
+    if ms > MAX_MS:
+        return OVERFLOW
+    # The epsilon keeps a value that sits exactly on a bound (1.0 ms) in the lower bucket
+    # despite floating-point error in log10.
+    return max(0, min(TOP, math.ceil(math.log10(ms / MIN_MS) * BUCKETS_PER_DECADE - 1e-9)))
+
+
+def percentile(hist: Mapping[int, int], q: float) -> float | None:
+    """The q-quantile (0 < q ≤ 1) of a bucket histogram, as the upper bound of the bucket that
+    holds the value of rank ceil(q·n) (nearest-rank definition); None for an empty histogram."""
+    if not 0 < q <= 1:
+        raise ValueError("q must be in (0, 1]")
+    total = sum(c for c in hist.values() if c > 0)
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(q * total - 1e-9))
+    seen = 0
+    for index in sorted(hist):
+        count = hist[index]
+        if count <= 0:
+            continue
+        seen += count
+        if seen >= rank:
+            return round(bucket_upper(index), 3)
+    return round(bucket_upper(max(hist)), 3)  # unreachable: seen == total >= rank
+
+
+def merge_hist(into: dict[int, int], prefix: str, fields: Mapping[str, str]) -> None:
+    """Add the `<prefix><index>` fields of one minute hash into a histogram."""
+    for name, value in fields.items():
+        if name.startswith(prefix):
+            try:
+                index, count = int(name[len(prefix) :]), int(value)
+            except ValueError:
+                continue
+            into[index] = into.get(index, 0) + count
+
+
+# ---- minute windows --------------------------------------------------------------------------
+
+RETENTION_S = 25 * 3600  # per-minute aggregates live a day plus margin
+
+
+def minute_of(ms: int) -> int:
+    return ms // 60_000
+
+
+def window_minutes(now_ms: int, window_s: int) -> list[int]:
+    """Minute buckets covering [now - window, now]: the current (partial) minute and enough whole
+    minutes before it; the first one may start before the window (rounded out to whole minutes)."""
+    last = minute_of(now_ms)
+    first = minute_of(now_ms - window_s * 1000)
+    return list(range(first, last + 1))
+
+
+def last_minutes(now_ms: int, minutes: int) -> list[int]:
+    """The last `minutes` minute buckets, oldest first, ending with the current one."""
+    last = minute_of(now_ms)
+    return list(range(last - minutes + 1, last + 1))
+
+
+# ---- stream entries -> increments ------------------------------------------------------------
+
+SERVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+UP_EVENTS = {"service_started"}
+DOWN_EVENTS = {"service_stopped", "process_exited", "process_failed"}
+
+STREAM_KINDS = ("rounds", "meta", "system")
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One increment the apply script performs: op in i|f|s|m|z (see reports_apply.lua)."""
+
+    op: str
+    key: str
+    a: str
+    b: str
+
+
+def id_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def _float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except ValueError:
+        return None
+    return out if math.isfinite(out) and out >= 0 else None
+
+
+def transition_member(entry_id: str, state: str) -> str:
+    """Sorted-set member of one up/down transition; zero-padded so equal-ms members sort in
+    stream order."""
+    ms, _, seq = entry_id.partition("-")
+    return f"{int(ms):013d}-{int(seq or 0):06d}:{state}"
+
+
+def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | None) -> list[Op]:
+    """The increments one stream entry contributes. Time is the entry id's (Redis server) time,
+    which is monotonic per stream and cannot be forged by a producer's clock.
+
+    A deleted (trimmed) or malformed entry contributes only to the event counters, so it is
+    acknowledged and never retried forever.
+    """
+    ms = id_ms(entry_id)
+    minute = keys.reports(f"min:{minute_of(ms)}")
+    totals = keys.reports("totals")
+    ops = [
+        Op("i", totals, "events", "1"),
+        Op("i", totals, f"events:{kind}", "1"),
+        Op("m", totals, "last_event_ms", str(ms)),
+        Op("i", minute, f"ev:{kind}", "1"),
+    ]
+    if not fields:
+        return ops
+    if kind == "rounds":
+        ops.append(Op("i", totals, "rounds", "1"))
+        ops.append(Op("i", minute, "rounds", "1"))
+        duration = _float(fields.get("ms"))
+        if duration is not None:
+            ops.append(Op("i", minute, f"lat:{bucket_of(duration)}", "1"))
+            ops.append(Op("i", minute, "lat_n", "1"))
+            ops.append(Op("f", minute, "lat_sum", repr(round(duration, 3))))
+        region = fields.get("region")
+        if region and NAME_RE.match(region):
+            ops.append(Op("i", minute, f"rr:{region}", "1"))
+    elif kind == "meta":
+        kind_ = fields.get("type", "")
+        if kind_ in ("ready", "completed", "failed"):
+            ops.append(Op("i", totals, f"meta:{kind_}", "1"))
+            ops.append(Op("i", minute, f"meta:{kind_}", "1"))
+        if kind_ == "completed":
+            delay = _float(fields.get("delay_ms"))
+            if delay is not None:
+                ops.append(Op("i", minute, f"md:{bucket_of(delay)}", "1"))
+                ops.append(Op("f", minute, "md_sum", repr(round(delay, 3))))
+    elif kind == "system":
+        kind_ = fields.get("type", "")
+        service = fields.get("service", "")
+        if not SERVICE_RE.match(service) or not NAME_RE.match(kind_):
+            return ops
+        ops.append(Op("i", minute, f"sys:{kind_}", "1"))
+        if kind_ == "process_restarted":
+            ops.append(Op("i", minute, f"restart:{service}", "1"))
+            ops.append(Op("i", totals, f"restarts:{service}", "1"))
+        state = "up" if kind_ in UP_EVENTS else "down" if kind_ in DOWN_EVENTS else None
+        if state is not None:
+            ops.append(
+                Op("z", keys.reports(f"svc:{service}"), str(ms), transition_member(entry_id, state))
+            )
+            ops.append(Op("s", keys.reports("svc:last"), service, f"{state}:{ms}"))
+        else:
+            # Known to the fleet even before its first up/down transition (e.g. only restarts).
+            ops.append(Op("i", keys.reports("svc:seen"), service, "1"))
+    return ops
+
+
+# ---- uptime ----------------------------------------------------------------------------------
+
+
+def uptime_fraction(
+    start_ms: int,
+    end_ms: int,
+    before: str | None,
+    transitions: Iterable[tuple[int, str]],
+    last_state: str | None = None,
+) -> float | None:
+    """Fraction of [start, end] a service was up.
+
+    `before` is its state at `start` (its last transition before the window), `transitions` the
+    (ms, "up"|"down") changes inside the window in time order, `last_state` its last known state.
+    With no transition at all in or before the window the last known state holds for the whole
+    window. When the state at the window start is unknown (the service was first seen inside
+    the window), only the time since its first transition counts: a fleet started 10 s ago has
+    not been "down" for the 50 s before it existed. None when nothing is known.
+    """
+    changes = sorted((max(start_ms, min(end_ms, t)), s) for t, s in transitions)
+    if before is None and not changes:
+        if last_state is None:
+            return None
+        return 1.0 if last_state == "up" else 0.0
+    if before is None:
+        cursor, state = changes[0][0], changes[0][1]
+        changes = changes[1:]
+    else:
+        cursor, state = start_ms, before
+    known = end_ms - cursor
+    up = 0
+    for at, new_state in changes:
+        if state == "up":
+            up += at - cursor
+        cursor, state = at, new_state
+    if state == "up":
+        up += end_ms - cursor
+    if known <= 0:
+        return 1.0 if state == "up" else 0.0
+    return up / known
+
+
+def parse_member(member: str) -> str:
+    return member.rsplit(":", 1)[-1]

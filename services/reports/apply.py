@@ -1,0 +1,67 @@
+"""Applying a batch of stream entries: turn each entry into its increments (aggregates.entry_ops)
+and hand them, with the entry ids, to the `reports_apply` Lua script, which applies only the
+entries still pending in the consumer group and acknowledges them in the same atomic step."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.keys import Keys
+from shared.scripts import Scripts
+
+from .aggregates import RETENTION_S, Op, entry_ops
+
+GROUP = "reports"
+
+Entry = tuple[str, Mapping[str, str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    applied: int
+    skipped: int
+
+
+def stream_key(keys: Keys, kind: str) -> str:
+    return {"rounds": keys.stream_rounds, "meta": keys.stream_meta, "system": keys.stream_system}[
+        kind
+    ]
+
+
+def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one reports_apply call (layout documented in reports_apply.lua)."""
+    per_entry: list[tuple[str, list[Op]]] = [
+        (entry_id, entry_ops(keys, kind, entry_id, fields)) for entry_id, fields in entries
+    ]
+    # Keys with a retention TTL first (the script expires the first n_ttl targets); the last
+    # known state of each service must outlive quiet periods, so it is kept without a TTL.
+    persistent = {keys.reports("svc:last"), keys.reports("totals"), keys.reports("svc:seen")}
+    targets: list[str] = []
+    for _, ops in per_entry:
+        for op in ops:
+            if op.key not in targets and op.key not in persistent:
+                targets.append(op.key)
+    n_ttl = len(targets)
+    for _, ops in per_entry:
+        for op in ops:
+            if op.key not in targets:
+                targets.append(op.key)
+    index = {key: i + 1 for i, key in enumerate(targets)}
+    args: list[Any] = [GROUP, kind, RETENTION_S, n_ttl, len(per_entry)]
+    for entry_id, ops in per_entry:
+        args += [entry_id, len(ops)]
+        for op in ops:
+            args += [op.op, index[op.key], op.a, op.b]
+    return [stream_key(keys, kind), keys.reports("cursor"), *targets], args
+
+
+async def apply_entries(
+    scripts: Scripts, keys: Keys, kind: str, entries: Sequence[Entry]
+) -> ApplyResult:
+    if not entries:
+        return ApplyResult(0, 0)
+    script_keys, args = build_call(keys, kind, entries)
+    applied, skipped = await scripts.reports_apply(keys=script_keys, args=args)
+    return ApplyResult(int(applied), int(skipped))

@@ -1,0 +1,27 @@
+"""Query models of the reports endpoints (bounded; unknown parameters refused → 422)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.validation import QueryModel
+
+from .queries import SERIES_METRICS
+
+SeriesMetric = Literal[*SERIES_METRICS]  # type: ignore[valid-type]
+
+
+class WindowQuery(QueryModel):
+    window: int = Field(60, ge=60, le=86_400, description="window in seconds")
+
+
+class TimeseriesQuery(QueryModel):
+    metric: SeriesMetric = Field(description="which per-minute series")  # type: ignore[valid-type]
+    minutes: int = Field(60, ge=1, le=1440)
+
+
+class ExportQuery(QueryModel):
+    format: Literal["csv", "json"] = "json"
+    minutes: int = Field(60, ge=1, le=1440)

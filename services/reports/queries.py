@@ -1,0 +1,433 @@
+"""Read side of the reports service: current metrics over a window, per-minute series, the
+dashboard and exports, all computed from the aggregates the consumer applied (plus the fleet's
+own live keys for gauges: learners, regions, coach queue and throughput).
+
+Reads that must agree with each other (totals and the minute hashes) are taken in one MULTI/EXEC
+pipeline, so a series never shows a total that disagrees with its minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared.keys import Keys
+
+from .aggregates import (
+    STREAM_KINDS,
+    last_minutes,
+    merge_hist,
+    parse_member,
+    percentile,
+    uptime_fraction,
+    window_minutes,
+)
+from .apply import GROUP, stream_key
+
+COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
+LAG_SCAN_LIMIT = 10_000  # bound on entries counted after the group's last delivered id
+
+COUNTERS = (
+    "rounds",
+    "rounds_per_min",
+    "requests",
+    "errors",
+    "meta_ready",
+    "meta_completed",
+    "meta_failed",
+    "restarts",
+)
+DERIVED = (
+    "error_rate_pct",
+    "latency_avg_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "meta_delay_p50_ms",
+    "meta_delay_p99_ms",
+)
+GAUGES = ("learners", "regions", "coach_throughput")
+SERIES_METRICS = (*COUNTERS, *DERIVED, *GAUGES)
+EXPORT_COLUMNS = ("minute", "ts", *SERIES_METRICS)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def error_rate_pct(requests: int, errors: int) -> float:
+    return round(100.0 * errors / requests, 4) if requests > 0 else 0.0
+
+
+def http_totals(fields: dict[str, str]) -> tuple[int, int]:
+    """Sum of `<service>:requests` and `<service>:errors` over every service of one minute."""
+    requests = errors = 0
+    for name, value in fields.items():
+        if name.endswith(":requests"):
+            requests += _int(value)
+        elif name.endswith(":errors"):
+            errors += _int(value)
+    return requests, errors
+
+
+# ---- coach gauges ----------------------------------------------------------------------------
+
+
+async def coach_throughput(redis: Redis, keys: Keys, at_ms: int) -> int:
+    """Rounds the coach ran in the last 60 seconds (its per-second counters)."""
+    second = at_ms // 1000
+    values = await redis.mget([keys.coach_throughput(s) for s in range(second - 59, second + 1)])
+    return sum(_int(v) for v in values if v is not None)
+
+
+async def coach_coverage(redis: Redis, keys: Keys, at_ms: int) -> tuple[float | None, int]:
+    """(share of the learners needing coaching that were coached in the last minute, how many
+    need coaching). None when nobody needs coaching (0 of 0 is not a share)."""
+    needing = int(await redis.zcard(keys.coach_queue))
+    if needing == 0:
+        return None, 0
+    recent = await redis.zrangebyscore(
+        keys.coach_coached, at_ms - 60_000, "+inf", start=0, num=COVERAGE_SAMPLE
+    )
+    if not recent:
+        return 0.0, needing
+    scores = await redis.zmscore(keys.coach_queue, recent)
+    covered = sum(1 for s in scores if s is not None)
+    return round(min(1.0, covered / needing), 4), needing
+
+
+# ---- minute rows -----------------------------------------------------------------------------
+
+
+async def read_minutes(
+    redis: Redis, keys: Keys, minutes: Sequence[int]
+) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
+    """(totals, [minute hash], [http stats hash]) read as one atomic snapshot."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hgetall(keys.reports("totals"))
+        for minute in minutes:
+            pipe.hgetall(keys.reports(f"min:{minute}"))
+        for minute in minutes:
+            pipe.hgetall(keys.http_stats(minute))
+        replies = await pipe.execute()
+    n = len(minutes)
+    return replies[0], replies[1 : n + 1], replies[n + 1 :]
+
+
+def minute_row(minute: int, fields: dict[str, str], http: dict[str, str]) -> dict[str, Any]:
+    """One minute's values. Counters are zero-filled; percentiles are null without samples and
+    gauges null where the consumer took no sample (a 0 there would be a false reading)."""
+    lat: dict[int, int] = {}
+    merge_hist(lat, "lat:", fields)
+    delays: dict[int, int] = {}
+    merge_hist(delays, "md:", fields)
+    requests, errors = http_totals(http)
+    lat_n = _int(fields.get("lat_n"))
+    rounds = _int(fields.get("rounds"))
+    return {
+        "minute": iso(minute * 60_000),
+        "ts": minute * 60,
+        "rounds": None,  # cumulative, filled in by the caller (needs the total)
+        "rounds_per_min": rounds,
+        "requests": requests,
+        "errors": errors,
+        "meta_ready": _int(fields.get("meta:ready")),
+        "meta_completed": _int(fields.get("meta:completed")),
+        "meta_failed": _int(fields.get("meta:failed")),
+        "restarts": sum(_int(v) for k, v in fields.items() if k.startswith("restart:")),
+        "error_rate_pct": error_rate_pct(requests, errors),
+        "latency_avg_ms": round(float(fields["lat_sum"]) / lat_n, 3)
+        if lat_n and "lat_sum" in fields
+        else None,
+        "latency_p50_ms": percentile(lat, 0.50),
+        "latency_p95_ms": percentile(lat, 0.95),
+        "latency_p99_ms": percentile(lat, 0.99),
+        "meta_delay_p50_ms": percentile(delays, 0.50),
+        "meta_delay_p99_ms": percentile(delays, 0.99),
+        "learners": _int(fields["learners"]) if "learners" in fields else None,
+        "regions": _int(fields["regions"]) if "regions" in fields else None,
+        "coach_throughput": _int(fields["coach_tput"]) if "coach_tput" in fields else None,
+    }
+
+
+async def series_rows(redis: Redis, keys: Keys, minutes: int, at_ms: int) -> list[dict[str, Any]]:
+    """One row per minute for the last `minutes` minutes (oldest first, current minute last)."""
+    span = last_minutes(at_ms, minutes)
+    totals, minute_hashes, http_hashes = await read_minutes(redis, keys, span)
+    rows = [minute_row(m, f, h) for m, f, h in zip(span, minute_hashes, http_hashes, strict=True)]
+    # Cumulative rounds at the end of each minute: the total minus what came after it.
+    running = _int(totals.get("rounds"))
+    for row in reversed(rows):
+        row["rounds"] = running
+        running -= row["rounds_per_min"]
+    return rows
+
+
+async def timeseries(
+    redis: Redis, keys: Keys, metric: str, minutes: int, at_ms: int
+) -> list[dict[str, Any]]:
+    rows = await series_rows(redis, keys, minutes, at_ms)
+    return [{"minute": r["minute"], "ts": r["ts"], "value": r[metric]} for r in rows]
+
+
+def export_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] for c in EXPORT_COLUMNS])
+    return buffer.getvalue()
+
+
+# ---- services: uptime and restarts -----------------------------------------------------------
+
+
+async def service_table(
+    redis: Redis, keys: Keys, start_ms: int, end_ms: int, restarts: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    last = await redis.hgetall(keys.reports("svc:last"))
+    seen = await redis.hkeys(keys.reports("svc:seen"))
+    names = sorted(set(last) | set(seen) | set(restarts))[:200]
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            key = keys.reports(f"svc:{name}")
+            pipe.zrevrangebyscore(key, start_ms, "-inf", start=0, num=1)
+            pipe.zrangebyscore(key, f"({start_ms}", end_ms, start=0, num=10_000, withscores=True)
+        replies = await pipe.execute()
+    table: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        before_members, inside = replies[2 * i], replies[2 * i + 1]
+        before = parse_member(before_members[0]) if before_members else None
+        transitions = [(int(score), parse_member(member)) for member, score in inside]
+        last_state = last[name].split(":", 1)[0] if name in last else None
+        fraction = uptime_fraction(start_ms, end_ms, before, transitions, last_state)
+        table[name] = {
+            "uptime_pct": round(100.0 * fraction, 3) if fraction is not None else None,
+            "restarts": restarts.get(name, 0),
+            "up": last_state == "up" if last_state is not None else None,
+        }
+    return table
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+
+async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[str, Any]:
+    """The contract of GET /api/v1/reports/metrics (docs/ARCHITECTURE.md §3)."""
+    span = window_minutes(at_ms, window_s)
+    totals, minute_hashes, http_hashes = await read_minutes(redis, keys, span)
+    lat: dict[int, int] = {}
+    delays: dict[int, int] = {}
+    rounds = requests = errors = 0
+    restarts: dict[str, int] = {}
+    for fields, http in zip(minute_hashes, http_hashes, strict=True):
+        rounds += _int(fields.get("rounds"))
+        merge_hist(lat, "lat:", fields)
+        merge_hist(delays, "md:", fields)
+        for name, value in fields.items():
+            if name.startswith("restart:"):
+                service = name[len("restart:") :]
+                restarts[service] = restarts.get(service, 0) + _int(value)
+        req, err = http_totals(http)
+        requests += req
+        errors += err
+    # The rate is over the minutes actually covered (the window rounded out to whole minutes,
+    # the current one counted up to now), so a partial current minute does not dilute it.
+    covered_min = max(1e-3, (at_ms - span[0] * 60_000) / 60_000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.learners_index)
+        pipe.hgetall(keys.learners_regions)
+        learners, regions = await pipe.execute()
+    coverage, needing = await coach_coverage(redis, keys, at_ms)
+    services = await service_table(redis, keys, at_ms - window_s * 1000, at_ms, restarts)
+    uptimes = [s["uptime_pct"] for s in services.values() if s["uptime_pct"] is not None]
+    return {
+        "rounds_total": _int(totals.get("rounds")),
+        "rounds_per_min": round(rounds / covered_min, 3),
+        "rounds_in_window": rounds,
+        "requests": requests,
+        "errors": errors,
+        "error_rate_pct": error_rate_pct(requests, errors),
+        "round_latency_ms": {
+            "p50": percentile(lat, 0.50),
+            "p95": percentile(lat, 0.95),
+            "p99": percentile(lat, 0.99),
+            "count": sum(lat.values()),
+        },
+        "meta_trigger_delay_ms": {
+            "p50": percentile(delays, 0.50),
+            "p99": percentile(delays, 0.99),
+            "count": sum(delays.values()),
+        },
+        "learners": int(learners),
+        "regions": len(regions),
+        "region_counts": {k: _int(v) for k, v in sorted(regions.items())},
+        "coach": {
+            "throughput_rounds_per_min": await coach_throughput(redis, keys, at_ms),
+            "coverage": coverage,
+            "needing_coaching": needing,
+        },
+        "uptime_pct": round(sum(uptimes) / len(uptimes), 3) if uptimes else None,
+        "restarts": sum(restarts.values()),
+        "services": services,
+    }
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+
+async def stream_status(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+    """Per stream: length, the group's pending count, entries not yet delivered (lag), the last
+    applied id and how many entries were applied."""
+    cursor = await redis.hgetall(keys.reports("cursor"))
+    totals = await redis.hgetall(keys.reports("totals"))
+    out: dict[str, dict[str, Any]] = {}
+    for kind in STREAM_KINDS:
+        key = stream_key(keys, kind)
+        length = int(await redis.xlen(key))
+        group = None
+        if length or await redis.exists(key):
+            for info in await redis.xinfo_groups(key):
+                if info.get("name") == GROUP:
+                    group = info
+        pending = int(group.get("pending", 0)) if group else 0
+        last_delivered = group.get("last-delivered-id") if group else None
+        lag = group.get("lag") if group else None
+        if lag is None:
+            # Redis < 7 has no `lag`: count what lies after the last delivered id (bounded).
+            start = f"({last_delivered}" if last_delivered and last_delivered != "0-0" else "-"
+            lag = len(await redis.xrange(key, start, "+", count=LAG_SCAN_LIMIT))
+        out[kind] = {
+            "length": length,
+            "group": group is not None,
+            "pending": pending,
+            "undelivered": int(lag),
+            "lag": int(lag) + pending,
+            "last_delivered_id": last_delivered,
+            "last_applied_id": cursor.get(kind),
+            "applied": _int(totals.get(f"events:{kind}")),
+        }
+    return out
+
+
+async def status(redis: Redis, keys: Keys) -> dict[str, Any]:
+    streams = await stream_status(redis, keys)
+    totals = await redis.hgetall(keys.reports("totals"))
+    last_ms = _int(totals.get("last_event_ms")) or None
+    return {
+        "consumer_lag": sum(s["lag"] for s in streams.values()),
+        "events_applied": _int(totals.get("events")),
+        "rounds_total": _int(totals.get("rounds")),
+        "last_event_time": iso(last_ms) if last_ms else None,
+        "last_event_ms": last_ms,
+        "streams": streams,
+    }
+
+
+# ---- dashboard -------------------------------------------------------------------------------
+
+# Alert triggers of seed 001 (Gate 2, "Alert Triggers"): data, not branches.
+ALERTS = (
+    ("error_rate_pct", ">", 0.25, "red"),
+    ("uptime_pct", "<", 99.98, "red"),
+    ("error_rate_pct", ">", 0.15, "yellow"),
+    ("latency_p95_ms", ">", 150.0, "yellow"),
+)
+RECOMMENDATION = {"normal": "continue_ramp", "yellow": "hold_ramp", "red": "throttle"}
+
+
+def alert_level(values: dict[str, float | None]) -> tuple[str, list[str]]:
+    """The seed's alert level and the triggers that fired (missing values never fire)."""
+    fired: list[str] = []
+    level = "normal"
+    for metric, op, limit, colour in ALERTS:
+        value = values.get(metric)
+        if value is None:
+            continue
+        if (op == ">" and value > limit) or (op == "<" and value < limit):
+            fired.append(f"{metric} {op} {limit}")
+            if colour == "red" or level == "normal":
+                level = colour if level != "red" else level
+    return level, fired
+
+
+async def fast_lane_enabled(redis: Redis, keys: Keys) -> bool | None:
+    """The coach's persisted fast-lane switch (None until the coach has stored its settings)."""
+    raw = await redis.hget(keys.coach_settings, "fastLane.enabled")
+    if raw is None:
+        return None
+    return raw in ("1", "true", "True")
+
+
+def build_dashboard(
+    m: dict[str, Any], window_s: int, at_ms: int, fast_lane: bool | None
+) -> dict[str, Any]:
+    """Seed 001's "Metrics Dashboard" document, plus the original service's `dashboard` block
+    (status, metrics, insights, next actions) filled with measured values only."""
+    latency = m["round_latency_ms"]
+    level, fired = alert_level(
+        {
+            "error_rate_pct": m["error_rate_pct"],
+            "uptime_pct": m["uptime_pct"],
+            "latency_p95_ms": latency["p95"],
+        }
+    )
+    insights = [
+        f"{m['rounds_total']} rounds recorded; {m['rounds_per_min']} rounds/min over the last "
+        f"{window_s} s",
+        f"{m['learners']} learners in {m['regions']} regions",
+    ]
+    if latency["p95"] is not None:
+        insights.append(
+            f"round latency p50/p95/p99: {latency['p50']}/{latency['p95']}/{latency['p99']} ms"
+        )
+    down = sorted(name for name, s in m["services"].items() if s["up"] is False)
+    actions = [f"investigate: {trigger}" for trigger in fired]
+    actions += [f"restart or inspect service {name} (down)" for name in down]
+    return {
+        "timestamp": iso(at_ms),
+        "window_s": window_s,
+        "learners": m["learners"],
+        "error_rate": m["error_rate_pct"],
+        "latency_p95": latency["p95"],
+        "latency_p99": latency["p99"],
+        "uptime": m["uptime_pct"],
+        "coach_status": {
+            "throughput_rounds_per_min": m["coach"]["throughput_rounds_per_min"],
+            "meta_trigger_delay_ms": m["meta_trigger_delay_ms"]["p50"],
+            "fast_lane_enabled": fast_lane,
+        },
+        "alert_level": level,
+        "alerts": fired,
+        "recommendation": RECOMMENDATION[level],
+        "dashboard": {
+            "status": {"normal": "healthy", "yellow": "warning", "red": "critical"}[level],
+            "metrics": {
+                "roundsTotal": m["rounds_total"],
+                "learningVelocity": m["rounds_per_min"],
+                "errorRatePct": m["error_rate_pct"],
+                "latencyP95Ms": latency["p95"],
+                "systemHealth": m["uptime_pct"],
+                "restarts": m["restarts"],
+            },
+            "insights": insights[:3],
+            "nextActions": actions or ["continue ramp; keep monitoring"],
+        },
+    }
