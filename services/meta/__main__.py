@@ -1,0 +1,10 @@
+from services.meta.app import create_app
+from shared.runner import run_service
+
+
+def main() -> None:
+    run_service("meta", create_app)
+
+
+if __name__ == "__main__":
+    main()

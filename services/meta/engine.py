@@ -1,0 +1,281 @@
+"""The meta service's operations on one learner (or the whole cohort): start, run-all, boost,
+and the read-only views. Each mutating operation is read → compute (phases.py) → one
+version-checked commit (store.py), retried a bounded number of times on a version conflict,
+because training commits rounds to the same learner state concurrently.
+
+Exactly once: a phase is recorded completed in the same atomic `meta_commit` step that applies
+its effect, and that step only succeeds if the meta document is still at the version this caller
+read. Two concurrent run-all for one learner therefore cannot both record a phase: the loser's
+commit fails, it re-reads, finds the phases completed and runs nothing. The per-learner lock
+(SET NX PX + token, released by compare-and-delete) only makes the second caller wait for the
+first instead of computing in vain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from services.meta import phases
+from services.meta.metrics import measure
+from services.meta.store import COHORT_PAGE, MetaStore, Snapshot
+from shared.errors import Conflict, NotFound
+
+MAX_ATTEMPTS = 12  # commits retried on version conflict (training may commit in between)
+REPORT_LOG = 50  # activity-log entries in a report (the original's last 50)
+COHORT_CONCURRENCY = 32
+COHORT_MAX_PAGES = 20_000  # 10 M learners at 500 a page: a bound, not an expected size
+
+
+class MetaPaused(Conflict):
+    code = "meta_paused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Meta-learning is paused; POST /api/v4/meta-learning/resume to run phases again"
+        )
+
+
+def learner_not_found(learner: str) -> NotFound:
+    return NotFound(
+        f"Learner {learner!r} not found", code="learner_not_found", details={"learner": learner}
+    )
+
+
+class Busy(Conflict):
+    code = "meta_busy"
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    round: int
+    ts: int  # epoch ms of the commit of the round that made the learner ready
+
+
+def now_ms(now: float) -> int:
+    return int(now * 1000)
+
+
+class MetaEngine:
+    def __init__(self, store: MetaStore) -> None:
+        self.store = store
+
+    async def _ensure_running(self) -> None:
+        if await self.store.paused():
+            raise MetaPaused()
+
+    async def _snapshot(self, learner: str) -> Snapshot:
+        snap = await self.store.snapshot(learner)
+        if snap.state is None:
+            raise learner_not_found(learner)
+        return snap
+
+    # ---- mutations ---------------------------------------------------------------------------
+    async def start(self, learner: str) -> dict[str, Any]:
+        await self._ensure_running()
+        for _ in range(MAX_ATTEMPTS):
+            snap = await self._snapshot(learner)
+            doc = snap.doc or phases.new_document()
+            out = phases.start(doc, snap.state, time.time())  # type: ignore[arg-type]
+            if not out.log:
+                return phases.status_view(doc)
+            res = await self.store.commit(learner, snap.meta_version, out.doc, log=out.log)
+            if res.ok:
+                return phases.status_view(out.doc)
+            if res.missing:
+                raise learner_not_found(learner)
+        raise Busy("Meta state kept changing; retry")
+
+    async def run_all(self, learner: str, trigger: Trigger | None) -> dict[str, Any]:
+        await self._ensure_running()
+        token = await self.store.acquire_lock(learner)
+        try:
+            return await self._run_all_locked(learner, trigger)
+        finally:
+            await self.store.release_lock(learner, token)
+
+    async def _run_all_locked(self, learner: str, trigger: Trigger | None) -> dict[str, Any]:
+        for _ in range(MAX_ATTEMPTS):
+            snap = await self._snapshot(learner)
+            doc = snap.doc or phases.new_document()
+            now = time.time()
+            out = phases.run_remaining(doc, snap.state, now)  # type: ignore[arg-type]
+            delay_ms = max(0, now_ms(now) - trigger.ts) if trigger is not None else None
+            last = doc.get("lastTrigger") or {}
+            # A trigger counts once per round: a coach retrying the same trigger gets its answer
+            # again but no second `completed` event.
+            new_trigger = trigger is not None and trigger.round > int(last.get("round", -1))
+            if not out.ran and not new_trigger:
+                log, _ = await self.store.activity_log(learner, REPORT_LOG)
+                return self._run_answer(doc, log, [], delay_ms)
+            event = {
+                "type": "completed",
+                "learner": learner,
+                "round": trigger.round if trigger is not None else None,
+                "delay_ms": delay_ms,
+                "ts": now_ms(now),
+                "ran": ",".join(str(n) for n in out.ran),
+            }
+            if trigger is not None and new_trigger:
+                phases.note_trigger(out.doc, trigger.round, trigger.ts, delay_ms or 0)
+            res = await self.store.commit(
+                learner,
+                snap.meta_version,
+                out.doc,
+                log=out.log,
+                state_version=snap.state_version,
+                state=out.state,
+                phases_run=len(out.ran),
+                event=event,
+            )
+            if res.ok:
+                log, _ = await self.store.activity_log(learner, REPORT_LOG)
+                return self._run_answer(out.doc, log, out.ran, delay_ms)
+            if res.missing:
+                raise learner_not_found(learner)
+            # Version conflict: a training round or another meta writer got in between; re-read
+            # and recompute (a phase completed meanwhile is then skipped).
+        raise Busy("Learner state kept changing; retry")
+
+    @staticmethod
+    def _run_answer(
+        doc: dict[str, Any], log: list[dict[str, Any]], ran: list[int], delay_ms: int | None
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = {"report": phases.report_view(doc, log), "ran": ran}
+        if delay_ms is not None:
+            answer["delay_ms"] = delay_ms
+        return answer
+
+    async def boost(
+        self, learner: str, retention_delta: float, transfer_delta: float
+    ) -> dict[str, Any]:
+        await self._ensure_running()
+        result = await self._boost_one(learner, retention_delta, transfer_delta)
+        if result is None:
+            raise learner_not_found(learner)
+        await self.store.count_boosts(1)
+        return result
+
+    async def _boost_one(
+        self, learner: str, retention_delta: float, transfer_delta: float
+    ) -> dict[str, Any] | None:
+        """Boost one learner; None when it does not exist."""
+        for _ in range(MAX_ATTEMPTS):
+            snap = await self.store.snapshot(learner)
+            if snap.state is None:
+                return None
+            doc = snap.doc or phases.new_document()
+            out, booster = phases.boost(
+                doc, snap.state, retention_delta, transfer_delta, time.time()
+            )
+            res = await self.store.commit(
+                learner,
+                snap.meta_version,
+                out.doc,
+                log=out.log,
+                state_version=snap.state_version,
+                state=out.state,
+            )
+            if res.ok:
+                return {"booster": booster, "metrics": out.doc["metrics"]}
+            if res.missing:
+                return None
+        raise Busy("Learner state kept changing; retry")
+
+    async def boost_cohort(self, retention_delta: float, transfer_delta: float) -> dict[str, Any]:
+        """Boost every learner, paging the learners index by creation sequence (stable while
+        learners are added or deleted meanwhile: each page starts after the last score seen)."""
+        await self._ensure_running()
+        boosted = 0
+        skipped = 0
+        failed: list[str] = []
+        sem = asyncio.Semaphore(COHORT_CONCURRENCY)
+
+        async def one(learner: str) -> None:
+            nonlocal boosted, skipped
+            async with sem:
+                try:
+                    result = await self._boost_one(learner, retention_delta, transfer_delta)
+                except Busy:
+                    failed.append(learner)
+                    return
+            if result is None:
+                skipped += 1  # deleted while we paged
+            else:
+                boosted += 1
+
+        after: float | None = None
+        for _ in range(COHORT_MAX_PAGES):
+            page = await self.store.learners_after(after, COHORT_PAGE)
+            if not page:
+                break
+            await asyncio.gather(*(one(learner) for learner, _ in page))
+            after = page[-1][1]
+            if len(page) < COHORT_PAGE:
+                break
+        await self.store.count_boosts(boosted)
+        return {
+            "cohort": "all",
+            "count": boosted,
+            "skipped": skipped,
+            "failed": failed[:100],
+            "failedCount": len(failed),
+            "retentionDelta": retention_delta,
+            "transferDelta": transfer_delta,
+        }
+
+    async def set_paused(self, paused: bool) -> None:
+        await self.store.set_paused(paused)
+
+    # ---- reads (no GET changes state) --------------------------------------------------------
+    async def status(self, learner: str) -> dict[str, Any]:
+        snap = await self._snapshot(learner)
+        view = phases.status_view(snap.doc or phases.new_document())
+        view["learner"] = learner
+        view["paused"] = await self.store.paused()
+        return view
+
+    async def report(self, learner: str, limit: int = REPORT_LOG) -> dict[str, Any]:
+        snap = await self._snapshot(learner)
+        log, _ = await self.store.activity_log(learner, limit)
+        view = phases.report_view(snap.doc or phases.new_document(), log)
+        view["learner"] = learner
+        return view
+
+    async def insights(self, learner: str) -> dict[str, Any]:
+        snap = await self._snapshot(learner)
+        return phases.insights_view(snap.doc or phases.new_document(), snap.state, time.time())
+
+    async def phase(self, learner: str, n: int) -> dict[str, Any] | None:
+        snap = await self._snapshot(learner)
+        return (snap.doc or phases.new_document())["phases"].get(str(n))
+
+    async def activity_log(self, learner: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+        await self._snapshot(learner)
+        return await self.store.activity_log(learner, limit)
+
+    async def metrics(self, learner: str) -> tuple[dict[str, Any], dict[str, float]]:
+        """The stored metrics (baseline/current at the last meta step, improvements) and the
+        metrics measured from the learner's training state right now."""
+        snap = await self._snapshot(learner)
+        doc = snap.doc or phases.new_document()
+        return doc["metrics"], measure(snap.state, time.time())  # type: ignore[arg-type]
+
+    async def stats(self) -> dict[str, Any]:
+        raw = await self.store.stats()
+        count = int(raw.get("delayCount", 0))
+        total = int(raw.get("delaySumMs", 0))
+        return {
+            "paused": await self.store.paused(),
+            "completed": int(raw.get("completed", 0)),
+            "phasesRun": int(raw.get("phasesRun", 0)),
+            "boosts": int(raw.get("boosts", 0)),
+            "triggerDelayMs": {
+                "count": count,
+                "avg": round(total / count, 2) if count else None,
+                "last": int(raw["delayLastMs"]) if "delayLastMs" in raw else None,
+                "max": int(raw["delayMaxMs"]) if "delayMaxMs" in raw else None,
+            },
+        }

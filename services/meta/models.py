@@ -1,0 +1,51 @@
+"""Request models of the meta service (unknown fields refused, no coercion, no NaN)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from shared.validation import LearnerId, QueryModel, StrictModel
+
+MAX_DELTA = 0.5
+
+
+class LearnerBody(StrictModel):
+    learner: LearnerId | None = None
+
+
+class TriggerModel(StrictModel):
+    round: int = Field(ge=0)
+    ts: int = Field(ge=0, description="epoch ms of the commit of the round that made it ready")
+
+
+class RunAllRequest(StrictModel):
+    learner: LearnerId | None = None
+    trigger: TriggerModel | None = None
+
+
+class BoostRequest(StrictModel):
+    learner: LearnerId | None = None
+    cohort: Literal["all"] | None = Field(None, description='"all": boost every learner')
+    retentionDelta: float = Field(0.05, ge=0.0, le=MAX_DELTA)
+    transferDelta: float = Field(0.04, ge=0.0, le=MAX_DELTA)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BoostRequest:
+        if self.cohort is not None and self.learner is not None:
+            raise ValueError("give either learner or cohort, not both")
+        return self
+
+
+class EmptyBody(StrictModel):
+    pass
+
+
+class LearnerQuery(QueryModel):
+    learner: LearnerId | None = None
+
+
+class ActivityQuery(QueryModel):
+    learner: LearnerId | None = None
+    limit: int = Field(50, ge=1, le=200)

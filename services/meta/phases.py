@@ -1,0 +1,377 @@
+"""The original's four meta-learning phases, run on one learner's measured training state.
+
+The meta document of a learner (stored as JSON by `store.py`) keeps the original's shape:
+
+    {started, phases: {"1".."4": {name, status, startedAt, completedAt, <payload>}},
+     metrics: {baseline, current, improvements}, lastTrigger}
+
+with payloads `findings`, `changes`, `strategies`, `results` and status `not_started` |
+`in_progress` | `completed`. A completed phase is never re-run (as in the original).
+
+What each phase does here, instead of the original's fixed increments:
+
+1. *Learning Analysis* measures the four metrics (see `metrics.py`) and lists findings: the
+   measured metrics, weak domains (decayed mastery below 80), fading domains (recall below 0.5)
+   and coverage. `current` becomes the measurement.
+2. *Meta-Learning Algorithms* turns the measurement into a plan, under the original's proposal
+   ids: `meta_mem_1` (memory consolidation) plans ``retentionDelta = 0.05 + 0.10·(1 − kr)`` and
+   `meta_opt_1` (cross-domain optimisation) plans ``transferDelta = 0.04 + 0.12·(1 − te)`` — the
+   weaker the measured metric, the larger the step (between the boost defaults and the original's
+   phase-4 gains); `meta_loop_1` names the domains to focus on.
+3. *Adaptive Learning Strategies* assigns the original's three strategies to concrete domains:
+   `adaptive_context` (weak domains), `user_personalization` (fading domains, to review) and
+   `uncertainty_driven` (low-confidence or falling domains).
+4. *Learning Acceleration* applies the plan to the learner model (`effects.apply_boost`: retention
+   multiplier, longer half-lives, transfer share), measures again and records the measured change
+   as the improvement `{phase: 4, metric: "acceleration", delta}`.
+
+Phases 1–3 do not touch the learner state; phase 4 does, and the caller commits the new learner
+state and the completed phase in one atomic step. No I/O here.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from services.meta.effects import apply_boost
+from services.meta.metrics import (
+    FADING_RECALL,
+    KNOWN_DOMAINS,
+    METRIC_NAMES,
+    TARGET_MASTERY,
+    domain_views,
+    measure,
+    practised,
+    zero_metrics,
+)
+from shared.learner_state import LearnerState
+
+PHASES: dict[str, tuple[str, str]] = {
+    "1": ("Learning Analysis", "findings"),
+    "2": ("Meta-Learning Algorithms", "changes"),
+    "3": ("Adaptive Learning Strategies", "strategies"),
+    "4": ("Learning Acceleration", "results"),
+}
+PHASE_NUMBERS = (1, 2, 3, 4)
+IMPROVEMENTS_CAP = 50  # improvements kept in the document (the log keeps the rest)
+LOW_CONFIDENCE = 60.0
+DEFAULT_PLAN = {"retentionDelta": 0.10, "transferDelta": 0.12}  # the original's phase-4 gains
+PROPOSALS = (
+    ("meta_loop_1", "Meta-cognitive loop to evaluate and select learning strategies per task"),
+    ("meta_opt_1", "Optimize learning rate dynamically based on feedback and error signals"),
+    ("meta_mem_1", "Memory consolidation routine to improve retention over time"),
+)
+STRATEGIES = (
+    ("adaptive_context", "Select learning strategy based on context and difficulty"),
+    ("user_personalization", "Personalize learning approaches based on user model"),
+    ("uncertainty_driven", "Adapt more aggressively when uncertainty is high"),
+)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def log_entry(message: str, ts: float, data: Any = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"time": iso(ts), "message": message}
+    if data is not None:
+        entry["data"] = data
+    return entry
+
+
+def new_document() -> dict[str, Any]:
+    return {
+        "started": False,
+        "phases": {
+            n: {
+                "name": name,
+                "status": "not_started",
+                "startedAt": None,
+                "completedAt": None,
+                payload: [],
+            }
+            for n, (name, payload) in PHASES.items()
+        },
+        "metrics": {"baseline": zero_metrics(), "current": zero_metrics(), "improvements": []},
+        "lastTrigger": None,
+    }
+
+
+def next_phase(doc: dict[str, Any]) -> int | None:
+    for n in PHASE_NUMBERS:
+        if doc["phases"][str(n)]["status"] != "completed":
+            return n
+    return None
+
+
+def completed_count(doc: dict[str, Any]) -> int:
+    return sum(1 for p in doc["phases"].values() if p["status"] == "completed")
+
+
+def add_improvement(doc: dict[str, Any], phase: int | str, metric: str, delta: float, ts: float):
+    items = doc["metrics"]["improvements"]
+    items.append({"phase": phase, "metric": metric, "delta": round(delta, 4), "at": iso(ts)})
+    del items[:-IMPROVEMENTS_CAP]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of a step: the new document, the new learner state (None when untouched), the
+    phases completed now and the log entries to append (oldest first)."""
+
+    doc: dict[str, Any]
+    state: LearnerState | None = None
+    ran: list[int] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def start(doc: dict[str, Any], state: LearnerState, now: float) -> Outcome:
+    """Mark the learner's meta-learning started and capture the measured baseline (no-op when
+    already started, as in the original)."""
+    doc = copy.deepcopy(doc)
+    out = Outcome(doc)
+    if doc["started"]:
+        return out
+    doc["started"] = True
+    measured = measure(state, now)
+    doc["metrics"]["baseline"] = dict(measured)
+    doc["metrics"]["current"] = dict(measured)
+    out.log.append(log_entry("Meta-Learning Engine started", now))
+    out.log.append(log_entry("Baseline captured", now, {"baseline": measured}))
+    return out
+
+
+def run_remaining(doc: dict[str, Any], state: LearnerState, now: float) -> Outcome:
+    """Start if needed, then run every phase not yet completed, in order, on `state` (a decoded
+    copy the caller owns; phase 4 changes it in place)."""
+    out = start(doc, state, now)
+    doc = out.doc
+    touched = False
+    for n in PHASE_NUMBERS:
+        phase = doc["phases"][str(n)]
+        if phase["status"] == "completed":
+            continue
+        phase["status"] = "in_progress"
+        phase["startedAt"] = iso(now)
+        touched |= RUNNERS[n](doc, state, now, out.log)
+        phase["status"] = "completed"
+        phase["completedAt"] = iso(now)
+        out.ran.append(n)
+        out.log.append(log_entry(f"Phase {n} completed: {phase['name']}", now))
+    out.state = state if touched else None
+    return out
+
+
+def _phase1(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
+    measured = measure(state, now)
+    views = domain_views(state, now)
+    weak = [{"domain": v.key, "mastery": v.mastery} for v in views if v.mastery < TARGET_MASTERY]
+    weak.sort(key=lambda w: w["mastery"])
+    fading = [{"domain": v.key, "recall": v.recall} for v in views if v.recall < FADING_RECALL]
+    known = set(KNOWN_DOMAINS) | set(state.domains)
+    findings = [
+        {"type": "metrics", "metrics": measured},
+        {"type": "weak_domains", "threshold": TARGET_MASTERY, "domains": weak},
+        {"type": "fading_domains", "recallBelow": FADING_RECALL, "domains": fading},
+        {
+            "type": "coverage",
+            "practised": len(views),
+            "known": len(known),
+            "untouched": sorted(known - {v.key for v in views}),
+        },
+    ]
+    doc["phases"]["1"]["findings"] = findings
+    doc["metrics"]["current"] = dict(measured)
+    log.append(
+        log_entry(
+            "Phase 1 analysis complete", now, {"metrics": measured, "findingsCount": len(findings)}
+        )
+    )
+    return False
+
+
+def _phase2(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
+    measured = measure(state, now)
+    kr = measured["knowledgeRetention"]
+    te = measured["transferEfficiency"]
+    plan = {
+        "retentionDelta": round(0.05 + 0.10 * (1.0 - kr), 4),
+        "transferDelta": round(0.04 + 0.12 * (1.0 - te), 4),
+    }
+    focus = [
+        v.key
+        for v in sorted(domain_views(state, now), key=lambda v: v.mastery)
+        if v.mastery < TARGET_MASTERY
+    ][:3]
+    proposals = [{"id": pid, "description": text} for pid, text in PROPOSALS]
+    proposals[0]["focus"] = focus
+    proposals[1]["transferDelta"] = plan["transferDelta"]
+    proposals[2]["retentionDelta"] = plan["retentionDelta"]
+    doc["phases"]["2"]["changes"] = [
+        {
+            "type": "meta_learning_applied",
+            "proposals": proposals,
+            "plan": plan,
+            "gain": round(plan["retentionDelta"] + plan["transferDelta"], 4),
+            "before": {"retention": state.retention, "transfer": state.transfer},
+            "after": {
+                "retention": round(state.retention + plan["retentionDelta"], 4),
+                "transfer": round(min(1.0, state.transfer + plan["transferDelta"]), 4),
+            },
+        }
+    ]
+    log.append(log_entry("Phase 2 meta-learning algorithms applied", now, {"plan": plan}))
+    return False
+
+
+def _phase3(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
+    views = domain_views(state, now)
+    targets = {
+        "adaptive_context": [v.key for v in views if v.mastery < TARGET_MASTERY],
+        "user_personalization": [v.key for v in views if v.recall < FADING_RECALL],
+        "uncertainty_driven": [
+            v.key for v in views if v.confidence < LOW_CONFIDENCE or v.slope < 0.0
+        ],
+    }
+    strategies = [
+        {"id": sid, "description": text, "domains": targets[sid]} for sid, text in STRATEGIES
+    ]
+    doc["phases"]["3"]["strategies"] = strategies
+    log.append(
+        log_entry(
+            "Phase 3 adaptive strategies established",
+            now,
+            {"targets": {k: len(v) for k, v in targets.items()}},
+        )
+    )
+    return False
+
+
+def _phase4(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
+    changes = doc["phases"]["2"].get("changes") or []
+    plan = dict(DEFAULT_PLAN)
+    if changes and isinstance(changes[0], dict) and isinstance(changes[0].get("plan"), dict):
+        plan.update(changes[0]["plan"])
+    before = measure(state, now)
+    effect = apply_boost(state, float(plan["retentionDelta"]), float(plan["transferDelta"]))
+    after = measure(state, now)
+    deltas = {m: round(after[m] - before[m], 4) for m in METRIC_NAMES}
+    doc["phases"]["4"]["results"] = [
+        {
+            "applied": effect.to_dict(),
+            "plan": plan,
+            "before": before,
+            "after": after,
+            "improvements": deltas,
+        }
+    ]
+    doc["metrics"]["current"] = dict(after)
+    add_improvement(doc, 4, "acceleration", sum(deltas.values()), now)
+    log.append(log_entry("Phase 4 learning acceleration complete", now, {"improvements": deltas}))
+    return effect.changed
+
+
+RUNNERS = {1: _phase1, 2: _phase2, 3: _phase3, 4: _phase4}
+
+
+def boost(
+    doc: dict[str, Any],
+    state: LearnerState,
+    retention_delta: float,
+    transfer_delta: float,
+    now: float,
+) -> tuple[Outcome, dict[str, Any]]:
+    """The retention booster: apply the deltas to the learner model, measure, and record the
+    measured change (the original's `{phase: "booster", metric: "retention"}`). Returns the outcome
+    and the original's `booster` answer `{ok, before: {kr, te}, after: {kr, te}}`."""
+    doc = copy.deepcopy(doc)
+    before = measure(state, now)
+    effect = apply_boost(state, retention_delta, transfer_delta)
+    after = measure(state, now)
+    b = {"kr": before["knowledgeRetention"], "te": before["transferEfficiency"]}
+    a = {"kr": after["knowledgeRetention"], "te": after["transferEfficiency"]}
+    doc["metrics"]["current"] = dict(after)
+    add_improvement(doc, "booster", "retention", (a["kr"] - b["kr"]) + (a["te"] - b["te"]), now)
+    entry = log_entry(
+        "Retention booster applied",
+        now,
+        {
+            "before": b,
+            "after": a,
+            "retentionDelta": retention_delta,
+            "transferDelta": transfer_delta,
+            "applied": effect.to_dict(),
+        },
+    )
+    out = Outcome(doc, state if effect.changed else None, [], [entry])
+    return out, {"ok": True, "before": b, "after": a, "applied": effect.to_dict()}
+
+
+def note_trigger(doc: dict[str, Any], round_id: int, ts_ms: int, delay_ms: int) -> None:
+    doc["lastTrigger"] = {"round": round_id, "ts": ts_ms, "delay_ms": delay_ms}
+
+
+# ---- read-only views (the original's answers) ------------------------------------------------
+def status_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "started": doc["started"],
+        "phases": doc["phases"],
+        "metrics": doc["metrics"],
+        "nextRecommendedPhase": next_phase(doc),
+    }
+
+
+def report_view(doc: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "started": doc["started"],
+        "phases": doc["phases"],
+        "metrics": doc["metrics"],
+        "completedPhases": completed_count(doc),
+        "nextPhase": next_phase(doc),
+        "activityLog": log,
+    }
+
+
+def insights_view(doc: dict[str, Any], state: LearnerState | None, now: float) -> dict[str, Any]:
+    """The original's rules on the current metrics, plus the domains behind them."""
+    cur = doc["metrics"]["current"]
+    strengths = []
+    if cur.get("learningVelocity", 0) > 0.5:
+        strengths.append("Solid learning velocity")
+    if cur.get("knowledgeRetention", 0) > 0.5:
+        strengths.append("Good knowledge retention")
+    opportunities = []
+    if cur.get("adaptationSpeed", 0) < 0.7:
+        opportunities.append("Improve adaptation speed with personalized strategies")
+    if cur.get("transferEfficiency", 0) < 0.7:
+        opportunities.append("Enhance transfer efficiency via cross-domain learning")
+    values = [float(cur.get(m, 0.0) or 0.0) for m in METRIC_NAMES]
+    readiness = min(1.0, max(0.0, sum(values) / len(values)))
+    out: dict[str, Any] = {
+        "strengths": strengths or ["Foundational strengths ready to build upon"],
+        "opportunities": opportunities,
+        "risks": [
+            "Maintain stability while accelerating learning",
+            "Avoid overfitting meta-learning strategies",
+        ],
+        "readiness": round(readiness, 4),
+    }
+    if state is not None:
+        views = domain_views(state, now)
+        out["domains"] = {
+            "strongest": [v.key for v in sorted(views, key=lambda v: -v.mastery)[:3]],
+            "weakest": [
+                v.key for v in sorted(views, key=lambda v: v.mastery) if v.mastery < TARGET_MASTERY
+            ][:3],
+            "fading": [v.key for v in views if v.recall < FADING_RECALL],
+            "practised": len(practised(state)),
+        }
+    return out
+
+
+def now_s() -> float:
+    return time.time()

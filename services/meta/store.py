@@ -1,0 +1,170 @@
+"""Redis access of the meta service: the per-learner meta document and activity log, the
+per-learner run lock, the pause flag and the fleet-wide meta stats.
+
+The meta service is the only writer of `{learner:<id>}:meta` and `…:meta:log`; every write goes
+through the `meta_commit` script (see shared/lua/meta_commit.lua), which checks the meta version
+(and, when meta changes the learner model, the learner-state version) in the same atomic step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from shared.keys import Keys
+from shared.learner_state import LearnerState, decode, encode
+from shared.scripts import Scripts
+
+LOG_CAP = 200  # activity-log entries kept per learner (the original's log grew without bound)
+LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matters after a crash
+LOCK_WAIT_S = 2.0
+LOCK_POLL_S = 0.005
+COHORT_PAGE = 500
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One learner as read in one round trip (not a transaction: writes re-check versions)."""
+
+    meta_version: str  # '0' when the learner has no meta document yet
+    doc: dict[str, Any] | None
+    state_version: str | None  # None when the learner does not exist
+    state: LearnerState | None
+
+
+@dataclass(slots=True)
+class CommitResult:
+    ok: bool
+    missing: bool = False
+    conflict: str = ""  # 'meta' | 'state' on a version conflict
+
+
+class MetaStore:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.scripts = scripts
+
+    # ---- reads -------------------------------------------------------------------------------
+    async def snapshot(self, learner: str) -> Snapshot:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.learner_meta(learner), ["v", "s"])
+        pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
+        (mv, ms), (sv, ss) = await pipe.execute()
+        return Snapshot(
+            meta_version=mv or "0",
+            doc=orjson.loads(ms) if ms else None,
+            state_version=sv,
+            state=decode(ss) if ss else None,
+        )
+
+    async def learner_exists(self, learner: str) -> bool:
+        return bool(await self.redis.exists(self.keys.learner_state(learner)))
+
+    async def activity_log(self, learner: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrange(self.keys.learner_meta_log(learner), 0, limit - 1)
+        pipe.llen(self.keys.learner_meta_log(learner))
+        raw, total = await pipe.execute()
+        return [orjson.loads(x) for x in raw], int(total)
+
+    async def learners_after(self, after: float | None, count: int) -> list[tuple[str, float]]:
+        """Up to `count` learners whose creation sequence is above `after`, in order (ZRANGE
+        BYSCORE with LIMIT: a bounded page that deletions elsewhere cannot shift)."""
+        low = "-inf" if after is None else f"({after}"
+        return await self.redis.zrange(
+            self.keys.learners_index,
+            low,
+            "+inf",
+            byscore=True,
+            offset=0,
+            num=count,
+            withscores=True,
+        )
+
+    # ---- writes ------------------------------------------------------------------------------
+    async def commit(
+        self,
+        learner: str,
+        meta_version: str,
+        doc: dict[str, Any],
+        *,
+        log: list[dict[str, Any]],
+        state_version: str | None = None,
+        state: LearnerState | None = None,
+        phases_run: int = 0,
+        event: dict[str, Any] | None = None,
+    ) -> CommitResult:
+        args: list[Any] = [
+            meta_version,
+            orjson.dumps(doc).decode(),
+            LOG_CAP,
+            state_version if state is not None and state_version is not None else "",
+            encode(state) if state is not None else "",
+            phases_run,
+            len(log),
+        ]
+        args += [orjson.dumps(entry).decode() for entry in log]
+        for name, value in (event or {}).items():
+            if value is not None:
+                args += [name, value]
+        res = await self.scripts.meta_commit(
+            keys=[
+                self.keys.learner_state(learner),
+                self.keys.learner_meta(learner),
+                self.keys.learner_meta_log(learner),
+                self.keys.stream_meta,
+                self.keys.meta_stats,
+            ],
+            args=args,
+        )
+        code = int(res[0])
+        if code == 1:
+            return CommitResult(True)
+        if code == -1:
+            return CommitResult(False, missing=True)
+        return CommitResult(False, conflict=str(res[1]))
+
+    # ---- the per-learner run lock --------------------------------------------------------------
+    async def acquire_lock(self, learner: str) -> str | None:
+        """Take the learner's run lock (SET NX PX with our own token), waiting up to LOCK_WAIT_S.
+        Returns the token, or None when the wait timed out (callers then rely on the version
+        check alone, which is what makes a phase run once; the lock only saves duplicate work)."""
+        token = secrets.token_hex(8)
+        key = self.keys.learner_meta_lock(learner)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:  # bounded by the deadline
+            if await self.redis.set(key, token, nx=True, px=LOCK_TTL_MS):
+                return token
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(LOCK_POLL_S)
+
+    async def release_lock(self, learner: str, token: str | None) -> None:
+        if token is None:
+            return
+        # Compare-and-delete in one script: a lock that lapsed and was taken by another caller is
+        # not ours to delete.
+        await self.scripts.lease_release(keys=[self.keys.learner_meta_lock(learner)], args=[token])
+
+    # ---- pause flag and stats ----------------------------------------------------------------
+    async def paused(self) -> bool:
+        return await self.redis.get(self.keys.meta_paused) == "1"
+
+    async def set_paused(self, paused: bool) -> None:
+        if paused:
+            await self.redis.set(self.keys.meta_paused, "1")
+        else:
+            await self.redis.delete(self.keys.meta_paused)
+
+    async def stats(self) -> dict[str, str]:
+        return await self.redis.hgetall(self.keys.meta_stats)
+
+    async def count_boosts(self, n: int) -> None:
+        await self.redis.hincrby(self.keys.meta_stats, "boosts", n)
