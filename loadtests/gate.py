@@ -1,0 +1,350 @@
+"""Run a gate of seed 001 as a load test and judge it.
+
+    python -m loadtests.gate --gate 1 --minutes 10                 # against the fleet on :3000
+    python -m loadtests.gate --gate 1 --minutes 3 --start-fleet    # against a private fleet
+    python -m loadtests.gate --gate 2 --minutes 30 --host http://10.0.0.5:3000
+
+It runs Locust headless (the locustfile plus the ramp shape with the gate's population stages)
+for N minutes, then checks the gate's criteria against two independent sources:
+
+- Locust's own statistics, the client's view: error rate, p95 and p99 over every request, and
+  the training round p99;
+- the fleet's reports (`GET /api/v1/reports/metrics` over the run's window): uptime, coach
+  throughput (at least the seed's 215 rounds/min), round time, meta trigger delay, restarts,
+  learners; and the fleet's own verdict for the gate (`GET /api/v1/system/gates`).
+
+It prints a table of target vs measured, writes Locust's CSV and HTML report and a JSON summary
+under loadtests/results/, and exits 1 when a criterion fails (2 when the run itself failed). A
+criterion with nothing measured (for instance no learner became ready, so no meta trigger delay)
+fails: a gate passes on evidence only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.fleetctl import ROOT, BenchFleet, http_json
+from loadtests.report import format_table, results_path, stamp, write_json
+
+SEED_COACH_RPM = 215.0
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    name: str
+    source: str  # "locust", "reports" or "fleet"
+    comparator: str  # "<", "<=", ">", ">=", "=="
+    threshold: float | str
+    unit: str
+    get: Callable[[dict[str, Any]], float | str | None]
+
+
+def _dig(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _reports(path: str, scale: float = 1.0) -> Callable[[dict[str, Any]], float | None]:
+    def get(m: dict[str, Any]) -> float | None:
+        value = _dig(m.get("reports"), path)
+        return float(value) * scale if isinstance(value, int | float) else None
+
+    return get
+
+
+def _meta_delay_p99(m: dict[str, Any]) -> float | None:
+    # No trigger in the window means nothing was measured, not a delay of zero.
+    if not _dig(m.get("reports"), "meta_trigger_delay_ms.count"):
+        return None
+    return _reports("meta_trigger_delay_ms.p99")(m)
+
+
+def _locust(key: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda m: _dig(m.get("locust"), key)
+
+
+def _fleet_verdict(m: dict[str, Any]) -> str | None:
+    return m.get("fleet_verdict")
+
+
+# Seed 001's pass thresholds; coach throughput uses the seed 000 figure (215 rpm), which is
+# stricter than gate 1's 90 rpm threshold.
+GATES: dict[int, dict[str, Any]] = {
+    1: {
+        "title": "Gate 1: pre-ramp go/no-go (load test 5K → 10K learners)",
+        "stages": "5000,10000",
+        "criteria": [
+            Criterion("error rate", "locust", "<", 0.6, "%", _locust("error_rate_pct")),
+            Criterion("latency p95", "locust", "<", 250, "ms", _locust("p95_ms")),
+            Criterion("latency p99", "locust", "<", 600, "ms", _locust("p99_ms")),
+            Criterion("uptime", "reports", ">", 99.90, "%", _reports("uptime_pct")),
+            Criterion(
+                "coach throughput",
+                "reports",
+                ">=",
+                SEED_COACH_RPM,
+                "rounds/min",
+                _reports("coach.throughput_rounds_per_min"),
+            ),
+            Criterion(
+                "training round time p99",
+                "reports",
+                "<",
+                7,
+                "s",
+                _reports("round_latency_ms.p99", 0.001),
+            ),
+            Criterion("training round p99 (client)", "locust", "<", 7, "s", _locust("round_p99_s")),
+            Criterion("meta trigger delay p99", "reports", "<", 150, "ms", _meta_delay_p99),
+            Criterion("critical restarts", "reports", "<=", 0, "restarts", _reports("restarts")),
+            Criterion("fleet's gate verdict", "fleet", "==", "GO", "", _fleet_verdict),
+        ],
+    },
+    2: {
+        "title": "Gate 2: full rollout (5K → 10K → 25K → 50K learners, then sustain)",
+        "stages": "5000,10000,25000,50000",
+        "criteria": [
+            Criterion("error rate", "locust", "<", 0.1, "%", _locust("error_rate_pct")),
+            Criterion("latency p95", "locust", "<", 100, "ms", _locust("p95_ms")),
+            Criterion("uptime", "reports", ">", 99.99, "%", _reports("uptime_pct")),
+            Criterion(
+                "coach throughput",
+                "reports",
+                ">=",
+                SEED_COACH_RPM,
+                "rounds/min",
+                _reports("coach.throughput_rounds_per_min"),
+            ),
+            Criterion("coach coverage", "reports", ">", 90, "%", _reports("coach.coverage")),
+            Criterion("meta trigger delay p99", "reports", "<", 150, "ms", _meta_delay_p99),
+            Criterion("learners", "reports", ">=", 50_000, "learners", _reports("learners")),
+            Criterion("critical restarts", "reports", "<=", 0, "restarts", _reports("restarts")),
+            Criterion("fleet's gate verdict", "fleet", "==", "PASS", "", _fleet_verdict),
+        ],
+    },
+}
+
+
+def compare(value: float | str, comparator: str, threshold: float | str) -> bool:
+    if comparator == "==":
+        return value == threshold
+    v, t = float(value), float(threshold)
+    return {"<": v < t, "<=": v <= t, ">": v > t, ">=": v >= t}[comparator]
+
+
+# ---- Locust ------------------------------------------------------------------------------------
+
+
+def run_locust(
+    *,
+    host: str,
+    seconds: int,
+    stages: str,
+    csv_prefix: Path,
+    html: Path,
+    training_host: str | None,
+    users_per_k: float,
+    population: int,
+    token: str | None,
+) -> int:
+    locustfiles = f"{ROOT / 'loadtests' / 'locustfile.py'},{ROOT / 'loadtests' / 'shapes.py'}"
+    n_stages = len([s for s in stages.split(",") if s])
+    env = dict(os.environ)
+    env.update(
+        {
+            "TOOLOO_RAMP_STAGES": stages,
+            # The run is split evenly between the stages plus a final sustain of one stage.
+            "TOOLOO_RAMP_STAGE_S": str(seconds / (n_stages + 1)),
+            "TOOLOO_RAMP_USERS_PER_K": str(users_per_k),
+            "TOOLOO_LOAD_POPULATION": str(population),
+        }
+    )
+    if token:
+        env["TOOLOO_API_TOKEN"] = token
+    if training_host:
+        env["TOOLOO_LOAD_TRAINING_HOST"] = training_host
+    cmd = [
+        sys.executable, "-m", "locust", "-f", locustfiles, "--headless",
+        "--host", host, "--run-time", f"{seconds}s", "--stop-timeout", "5",
+        "--csv", str(csv_prefix), "--html", str(html), "--only-summary",
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    # Locust's exit code is 1 when any request failed; the criteria below judge that instead.
+    return subprocess.run(cmd, cwd=ROOT, env=env, timeout=seconds + 120, check=False).returncode
+
+
+def read_locust_stats(csv_prefix: Path) -> dict[str, Any]:
+    """The aggregated row of Locust's `_stats.csv`, plus the training round's p99."""
+    path = Path(f"{csv_prefix}_stats.csv")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_name = {row["Name"]: row for row in rows}
+    agg = by_name.get("Aggregated")
+    if agg is None or int(agg["Request Count"]) == 0:
+        raise RuntimeError(f"Locust made no requests (see {path})")
+    requests, failures = int(agg["Request Count"]), int(agg["Failure Count"])
+    round_row = by_name.get("training POST /api/v1/training/round")
+    return {
+        "requests": requests,
+        "failures": failures,
+        "error_rate_pct": failures / requests * 100,
+        "rps": float(agg["Requests/s"]),
+        "p50_ms": _num(agg["50%"]),
+        "p95_ms": _num(agg["95%"]),
+        "p99_ms": _num(agg["99%"]),
+        "round_p99_s": _num(round_row["99%"]) / 1000 if round_row else None,
+        "by_name": {
+            name: {"requests": int(r["Request Count"]), "failures": int(r["Failure Count"])}
+            for name, r in by_name.items()
+            if name != "Aggregated"
+        },
+    }
+
+
+def _num(text: str) -> float:
+    return float(text) if text not in ("", "N/A") else float("nan")
+
+
+# ---- the fleet's side --------------------------------------------------------------------------
+
+
+def fleet_view(host: str, gate: int, window_s: int, token: str | None) -> dict[str, Any]:
+    status, body = http_json(
+        "GET", f"{host}/api/v1/reports/metrics?window={window_s}", timeout=10, token=token
+    )
+    if status != 200:  # a window the reports service refuses: fall back to its default
+        status, body = http_json("GET", f"{host}/api/v1/reports/metrics", timeout=10, token=token)
+    reports = body.get("metrics") if status == 200 and isinstance(body, dict) else None
+    status, gates = http_json("GET", f"{host}/api/v1/system/gates", timeout=10, token=token)
+    verdict = None
+    if status == 200 and isinstance(gates, dict):
+        for entry in gates.get("gates") or []:
+            if isinstance(entry, dict) and entry.get("number") == gate:
+                verdict = entry.get("verdict")
+    return {"reports": reports, "fleet_verdict": verdict, "gates_status": status}
+
+
+def judge(gate: int, measured: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for c in GATES[gate]["criteria"]:
+        value = c.get(measured)
+        if isinstance(value, float) and value != value:
+            value = None
+        passed = value is not None and compare(value, c.comparator, c.threshold)
+        rows.append(
+            {
+                "criterion": c.name,
+                "source": c.source,
+                "target": f"{c.comparator} {c.threshold} {c.unit}".strip(),
+                "measured": value if value is not None else "not measured",
+                "passed": passed,
+            }
+        )
+    return rows
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    gate = GATES[args.gate]
+    seconds = max(10, round(args.minutes * 60))
+    ts = stamp()
+    csv_prefix = results_path(f"gate{args.gate}-{ts}", args.results_dir)
+    html = results_path(f"gate{args.gate}-{ts}.html", args.results_dir)
+    token = args.token or os.environ.get("TOOLOO_API_TOKEN")
+    stages = args.stages or gate["stages"]
+    print(f"{gate['title']}: {seconds}s against {args.host}, stages {stages}", flush=True)
+    started = time.time()
+    code = run_locust(
+        host=args.host,
+        seconds=seconds,
+        stages=stages,
+        csv_prefix=csv_prefix,
+        html=html,
+        training_host=args.training_host,
+        users_per_k=args.users_per_k,
+        population=args.population,
+        token=token,
+    )
+    try:
+        locust_stats = read_locust_stats(csv_prefix)
+    except (OSError, RuntimeError) as exc:
+        print(f"locust run failed (exit {code}): {exc}", file=sys.stderr)
+        return 2
+    window = min(86_400, max(60, round(time.time() - started)))
+    measured = {"locust": locust_stats, **fleet_view(args.host, args.gate, window, token)}
+    rows = judge(args.gate, measured)
+    print()
+    print(
+        format_table(
+            rows,
+            [
+                ("criterion", "criterion"),
+                ("source", "source"),
+                ("target", "target"),
+                ("measured", "measured"),
+                ("passed", "result"),
+            ],
+        )
+    )
+    failed = [r["criterion"] for r in rows if not r["passed"]]
+    summary = {
+        "gate": args.gate,
+        "title": gate["title"],
+        "host": args.host,
+        "seconds": seconds,
+        "stages": stages,
+        "criteria": rows,
+        "passed": not failed,
+        "measured": measured,
+        "locust_csv": f"{csv_prefix}_stats.csv",
+        "locust_html": str(html),
+    }
+    out = write_json(results_path(f"gate{args.gate}-{ts}.json", args.results_dir), summary)
+    print(f"\nLocust CSV {csv_prefix}_stats.csv, HTML {html}, summary {out}")
+    print("GATE PASSED" if not failed else f"GATE FAILED: {', '.join(failed)}")
+    return 0 if not failed else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="run a seed 001 gate as a Locust load test")
+    parser.add_argument("--gate", type=int, choices=sorted(GATES), default=1)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--host", default="http://127.0.0.1:3000", help="the web gateway")
+    parser.add_argument("--training-host", default=None, help="training clients go here")
+    parser.add_argument("--stages", default=None, help="population stages, e.g. 500,1000")
+    parser.add_argument("--users-per-k", type=float, default=1.0, help="users per 1K learners")
+    parser.add_argument("--population", type=int, default=1000, help="learners trained by Locust")
+    parser.add_argument("--token", default=None, help="default: $TOOLOO_API_TOKEN")
+    parser.add_argument("--results-dir", type=Path, default=None)
+    parser.add_argument(
+        "--start-fleet",
+        action="store_true",
+        help="start a private fleet (free ports, private redis, pre-armed) and test that",
+    )
+    args = parser.parse_args(argv)
+    if not args.start_fleet:
+        raise SystemExit(run_gate(args))
+    with BenchFleet(token=args.token) as fleet:
+        fleet.start("training", "meta", "coach", "reports", "web")
+        fleet.prearm()
+        if (ROOT / "orchestrator" / "__main__.py").exists():
+            # Observe mode: supervises nothing, answers /api/v1/system/status as in production.
+            fleet.start("orchestrator", env={"ORCHESTRATOR_MANAGE": "false"})
+        args.host = fleet.url("web")
+        code = run_gate(args)
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
