@@ -22,7 +22,7 @@ from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS
 from shared.errors import NotFound
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, client_id, enforce
-from shared.responses import ok
+from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
 from shared.validation import learner_from, parse_body
 
@@ -42,9 +42,14 @@ async def _status(request: web.Request) -> dict[str, Any]:
     )
 
 
+def _status_response(status: dict[str, Any]) -> web.Response:
+    # `status` is also ok()'s HTTP status argument, so the body is built here.
+    return json_response({"ok": True, "status": status})
+
+
 @routes.get(f"{BASE}/status", summary="Coach status: loop, throughput, coverage, meta triggers")
 async def status(request: web.Request) -> web.Response:
-    return ok(status=await _status(request))
+    return _status_response(await _status(request))
 
 
 @routes.post(f"{BASE}/start", body=Empty, summary="Start the auto-coach loop (persists)")
@@ -53,7 +58,7 @@ async def start(request: web.Request) -> web.Response:
     redis, keys = request.app[REDIS], request.app[KEYS]
     await set_active(redis, keys, True, "auto-coach started")
     await emit_system_event(redis, keys, service="coach", kind="coach_started")
-    return ok(status=await _status(request))
+    return _status_response(await _status(request))
 
 
 @routes.post(f"{BASE}/stop", body=Empty, summary="Stop the loop (an in-flight tick finishes)")
@@ -62,7 +67,7 @@ async def stop(request: web.Request) -> web.Response:
     redis, keys = request.app[REDIS], request.app[KEYS]
     await set_active(redis, keys, False, "auto-coach stopped")
     await emit_system_event(redis, keys, service="coach", kind="coach_stopped")
-    return ok(status=await _status(request))
+    return _status_response(await _status(request))
 
 
 @routes.get(f"{BASE}/settings", summary="The coach settings (live, from Redis)")
