@@ -39,8 +39,16 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 BACKGROUND_EVERY_N_ROUNDS = 3
 
 
+_DEFAULTS_MERGED: dict[str, Any] = {**DEFAULT_SETTINGS, "selection": dict(DEFAULT_SELECTION)}
+
+
 def effective_settings(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults with the learner's overrides applied (`selection` merged key by key)."""
+    """Defaults with the learner's overrides applied (`selection` merged key by key).
+
+    Most learners have no overrides; they share one read-only dict (callers never mutate it), so
+    the round loop does not rebuild it several times per round."""
+    if not overrides:
+        return _DEFAULTS_MERGED
     out = dict(DEFAULT_SETTINGS)
     for key in DEFAULT_SETTINGS:
         if key in overrides:
