@@ -38,6 +38,9 @@ def test_default_learner_exists_before_start_and_round_needs_start(training):
     status, body = training.post(ROUND, {"learner": "nobody"})
     assert status == 404 and body["error"]["code"] == "learner_not_found"
 
+    status, doc = training.get("/openapi.json")
+    assert status == 200 and "/api/v1/training/rounds" in doc["paths"]
+
 
 def test_start_round_and_original_shapes(training):
     status, body = training.post(START, {})
@@ -276,3 +279,37 @@ def test_onboarding_ramps_to_target_and_respects_pause(fleet: Fleet, keys):
     assert len(regions) >= 6
     # Onboarded learners are active: a round runs for them.
     assert fleet["training"].post(ROUND, {"learner": "l-1"})[0] == 200
+
+
+async def test_two_replicas_share_state_without_lost_updates(fleet: Fleet, training, keys):
+    """Rounds for one learner through two processes: the per-process lock cannot help, so the
+    commit's version check and the recompute-from-returned-state path must keep every round."""
+    from tests.support.ports import free_port
+    from tests.support.processes import ServiceProcess
+
+    env = dict(fleet.env)
+    port = free_port()
+    env["TRAINING_PORT"] = str(port)
+    replica = ServiceProcess("training-2", "services.training", port, env, fleet.log_dir).start()
+    try:
+        replica.wait_ready()
+        training.post(START, {"learner": "shared"})
+
+        async def one(session: aiohttp.ClientSession, url: str) -> dict:
+            async with session.post(url + ROUND, json={"learner": "shared"}) as resp:
+                assert resp.status == 200, await resp.text()
+                return (await resp.json())["result"]
+
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(
+                *(one(session, (training.url, replica.url)[i % 2]) for i in range(120))
+            )
+        assert sorted(r["learnerRound"] for r in results) == list(range(1, 121))
+        assert len({r["round"] for r in results}) == 120
+        detail = replica.get("/api/v1/learners/shared")[1]["learner"]
+        assert detail["rounds"] == 120
+        assert sum(d["attempts"] for d in detail["domains"].values()) == sum(
+            len(r["results"]) for r in results
+        )
+    finally:
+        replica.stop()
