@@ -178,10 +178,10 @@ class ReportsConsumer:
                     min_idle_time=min_idle_ms,
                     start_id=start,
                     count=BATCH,
-                    justid=True,
                 )
-                start, ids = reply[0], reply[1]
-                claimed += len(ids)
+                # Not JUSTID: redis-py drops the next-start cursor from a JUSTID reply.
+                start, entries = reply[0], reply[1]
+                claimed += len(entries)
                 if start in ("0-0", b"0-0"):
                     break
         if claimed:

@@ -32,7 +32,7 @@ async def status(request: web.Request) -> web.Response:
         "last_error": state.last_error if state else None,
     }
     body["ok"] = bool(state and state.running and state.last_error is None)
-    return ok(status=200, **{"status": body})
+    return json_response({"ok": True, "status": body})
 
 
 @api.get("/api/v1/reports/metrics", query=WindowQuery, summary="Current metrics over a window")
