@@ -407,3 +407,43 @@ def evaluate(
         "escalation_level": active["escalation_level"] if active else "normal",
         "gates": gates,
     }
+
+
+def compose_metrics(
+    reports_body: Any, processes_body: Any, reports_error: str | None = None
+) -> tuple[dict[str, Any], bool, str | None, dict[str, Any]]:
+    """Merge the reports metrics (docs/ARCHITECTURE.md §3) and the orchestrator's process table
+    into the metrics the gates read. Returns (metrics, available, reason, sources).
+
+    Restarts: the reports count is over the same window as every other metric, so it is used
+    when present; the orchestrator's cumulative count is the fallback. A process the orchestrator
+    gave up on (state `failed`) always counts as a crash.
+    """
+    sources: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    available = False
+    reason: str | None = None
+    if isinstance(reports_body, Mapping) and isinstance(reports_body.get("metrics"), Mapping):
+        metrics = dict(reports_body["metrics"])
+        available = True
+        sources["reports"] = {"ok": True, "window_s": reports_body.get("window_s")}
+    else:
+        reason = f"metrics unavailable: {reports_error or 'reports gave no metrics'}"
+        sources["reports"] = {"ok": False, "error": reports_error or "no metrics"}
+    processes = processes_body.get("processes") if isinstance(processes_body, Mapping) else None
+    if isinstance(processes, list):
+        restarts = [p.get("restarts") for p in processes if isinstance(p, Mapping)]
+        failed = [
+            p.get("name")
+            for p in processes
+            if isinstance(p, Mapping) and p.get("state") == "failed"
+        ]
+        total = sum(r for r in restarts if isinstance(r, int) and not isinstance(r, bool))
+        sources["orchestrator"] = {"ok": True, "restarts": total, "failed": failed}
+        if lookup(metrics, "restarts") is None:
+            metrics["restarts"] = total
+        if failed:
+            metrics["restarts"] = max(int(metrics["restarts"]), len(failed))
+    else:
+        sources["orchestrator"] = {"ok": False}
+    return metrics, available, reason, sources

@@ -1,0 +1,33 @@
+"""The web service (port 3000): the Control Room, the API gateway and the system endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.web import routes
+from services.web.app_keys import FORWARDER, GATE_TABLE, PROXY_TABLE, SNAPSHOTS
+from services.web.events import SnapshotCache, build_snapshot
+from services.web.gates import load_table
+from services.web.proxy import Forwarder, ProxyTable
+from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS, create_base_app
+from shared.settings import FleetSettings
+
+
+def create_app(settings: FleetSettings) -> web.Application:
+    app = create_base_app("web", settings, use_client=True)
+    app[GATE_TABLE] = load_table()  # a malformed gate table stops the start, not a request
+    app[PROXY_TABLE] = ProxyTable()
+    routes.register(app)
+    app.cleanup_ctx.append(_gateway_ctx)
+    return app
+
+
+async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Runs after the Redis and client contexts: one pooled session serves every forwarded call.
+    client = app[CLIENT]
+    app[FORWARDER] = Forwarder(app[PROXY_TABLE], app[SETTINGS], client.session)
+    redis, keys, table = app[REDIS], app[KEYS], app[GATE_TABLE]
+    app[SNAPSHOTS] = SnapshotCache(lambda: build_snapshot(client, redis, keys, table))
+    yield

@@ -1,0 +1,15 @@
+"""Typed application keys of the web service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.web.events import SnapshotCache
+from services.web.gates import GateTable
+from services.web.proxy import Forwarder, ProxyTable
+
+GATE_TABLE = web.AppKey("gate_table", GateTable)
+PROXY_TABLE = web.AppKey("proxy_table", ProxyTable)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+SNAPSHOTS = web.AppKey("snapshots", SnapshotCache)
+LOCAL_API_ROUTES = web.AppKey("local_api_routes", dict)

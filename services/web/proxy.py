@@ -1,0 +1,151 @@
+"""The gateway: which service answers which path prefix (data), and the forwarder.
+
+The table is matched longest prefix first, on whole path segments (`/api/v1/training` matches
+`/api/v1/training/round` but not `/api/v1/trainingX`). Web's own `/api/v1/system/*` routes are
+registered on the router before the catch-all proxy route, so they always win — the original's
+catch-all shadowed every later route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from shared.errors import NotFound, UpstreamError, UpstreamTimeout
+from shared.middlewares import REQUEST_ID, REQUEST_ID_HEADER
+from shared.settings import FleetSettings
+
+# (prefix, service). Order here does not matter: `ProxyTable` sorts longest first.
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("/api/v1/training", "training"),
+    ("/api/v1/next-domain", "training"),
+    ("/api/v1/learners", "training"),
+    ("/api/v4/meta-learning", "meta"),
+    ("/api/v1/auto-coach", "coach"),
+    ("/api/v1/reports", "reports"),
+    ("/api/v1/system/processes", "orchestrator"),
+    ("/api/v1/system/status", "orchestrator"),
+    ("/api/v1/system/services", "orchestrator"),
+    ("/api/v1/system/prearm", "orchestrator"),
+)
+
+# Request headers worth passing on; everything else (hop-by-hop, Host, cookies) stays here.
+FORWARD_REQUEST_HEADERS = ("Content-Type", "Accept", "Authorization")
+# Response headers worth passing back besides Content-Type.
+FORWARD_RESPONSE_HEADERS = ("Content-Disposition", "Allow", "Retry-After", "WWW-Authenticate")
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+UPSTREAM_HEADER = "X-Upstream-Service"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRoute:
+    prefix: str
+    service: str
+
+    def matches(self, path: str) -> bool:
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+
+class ProxyTable:
+    def __init__(self, routes: tuple[tuple[str, str], ...] = ROUTES) -> None:
+        self.routes = sorted(
+            (ProxyRoute(p, s) for p, s in routes), key=lambda r: len(r.prefix), reverse=True
+        )
+
+    def match(self, path: str) -> ProxyRoute | None:
+        return next((r for r in self.routes if r.matches(path)), None)
+
+    def describe(self, settings: FleetSettings) -> list[dict[str, object]]:
+        """The table as `GET /api/v1/system/routes` shows it, grouped by service."""
+        by_service: dict[str, list[str]] = {}
+        for route in self.routes:
+            by_service.setdefault(route.service, []).append(route.prefix)
+        return [
+            {
+                "name": service,
+                "prefixes": prefixes,
+                "route": {"type": "remote", "base": settings.url_of(service)},
+            }
+            for service, prefixes in by_service.items()
+        ]
+
+
+class Forwarder:
+    """Forwards one request to the service owning its prefix over a pooled session."""
+
+    def __init__(
+        self, table: ProxyTable, settings: FleetSettings, session: aiohttp.ClientSession
+    ) -> None:
+        self.table = table
+        self.settings = settings
+        self.session = session
+
+    async def forward(self, request: web.Request) -> web.Response:
+        route = self.table.match(request.path)
+        if route is None:
+            raise NotFound(
+                f"No service answers {request.path}",
+                code="no_route",
+                details={"path": request.path},
+            )
+        service = route.service
+        body = await request.read()  # bounded by the app's client_max_size (413 beyond)
+        headers = {h: request.headers[h] for h in FORWARD_REQUEST_HEADERS if h in request.headers}
+        headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+        # raw_path keeps the query string and the client's percent-encoding untouched.
+        url = URL(self.settings.url_of(service) + request.raw_path, encoded=True)
+        timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_s)
+        try:
+            async with self.session.request(
+                request.method,
+                url,
+                data=body or None,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as upstream:
+                payload = await _read_bounded(upstream, service)
+                out_headers = {
+                    h: upstream.headers[h]
+                    for h in FORWARD_RESPONSE_HEADERS
+                    if h in upstream.headers
+                }
+                out_headers[UPSTREAM_HEADER] = service
+                return web.Response(
+                    status=upstream.status,
+                    body=payload,
+                    headers=out_headers,
+                    content_type=upstream.content_type or "application/json",
+                    charset=upstream.charset,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{service} did not answer within {timeout.total}s",
+                details={"service": service, "path": request.path},
+                headers={UPSTREAM_HEADER: service},
+            ) from None
+        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+            raise UpstreamError(
+                f"{service} is unavailable ({exc.__class__.__name__})",
+                details={"service": service, "path": request.path},
+                headers={UPSTREAM_HEADER: service},
+            ) from None
+
+
+async def _read_bounded(upstream: aiohttp.ClientResponse, service: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in upstream.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise UpstreamError(
+                f"{service} answered more than {MAX_RESPONSE_BYTES} bytes",
+                code="upstream_too_large",
+                details={"service": service},
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,144 @@
+"""HTTP handlers of the web service: its own `/api/v1/system/*` endpoints, the Control Room
+page, and the catch-all proxy (registered last, so every specific route wins)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from services.web import events, gates, system
+from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY_TABLE, SNAPSHOTS
+from services.web.models import EmptyBody, GatesQuery, ScaleRequest
+from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS
+from shared.responses import json_response, ok
+from shared.routing import ApiRoutes
+from shared.validation import parse_body, parse_query
+
+STATIC_DIR = Path(__file__).with_name("static")
+PAGE = STATIC_DIR / "control-room.html"
+
+routes = ApiRoutes("web")
+
+
+# ---- scale and onboarding ---------------------------------------------------------------------
+
+
+@routes.get("/api/v1/system/scale", summary="Population target, hold, paused and current count")
+async def get_scale(request: web.Request) -> web.Response:
+    return ok(scale=await system.read_scale(request.app[REDIS], request.app[KEYS]))
+
+
+@routes.post(
+    "/api/v1/system/scale", body=ScaleRequest, summary="Set the population target (and hold)"
+)
+async def post_scale(request: web.Request) -> web.Response:
+    body = await parse_body(request, ScaleRequest)
+    state = await system.set_scale(request.app[REDIS], request.app[KEYS], body.learners, body.hold)
+    return ok(scale=state)
+
+
+@routes.post("/api/v1/system/pause-onboarding", body=EmptyBody, summary="Pause onboarding")
+async def pause_onboarding(request: web.Request) -> web.Response:
+    await parse_body(request, EmptyBody)
+    state = await system.set_paused(request.app[REDIS], request.app[KEYS], True)
+    return ok(paused=state["paused"], scale=state)
+
+
+@routes.post("/api/v1/system/resume-onboarding", body=EmptyBody, summary="Resume onboarding")
+async def resume_onboarding(request: web.Request) -> web.Response:
+    await parse_body(request, EmptyBody)
+    state = await system.set_paused(request.app[REDIS], request.app[KEYS], False)
+    return ok(paused=state["paused"], scale=state)
+
+
+# ---- gates, events, routes -------------------------------------------------------------------
+
+
+@routes.get("/api/v1/system/gates", query=GatesQuery, summary="Seed 001 gates against live metrics")
+async def get_gates(request: web.Request) -> web.Response:
+    query = parse_query(request, GatesQuery)
+    client = request.app[CLIENT]
+    metrics, processes = await asyncio.gather(
+        events.fetch(client, "reports", f"/api/v1/reports/metrics?window={query.window}", 2.0),
+        events.fetch(client, "orchestrator", "/api/v1/system/processes", 2.0),
+    )
+    merged, available, reason, sources = gates.compose_metrics(
+        metrics, processes, reports_error=_error_message(metrics)
+    )
+    result = gates.evaluate(
+        request.app[GATE_TABLE], merged, metrics_available=available, unavailable_reason=reason
+    )
+    # Built directly: the seed's dashboard has a `status` field, which `ok()` takes as HTTP status.
+    return json_response(
+        {
+            "ok": True,
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "window_s": query.window,
+            "sources": sources,
+            **result,
+        }
+    )
+
+
+def _error_message(body: dict[str, Any]) -> str | None:
+    err = body.get("error")
+    return err.get("message") if isinstance(err, dict) else None
+
+
+@routes.get("/api/v1/system/events", summary="Server-sent events: fleet, coach, metrics, gates")
+async def get_events(request: web.Request) -> web.StreamResponse:
+    return await events.stream(request, request.app[SNAPSHOTS])
+
+
+@routes.get("/api/v1/system/routes", summary="The gateway's routing table")
+async def get_routes(request: web.Request) -> web.Response:
+    table = request.app[PROXY_TABLE].describe(request.app[SETTINGS])
+    local = sorted(request.app[LOCAL_API_ROUTES])
+    return ok(
+        routes=[*table, {"name": "web", "prefixes": local, "route": {"type": "local"}}],
+    )
+
+
+@routes.get("/api/v1/health", summary="Liveness (the original's alias of /health)")
+async def api_health(request: web.Request) -> web.Response:
+    return ok(server="web", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+# ---- the Control Room ------------------------------------------------------------------------
+
+
+@routes.get("/control-room", summary="The Control Room page")
+async def control_room(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/", summary="The Control Room page")
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
+
+# ---- the proxy -------------------------------------------------------------------------------
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    local = request.app[LOCAL_API_ROUTES].get(request.path)
+    if local is not None:
+        # A local path with a method it does not take: say so, never forward it.
+        raise web.HTTPMethodNotAllowed(request.method, sorted(local))
+    return await request.app[FORWARDER].forward(request)
+
+
+def register(app: web.Application) -> None:
+    routes.register(app)
+    local: dict[str, set[str]] = {}
+    for spec in routes.specs:
+        if spec.path.startswith("/api/"):
+            local.setdefault(spec.path, set()).add(spec.method)
+    app[LOCAL_API_ROUTES] = local
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    # Last: anything under /api/ that no specific route took goes to the owning service.
+    app.router.add_route("*", "/api/{tail:.*}", proxy)

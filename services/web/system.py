@@ -1,0 +1,62 @@
+"""The population target and onboarding switches, kept in Redis (`keys.scale`).
+
+Fields of the hash: `target` (learners, integer), `hold` and `paused` ("0"/"1"). The training
+service's onboarding task reads them each tick; web is their only writer. Every change also
+appends a `settings_changed` event to the system stream, in the same MULTI/EXEC as the change,
+so the stream never shows a change that did not happen (nor misses one that did).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared.events import STREAM_MAXLEN
+from shared.keys import Keys
+
+SERVICE = "web"
+
+
+def _flag(value: str | None) -> bool:
+    return value == "1"
+
+
+async def read_scale(redis: Redis, keys: Keys) -> dict[str, Any]:
+    """{target (None until set), hold, paused, learners (current population)}."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.scale, ["target", "hold", "paused"])
+        pipe.zcard(keys.learners_index)
+        (target, hold, paused), learners = await pipe.execute()
+    return {
+        "target": int(target) if target not in (None, "") else None,
+        "hold": _flag(hold),
+        "paused": _flag(paused),
+        "learners": int(learners),
+    }
+
+
+async def _change(redis: Redis, keys: Keys, fields: dict[str, str], setting: str) -> None:
+    event = {
+        "type": "settings_changed",
+        "service": SERVICE,
+        "setting": setting,
+        "ts": int(time.time() * 1000),
+        **fields,
+    }
+    # MULTI/EXEC: the hash update and its event are applied together or not at all.
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.scale, mapping=fields)
+        pipe.xadd(keys.stream_system, event, maxlen=STREAM_MAXLEN, approximate=True)
+        await pipe.execute()
+
+
+async def set_scale(redis: Redis, keys: Keys, learners: int, hold: bool) -> dict[str, Any]:
+    await _change(redis, keys, {"target": str(learners), "hold": "1" if hold else "0"}, "scale")
+    return await read_scale(redis, keys)
+
+
+async def set_paused(redis: Redis, keys: Keys, paused: bool) -> dict[str, Any]:
+    await _change(redis, keys, {"paused": "1" if paused else "0"}, "onboarding")
+    return await read_scale(redis, keys)
