@@ -1,0 +1,139 @@
+"""The control API (thin handlers; the work is in supervisor.py and prearm.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from aiohttp import web
+
+from orchestrator.app_keys import FLEET, SUPERVISOR
+from orchestrator.fleet_state import FleetState, ProcessRecord
+from orchestrator.models import PrearmRequest, ServiceAction
+from orchestrator.supervisor import Supervisor
+from shared.errors import Conflict, NotFound
+from shared.responses import ok
+from shared.routing import ApiRoutes
+from shared.validation import parse_body
+
+routes = ApiRoutes("orchestrator")
+
+
+def _fleet(request: web.Request) -> FleetState:
+    return request.app[FLEET]
+
+
+def _supervisor(request: web.Request) -> Supervisor:
+    return request.app[SUPERVISOR]
+
+
+def _record(request: web.Request) -> ProcessRecord:
+    name = request.match_info["name"]
+    record = _fleet(request).processes.get(name)
+    if record is None:
+        raise NotFound(
+            f"unknown service {name!r}",
+            code="unknown_service",
+            details={"services": list(_fleet(request).processes)},
+        )
+    return record
+
+
+def _managed(request: web.Request) -> None:
+    fleet = _fleet(request)
+    if fleet.mode != "manage":
+        raise Conflict(
+            "the orchestrator is in observe mode (ORCHESTRATOR_MANAGE=false): the platform "
+            "runs the services",
+            code="not_managed",
+        )
+    if fleet.stopping:
+        raise Conflict("the fleet is stopping", code="stopping")
+
+
+@routes.get("/api/v1/system/processes", summary="The process table")
+async def processes(request: web.Request) -> web.Response:
+    fleet = _fleet(request)
+    return ok(
+        processes=fleet.processes_view(),
+        orchestrator={"pid": os.getpid(), "mode": fleet.mode},
+    )
+
+
+@routes.get("/api/v1/system/status", summary="Fleet phase, pre-arm steps and services")
+async def status(request: web.Request) -> web.Response:
+    return ok(**_fleet(request).status_view())
+
+
+async def _run_action(request: web.Request, action: str) -> web.Response:
+    await parse_body(request, ServiceAction)
+    record = _record(request)
+    _managed(request)
+    supervisor = _supervisor(request)
+    if action == "restart":
+        coro = supervisor.restart(record, "operator request", manual=True)
+    elif action == "stop":
+        coro = supervisor.stop_service(record)
+    else:
+        coro = supervisor.start_service(record)
+    task = supervisor.in_background(coro, f"{action}-{record.name}")
+    # Shielded: a client hanging up does not leave a service half-restarted.
+    result = await asyncio.shield(task)
+    return ok(action=action, service=record.name, done=result is not False, process=record.view())
+
+
+@routes.post(
+    "/api/v1/system/services/{name}/restart",
+    body=ServiceAction,
+    summary="Restart one service (resets its restart budget)",
+    responses={404: "Unknown service", 409: "Observe mode or stopping"},
+)
+async def restart_service(request: web.Request) -> web.Response:
+    return await _run_action(request, "restart")
+
+
+@routes.post(
+    "/api/v1/system/services/{name}/stop",
+    body=ServiceAction,
+    summary="Stop one service (not restarted until started again)",
+    responses={404: "Unknown service", 409: "Observe mode or stopping"},
+)
+async def stop_service(request: web.Request) -> web.Response:
+    return await _run_action(request, "stop")
+
+
+@routes.post(
+    "/api/v1/system/services/{name}/start",
+    body=ServiceAction,
+    summary="Start a stopped or failed service",
+    responses={404: "Unknown service", 409: "Observe mode or stopping"},
+)
+async def start_service(request: web.Request) -> web.Response:
+    return await _run_action(request, "start")
+
+
+@routes.post(
+    "/api/v1/system/prearm",
+    body=PrearmRequest,
+    summary="Run the pre-arm steps now (never resets progress)",
+    responses={409: "Stopping"},
+)
+async def prearm(request: web.Request) -> web.Response:
+    body = await parse_body(request, PrearmRequest)
+    fleet = _fleet(request)
+    if fleet.stopping:
+        raise Conflict("the fleet is stopping", code="stopping")
+    unknown = [s for s in body.steps or [] if s not in fleet.steps]
+    if unknown:
+        raise Conflict(
+            f"steps {unknown} concern services this orchestrator does not supervise",
+            code="step_not_supervised",
+        )
+    supervisor = _supervisor(request)
+    task = supervisor.in_background(supervisor.run_prearm(body.steps), "prearm")
+    done = await asyncio.shield(task)
+    return ok(done=done, **fleet.status_view())
+
+
+def register(app: web.Application) -> None:
+    routes.register(app)

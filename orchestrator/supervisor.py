@@ -1,0 +1,445 @@
+"""Child processes of the fleet: start, health-check, restart, stop.
+
+Designed against the original's defects (reference §4.4, §7 item 7): every health check has a
+timeout and the monitor never overlaps itself; an exit is seen at once (the child is awaited,
+not polled); a restart stops the old process and waits for it to exit (port released) before
+spawning; restarts back off exponentially within a budget, beyond which the service is `failed`
+(no restart storm); one restart per service at a time (its lock, and a restart only acts on the
+process it was asked about); the steps of pre-arm that concern a restarted service run again;
+only processes started here are signalled, by pid; a dead child's pid is not reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState
+from orchestrator.prearm import Emit, HttpCaller, Prearm
+from orchestrator.service_table import module_available, stop_waves
+from orchestrator.settings import OrchestratorSettings
+from shared.errors import ApiError
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+PR_SET_PDEATHSIG = 1
+READY_POLL_S = 0.05
+PREARM_RETRY_GAP_S = 2.0
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A preexec hook asking Linux to SIGTERM the child if the orchestrator dies without
+    stopping it (e.g. SIGKILLed by honcho's kill timeout), so no child is orphaned."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+    def hook() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return hook
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        state: FleetState,
+        prearm: Prearm,
+        http: HttpCaller,
+        emit: Emit,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.prearm = prearm
+        self.http = http
+        self.emit = emit
+        self.manage = settings.manage
+        self._main: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._spawns: set[asyncio.Task[Any]] = set()
+        self._initial_done = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._main = asyncio.create_task(self._run(), name="orchestrator-supervisor")
+
+    async def _run(self) -> None:
+        if self.manage:
+            await self._start_fleet()
+            await self.prearm.run()
+        self._initial_done = True
+        await self.changed()
+        await self._monitor()
+
+    async def shutdown(self) -> None:
+        """Stop every child, coach first, then the rest wave by wave; SIGKILL after the grace
+        period. Safe to call at any point of start-up."""
+        self.state.stopping = True
+        await self.changed()
+        tasks = [t for t in (self._main, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # A spawn in flight finishes (it is shielded) so its child is known and stopped below.
+        await asyncio.gather(*self._spawns, return_exceptions=True)
+        if not self.manage:
+            return
+        table = tuple(r.spec for r in self.state.processes.values())
+        for wave in stop_waves(table):
+            records = [self.state.processes[spec.name] for spec in wave]
+            await asyncio.gather(*(self._terminate(r) for r in records))
+            for record in records:
+                if record.state is not ProcState.FAILED:
+                    record.state = ProcState.STOPPED
+        log.info("fleet_stopped")
+
+    def _background(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def changed(self) -> None:
+        phase, changed = self.state.update_phase()
+        if changed:
+            log.info("fleet_phase", phase=phase.value)
+            await self.emit("orchestrator", "fleet_phase", phase=phase.value)
+
+    # ---- start-up ----------------------------------------------------------------------------
+    async def _start_fleet(self) -> None:
+        # Each service starts as soon as the services it depends on are up (or have failed:
+        # then it starts anyway and copes, rather than waiting forever).
+        settled = {name: asyncio.Event() for name in self.state.processes}
+
+        async def start_one(record: ProcessRecord) -> None:
+            try:
+                for dep in record.spec.depends_on:
+                    await settled[dep].wait()
+                await self._initial_start(record)
+            finally:
+                settled[record.name].set()
+
+        await asyncio.gather(*(start_one(r) for r in self.state.processes.values()))
+
+    async def _initial_start(self, record: ProcessRecord) -> None:
+        async with record.lock:
+            if not module_available(record.spec.module):
+                record.state = ProcState.FAILED
+                record.error = (
+                    f"module {record.spec.module!r} cannot be run (not installed?); leave the "
+                    "service out with ORCHESTRATOR_SERVICES or point ORCHESTRATOR_MODULE_"
+                    f"{record.name.upper()} at it"
+                )
+                log.error("service_unavailable", service=record.name, error=record.error)
+                await self.emit(record.name, "process_failed", error=record.error)
+                await self.changed()
+                return
+            record.state = ProcState.STARTING
+            await self.changed()
+            if await self._spawn_and_wait(record):
+                record.state = ProcState.RUNNING
+            else:
+                await self._restart_loop(record, reason=record.error or "start failed")
+            await self.changed()
+
+    # ---- processes ---------------------------------------------------------------------------
+    async def _spawn(self, record: ProcessRecord) -> None:
+        hook = _die_with_parent(os.getpid())
+
+        async def spawn() -> None:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                record.spec.module,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=dict(os.environ),
+                # Its own process group: a Ctrl-C in the terminal reaches the orchestrator only,
+                # which then stops the children in order.
+                start_new_session=True,
+                preexec_fn=hook,
+            )
+            # No await between the spawn and this bookkeeping, so a child is never unknown.
+            record.proc = proc
+            record.pid = proc.pid
+            record.started_at = time.time()
+            record.stopping = False
+            record.healthy = False
+            record.health_failures = 0
+            record.watcher = asyncio.create_task(self._watch(record, proc))
+
+        task = asyncio.create_task(spawn())
+        self._spawns.add(task)
+        task.add_done_callback(self._spawns.discard)
+        await asyncio.shield(task)
+        log.info("process_started", service=record.name, pid=record.pid)
+        await self.emit(
+            record.name,
+            "process_started",
+            pid=record.pid,
+            port=record.port,
+            module=record.spec.module,
+        )
+
+    async def _spawn_and_wait(self, record: ProcessRecord) -> bool:
+        try:
+            await self._spawn(record)
+        except OSError as exc:
+            record.error = f"spawn failed: {exc}"
+            return False
+        proc = record.proc
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while True:  # bounded by the ready deadline and the child's exit
+            if proc.returncode is not None:
+                record.error = f"exited with code {proc.returncode} while starting"
+                await self._terminate(record)
+                return False
+            try:
+                status, _ = await self.http.get(record.name, record.spec.ready_path, timeout_s=1.0)
+                if status == 200 and proc.returncode is None:
+                    record.healthy = True
+                    record.health_failures = 0
+                    record.error = None
+                    return True
+            except ApiError:
+                pass
+            if time.monotonic() >= deadline:
+                record.error = f"not ready after {self.settings.ready_timeout_s}s"
+                await self._terminate(record)
+                return False
+            await asyncio.sleep(READY_POLL_S)
+
+    async def _watch(self, record: ProcessRecord, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        record.last_exit = {"code": code, "at": round(time.time(), 3)}
+        expected = record.stopping or self.state.stopping
+        current = record.proc is proc
+        if current:
+            record.pid = None
+            record.healthy = False
+        if current and not expected and record.state is ProcState.RUNNING:
+            self._background(
+                self.restart(record, f"exited with code {code}", expected_proc=proc),
+                f"restart-{record.name}",
+            )
+        log.info("process_exited", service=record.name, pid=proc.pid, code=code, expected=expected)
+        await self.emit(record.name, "process_exited", pid=proc.pid, code=code, expected=expected)
+
+    async def _terminate(self, record: ProcessRecord) -> None:
+        """SIGTERM the current child (by pid), SIGKILL after the grace period, wait for exit."""
+        proc = record.proc
+        if proc is None:
+            return
+        record.stopping = True
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.settings.stop_grace_s)
+            except TimeoutError:
+                log.warning("process_kill", service=record.name, pid=proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 5.0)
+        if record.watcher is not None:
+            # The exit event is appended before anything else happens to this service.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(record.watcher), 2.0)
+        record.pid = None
+        record.healthy = False
+
+    # ---- restarts ----------------------------------------------------------------------------
+    async def restart(
+        self,
+        record: ProcessRecord,
+        reason: str,
+        *,
+        expected_proc: Any = None,
+        manual: bool = False,
+    ) -> bool:
+        async with record.lock:
+            if self.state.stopping or not self.manage:
+                return False
+            if not manual and (
+                record.state is not ProcState.RUNNING or record.proc is not expected_proc
+            ):
+                return False  # already handled: restarted, failed or stopped meanwhile
+            if manual:
+                record.restart_times.clear()
+            log.warning("process_restart", service=record.name, reason=reason)
+            record.state = ProcState.RESTARTING
+            self.state.invalidate_steps_of(record.name)
+            await self.changed()
+            await self._terminate(record)
+            ok = await self._restart_loop(record, reason)
+        await self.changed()
+        if ok:
+            await self.prearm.run(self.state.steps_of(record.name))
+        return ok
+
+    async def _restart_loop(self, record: ProcessRecord, reason: str) -> bool:
+        """Respawn until ready, backing off; `failed` once the budget is spent. Lock held."""
+        budget = self.settings.restart_budget
+        window = self.settings.restart_window_s
+        while True:  # bounded: every pass spends one restart of the budget
+            if self.state.stopping:
+                return False
+            now = time.monotonic()
+            while record.restart_times and now - record.restart_times[0] > window:
+                record.restart_times.popleft()
+            if len(record.restart_times) >= budget:
+                record.state = ProcState.FAILED
+                record.error = (
+                    f"{budget} restarts within {window:g}s; last: {record.error or reason}"
+                )
+                log.error("process_failed", service=record.name, error=record.error)
+                await self.emit(
+                    record.name, "process_failed", restarts=record.restarts, error=record.error
+                )
+                return False
+            delay = min(
+                self.settings.backoff_base_s * 2 ** len(record.restart_times),
+                self.settings.backoff_max_s,
+            )
+            record.restart_times.append(now)
+            record.state = ProcState.RESTARTING
+            await self.changed()
+            await asyncio.sleep(delay)
+            if self.state.stopping:
+                return False
+            record.restarts += 1
+            if await self._spawn_and_wait(record):
+                record.state = ProcState.RUNNING
+                await self.emit(
+                    record.name,
+                    "process_restarted",
+                    pid=record.pid,
+                    restarts=record.restarts,
+                    reason=reason,
+                    backoff_s=delay,
+                )
+                return True
+            reason = record.error or reason
+
+    # ---- operator actions --------------------------------------------------------------------
+    async def stop_service(self, record: ProcessRecord) -> None:
+        async with record.lock:
+            record.state = ProcState.STOPPED
+            self.state.invalidate_steps_of(record.name)
+            await self._terminate(record)
+        await self.changed()
+
+    async def start_service(self, record: ProcessRecord) -> bool:
+        async with record.lock:
+            if record.state in (ProcState.RUNNING, ProcState.STARTING, ProcState.RESTARTING):
+                return True
+            record.restart_times.clear()
+            record.error = None
+            record.state = ProcState.STARTING
+            self.state.invalidate_steps_of(record.name)
+            await self.changed()
+            ok = await self._spawn_and_wait(record)
+            if ok:
+                record.state = ProcState.RUNNING
+            else:
+                ok = await self._restart_loop(record, record.error or "start failed")
+        await self.changed()
+        if ok:
+            await self.prearm.run(self.state.steps_of(record.name))
+        return ok
+
+    async def run_prearm(self, names: list[str] | None = None) -> bool:
+        return await self.prearm.run(names)
+
+    def in_background(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run an operator action so that a client hanging up does not cancel it halfway."""
+        return self._background(coro, name)
+
+    # ---- monitoring --------------------------------------------------------------------------
+    async def _monitor(self) -> None:
+        interval = self.settings.health_interval_s
+        while not self.state.stopping:  # ends by cancellation at shutdown
+            t0 = time.monotonic()
+            await asyncio.gather(*(self._check(r) for r in self.state.processes.values()))
+            self._reconcile_prearm()
+            await self.changed()
+            await asyncio.sleep(max(0.05, interval - (time.monotonic() - t0)))
+
+    async def _check(self, record: ProcessRecord) -> None:
+        if self.manage and (record.state is not ProcState.RUNNING or record.lock.locked()):
+            return
+        proc = record.proc
+        body: Any = None
+        try:
+            status, body = await self.http.get(
+                record.name, record.spec.health_path, timeout_s=self.settings.health_timeout_s
+            )
+            ok = status == 200
+        except ApiError:
+            ok = False
+        if ok:
+            self._healthy(record, body)
+            return
+        record.health_failures += 1
+        if record.health_failures < self.settings.health_failures:
+            return
+        if record.healthy:
+            log.warning("process_unhealthy", service=record.name, failures=record.health_failures)
+        record.healthy = False
+        if self.manage:
+            self._background(
+                self.restart(
+                    record,
+                    f"{record.health_failures} failed health checks",
+                    expected_proc=proc,
+                ),
+                f"restart-{record.name}",
+            )
+        else:
+            # Down: its pre-arm steps run again once it answers.
+            self.state.invalidate_steps_of(record.name)
+
+    def _healthy(self, record: ProcessRecord, body: Any) -> None:
+        record.health_failures = 0
+        if self.manage:
+            record.healthy = True
+            return
+        uptime = body.get("uptime_s") if isinstance(body, dict) else None
+        previous = record.seen_uptime_s
+        # Answering with a smaller uptime than before: the platform restarted it between checks.
+        if isinstance(uptime, int | float) and previous is not None and uptime + 0.5 < previous:
+            log.info("external_restart_seen", service=record.name)
+            self.state.invalidate_steps_of(record.name)
+        record.seen_uptime_s = float(uptime) if isinstance(uptime, int | float) else None
+        record.healthy = True
+
+    def _reconcile_prearm(self) -> None:
+        """Re-run steps that are not valid (failed, or their service came back), in pre-arm
+        order: a step waits while an earlier invalid step's service is down."""
+        if self.state.stopping or not self._initial_done or self.prearm.lock.locked():
+            return
+        if time.monotonic() - self.prearm.last_run_end < PREARM_RETRY_GAP_S:
+            return
+        pending: list[str] = []
+        for step in self.state.steps.values():
+            if step.valid:
+                continue
+            if not self.state.processes[step.service].up:
+                break
+            pending.append(step.name)
+        if pending:
+            self._background(self.prearm.run(pending), "prearm")
