@@ -18,7 +18,7 @@ from services.meta.phases import PHASES
 from shared.app_factory import KEYS, REDIS, SERVICE
 from shared.errors import NotFound, ValidationFailed
 from shared.events import emit_system_event
-from shared.responses import ok
+from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, parse_body, parse_query
 
@@ -39,7 +39,9 @@ def _learner(value: str | None) -> str:
 async def status(request: web.Request) -> web.Response:
     """Phases, metrics and the next recommended phase of one learner."""
     q = parse_query(request, LearnerQuery)
-    return ok(status=await _engine(request).status(_learner(q.learner)))
+    # `status` is also ok()'s HTTP-status parameter, so build the envelope directly.
+    view = await _engine(request).status(_learner(q.learner))
+    return json_response({"ok": True, "status": view})
 
 
 @routes.post(
@@ -48,7 +50,8 @@ async def status(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.Response:
     """Start meta-learning for a learner and capture its measured baseline (idempotent)."""
     body = await parse_body(request, LearnerBody)
-    return ok(status=await _engine(request).start(_learner(body.learner)))
+    view = await _engine(request).start(_learner(body.learner))
+    return json_response({"ok": True, "status": view})
 
 
 @routes.post(

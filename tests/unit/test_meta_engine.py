@@ -1,0 +1,81 @@
+"""The meta engine in-process against a real redis-server: a learner-state write by training
+between meta's read and meta's commit is retried, never overwritten."""
+
+from __future__ import annotations
+
+from services.meta.engine import MetaEngine
+from services.meta.store import MetaStore, Snapshot
+from shared.learner_state import DomainState, LearnerState, decode, encode
+
+
+class InterleavingStore(MetaStore):
+    """After the first `n` snapshots, commits a "training round" (rounds + 1, new domain) with
+    the version-checked cas_state script, as training would between meta's read and write."""
+
+    def __init__(self, *args, interleave: int = 1) -> None:
+        super().__init__(*args)
+        self.interleave = interleave
+        self.snapshots = 0
+
+    async def snapshot(self, learner: str) -> Snapshot:
+        snap = await super().snapshot(learner)
+        self.snapshots += 1
+        if self.snapshots <= self.interleave:
+            v, raw = await self.redis.hmget(self.keys.learner_state(learner), ["v", "s"])
+            state = decode(raw)
+            state.rounds += 1
+            state.domains[f"topic{self.snapshots}"] = DomainState(skill=0.5, attempts=1)
+            res = await self.scripts.cas_state(
+                keys=[
+                    self.keys.learner_state(learner),
+                    self.keys.coach_queue,
+                    self.keys.coach_ready,
+                ],
+                args=[v, encode(state), learner, "keep"],
+            )
+            assert res[0] == 1
+        return snap
+
+
+async def make(redis, scripts, keys, learner: str) -> None:
+    state = LearnerState(
+        id=learner,
+        seed=1,
+        active=True,
+        domains={
+            "dsa": DomainState(skill=0.5, half_life=3600.0, last=1.0, attempts=3, mastery=60.0)
+        },
+    )
+    await scripts.create_learner(
+        keys=[
+            keys.learner_state(learner),
+            keys.learners_index,
+            keys.learners_seq,
+            keys.learners_regions,
+            keys.coach_queue,
+        ],
+        args=[learner, encode(state), "local", 1],
+    )
+
+
+async def test_boost_retries_after_a_concurrent_training_write(redis, scripts, keys):
+    await make(redis, scripts, keys, "a")
+    store = InterleavingStore(redis, keys, scripts, interleave=2)
+    result = await MetaEngine(store).boost("a", 0.1, 0.2)
+    assert store.snapshots == 3  # two conflicts, then the commit
+    assert result["booster"]["ok"] is True
+    state = decode(await redis.hget(keys.learner_state("a"), "s"))
+    assert state.rounds == 2 and {"topic1", "topic2"} <= set(state.domains)  # training kept
+    assert state.retention == 1.1 and state.transfer == 0.2  # boost applied once
+    assert state.domains["dsa"].half_life == 3960.0
+
+
+async def test_run_all_retries_after_a_concurrent_training_write(redis, scripts, keys):
+    await make(redis, scripts, keys, "b")
+    store = InterleavingStore(redis, keys, scripts, interleave=1)
+    result = await MetaEngine(store).run_all("b", None)
+    assert result["ran"] == [1, 2, 3, 4]
+    state = decode(await redis.hget(keys.learner_state("b"), "s"))
+    assert state.rounds == 1 and "topic1" in state.domains
+    assert state.retention > 1.0
+    assert await redis.llen(keys.learner_meta_log("b")) > 0
