@@ -23,7 +23,13 @@ from redis.exceptions import ResponseError
 
 from services.coach import stats
 from services.coach.lease import Lease
-from services.coach.status import action_fields, now_ms, outage_field, outage_value
+from services.coach.status import (
+    LAST_META_ACTION,
+    action_fields,
+    now_ms,
+    outage_field,
+    outage_value,
+)
 from shared.errors import UpstreamError
 from shared.http_client import ServiceClient
 from shared.keys import Keys
@@ -33,7 +39,6 @@ log = get_logger(__name__)
 
 GROUP = "coach"
 RUN_ALL_PATH = "/api/v4/meta-learning/run-all"
-LAST_META_ACTION = "lastMetaAction"
 
 
 class MetaTrigger:

@@ -21,6 +21,7 @@ ACTIVE = "active"
 LAST_ACTION = "lastAction"
 LAST_ACTION_AT = "lastActionAt"
 LAST_STATUS = "lastStatus"
+LAST_META_ACTION = "lastMetaAction"
 OUTAGE_PREFIX = "outage."
 FASTLANE_SAMPLE = 50
 
@@ -110,6 +111,7 @@ async def build_status(
         "lastAction": state.get(LAST_ACTION, "idle"),
         "lastActionAt": int(state[LAST_ACTION_AT]) if state.get(LAST_ACTION_AT) else None,
         "lastStatus": _json(state.get(LAST_STATUS)),
+        "lastMetaAction": state.get(LAST_META_ACTION),
         "thresholds": settings.thresholds(),
         "live": {
             "intervalMs": settings.live_interval_ms,
