@@ -1,0 +1,420 @@
+"""Every benchmark of the fleet in one command, side by side with references measured in the
+same run, on the same machine, with the same client and concurrency.
+
+    python -m loadtests.bench                 # everything (several minutes)
+    python -m loadtests.bench --quick         # short durations, for a smoke check of the harness
+    python -m loadtests.bench --only training,refs
+
+Groups (for --only):
+  refs         the references: the bare aiohttp+uvloop endpoint (aiohttp client and, when
+               installed, wrk; 32 connections) and the Redis commit_rounds ceiling
+  training     loadtests.bench_training: single round, batch, Redis memory per learner
+  training-wrk training single-round driven by wrk, against a real training process (the client
+               the issue's 18,000 requests/s reference was measured with)
+  coach        loadtests.bench_coach: coach capacity, meta trigger delay, boost latency, ...
+  fleet        loadtests.bench_fleet: start to armed, recovery after kill -9
+
+It prints one table (figure, measured, reference, ratio, target, pass/fail) and writes every row,
+the references' details and the machine to loadtests/results/bench-<timestamp>.json. Exit code 1
+when a figure misses its target (benchmarks are not part of CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loadtests import reference
+from loadtests.fleetctl import BenchFleet
+from loadtests.report import format_table, results_path, stamp, write_json
+
+GROUPS = ("refs", "training", "training-wrk", "coach", "fleet")
+SINGLE_ROUND_SHARE = 0.30  # training single-round >= 30% of the bare ceiling
+SINGLE_ROUND_P99_MS = 25.0
+COACH_SHARE = 0.10  # coach capacity >= 10% of the Redis commit ceiling
+COACH_MIN_RPM = 300_000.0
+
+
+@dataclass(slots=True)
+class Durations:
+    load_s: float  # one HTTP load run
+    redis_s: float  # the Redis commit ceiling
+    module: float  # passed to the bench modules as their duration
+
+    @classmethod
+    def pick(cls, quick: bool) -> Durations:
+        return cls(5.0, 4.0, 5.0) if quick else cls(20.0, 10.0, 20.0)
+
+
+class Refs:
+    """References measured once per run, lazily, so --only measures just what it needs."""
+
+    def __init__(self, durations: Durations) -> None:
+        self.d = durations
+        self._bare: dict[tuple[str, int], reference.LoadResult] = {}
+        self._commit: reference.CommitResult | None = None
+        self.body_bytes = 2500  # replaced by a real round response's size when one is measured
+
+    def bare(self, client: str) -> reference.LoadResult:
+        key = (client, self.body_bytes)
+        if key not in self._bare:
+            self._bare[key] = reference.bare_ceiling(
+                self.body_bytes, seconds=self.d.load_s, client=client
+            )
+        return self._bare[key]
+
+    def commit(self) -> reference.CommitResult:
+        if self._commit is None:
+            self._commit = reference.redis_commit_ceiling(seconds=self.d.redis_s)
+        return self._commit
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "bare": {f"{c}/{size}B": r.as_dict() for (c, size), r in self._bare.items()},
+            "redis_commit": self._commit.as_dict() if self._commit else None,
+            "seed_throughput_rpm": reference.SEED_THROUGHPUT_RPM,
+        }
+
+
+def row(
+    group: str,
+    figure: str,
+    measured: Any,
+    unit: str,
+    target: str,
+    passed: bool | None,
+    *,
+    reference_value: float | None = None,
+    reference_name: str = "",
+) -> dict[str, Any]:
+    ratio = None
+    if reference_value and isinstance(measured, int | float):
+        ratio = float(measured) / reference_value
+    return {
+        "group": group,
+        "figure": figure,
+        "measured": measured,
+        "unit": unit,
+        "reference": reference_value,
+        "reference_name": reference_name,
+        "ratio": ratio,
+        "target": target,
+        "passed": passed,
+    }
+
+
+# ---- the bench modules -------------------------------------------------------------------------
+
+
+def call_module(name: str, durations: Durations, quick: bool) -> list[dict[str, Any]]:
+    """`loadtests.<name>.run(...)`, passing only the arguments its signature accepts."""
+    module = importlib.import_module(f"loadtests.{name}")
+    run: Callable[..., list[dict[str, Any]]] = module.run
+    params = inspect.signature(run).parameters
+    offered: dict[str, Any] = {
+        "quick": quick,
+        "duration_s": durations.module,
+        "duration": durations.module,
+        "seconds": durations.module,
+    }
+    kwargs = {k: v for k, v in offered.items() if k in params}
+    missing = [
+        p.name
+        for p in params.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in kwargs
+    ]
+    if missing:
+        raise TypeError(f"loadtests.{name}.run needs arguments the harness cannot give: {missing}")
+    return list(run(**kwargs))
+
+
+def _target_text(raw: dict[str, Any]) -> str:
+    return str(raw.get("target", ""))
+
+
+def training_rows(refs: Refs, durations: Durations, quick: bool) -> list[dict[str, Any]]:
+    raw_rows = call_module("bench_training", durations, quick)
+    rows = []
+    by_figure = {str(r.get("figure", "")).lower(): r for r in raw_rows}
+    p99 = next((r["measured"] for f, r in by_figure.items() if "single" in f and "p99" in f), None)
+    for raw in raw_rows:
+        figure = str(raw.get("figure", ""))
+        low = figure.lower()
+        if "single" in low and "throughput" in low:
+            # Same client as bench_training's figure: an aiohttp client, 32 connections.
+            bare = refs.bare("aiohttp")
+            share_ok = float(raw["measured"]) >= SINGLE_ROUND_SHARE * bare.rps
+            p99_ok = p99 is not None and float(p99) <= SINGLE_ROUND_P99_MS
+            rows.append(
+                row(
+                    "training",
+                    figure,
+                    raw["measured"],
+                    str(raw.get("unit", "")),
+                    f">= {SINGLE_ROUND_SHARE:.0%} of bare, p99 <= {SINGLE_ROUND_P99_MS:g} ms"
+                    f" ({_target_text(raw)})",
+                    share_ok and p99_ok and bool(raw.get("passed")),
+                    reference_value=bare.rps,
+                    reference_name="bare aiohttp+uvloop, aiohttp client, 32 conn",
+                )
+            )
+            continue
+        rows.append(
+            row(
+                "training",
+                figure,
+                raw.get("measured"),
+                str(raw.get("unit", "")),
+                _target_text(raw),
+                raw.get("passed"),
+            )
+        )
+    return rows
+
+
+def training_wrk_rows(refs: Refs, durations: Durations) -> list[dict[str, Any]]:
+    """Training single-round and the bare endpoint, both driven by wrk at 32 connections."""
+    if reference.wrk_path() is None:
+        return [row("training-wrk", "wrk not installed", None, "", "apt-get install wrk", None)]
+    learners = [f"wrk-{i:04d}" for i in range(256)]
+    with BenchFleet(prefix="benchwrk") as fleet:
+        fleet.start("training")
+        for learner in learners:
+            status, _ = fleet.call(
+                "training", "POST", "/api/v1/training/start", {"learner": learner}
+            )
+            if status != 200:
+                raise RuntimeError(f"training/start answered {status}")
+        # The reference answers a body of the real response's size.
+        import urllib.request
+
+        req = urllib.request.Request(
+            fleet.url("training") + "/api/v1/training/round",
+            data=b'{"learner": "wrk-0000"}',
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            refs.body_bytes = len(resp.read())
+        result = reference.load_http(
+            fleet.url("training") + "/api/v1/training/round",
+            learners,
+            seconds=durations.load_s,
+            client="wrk",
+        )
+    bare = refs.bare("wrk")
+    share_ok = result.rps >= SINGLE_ROUND_SHARE * bare.rps
+    return [
+        row(
+            "training-wrk",
+            "training single-round (wrk)",
+            result.rps,
+            "rounds/s",
+            f">= {SINGLE_ROUND_SHARE:.0%} of bare",
+            share_ok and result.errors == 0,
+            reference_value=bare.rps,
+            reference_name=f"bare aiohttp+uvloop, wrk, 32 conn, {refs.body_bytes} B body",
+        ),
+        row(
+            "training-wrk",
+            "training single-round p99 (wrk)",
+            result.p99_ms,
+            "ms",
+            f"<= {SINGLE_ROUND_P99_MS:g}",
+            result.p99_ms <= SINGLE_ROUND_P99_MS,
+            reference_value=bare.p99_ms,
+            reference_name="bare p99",
+        ),
+        row(
+            "training-wrk",
+            "training single-round errors (wrk)",
+            result.errors,
+            "requests",
+            "0",
+            result.errors == 0,
+        ),
+    ]
+
+
+def coach_rows(refs: Refs, durations: Durations, quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    for raw in call_module("bench_coach", durations, quick):
+        figure = str(raw.get("figure", ""))
+        low = figure.lower()
+        unit = str(raw.get("unit", ""))
+        measured = raw.get("measured")
+        is_rpm = "rounds/min" in unit.lower() or "rpm" in unit.lower()
+        if is_rpm and any(w in low for w in ("default", "seed", "215")):
+            rows.append(
+                row(
+                    "coach",
+                    figure,
+                    measured,
+                    unit,
+                    _target_text(raw),
+                    raw.get("passed"),
+                    reference_value=reference.SEED_THROUGHPUT_RPM,
+                    reference_name="seed 000: 215 rounds/min",
+                )
+            )
+        elif is_rpm and any(w in low for w in ("capacity", "sustained", "throughput")):
+            ceiling = refs.commit().rounds_per_min
+            ok = (
+                isinstance(measured, int | float)
+                and measured >= COACH_SHARE * ceiling
+                and measured >= COACH_MIN_RPM
+            )
+            rows.append(
+                row(
+                    "coach",
+                    figure,
+                    measured,
+                    unit,
+                    f">= {COACH_SHARE:.0%} of Redis ceiling and >= {COACH_MIN_RPM:,.0f}",
+                    ok and bool(raw.get("passed", True)),
+                    reference_value=ceiling,
+                    reference_name="Redis commit_rounds ceiling (pipelined clients)",
+                )
+            )
+        else:
+            rows.append(row("coach", figure, measured, unit, _target_text(raw), raw.get("passed")))
+    return rows
+
+
+def module_rows(group: str, name: str, durations: Durations, quick: bool) -> list[dict[str, Any]]:
+    return [
+        row(
+            group,
+            str(raw.get("figure", "")),
+            raw.get("measured"),
+            str(raw.get("unit", "")),
+            _target_text(raw),
+            raw.get("passed"),
+        )
+        for raw in call_module(name, durations, quick)
+    ]
+
+
+def ref_rows(refs: Refs) -> list[dict[str, Any]]:
+    rows = []
+    clients = ["aiohttp"] + (["wrk"] if reference.wrk_path() else [])
+    for client in clients:
+        bare = refs.bare(client)
+        rows.append(
+            row(
+                "refs",
+                f"bare aiohttp+uvloop endpoint ({client}, 32 conn)",
+                bare.rps,
+                "requests/s",
+                f"p99 {bare.p99_ms:.2f} ms, {bare.errors} errors",
+                None,
+            )
+        )
+    commit = refs.commit()
+    rows.append(
+        row(
+            "refs",
+            f"Redis commit_rounds ceiling ({commit.clients} pipelined clients)",
+            commit.rounds_per_min,
+            "rounds/min",
+            f"redis CPU {commit.redis_cpu_pct:.0f}%, {commit.state_bytes} B state",
+            None,
+        )
+    )
+    rows.append(
+        row(
+            "refs", "seed throughput", reference.SEED_THROUGHPUT_RPM, "rounds/min", "seed 000", None
+        )
+    )
+    return rows
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("figure", "figure"),
+    ("measured", "measured"),
+    ("unit", "unit"),
+    ("reference", "reference"),
+    ("ratio", "ratio"),
+    ("target", "target"),
+    ("result", "result"),
+]
+
+
+def run(groups: list[str], quick: bool) -> tuple[list[dict[str, Any]], Refs]:
+    durations = Durations.pick(quick)
+    refs = Refs(durations)
+    steps: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        # training-wrk first: it measures a real round response, whose size the bare endpoint uses.
+        "training-wrk": lambda: training_wrk_rows(refs, durations),
+        "training": lambda: training_rows(refs, durations, quick),
+        "coach": lambda: coach_rows(refs, durations, quick),
+        "fleet": lambda: module_rows("fleet", "bench_fleet", durations, quick),
+        "refs": lambda: ref_rows(refs),
+    }
+    rows: list[dict[str, Any]] = []
+    for group in steps:  # the order above, filtered by --only
+        if group not in groups:
+            continue
+        print(f"[bench] {group} …", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        try:
+            rows += steps[group]()
+        except Exception as exc:
+            traceback.print_exc()
+            rows.append(row(group, f"{group}: benchmark failed", None, "", repr(exc)[:120], False))
+        print(f"[bench] {group} done in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    for r in rows:
+        r["result"] = {True: "PASS", False: "FAIL", None: "ref"}[
+            None if r["passed"] is None else bool(r["passed"])
+        ]
+    return rows, refs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="run every benchmark of the fleet")
+    parser.add_argument("--quick", action="store_true", help="short durations")
+    parser.add_argument("--only", default=",".join(GROUPS), help=f"comma list of {GROUPS}")
+    args = parser.parse_args(argv)
+    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown groups {unknown}; choose from {GROUPS}")
+    started = time.time()
+    rows, refs = run(groups, args.quick)
+    print()
+    print(format_table(rows, COLUMNS))
+    out = write_json(
+        results_path(f"bench-{stamp()}.json"),
+        {
+            "started": started,
+            "seconds": time.time() - started,
+            "quick": args.quick,
+            "groups": groups,
+            "machine": {
+                "platform": platform.platform(),
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+            },
+            "rows": rows,
+            "references": refs.details(),
+        },
+    )
+    print(f"\nresults: {out}")
+    raise SystemExit(1 if any(r["passed"] is False for r in rows) else 0)
+
+
+if __name__ == "__main__":
+    main()
