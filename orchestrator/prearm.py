@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.fleet_state import FleetState, StepRecord
+from orchestrator.fleet_state import FleetState, ProcState, StepRecord
 from orchestrator.settings import OrchestratorSettings
 from shared.errors import ApiError
 
@@ -198,6 +198,10 @@ class Prearm:
                 self.last_run_end = time.monotonic()
                 await self.on_change()
 
+    def _given_up(self, service: str) -> bool:
+        record = self.state.processes.get(service)
+        return record is not None and record.state in (ProcState.FAILED, ProcState.STOPPED)
+
     async def _run_step(self, spec: StepSpec) -> bool:
         record: StepRecord = self.state.steps[spec.name]
         record.ok = None
@@ -211,6 +215,11 @@ class Prearm:
         detail: dict[str, Any] = {}
         for attempt in range(1, self.settings.prearm_attempts + 1):
             record.attempts = attempt
+            if self._given_up(spec.service):
+                # Waiting for a service that failed or was stopped would only hold the lock.
+                record.ok = False
+                record.error = f"{spec.service} is {self.state.processes[spec.service].state}"
+                break
             try:
                 detail = await spec.run(self.http, self.settings)
                 record.ok = True

@@ -1,0 +1,307 @@
+"""Fleet benchmark: the whole fleet started as an operator starts it (`honcho start`), measured.
+
+Figures:
+- time from `honcho start` to the orchestrator reporting `armed` (target ≤ 5 s);
+- time from `kill -9` of the coach to coaching again (target ≤ 3 s): the orchestrator has
+  restarted it and the fleet's round counter rises again after the new coach is up.
+
+    python -m loadtests.bench_fleet
+
+`HonchoFleet` is also what the fleet-level integration tests start: the repository's Procfile
+under honcho, an embedded Redis on a free port with its data in a temporary directory, and every
+service on a free port, so nothing touches an operator's fleet on the documented ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from shared.keys import Keys
+from shared.settings import SERVICE_PORTS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMED_TARGET_S = 5.0
+COACH_RECOVERY_TARGET_S = 3.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(method: str, url: str, body: Any = None, *, timeout: float = 5.0) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw, status = resp.read(), resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class HonchoFleet:
+    """`honcho start` on the repository's Procfile, on free ports and a private embedded Redis."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None, log_dir: Path | None = None):
+        self.ports = {name: free_port() for name in SERVICE_PORTS}
+        self.redis_port = free_port()
+        self.var_dir = Path(tempfile.mkdtemp(prefix="tooloo-fleet-"))
+        self.log_path = (log_dir or self.var_dir) / "honcho.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        drop = ("TOOLOO_", "PYTEST_", "ORCHESTRATOR_", "REDIS_URL", "FAST_LANE_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+        for name in SERVICE_PORTS:
+            env.pop(f"{name.upper()}_URL", None)
+        env.update(
+            {
+                # `python` in the Procfile is this interpreter (the project's venv).
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                "TOOLOO_VAR_DIR": str(self.var_dir),
+                "TOOLOO_REDIS_PORT": str(self.redis_port),
+                "TOOLOO_LOG_LEVEL": "warning",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for name, (var, _) in SERVICE_PORTS.items():
+            env[var] = str(self.ports[name])
+        env.update(extra_env or {})
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.pids_seen: set[int] = set()
+        self.keys = Keys(env.get("TOOLOO_REDIS_PREFIX", "tooloo"))
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> HonchoFleet:
+        log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", str(ROOT / "Procfile")],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.pids_seen.add(self.proc.pid)
+        return self
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM to honcho (as Ctrl-C would), then wait; force only as a last resort."""
+        if self.proc is None:
+            return None
+        self.record_pids()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def cleanup(self) -> None:
+        """After stop(): kill -9 any process of this fleet still alive (only pids it reported),
+        and remove the data directory."""
+        for pid in self.pids_seen:
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        shutil.rmtree(self.var_dir, ignore_errors=True)
+
+    def __enter__(self) -> HonchoFleet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.cleanup()
+
+    # ---- observation -------------------------------------------------------------------------
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def get(self, name: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
+        return http_json("GET", self.url(name) + path, timeout=timeout)
+
+    def post(
+        self, name: str, path: str, body: Any = None, timeout: float = 15.0
+    ) -> tuple[int, Any]:
+        return http_json("POST", self.url(name) + path, body or {}, timeout=timeout)
+
+    def logs(self, tail: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
+        except OSError:
+            return ""
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            status, body = self.get("orchestrator", "/api/v1/system/status", timeout=2.0)
+        except (urllib.error.URLError, OSError):
+            return None
+        return body if status == 200 and isinstance(body, dict) else None
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        try:
+            status, body = self.get("orchestrator", "/api/v1/system/processes", timeout=2.0)
+        except (urllib.error.URLError, OSError):
+            return {}
+        if status != 200 or not isinstance(body, dict):
+            return {}
+        self.pids_seen.add(int(body["orchestrator"]["pid"]))
+        table = {p["name"]: p for p in body["processes"]}
+        self.pids_seen.update(p["pid"] for p in table.values() if p["pid"])
+        return table
+
+    def record_pids(self) -> None:
+        self.processes()
+        # honcho prints "<name> started (pid=N)" for the processes of the Procfile.
+        for match in re.finditer(r"started \(pid=(\d+)\)", self.logs(tail=100_000)):
+            self.pids_seen.add(int(match.group(1)))
+
+    def wait_for(self, predicate: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:  # bounded poll
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"honcho exited ({self.proc.returncode}):\n{self.logs()}")
+            value = predicate()
+            if value:
+                return value
+            time.sleep(poll_s)
+        raise TimeoutError(f"{what} not seen within {timeout_s}s:\n{self.logs()}")
+
+    def wait_armed(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        def armed() -> dict[str, Any] | None:
+            status = self.status()
+            return status if status and status.get("phase") == "armed" else None
+
+        return self.wait_for(armed, timeout_s, "phase armed")
+
+    def redis(self) -> Any:
+        import redis as sync_redis
+
+        return sync_redis.Redis(port=self.redis_port, decode_responses=True)
+
+    def rounds_committed(self) -> int:
+        with self.redis() as client:
+            return int(client.get(self.keys.rounds_seq) or 0)
+
+    def system_events(self, kind: str | None = None, service: str | None = None) -> list[dict]:
+        with self.redis() as client:
+            entries = client.xrange(self.keys.stream_system)
+        return [
+            fields
+            for _, fields in entries
+            if (kind is None or fields.get("type") == kind)
+            and (service is None or fields.get("service") == service)
+        ]
+
+
+# ---- the benchmark ---------------------------------------------------------------------------
+def _row(figure: str, measured: float | None, unit: str, target: float) -> dict[str, Any]:
+    passed = measured is not None and measured <= target
+    return {
+        "figure": figure,
+        "measured": None if measured is None else round(measured, 3),
+        "unit": unit,
+        "target": f"<= {target:g}",
+        "passed": passed,
+    }
+
+
+def measure_coach_recovery(fleet: HonchoFleet, timeout_s: float = 30.0) -> float:
+    """kill -9 the coach; seconds until a round is committed after the new coach is up."""
+    old = fleet.processes()["coach"]["pid"]
+    t_kill = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+
+    def new_coach() -> int | None:
+        coach = fleet.processes().get("coach") or {}
+        pid = coach.get("pid")
+        return pid if pid and pid != old and coach.get("state") == "running" else None
+
+    fleet.wait_for(new_coach, timeout_s, "coach restarted", poll_s=0.02)
+    base = fleet.rounds_committed()
+    fleet.wait_for(lambda: fleet.rounds_committed() > base, timeout_s, "rounds", poll_s=0.02)
+    return time.monotonic() - t_kill
+
+
+def run() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    fleet = HonchoFleet()
+    try:
+        fleet.start()
+        try:
+            fleet.wait_armed(timeout_s=60)
+            armed_s: float | None = time.monotonic() - fleet.started_at
+        except (TimeoutError, RuntimeError) as exc:
+            print(exc, file=sys.stderr)
+            armed_s = None
+        rows.append(_row("honcho start -> armed", armed_s, "s", ARMED_TARGET_S))
+        recovery: float | None = None
+        if armed_s is not None and "coach" in fleet.processes():
+            # Let the coach run a moment so "again" means something.
+            fleet.wait_for(lambda: fleet.rounds_committed() > 0, 30, "first rounds")
+            samples = []
+            for _ in range(3):
+                samples.append(measure_coach_recovery(fleet))
+                fleet.wait_armed(timeout_s=30)
+            recovery = max(samples)
+            print(f"coach recovery samples (s): {[round(s, 3) for s in samples]}")
+        rows.append(_row("kill -9 coach -> coaching again (worst of 3)", recovery, "s", 3.0))
+    finally:
+        fleet.stop()
+        fleet.cleanup()
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'figure':<48} {'measured':>10} {'unit':<5} {'target':<8} passed")
+    for row in rows:
+        measured = "-" if row["measured"] is None else f"{row['measured']:.3f}"
+        print(
+            f"{row['figure']:<48} {measured:>10} {row['unit']:<5} {row['target']:<8} "
+            f"{'yes' if row['passed'] else 'NO'}"
+        )
+
+
+if __name__ == "__main__":
+    print_table(run())
