@@ -42,6 +42,10 @@ from shared.learner_state import LearnerState, SelectionRuntime, decode, encode
 from shared.scripts import Scripts
 
 MAX_ATTEMPTS = 8
+# Single rounds check the curriculum version at most this often (the batch path and every GET
+# check it on each call): a topic added on another replica reaches this one's single rounds within
+# this delay, and the hot path saves a pipeline per round. Topics added here refresh at once.
+CURRICULUM_CHECK_S = 0.1
 TOTAL_ROUNDS = 100  # the original's cosmetic "totalRounds"
 
 
@@ -201,6 +205,7 @@ class TrainingStore:
         self.stream_maxlen = stream_maxlen
         self.locks = KeyedLocks()
         self.cur = Curriculum.of(builtin_topics(), version=-1)
+        self._cur_checked = 0.0  # monotonic time the cached curriculum was last checked
 
     # ---- curriculum ------------------------------------------------------------------------
     async def init_curriculum(self) -> None:
@@ -225,12 +230,14 @@ class TrainingStore:
             return self.cur
         topics = [topic_from_dict(k, orjson.loads(v)) for k, v in raw.items()]
         self.cur = Curriculum.of(topics, int(version or 0))
+        self._cur_checked = time.monotonic()
         return self.cur
 
     async def refresh_if_stale(self) -> Curriculum:
         return await self._curriculum_at(await self.redis.get(self.keys.curriculum_version))
 
     async def _curriculum_at(self, version: str | None) -> Curriculum:
+        self._cur_checked = time.monotonic()
         if int(version or 0) != self.cur.version:
             await self.refresh_curriculum()
         return self.cur
@@ -472,13 +479,17 @@ class TrainingStore:
         """One round for one learner, with the original's detailed result."""
         started = time.perf_counter()
         async with self.locks.hold(learner):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
-                pipe.get(self.keys.curriculum_version)
-                (v, s), cver = await pipe.execute()
+            if time.monotonic() - self._cur_checked < CURRICULUM_CHECK_S:
+                v, s = await self.redis.hmget(self.keys.learner_state(learner), ["v", "s"])
+                cur = self.cur
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
+                    pipe.get(self.keys.curriculum_version)
+                    (v, s), cver = await pipe.execute()
+                cur = await self._curriculum_at(cver)
             if v is None or s is None:
                 raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
-            cur = await self._curriculum_at(cver)
             for _ in range(MAX_ATTEMPTS):
                 state = decode(s)
                 if not state.active:
