@@ -127,7 +127,8 @@ GATES: dict[int, dict[str, Any]] = {
                 "rounds/min",
                 _reports("coach.throughput_rounds_per_min"),
             ),
-            Criterion("coach coverage", "reports", ">", 90, "%", _reports("coach.coverage")),
+            # reports answers coverage as a share in [0, 1]
+            Criterion("coach coverage", "reports", ">", 90, "%", _reports("coach.coverage", 100)),
             Criterion("meta trigger delay p99", "reports", "<", 150, "ms", _meta_delay_p99),
             Criterion("learners", "reports", ">=", 50_000, "learners", _reports("learners")),
             Criterion("critical restarts", "reports", "<=", 0, "restarts", _reports("restarts")),
