@@ -48,6 +48,7 @@ class ProcessRecord:
     # In observe mode: the service's own uptime at the last check, to notice a platform restart
     # that was quicker than the health-check failure threshold.
     seen_uptime_s: float | None = None
+    seen_started_at: float | None = None
     # One restart (or stop/start) of this service at a time.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     proc: Any = None  # asyncio.subprocess.Process of the current child

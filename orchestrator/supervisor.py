@@ -33,6 +33,7 @@ log = get_logger(__name__)
 PR_SET_PDEATHSIG = 1
 READY_POLL_S = 0.05
 PREARM_RETRY_GAP_S = 2.0
+RESTART_SEEN_TOLERANCE_S = 0.25
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
@@ -419,12 +420,16 @@ class Supervisor:
             record.healthy = True
             return
         uptime = body.get("uptime_s") if isinstance(body, dict) else None
-        previous = record.seen_uptime_s
-        # Answering with a smaller uptime than before: the platform restarted it between checks.
-        if isinstance(uptime, int | float) and previous is not None and uptime + 0.5 < previous:
-            log.info("external_restart_seen", service=record.name)
-            self.state.invalidate_steps_of(record.name)
-        record.seen_uptime_s = float(uptime) if isinstance(uptime, int | float) else None
+        if isinstance(uptime, int | float):
+            # When the service started, by its own clock: a different start than last time means
+            # the platform restarted it between two checks (quicker than the failure threshold).
+            started = time.time() - float(uptime)
+            previous = record.seen_started_at
+            if previous is not None and abs(started - previous) > RESTART_SEEN_TOLERANCE_S:
+                log.info("external_restart_seen", service=record.name)
+                self.state.invalidate_steps_of(record.name)
+            record.seen_started_at = started
+            record.seen_uptime_s = float(uptime)
         record.healthy = True
 
     def _reconcile_prearm(self) -> None:

@@ -1,0 +1,157 @@
+"""The orchestrator against real processes, on the session's redis-server (a partial fleet,
+chosen by configuration): a service that crashes on start ends `failed` without a restart
+storm; the operator endpoints; observe mode."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as sync_redis
+
+from loadtests.bench_fleet import pid_alive
+from shared.keys import Keys
+from tests.support.processes import Fleet
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "/api/v1/system"
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 40.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # bounded poll
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not seen within {timeout_s}s")
+
+
+def processes(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    status, body = fleet["orchestrator"].get(f"{SYSTEM}/processes")
+    assert status == 200, body
+    return {p["name"]: p for p in body["processes"]}
+
+
+def fleet_status(fleet: Fleet) -> dict[str, Any]:
+    status, body = fleet["orchestrator"].get(f"{SYSTEM}/status")
+    assert status == 200, body
+    return body
+
+
+def steps(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in fleet_status(fleet)["prearm"]["steps"]}
+
+
+def events(redis_server: RedisServer, prefix: str, kind: str, service: str) -> list[dict]:
+    with sync_redis.Redis.from_url(redis_server.url, decode_responses=True) as client:
+        entries = client.xrange(Keys(prefix).stream_system)
+    return [f for _, f in entries if f.get("type") == kind and f.get("service") == service]
+
+
+def test_crash_on_start_ends_failed_and_operator_controls(
+    fleet: Fleet, redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    # "meta" points at a module that exits at once: configuration, not a hook in the service.
+    (tmp_path / "tooloo_crash_on_start.py").write_text(
+        "import sys\nsys.stderr.write('crashing on start\\n')\nsys.exit(3)\n"
+    )
+    fleet.start(
+        "orchestrator",
+        env={
+            "ORCHESTRATOR_SERVICES": "training,meta",
+            "ORCHESTRATOR_MODULE_META": "tooloo_crash_on_start",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])
+            ),
+            "ORCHESTRATOR_RESTART_BUDGET": "3",
+            "ORCHESTRATOR_BACKOFF_MAX": "0.4",
+        },
+    )
+    orch = fleet["orchestrator"]
+    meta = wait_for(
+        lambda: processes(fleet)["meta"]["state"] == "failed" and processes(fleet)["meta"],
+        "meta failed",
+    )
+    assert meta["restarts"] == 3 and meta["pid"] is None
+    assert meta["last_exit"]["code"] == 3
+    assert "3 restarts within" in meta["error"]
+    status = fleet_status(fleet)
+    assert status["phase"] == "degraded" and status["armed"] is False
+    assert status["services"]["meta"]["state"] == "failed"
+    assert processes(fleet)["training"]["state"] == "running"
+    wait_for(lambda: steps(fleet)["meta"]["ok"] is False, "meta step failed")
+    assert steps(fleet)["training"]["ok"] is True
+    assert "coach" not in steps(fleet)  # not supervised here, so not required
+    # One start and three restarts, then nothing more: no restart storm.
+    assert len(events(redis_server, prefix, "process_started", "meta")) == 4
+    assert len(events(redis_server, prefix, "process_failed", "meta")) == 1
+    time.sleep(1.0)
+    assert len(events(redis_server, prefix, "process_started", "meta")) == 4
+
+    # Bad requests change nothing.
+    status_code, body = orch.post(f"{SYSTEM}/services/nope/restart")
+    assert status_code == 404 and body["error"]["code"] == "unknown_service"
+    status_code, body = orch.post(f"{SYSTEM}/services/training/restart", {"force": True})
+    assert status_code == 422
+    status_code, body = orch.post(f"{SYSTEM}/prearm", {"steps": ["bogus"]})
+    assert status_code == 422
+    status_code, body = orch.post(f"{SYSTEM}/prearm", {"steps": ["coach"]})
+    assert status_code == 409 and body["error"]["code"] == "step_not_supervised"
+    status_code, body = orch.get(f"{SYSTEM}/services/training/restart")
+    assert status_code == 405
+
+    # Operator stop / start / restart of training: by pid, pre-arm step rerun after each start.
+    old_pid = processes(fleet)["training"]["pid"]
+    status_code, body = orch.post(f"{SYSTEM}/services/training/stop")
+    assert status_code == 200 and body["process"]["state"] == "stopped"
+    assert body["process"]["pid"] is None and not pid_alive(old_pid)
+    assert steps(fleet)["training"]["valid"] is False
+    status_code, body = orch.post(f"{SYSTEM}/services/training/start")
+    assert status_code == 200 and body["done"] is True
+    assert body["process"]["state"] == "running" and body["process"]["pid"] not in (None, old_pid)
+    assert steps(fleet)["training"]["runs"] == 2 and steps(fleet)["training"]["ok"] is True
+    started_pid = body["process"]["pid"]
+    status_code, body = orch.post(f"{SYSTEM}/services/training/restart")
+    assert status_code == 200 and body["done"] is True
+    assert body["process"]["restarts"] == 1 and body["process"]["pid"] != started_pid
+    assert not pid_alive(started_pid)
+    assert len(events(redis_server, prefix, "process_restarted", "training")) == 1
+    status_code, body = orch.post(f"{SYSTEM}/prearm", {"steps": ["training"]})
+    assert status_code == 200 and body["done"] is True
+
+    # Stopping the orchestrator stops its children.
+    child = processes(fleet)["training"]["pid"]
+    assert orch.stop() == 0
+    assert not pid_alive(child)
+
+
+def test_observe_mode_prearms_and_rearms_external_services(fleet: Fleet) -> None:
+    fleet.start("training")
+    fleet.start(
+        "orchestrator",
+        env={"ORCHESTRATOR_MANAGE": "false", "ORCHESTRATOR_SERVICES": "training"},
+    )
+    orch = fleet["orchestrator"]
+    wait_for(lambda: fleet_status(fleet)["phase"] == "armed", "armed")
+    status_code, body = orch.get(f"{SYSTEM}/processes")
+    assert body["orchestrator"]["mode"] == "observe"
+    (training,) = body["processes"]
+    assert training["state"] == "external" and training["pid"] is None and training["healthy"]
+    status_code, learner = fleet["training"].get("/api/v1/learners/default")
+    assert status_code == 200 and learner["learner"]["active"] is True
+    status_code, body = orch.post(f"{SYSTEM}/services/training/restart")
+    assert status_code == 409 and body["error"]["code"] == "not_managed"
+
+    # The platform restarts training: the orchestrator notices and pre-arms it again.
+    fleet["training"].kill()
+    fleet.start("training")
+    wait_for(lambda: steps(fleet)["training"]["runs"] >= 2, "training step rerun")
+    wait_for(lambda: fleet_status(fleet)["phase"] == "armed", "armed again")
+    assert steps(fleet)["training"]["ok"] is True
