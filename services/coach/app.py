@@ -31,10 +31,9 @@ async def _coach_ctx(app: web.Application) -> AsyncIterator[None]:
     lease = Lease(redis, keys, scripts, token=app[INSTANCE])
     timeout = call_timeout(app[SETTINGS])
     app[LEASE] = lease
-    app[LOOP] = CoachLoop(redis, keys, scripts, client, lease, call_timeout_s=timeout)
-    app[META] = MetaTrigger(
-        redis, keys, client, lease, consumer=app[INSTANCE], call_timeout_s=timeout
-    )
+    meta = MetaTrigger(redis, keys, client, lease, consumer=app[INSTANCE], call_timeout_s=timeout)
+    app[META] = meta
+    app[LOOP] = CoachLoop(redis, keys, scripts, client, lease, call_timeout_s=timeout, meta=meta)
     yield
 
 

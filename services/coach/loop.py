@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from services.coach import scheduler, stats
 from services.coach.lease import Lease
+from services.coach.meta_trigger import MetaTrigger
 from services.coach.settings_store import CoachSettings, from_fields
 from services.coach.status import (
     ACTIVE,
@@ -75,6 +76,8 @@ class CoachLoop:
         lease: Lease,
         *,
         call_timeout_s: float = 5.0,
+        meta: MetaTrigger | None = None,
+        meta_backlog_limit: int = 8,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -82,6 +85,8 @@ class CoachLoop:
         self.client = client
         self.lease = lease
         self.call_timeout_s = call_timeout_s
+        self.meta = meta
+        self.meta_backlog_limit = meta_backlog_limit
         self.averages = AverageCache()
         self.ticks_here = 0
 
@@ -142,6 +147,12 @@ class CoachLoop:
     # ---- one tick ----------------------------------------------------------------------------
     async def tick(self, settings: CoachSettings, outage: str | None = None) -> dict[str, Any]:
         tick_started = time.perf_counter()
+        if self.meta is not None:
+            # Meta triggers first: hold new rounds (bounded: at most two intervals) while a wave
+            # of readiness transitions is being served.
+            await self.meta.wait_backlog_below(
+                self.meta_backlog_limit, 2 * settings.live_interval_ms / 1000
+            )
         now = now_ms()
         promoted = await scheduler.promote_due(self.redis, self.keys, self.scripts, now)
         micro, batch = settings.live_micro_batches, settings.live_batch_size

@@ -73,6 +73,22 @@ class MetaTrigger:
         self._meta_down_since: int | None = None
         self._group_ready = False
 
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def wait_backlog_below(self, limit: int, timeout_s: float) -> bool:
+        """Wait (bounded) until fewer than `limit` meta calls are in flight. The loop calls it
+        before each tick: meta triggers take priority over new rounds, so a wave of readiness
+        transitions is served promptly instead of queueing behind rounds that compete for the
+        same CPUs. Returns False when the wait timed out."""
+        deadline = time.monotonic() + timeout_s
+        while len(self._inflight) >= limit:  # bounded by the deadline
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
     async def ensure_group(self) -> None:
         try:
             await self.redis.xgroup_create(self.keys.stream_meta, GROUP, id="0", mkstream=True)

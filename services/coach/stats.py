@@ -61,7 +61,8 @@ async def coverage(redis: Redis, keys: Keys, now_ms: int | None = None) -> dict[
         needing, coached, sample = await pipe.execute()
     needing, coached = int(needing), int(coached)
     if needing == 0:
-        return {"ratio": 1.0, "needing": 0, "coachedLastMinute": coached, "estimated": False}
+        # 0 of 0 is not a share (reports answers None too).
+        return {"ratio": None, "needing": 0, "coachedLastMinute": coached, "estimated": False}
     hits = 0
     if sample:
         scores = await redis.zmscore(keys.coach_queue, sample)
