@@ -5,6 +5,7 @@ storm; the operator endpoints; observe mode."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +126,20 @@ def test_crash_on_start_ends_failed_and_operator_controls(
     assert len(events(redis_server, prefix, "process_restarted", "training")) == 1
     status_code, body = orch.post(f"{SYSTEM}/prearm", {"steps": ["training"]})
     assert status_code == 200 and body["done"] is True
+
+    # A hung service (stopped: alive, not answering) is replaced after its failed health
+    # checks; SIGTERM cannot end a stopped process, so the SIGKILL after the grace period does.
+    hung = processes(fleet)["training"]["pid"]
+    os.kill(hung, signal.SIGSTOP)
+
+    def replaced() -> dict[str, Any] | None:
+        entry = processes(fleet)["training"]
+        return entry if entry["pid"] not in (None, hung) and entry["state"] == "running" else None
+
+    entry = wait_for(replaced, "hung training replaced")
+    assert entry["last_exit"]["code"] == -signal.SIGKILL and not pid_alive(hung)
+    exits = events(redis_server, prefix, "process_exited", "training")
+    assert exits[-1]["pid"] == str(hung)
 
     # Stopping the orchestrator stops its children.
     child = processes(fleet)["training"]["pid"]
