@@ -170,3 +170,17 @@ def test_observe_mode_prearms_and_rearms_external_services(fleet: Fleet) -> None
     wait_for(lambda: steps(fleet)["training"]["runs"] >= 2, "training step rerun")
     wait_for(lambda: fleet_status(fleet)["phase"] == "armed", "armed again")
     assert steps(fleet)["training"]["ok"] is True
+
+
+def test_sigterm_during_start_up_stops_the_children_and_exits_0(fleet: Fleet) -> None:
+    fleet.start("orchestrator", env={"ORCHESTRATOR_SERVICES": "training,meta"})
+
+    def spawning() -> list[int]:
+        table = processes(fleet)
+        pids = [p["pid"] for p in table.values() if p["pid"]]
+        # Caught while a child is still starting (not yet answering /ready).
+        return pids if any(p["state"] == "starting" and p["pid"] for p in table.values()) else []
+
+    pids = wait_for(spawning, "a child starting", timeout_s=20)
+    assert fleet["orchestrator"].stop() == 0
+    assert [p for p in pids if pid_alive(p)] == []
