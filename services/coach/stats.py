@@ -49,28 +49,32 @@ async def rounds_per_min(redis: Redis, keys: Keys, now_s: float | None = None) -
 async def coverage(redis: Redis, keys: Keys, now_ms: int | None = None) -> dict[str, Any]:
     """Share of the learners needing coaching (the queue) that were coached in the last minute.
 
-    Redis 6.2 has no ZINTERCARD, so: take the learners coached in the window (at most
-    COVERAGE_SAMPLE of them) and ZMSCORE them against the queue. When more were coached than the
-    sample, the hit rate of the sample is scaled to the full count (an estimate, flagged)."""
+    Redis 6.2 has no ZINTERCARD, so the work is bounded by sampling from the queue side: the
+    whole queue when it holds at most COVERAGE_SAMPLE learners, else a uniform random sample
+    (ZRANDMEMBER); ZMSCORE against `coach:coached` tells which were coached since a minute ago.
+    (Sampling the coached set instead would be biased: its oldest members are the ones most
+    likely to have become ready and left the queue.)"""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     since = now - COVERAGE_WINDOW_MS
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcard(keys.coach_queue)
         pipe.zcount(keys.coach_coached, since, "+inf")
-        pipe.zrangebyscore(keys.coach_coached, since, "+inf", start=0, num=COVERAGE_SAMPLE)
-        needing, coached, sample = await pipe.execute()
+        needing, coached = await pipe.execute()
     needing, coached = int(needing), int(coached)
     if needing == 0:
         # 0 of 0 is not a share (reports answers None too).
         return {"ratio": None, "needing": 0, "coachedLastMinute": coached, "estimated": False}
-    hits = 0
-    if sample:
-        scores = await redis.zmscore(keys.coach_queue, sample)
-        hits = sum(1 for s in scores if s is not None)
-    estimated = coached > len(sample)
-    covered = hits * coached / len(sample) if estimated and sample else hits
+    estimated = needing > COVERAGE_SAMPLE
+    if estimated:
+        sample = await redis.zrandmember(keys.coach_queue, COVERAGE_SAMPLE)
+    else:
+        sample = await redis.zrange(keys.coach_queue, 0, COVERAGE_SAMPLE - 1)
+    if not sample:
+        return {"ratio": None, "needing": 0, "coachedLastMinute": coached, "estimated": False}
+    scores = await redis.zmscore(keys.coach_coached, sample)
+    hits = sum(1 for s in scores if s is not None and s >= since)
     return {
-        "ratio": round(min(1.0, covered / needing), 4),
+        "ratio": round(hits / len(sample), 4),
         "needing": needing,
         "coachedLastMinute": coached,
         "estimated": estimated,

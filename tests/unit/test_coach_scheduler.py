@@ -117,3 +117,18 @@ def test_plan_calls_respects_batch_size_and_the_1000_round_bound():
     calls = scheduler.plan_calls(big, batch_size=100)
     assert all(len(call) * 50 <= 1000 for call in calls)
     assert sum(len(c) for c in calls) == 100
+
+
+async def test_coverage_counts_queued_learners_coached_in_the_last_minute(redis, keys):
+    from services.coach import stats
+
+    now = 10_000_000
+    await redis.zadd(keys.coach_queue, {"a": 0, "b": 0, "c": 0, "d": 0})
+    # a, b coached recently; c too long ago; gone left the queue (ready) after being coached.
+    await redis.zadd(
+        keys.coach_coached, {"a": now - 1000, "b": now, "c": now - 120_000, "gone": now}
+    )
+    cover = await stats.coverage(redis, keys, now)
+    assert cover["ratio"] == 0.5 and cover["needing"] == 4 and cover["estimated"] is False
+    await redis.delete(keys.coach_queue)
+    assert (await stats.coverage(redis, keys, now))["ratio"] is None
