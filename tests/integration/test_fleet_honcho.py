@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -110,7 +111,10 @@ def test_fleet_under_honcho_arms_recovers_every_service_and_stops_clean(tmp_path
         while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
             time.sleep(0.1)
         assert [p for p in pids if pid_alive(p)] == [], fleet.logs()
-        assert "orchestrator.1 stopped (rc=0)" in fleet.logs(tail=10_000)
+        logs = fleet.logs(tail=10_000)
+        assert "orchestrator.1 stopped (rc=0)" in logs and "redis.1 stopped (rc=0)" in logs
+        with socket.socket() as sock:  # redis-server (the wrapper's child) is gone too
+            assert sock.connect_ex(("127.0.0.1", fleet.redis_port)) != 0
     except BaseException:
         print(fleet.logs(tail=200))
         raise
