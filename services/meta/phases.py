@@ -31,11 +31,13 @@ state and the completed phase in one atomic step. No I/O here.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from services.meta.effects import apply_boost
 from services.meta.metrics import (
@@ -72,6 +74,12 @@ STRATEGIES = (
 )
 
 
+def _copy(doc: dict[str, Any]) -> dict[str, Any]:
+    # The document is plain JSON; a JSON round trip copies it several times faster than deepcopy.
+    return orjson.loads(orjson.dumps(doc))
+
+
+@lru_cache(maxsize=16)  # one step stamps every phase and log entry with the same `now`
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -132,7 +140,7 @@ class Outcome:
 def start(doc: dict[str, Any], state: LearnerState, now: float) -> Outcome:
     """Mark the learner's meta-learning started and capture the measured baseline (no-op when
     already started, as in the original)."""
-    doc = copy.deepcopy(doc)
+    doc = _copy(doc)
     out = Outcome(doc)
     if doc["started"]:
         return out
@@ -288,7 +296,7 @@ def boost(
     """The retention booster: apply the deltas to the learner model, measure, and record the
     measured change (the original's `{phase: "booster", metric: "retention"}`). Returns the outcome
     and the original's `booster` answer `{ok, before: {kr, te}, after: {kr, te}}`."""
-    doc = copy.deepcopy(doc)
+    doc = _copy(doc)
     before = measure(state, now)
     effect = apply_boost(state, retention_delta, transfer_delta)
     after = measure(state, now)
