@@ -5,6 +5,7 @@ Used as a library by the benchmark harness (`with BenchFleet() as fleet: fleet.s
 as a command that keeps a private fleet up until Ctrl-C, for Locust runs by hand:
 
     python -m loadtests.fleetctl                       # every service, pre-armed, prints URLs
+                                                       # (+ the orchestrator in observe mode)
     python -m loadtests.fleetctl --services training   # just training
 
 This is a small equivalent of tests/support (which it does not import: loadtests must not depend
@@ -331,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", default=",".join(ALL_SERVICES))
     parser.add_argument("--no-prearm", action="store_true")
+    parser.add_argument(
+        "--no-orchestrator", action="store_true", help="skip the orchestrator (observe mode)"
+    )
     parser.add_argument("--token", default=None, help="TOOLOO_API_TOKEN for the fleet")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.services.split(",") if n.strip()]
@@ -341,6 +345,10 @@ def main(argv: list[str] | None = None) -> None:
         fleet.start(*names)
         if not args.no_prearm:
             fleet.prearm()
+        if not args.no_orchestrator and (ROOT / "orchestrator" / "__main__.py").exists():
+            # Observe mode: supervises nothing, answers /api/v1/system/status as in production.
+            fleet.start("orchestrator", env={"ORCHESTRATOR_MANAGE": "false"})
+            names.append("orchestrator")
         print(f"redis {fleet.redis_url} (prefix {fleet.prefix})")
         for name in names:
             print(f"{name:<12} {fleet.url(name)}  pid {fleet[name].pid}")
