@@ -42,7 +42,7 @@ SEED_COACH_RPM = 215.0
 class Criterion:
     name: str
     source: str  # "locust", "reports" or "fleet"
-    comparator: str  # "<", "<=", ">", ">=", "=="
+    comparator: str  # "<", "<=", ">", ">=", "==", "in" (threshold "A|B": one of them)
     threshold: float | str
     unit: str
     get: Callable[[dict[str, Any]], float | str | None]
@@ -109,7 +109,7 @@ GATES: dict[int, dict[str, Any]] = {
             Criterion("training round p99 (client)", "locust", "<", 7, "s", _locust("round_p99_s")),
             Criterion("meta trigger delay p99", "reports", "<", 150, "ms", _meta_delay_p99),
             Criterion("critical restarts", "reports", "<=", 0, "restarts", _reports("restarts")),
-            Criterion("fleet's gate verdict", "fleet", "==", "GO", "", _fleet_verdict),
+            Criterion("fleet's gate verdict", "fleet", "in", "GO|PASS", "", _fleet_verdict),
         ],
     },
     2: {
@@ -132,7 +132,7 @@ GATES: dict[int, dict[str, Any]] = {
             Criterion("meta trigger delay p99", "reports", "<", 150, "ms", _meta_delay_p99),
             Criterion("learners", "reports", ">=", 50_000, "learners", _reports("learners")),
             Criterion("critical restarts", "reports", "<=", 0, "restarts", _reports("restarts")),
-            Criterion("fleet's gate verdict", "fleet", "==", "PASS", "", _fleet_verdict),
+            Criterion("fleet's gate verdict", "fleet", "in", "GO|PASS", "", _fleet_verdict),
         ],
     },
 }
@@ -141,6 +141,8 @@ GATES: dict[int, dict[str, Any]] = {
 def compare(value: float | str, comparator: str, threshold: float | str) -> bool:
     if comparator == "==":
         return value == threshold
+    if comparator == "in":
+        return str(value) in str(threshold).split("|")
     v, t = float(value), float(threshold)
     return {"<": v < t, "<=": v <= t, ">": v > t, ">=": v >= t}[comparator]
 
