@@ -85,14 +85,29 @@ class ApiRoutes:
     def register(self, app: web.Application) -> None:
         for spec in self.specs:
             app.router.add_route(spec.method, spec.path, spec.handler)
-        document = self.openapi()
+        # Routes added without the table (/health, /ready, /metrics of shared/observability.py,
+        # and this document itself) are listed too, without models, so the document is complete.
+        document: dict[str, Any] = {}
 
         async def openapi_json(_: web.Request) -> web.Response:
+            """This OpenAPI document."""
             return json_response(document)
 
         app.router.add_get("/openapi.json", openapi_json)
+        declared = {(s.method, s.path) for s in self.specs}
+        listed: list[RouteSpec] = []
+        for route in app.router.routes():
+            path = route.get_info().get("path")
+            if (
+                route.method in ("GET", "POST", "DELETE")
+                and path
+                and (route.method, path) not in declared
+            ):
+                declared.add((route.method, path))
+                listed.append(RouteSpec(route.method, path, route.handler))  # type: ignore[arg-type]
+        document.update(self.openapi(listed))
 
-    def openapi(self) -> dict[str, Any]:
+    def openapi(self, listed: list[RouteSpec] | None = None) -> dict[str, Any]:
         models = {s.body for s in self.specs if s.body is not None}
         _, top = models_json_schema(
             [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
@@ -100,12 +115,20 @@ class ApiRoutes:
         )
         schemas = top.get("$defs", {})
         paths: dict[str, dict[str, Any]] = {}
-        for spec in self.specs:
+        op_ids: set[str] = set()
+        for spec in [*self.specs, *(listed or [])]:
             if not spec.include_in_schema:
                 continue
+            op_id = base = f"{spec.method.lower()}_{spec.handler.__name__}"
+            # Operation ids must be unique (meta's and /metrics' handlers are both `metrics`).
+            for n in range(2, len(op_ids) + 3):
+                if op_id not in op_ids:
+                    break
+                op_id = f"{base}_{n}"
+            op_ids.add(op_id)
             op: dict[str, Any] = {
-                "summary": spec.summary,
-                "operationId": f"{spec.method.lower()}_{spec.handler.__name__}",
+                "summary": spec.summary or (spec.handler.__doc__ or "").strip().split("\n")[0],
+                "operationId": op_id,
                 "responses": _responses(spec),
             }
             params = _path_params(spec.path)
@@ -124,7 +147,9 @@ class ApiRoutes:
                 }
             paths.setdefault(spec.path, {})[spec.method.lower()] = op
         return {
-            "openapi": "3.0.3",
+            # 3.1: pydantic emits JSON Schema 2020-12 (`{"type": "null"}`, numeric
+            # exclusiveMinimum), which is OpenAPI 3.1's schema dialect and invalid under 3.0.
+            "openapi": "3.1.0",
             "info": {"title": f"TooLoo {self.service}", "version": self.version},
             "paths": paths,
             "components": {"schemas": schemas},
@@ -182,5 +207,12 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
     params = []
     for name, prop in schema.get("properties", {}).items():
         prop = {k: v for k, v in prop.items() if k not in ("title",)}
+        # A query string cannot carry null: an optional parameter is simply left out, so
+        # `anyOf: [X, null]` is documented as X (with the default, if any).
+        options = [o for o in prop.get("anyOf", []) if o != {"type": "null"}]
+        if "anyOf" in prop and len(options) == 1:
+            prop = {**options[0], **{k: v for k, v in prop.items() if k != "anyOf"}}
+            if prop.get("default", "") is None:
+                del prop["default"]
         params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
     return params
