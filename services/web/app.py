@@ -21,7 +21,14 @@ def create_app(settings: FleetSettings) -> web.Application:
     app[PROXY_TABLE] = ProxyTable()
     routes.register(app)
     app.cleanup_ctx.append(_gateway_ctx)
+    app.on_shutdown.append(_end_streams)
     return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for in-flight handlers: SSE streams end now.
+    if SNAPSHOTS in app:
+        app[SNAPSHOTS].close()
 
 
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -151,6 +151,25 @@ class SnapshotCache:
         self._lock = asyncio.Lock()
         self._value: dict[str, Any] | None = None
         self._at = 0.0
+        # Set on shutdown: open streams end at once instead of holding the server's graceful
+        # shutdown for its whole timeout (twice: wait, then cancel) with a handler that never
+        # returns by itself.
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        self._closing.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    async def wait_closing(self, timeout_s: float) -> bool:
+        """Sleep up to `timeout_s`; True as soon as the service is shutting down."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def get(self) -> dict[str, Any]:
         async with self._lock:
@@ -165,7 +184,7 @@ async def stream(request: web.Request, cache: SnapshotCache) -> web.StreamRespon
     deadline = time.monotonic() + STREAM_MAX_S
     async with sse_response(request) as resp:
         first = True
-        while resp.is_connected() and time.monotonic() < deadline:
+        while resp.is_connected() and time.monotonic() < deadline and not cache.closing:
             snapshot = await cache.get()
             try:
                 await resp.send(
@@ -174,5 +193,6 @@ async def stream(request: web.Request, cache: SnapshotCache) -> web.StreamRespon
             except (ConnectionResetError, ConnectionError):
                 break  # the client went away between the check and the write
             first = False
-            await asyncio.sleep(STREAM_INTERVAL_S)
+            if await cache.wait_closing(STREAM_INTERVAL_S):
+                break
     return resp
