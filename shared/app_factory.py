@@ -43,6 +43,7 @@ METRICS = web.AppKey("metrics", RequestMetrics)
 STATS = web.AppKey("stats", RequestStats)
 
 BODY_LIMIT = 64 * 1024
+CLEANUP_WRITE_S = 0.5  # each last write on shutdown (stats flush, service_stopped event)
 
 
 def create_base_app(
@@ -96,10 +97,15 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     log.info("service_started", port=app[SETTINGS].port_of(service) if service != "redis" else None)
     yield
+    # Bounded: with Redis gone (crashed, or stopped first) these would otherwise wait for the
+    # client's socket timeouts and hold the process's exit.
     with contextlib.suppress(Exception):
-        await app[STATS].flush(redis, app[KEYS])
-        await emit_system_event(
-            redis, app[KEYS], service=service, kind="service_stopped", pid=os.getpid()
+        await asyncio.wait_for(app[STATS].flush(redis, app[KEYS]), CLEANUP_WRITE_S)
+        await asyncio.wait_for(
+            emit_system_event(
+                redis, app[KEYS], service=service, kind="service_stopped", pid=os.getpid()
+            ),
+            CLEANUP_WRITE_S,
         )
     await redis.aclose()
 

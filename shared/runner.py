@@ -12,6 +12,7 @@ from aiohttp import web
 from shared.settings import FleetSettings, get_settings
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+SHUTDOWN_TIMEOUT_S = 0.6
 
 
 def is_loopback(host: str) -> bool:
@@ -44,7 +45,11 @@ def run_service(service: str, create_app: Callable[[FleetSettings], web.Applicat
         port=settings.port_of(service),
         access_log=None,
         print=None,
-        shutdown_timeout=5.0,
+        # How long in-flight handlers may take after SIGTERM. aiohttp waits this long, then
+        # cancels and waits as long again, so a handler that does not return by itself (a
+        # stream, a call stuck on an absent Redis) holds the exit for twice this. 0.6 s keeps a
+        # stop within the orchestrator's 1.5 s grace and honcho's 5 s; real handlers take ms.
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         handle_signals=True,
         loop=loop,
     )
