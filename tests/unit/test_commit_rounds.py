@@ -1,0 +1,77 @@
+"""commit_rounds: events stamped with the server's clock at commit, and the incarnation guard that
+makes training's learner-state cache safe when a learner is deleted and re-created."""
+
+from __future__ import annotations
+
+import orjson
+
+from shared.keys import Keys
+from shared.learner_state import LearnerState, decode, encode
+from shared.scripts import Scripts
+
+
+async def create(redis, scripts: Scripts, keys: Keys, learner: str, seed: int) -> None:
+    state = LearnerState(id=learner, seed=seed, region="eu", created=1.0, active=True)
+    await scripts.create_learner(
+        keys=[
+            keys.learner_state(learner),
+            keys.learners_index,
+            keys.learners_seq,
+            keys.learners_regions,
+            keys.coach_queue,
+        ],
+        args=[learner, encode(state), "eu", 1],
+    )
+
+
+def commit_keys(keys: Keys, learner: str) -> list[str]:
+    return [
+        keys.learner_state(learner),
+        keys.learner_history(learner),
+        keys.rounds_seq,
+        keys.stream_rounds,
+        keys.coach_settings,
+        keys.coach_queue,
+        keys.coach_ready,
+        keys.stream_meta,
+    ]
+
+
+async def commit(scripts, keys, learner, version, seed, avg, *, guard=None):
+    state = LearnerState(id=learner, seed=seed, region="eu", active=True, rounds=version)
+    # A caller clock far in the past: the events must not carry it.
+    args = [str(version), encode(state), learner, "eu", 1000, avg, 0, 5000, 100, 10000, 1]
+    args += [orjson.dumps({"trained": ["dsa"]}).decode(), 3]
+    if guard is not None:
+        args.append(guard)
+    return await scripts.commit_rounds(keys=commit_keys(keys, learner), args=args)
+
+
+async def server_ms(redis) -> int:
+    sec, usec = await redis.time()
+    return sec * 1000 + usec // 1000
+
+
+async def test_events_carry_the_server_time_of_the_commit(redis, scripts, keys):
+    await create(redis, scripts, keys, "a", 7)
+    before = await server_ms(redis)
+    result = await commit(scripts, keys, "a", 1, 7, 90)  # ready: a ready event too
+    after = await server_ms(redis)
+    assert result[0] == 1 and result[4] == 1
+    (_, rnd), *_ = await redis.xrange(keys.stream_rounds)
+    (_, ready), *_ = await redis.xrange(keys.stream_meta)
+    assert ready["type"] == "ready"
+    for ts in (int(rnd["ts"]), int(ready["ts"])):
+        assert before <= ts <= after
+
+
+async def test_guard_refuses_a_state_of_another_incarnation(redis, scripts, keys):
+    await create(redis, scripts, keys, "a", 7)
+    stale = await commit(scripts, keys, "a", 1, 7, 10, guard='"sd":8,')
+    assert stale[0] == 0 and stale[1] == "1"
+    assert decode(stale[2]).seed == 7  # the current state, to recompute from
+    assert await redis.xlen(keys.stream_rounds) == 0
+    assert await redis.hget(keys.learner_state("a"), "v") == "1"
+    ok = await commit(scripts, keys, "a", 1, 7, 10, guard='"sd":7,')
+    assert ok[0] == 1 and ok[1] == 2
+    assert await redis.xlen(keys.stream_rounds) == 1
