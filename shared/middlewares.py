@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.errors import ApiError, Unauthorized
@@ -55,6 +56,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return json_response(exc.body(), status=exc.status, headers=exc.headers)
+    except RequestPayloadError as exc:
+        # The body could not be read (a Content-Encoding it cannot decode, a broken chunked
+        # stream): the client's fault, so a 400 envelope rather than an anonymous 500.
+        body = {
+            "ok": False,
+            "error": {
+                "code": "invalid_body",
+                "message": "Request body could not be read",
+                "details": str(exc)[:200],
+            },
+        }
+        return json_response(body, status=400)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
