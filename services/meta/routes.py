@@ -87,7 +87,8 @@ async def insights(request: web.Request) -> web.Response:
 async def phase_report(request: web.Request) -> web.Response:
     """One phase with its status and payload."""
     raw = request.match_info["n"]
-    if not raw.isdigit() or len(raw) > 6:
+    # isascii: str.isdigit() also accepts "²" and "１", which int() refuses or reads as digits.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
         raise ValidationFailed("Phase number must be a non-negative integer", details={"n": raw})
     q = parse_query(request, LearnerQuery)
     n = int(raw)
