@@ -67,7 +67,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "details": str(exc)[:200],
             },
         }
-        return json_response(body, status=400)
+        response = json_response(body, status=400)
+        # The rest of the body is still on the connection and cannot be skipped reliably: close
+        # it, and say so, so the client does not send its next request on a dead connection.
+        response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
