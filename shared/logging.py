@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -20,11 +21,35 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# Credentials inside free text: aiohttp's "Error handling request" log quotes the offending header
+# line of a malformed request (`b'Authorization: Bearer <token>\x01'`), and exception messages
+# may quote headers too. Key-based redaction cannot see those, so the rendered line is scrubbed.
+_SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s'\",;\\]+")
+_HEADER_VALUE = re.compile(
+    r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?!bearer\b|basic\b)[^\s'\",;\\]+"
+)
+
+
+def redact_text(text: str) -> str:
+    return _HEADER_VALUE.sub(r"\1***", _SCHEME_VALUE.sub(r"\1\2***", text))
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def _redact_rendered(_: Any, __: str, line: str) -> str:
+    return redact_text(line)
+
+
 def configure_logging(service: str, level: str = "info") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
     logging.basicConfig(stream=sys.stdout, level=numeric, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_RedactingFormatter("%(message)s"))
     # aiohttp's access log duplicates our request log; keep only warnings from libraries.
     for noisy in ("aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -38,6 +63,7 @@ def configure_logging(service: str, level: str = "info") -> None:
             structlog.processors.JSONRenderer(
                 serializer=lambda obj, **_: orjson.dumps(obj).decode()
             ),
+            _redact_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
