@@ -28,6 +28,8 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
             app[KEYS],
             history_limit=tsettings.history_limit,
             stream_maxlen=tsettings.stream_maxlen,
+            state_cache=tsettings.state_cache,
+            pipeline_connections=tsettings.pipeline_connections,
         )
         await store.init_curriculum()
         # The original's single-learner calls (overview before start) must work on a fresh fleet:
@@ -47,6 +49,7 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
             ),
         )
         yield
+        await store.aclose()
 
     app.cleanup_ctx.append(store_ctx)
 

@@ -8,6 +8,10 @@ batch path, which does not take the locks) the version check inside `commit_roun
 stale write and returns the current version and state, from which we recompute without another
 read; after MAX_ATTEMPTS conflicts the caller gets a clear 409. So no update is ever lost.
 
+Hot path. A single round reads the learner from an in-process cache (state_cache.py: why a stale
+entry is safe) and its commit goes through an auto-pipeline (pipelining.py) shared by every request
+of the event-loop turn: one round = one EVALSHA, sent in a batch with the others in flight.
+
 Determinism. A round's draws come from random.Random seeded by (learner seed, learner round
 number) and the round's `now`; the fleet-wide round id is only known inside the commit, so it
 cannot seed the draws.
@@ -36,9 +40,17 @@ from services.training.curriculum import (
     topic_from_dict,
 )
 from services.training.grader import feedback, js_round
+from services.training.pipelining import AutoPipeline
+from services.training.state_cache import StateCache
 from shared.errors import ApiError, Conflict, NotFound
 from shared.keys import Keys
-from shared.learner_state import LearnerState, SelectionRuntime, decode, encode
+from shared.learner_state import (
+    LearnerState,
+    SelectionRuntime,
+    decode,
+    encode,
+    incarnation_marker,
+)
 from shared.scripts import Scripts
 
 MAX_ATTEMPTS = 8
@@ -197,6 +209,8 @@ class TrainingStore:
         *,
         history_limit: int = 100,
         stream_maxlen: int = 1_000_000,
+        state_cache: int = 50_000,
+        pipeline_connections: int = 2,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
@@ -204,8 +218,13 @@ class TrainingStore:
         self.history_limit = history_limit
         self.stream_maxlen = stream_maxlen
         self.locks = KeyedLocks()
+        self.cache = StateCache(state_cache)
+        self.pipe = AutoPipeline(redis, connections=pipeline_connections)
         self.cur = Curriculum.of(builtin_topics(), version=-1)
         self._cur_checked = 0.0  # monotonic time the cached curriculum was last checked
+
+    async def aclose(self) -> None:
+        await self.pipe.aclose()
 
     # ---- curriculum ------------------------------------------------------------------------
     async def init_curriculum(self) -> None:
@@ -341,6 +360,7 @@ class TrainingStore:
             k.coach_fastlane,
             k.coach_coached,
         ]
+        self.cache.drop(learner)
         return int(await self.scripts.delete_learner(keys=keys, args=[learner])) == 1
 
     async def list_learners(
@@ -401,10 +421,13 @@ class TrainingStore:
         for _ in range(MAX_ATTEMPTS):
             if not change(state):
                 return state
+            encoded = encode(state)
+            self.cache.drop(learner)  # until the outcome is known
             res = await self.scripts.cas_state(
-                keys=self._cas_keys(learner), args=[v, encode(state), learner, op]
+                keys=self._cas_keys(learner), args=[v, encoded, learner, op]
             )
             if int(res[0]) == 1:
+                self.cache.put(learner, res[1], encoded)
                 return state
             if int(res[0]) == -1:
                 raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
@@ -479,45 +502,71 @@ class TrainingStore:
         """One round for one learner, with the original's detailed result."""
         started = time.perf_counter()
         async with self.locks.hold(learner):
-            if time.monotonic() - self._cur_checked < CURRICULUM_CHECK_S:
-                v, s = await self.redis.hmget(self.keys.learner_state(learner), ["v", "s"])
-                cur = self.cur
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
-                    pipe.get(self.keys.curriculum_version)
-                    (v, s), cver = await pipe.execute()
-                cur = await self._curriculum_at(cver)
+            try:
+                return await self._run_round_locked(learner, started)
+            except BaseException:
+                # Whatever happened to the commit (error, cancellation, conflicts), the entry may
+                # no longer be current: the next round reads the learner from Redis.
+                self.cache.drop(learner)
+                raise
+
+    async def _run_round_locked(self, learner: str, started: float) -> dict[str, Any]:
+        pipe = self.pipe
+        state_key = self.keys.learner_state(learner)
+        futures: list[asyncio.Future[Any]] = []
+        if time.monotonic() - self._cur_checked >= CURRICULUM_CHECK_S:
+            # Marked at once, so the requests of this interval do not all check.
+            self._cur_checked = time.monotonic()
+            futures.append(pipe.execute("GET", self.keys.curriculum_version))
+        cached = self.cache.get(learner)
+        if cached is None:
+            futures.append(pipe.execute("HMGET", state_key, "v", "s"))
+        # Both queued in this loop turn, so they share one batch; gather retrieves every error.
+        replies = await asyncio.gather(*futures) if futures else []
+        if cached is None:
+            v, s = replies.pop()
+        else:
+            v, s = cached
+        cur = await self._curriculum_at(replies[0]) if replies else self.cur
+        from_cache = cached is not None
+        for _ in range(MAX_ATTEMPTS):
             if v is None or s is None:
                 raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
-            for _ in range(MAX_ATTEMPTS):
-                state = decode(s)
-                if not state.active:
-                    raise _not_started(learner)
-                now = time.time()
-                out = compute_round(state, cur, now, detail=True)
-                dur = (time.perf_counter() - started) * 1000
-                res = await self.scripts.commit_rounds(
-                    keys=self._commit_keys(learner),
-                    args=self._commit_args(v, state, now, [out], dur),
-                )
-                if int(res[0]) == 1:
-                    return {
-                        "success": True,
-                        "round": int(res[2]),
-                        "totalRounds": TOTAL_ROUNDS,
-                        "trained": out.trained,
-                        "results": out.results,
-                        "summary": domain_summary(state, cur, now),
-                        "learner": learner,
-                        "learnerRound": out.learner_round,
-                        "average": out.avg,
-                        "ready": int(res[3]) == 1,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    }
-                if int(res[0]) == -1:
-                    raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
-                v, s = res[1], res[2]
+            state = decode(s)
+            if not state.active:
+                if from_cache:  # perhaps started on another replica since: ask Redis
+                    from_cache = False
+                    v, s = await pipe.execute("HMGET", state_key, "v", "s")
+                    continue
+                raise _not_started(learner)
+            now = time.time()
+            out = compute_round(state, cur, now, detail=True)
+            dur = (time.perf_counter() - started) * 1000
+            args = self._commit_args(v, state, now, [out], dur)
+            if from_cache:
+                args.append(incarnation_marker(state))
+            res = await pipe.evalsha(self.scripts.commit_rounds, self._commit_keys(learner), args)
+            code = int(res[0])
+            if code == 1:
+                self.cache.put(learner, res[1], args[1])
+                return {
+                    "success": True,
+                    "round": int(res[2]),
+                    "totalRounds": TOTAL_ROUNDS,
+                    "trained": out.trained,
+                    "results": out.results,
+                    "summary": domain_summary(state, cur, now),
+                    "learner": learner,
+                    "learnerRound": out.learner_round,
+                    "average": out.avg,
+                    "ready": int(res[3]) == 1,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                }
+            if code == -1:
+                raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
+            # Conflict: recompute from the state the script returned (current, not cached).
+            v, s, from_cache = res[1], res[2], False
+            self.cache.contend(learner)
         raise Conflict(
             "Concurrent rounds for this learner kept conflicting; try again",
             code="version_conflict",
@@ -546,6 +595,7 @@ class TrainingStore:
                 break
             now = time.time()
             computed: list[tuple[str, list[RoundOutcome]]] = []
+            encoded: dict[str, str] = {}
             async with self.redis.pipeline(transaction=False) as pipe:
                 for learner, v, s in pending:
                     state = decode(s)
@@ -555,10 +605,10 @@ class TrainingStore:
                     t0 = time.perf_counter()
                     outs = [compute_round(state, cur, now) for _ in range(n)]
                     dur = (time.perf_counter() - t0) * 1000
+                    args = self._commit_args(v, state, now, outs, dur)
+                    encoded[learner] = args[1]
                     await self.scripts.commit_rounds(
-                        keys=self._commit_keys(learner),
-                        args=self._commit_args(v, state, now, outs, dur),
-                        client=pipe,
+                        keys=self._commit_keys(learner), args=args, client=pipe
                     )
                     computed.append((learner, outs))
                 results = await pipe.execute() if computed else []
@@ -566,6 +616,7 @@ class TrainingStore:
             for (learner, outs), res in zip(computed, results, strict=True):
                 code = int(res[0])
                 if code == 1:
+                    self.cache.refresh(learner, res[1], encoded[learner])
                     first, ready, became = int(res[2]), int(res[3]) == 1, int(res[4]) == 1
                     last = len(outs) - 1
                     for i, out in enumerate(outs):

@@ -12,6 +12,13 @@ class TrainingSettings(FleetSettings):
     stream_maxlen: int = Field(
         1_000_000, ge=1_000, le=100_000_000, validation_alias="TRAINING_STREAM_MAXLEN"
     )
+    # Learner states cached in-process for single rounds (LRU; 0 = off; ~1 KB each). A stale entry
+    # only costs a retry: see services/training/state_cache.py.
+    state_cache: int = Field(50_000, ge=0, le=1_000_000, validation_alias="TRAINING_STATE_CACHE")
+    # Connections of the single-round auto-pipeline (each carries one batch at a time).
+    pipeline_connections: int = Field(
+        2, ge=1, le=16, validation_alias="TRAINING_PIPELINE_CONNECTIONS"
+    )
     # Learners created per second while the population is below scale.target.
     onboarding_rate: float = Field(
         5_000.0, gt=0, le=1_000_000, validation_alias="TRAINING_ONBOARDING_RATE"

@@ -1,0 +1,65 @@
+"""Training's auto-pipeline and learner-state cache, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.exceptions import ResponseError
+
+from services.training.pipelining import AutoPipeline
+from services.training.state_cache import StateCache
+
+
+async def test_commands_of_one_loop_turn_share_a_batch_and_keep_their_replies(redis, prefix):
+    pipe = AutoPipeline(redis, connections=1)
+    try:
+        key = f"{prefix}:n"
+        replies = await asyncio.gather(*(pipe.execute("INCR", key) for _ in range(200)))
+        assert replies == list(range(1, 201))  # in order, one reply each
+        assert pipe.commands == 200 and pipe.batches <= 2
+    finally:
+        await pipe.aclose()
+
+
+async def test_an_error_reply_fails_only_its_command(redis, prefix):
+    pipe = AutoPipeline(redis)
+    try:
+        await redis.set(f"{prefix}:s", "text")
+        ok1 = pipe.execute("SET", f"{prefix}:a", "1")
+        bad = pipe.execute("INCR", f"{prefix}:s")  # not an integer
+        ok2 = pipe.execute("GET", f"{prefix}:a")
+        assert await ok1 == "OK"  # raw replies: no redis-py response callbacks
+        with pytest.raises(ResponseError):
+            await bad
+        assert await ok2 == "1"
+        assert await pipe.execute("PING") == "PONG"  # the connection stayed in sync
+    finally:
+        await pipe.aclose()
+
+
+async def test_evalsha_loads_a_script_redis_does_not_know(redis, prefix):
+    pipe = AutoPipeline(redis)
+    try:
+        script = redis.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        await redis.script_flush()
+        assert await pipe.evalsha(script, [f"{prefix}:k"], [5]) == 5
+        await redis.script_flush()  # e.g. Redis restarted: NOSCRIPT, loaded again, run once
+        assert await pipe.evalsha(script, [f"{prefix}:k"], [5]) == 10
+    finally:
+        await pipe.aclose()
+
+
+def test_state_cache_is_bounded_lru_and_skips_contended_learners():
+    cache = StateCache(max_entries=2)
+    cache.put("a", "1", "sa")
+    cache.put("b", "1", "sb")
+    assert cache.get("a") == ("1", "sa")  # a is now the most recent
+    cache.put("c", "1", "sc")
+    assert cache.get("b") is None and len(cache) == 2
+    cache.refresh("zz", "1", "x")  # refresh never inserts
+    assert cache.get("zz") is None
+    cache.contend("a")
+    cache.put("a", "2", "sa2")  # contended: not cached for a while
+    assert cache.get("a") is None
+    assert StateCache(max_entries=0).get("a") is None
