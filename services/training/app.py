@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -57,4 +58,20 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
         await app[ONBOARDER].run()
 
     add_background_task(app, onboard, "onboarding")
+    app.on_startup.append(_tune_gc)  # after the cleanup contexts: the store exists by now
     return app
+
+
+# Young-generation collections every GC_GEN0 net allocations instead of 700. Measured under 32
+# concurrent round requests with the defaults: ~2,000 gen-0 and ~20 full collections per 20 s,
+# ~8% of the process's time, full collections up to 87 ms (the single-round p99). Almost every
+# object of a round is freed by reference counting, so the net count rarely reaches this.
+GC_GEN0 = 20_000
+
+
+async def _tune_gc(app: web.Application) -> None:
+    """Freeze what startup built (modules, routes, models, the curriculum): full collections then
+    traverse only objects made since (~3 ms instead of tens of ms), and raise the gen-0 threshold."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0, 20, 20)
