@@ -54,6 +54,10 @@ from shared.learner_state import (
 from shared.scripts import Scripts
 
 MAX_ATTEMPTS = 8
+# A single round retries longer: its first attempt may come from the cache, which under contention
+# from another replica races that replica's equally fast cached commits (see state_cache.py); a
+# busy machine that deschedules one replica for a few ms can make it lose several races in a row.
+ROUND_MAX_ATTEMPTS = 16
 # Single rounds check the curriculum version at most this often (the batch path and every GET
 # check it on each call): a topic added on another replica reaches this one's single rounds within
 # this delay, and the hot path saves a pipeline per round. Topics added here refresh at once.
@@ -529,7 +533,7 @@ class TrainingStore:
             v, s = cached
         cur = await self._curriculum_at(replies[0]) if replies else self.cur
         from_cache = cached is not None
-        for _ in range(MAX_ATTEMPTS):
+        for _ in range(ROUND_MAX_ATTEMPTS):
             if v is None or s is None:
                 raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
             state = decode(s)
