@@ -13,9 +13,10 @@ never be misattributed; commands queued while every connection is busy go out to
 next batch. Commands of different batches may run in either order — callers that need an order
 (the rounds of one learner) already serialise themselves (training's per-learner lock).
 
-No retries: a connection error fails every command of the batch, because a commit whose reply was
-lost may have been applied, and blindly resending it would be decided by the version check anyway
-(the caller sees the error, as it would with the plain client).
+Retries: a batch whose connection turns out dead before any reply (the server dropped it while we
+idled) is resent once on a fresh connection, as redis-py's client does. A connection lost after
+some replies fails the rest of the batch: a commit whose reply was lost may have been applied, so
+the caller gets the error (a 503 to retry) rather than a blind resend.
 """
 
 from __future__ import annotations
@@ -97,28 +98,29 @@ class AutoPipeline:
     async def _run(
         self, conn: AbstractConnection, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]
     ) -> None:
+        # hiredis packs in C (~2 µs for a commit; redis-py's Python packer ~14 µs). Floats are
+        # written in their shortest repr, as redis-py's encoder writes them.
+        payload = b"".join([_pack(args) for args, _ in batch])
         done = 0
         try:
-            # hiredis packs in C (~2 µs for a commit; redis-py's Python packer ~14 µs). Floats are
-            # written in their shortest repr, as redis-py's encoder writes them.
-            await conn.send_packed_command(
-                b"".join([_pack(args) for args, _ in batch]), check_health=False
-            )
-            for _, fut in batch:  # bounded by the batch
+            for attempt in (1, 2):  # bounded: one resend on a dead connection
                 try:
-                    reply = await conn.read_response()
-                except ResponseError as exc:  # an error reply: the stream stays in sync
-                    done += 1
-                    if not fut.done():
-                        fut.set_exception(exc)
-                    continue
-                done += 1
-                if not fut.done():  # the waiting request may have been cancelled
-                    fut.set_result(reply)
+                    done = await self._send_and_read(conn, payload, batch)
+                    return
+                except RedisConnectionError as exc:
+                    # A pooled connection the server dropped while we idled (Redis restarted,
+                    # CLIENT KILL) fails before any reply: resend once on a fresh connection, as
+                    # redis-py's own retry would. A reply already read means the server was
+                    # working on the batch: the rest is not resent (a commit may have applied).
+                    done = getattr(exc, "replies_read", 0)
+                    await conn.disconnect(nowait=True)
+                    if attempt == 2 or done > 0:
+                        raise
         except BaseException as exc:
             # Connection lost or timed out mid-batch: the replies still owed cannot be matched
             # any more. Drop the connection (the next batch reconnects) and fail what is left.
             await conn.disconnect(nowait=True)
+            done = getattr(exc, "replies_read", done)
             for _, fut in batch[done:]:
                 if not fut.done():
                     fut.set_exception(
@@ -132,6 +134,35 @@ class AutoPipeline:
                 if self._queue and not self._scheduled:
                     self._scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush)
+
+    @staticmethod
+    async def _send_and_read(
+        conn: AbstractConnection,
+        payload: bytes,
+        batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]],
+    ) -> int:
+        """Send the batch and resolve its futures in order; returns the replies read. An error
+        raised part-way carries `replies_read`, so the caller knows what was answered."""
+        done = 0
+        try:
+            # check_health: after the pool's health-check interval of idleness, a PING (with
+            # reconnect) goes first.
+            await conn.send_packed_command(payload, check_health=True)
+            for _, fut in batch:  # bounded by the batch
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:  # an error reply: the stream stays in sync
+                    done += 1
+                    if not fut.done():
+                        fut.set_exception(exc)
+                    continue
+                done += 1
+                if not fut.done():  # the waiting request may have been cancelled
+                    fut.set_result(reply)
+        except BaseException as exc:
+            exc.replies_read = done  # type: ignore[attr-defined]
+            raise
+        return done
 
     async def aclose(self) -> None:
         log.info("autopipeline_closed", batches=self.batches, commands=self.commands)
