@@ -63,3 +63,14 @@ def test_state_cache_is_bounded_lru_and_skips_contended_learners():
     cache.put("a", "2", "sa2")  # contended: not cached for a while
     assert cache.get("a") is None
     assert StateCache(max_entries=0).get("a") is None
+
+
+async def test_a_connection_dropped_while_idle_is_replaced_without_failing_the_batch(redis):
+    pipe = AutoPipeline(redis, connections=1)
+    try:
+        conn_id = await pipe.execute("CLIENT", "ID")
+        await redis.client_kill_filter(_id=conn_id)  # what a Redis restart does to it
+        assert await pipe.execute("PING") == "PONG"
+        assert await pipe.execute("CLIENT", "ID") != conn_id
+    finally:
+        await pipe.aclose()
