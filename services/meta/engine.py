@@ -14,6 +14,7 @@ first instead of computing in vain.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,16 @@ from shared.errors import Conflict, NotFound
 MAX_ATTEMPTS = 12  # commits retried on version conflict (training may commit in between)
 REPORT_LOG = 50  # activity-log entries in a report (the original's last 50)
 COHORT_CONCURRENCY = 32
+
+
+async def conflict_backoff(attempt: int) -> None:
+    """Wait before retrying a commit that lost a version race: concurrent boosts of one learner
+    and training's rounds otherwise collide again at once, and a retry loop without a pause can
+    lose every attempt on a busy machine. Jittered, doubling from 1 ms, at most 32 ms."""
+    if attempt:
+        await asyncio.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
+
+
 COHORT_MAX_PAGES = 20_000  # 10 M learners at 500 a page: a bound, not an expected size
 
 
@@ -75,7 +86,8 @@ class MetaEngine:
     # ---- mutations ---------------------------------------------------------------------------
     async def start(self, learner: str) -> dict[str, Any]:
         await self._ensure_running()
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            await conflict_backoff(attempt)
             snap = await self._snapshot(learner)
             doc = snap.doc or phases.new_document()
             out = phases.start(doc, snap.state, time.time())  # type: ignore[arg-type]
@@ -97,7 +109,8 @@ class MetaEngine:
             await self.store.release_lock(learner, token)
 
     async def _run_all_locked(self, learner: str, trigger: Trigger | None) -> dict[str, Any]:
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            await conflict_backoff(attempt)
             snap = await self._snapshot(learner)
             doc = snap.doc or phases.new_document()
             now = time.time()
@@ -162,7 +175,8 @@ class MetaEngine:
         self, learner: str, retention_delta: float, transfer_delta: float
     ) -> dict[str, Any] | None:
         """Boost one learner; None when it does not exist."""
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            await conflict_backoff(attempt)
             snap = await self.store.snapshot(learner)
             if snap.state is None:
                 return None
