@@ -8,6 +8,7 @@ from aiohttp import web
 
 from services.web import routes
 from services.web.app_keys import FORWARDER, GATE_TABLE, PROXY_TABLE, SNAPSHOTS
+from services.web.cors import allowed_origins, cors_middleware
 from services.web.events import SnapshotCache, build_snapshot
 from services.web.gates import load_table
 from services.web.proxy import Forwarder, ProxyTable
@@ -17,6 +18,9 @@ from shared.settings import FleetSettings
 
 def create_app(settings: FleetSettings) -> web.Application:
     app = create_base_app("web", settings, use_client=True)
+    # Just inside the request metrics (so refusals are counted) and outside the error and auth
+    # middlewares, so their answers (a 401 too) carry the CORS headers a browser needs to read them.
+    app.middlewares.insert(1, cors_middleware(allowed_origins(settings)))
     app[GATE_TABLE] = load_table()  # a malformed gate table stops the start, not a request
     app[PROXY_TABLE] = ProxyTable()
     routes.register(app)
