@@ -14,6 +14,7 @@ from services.web import events, gates, system
 from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY_TABLE, SNAPSHOTS
 from services.web.models import EmptyBody, GatesQuery, ScaleRequest
 from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS
+from shared.rate_limit import RateLimit, client_id, enforce
 from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_body, parse_query
@@ -22,6 +23,9 @@ STATIC_DIR = Path(__file__).with_name("static")
 PAGE = STATIC_DIR / "control-room.html"
 
 routes = ApiRoutes("web")
+# Per client, fleet-wide (shared/rate_limit.py): a scale change sets onboarding of up to millions
+# of learners in motion; an operator or the Locust onboarding user needs a few a minute.
+SCALE_LIMIT = RateLimit("system-scale", 30, 10.0)
 
 
 # ---- scale and onboarding ---------------------------------------------------------------------
@@ -33,10 +37,14 @@ async def get_scale(request: web.Request) -> web.Response:
 
 
 @routes.post(
-    "/api/v1/system/scale", body=ScaleRequest, summary="Set the population target (and hold)"
+    "/api/v1/system/scale",
+    body=ScaleRequest,
+    summary="Set the population target (and hold)",
+    responses={429: "More than 30 calls in 10 s from this client"},
 )
 async def post_scale(request: web.Request) -> web.Response:
     body = await parse_body(request, ScaleRequest)
+    await enforce(request.app[REDIS], request.app[KEYS], SCALE_LIMIT, client_id(request))
     state = await system.set_scale(request.app[REDIS], request.app[KEYS], body.learners, body.hold)
     return ok(scale=state)
 
