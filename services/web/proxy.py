@@ -17,6 +17,7 @@ from yarl import URL
 
 from shared.errors import NotFound, UpstreamError, UpstreamTimeout
 from shared.middlewares import REQUEST_ID, REQUEST_ID_HEADER
+from shared.rate_limit import client_id
 from shared.settings import FleetSettings
 
 # (prefix, service). Order here does not matter: `ProxyTable` sorts longest first.
@@ -96,6 +97,10 @@ class Forwarder:
         body = await request.read()  # bounded by the app's client_max_size (413 beyond)
         headers = {h: request.headers[h] for h in FORWARD_REQUEST_HEADERS if h in request.headers}
         headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+        # The caller, for the per-client rate limits behind the gateway (the coach's boosts): the
+        # services trust this header from loopback only, and it replaces any the client sent
+        # unless the gateway's own peer is loopback (a local reverse proxy's hop is kept).
+        headers["X-Forwarded-For"] = client_id(request)
         # raw_path keeps the query string and the client's percent-encoding untouched.
         url = URL(self.settings.url_of(service) + request.raw_path, encoded=True)
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_s)
