@@ -59,13 +59,7 @@ def create_learners(redis_url: str, prefix: str, count: int, tag: str) -> list[s
             for learner in ids[start : start + 1000]:
                 state = new_learner_state(learner, "bench", True, now)
                 script(
-                    keys=[
-                        keys.learner_state(learner),
-                        keys.learners_index,
-                        keys.learners_seq,
-                        keys.learners_regions,
-                        keys.coach_queue,
-                    ],
+                    keys=keys.create_learner_keys(learner),
                     args=[learner, encode(state), "bench", 1],
                     client=pipe,
                 )

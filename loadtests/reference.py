@@ -431,16 +431,7 @@ def _commit_loop(
     )
 
     def commit_keys(x: str) -> list[str]:
-        return [
-            keys.learner_state(x),
-            keys.learner_history(x),
-            keys.rounds_seq,
-            keys.stream_rounds,
-            keys.coach_settings,
-            keys.coach_queue,
-            keys.coach_ready,
-            keys.stream_meta,
-        ]
+        return keys.commit_rounds_keys(x)
 
     key_lists = {x: commit_keys(x) for x in ids}
     commits = conflicts = 0

@@ -44,6 +44,42 @@ class Keys:
             self.learner_meta_lock(learner),
         ]
 
+    # ---- KEYS of the learner scripts (shared/lua/*.lua headers give the order) ----------------
+    def create_learner_keys(self, learner: str) -> list[str]:
+        return [
+            self.learner_state(learner),
+            self.learners_index,
+            self.learners_seq,
+            self.learners_regions,
+            self.coach_queue,
+        ]
+
+    def commit_rounds_keys(self, learner: str) -> list[str]:
+        return [
+            self.learner_state(learner),
+            self.learner_history(learner),
+            self.rounds_seq,
+            self.stream_rounds,
+            self.coach_settings,
+            self.coach_queue,
+            self.coach_ready,
+            self.stream_meta,
+        ]
+
+    def cas_state_keys(self, learner: str) -> list[str]:
+        return [self.learner_state(learner), self.coach_queue, self.coach_ready]
+
+    def delete_learner_keys(self, learner: str) -> list[str]:
+        return [
+            *self.learner_keys(learner),
+            self.learners_index,
+            self.learners_regions,
+            self.coach_queue,
+            self.coach_ready,
+            self.coach_fastlane,
+            self.coach_coached,
+        ]
+
     # ---- learners population -----------------------------------------------------------------
     @property
     def learners_index(self) -> str:

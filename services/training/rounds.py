@@ -296,39 +296,13 @@ class TrainingStore:
         return out
 
     # ---- learners --------------------------------------------------------------------------
-    def _create_keys(self, learner: str) -> list[str]:
-        k = self.keys
-        return [
-            k.learner_state(learner),
-            k.learners_index,
-            k.learners_seq,
-            k.learners_regions,
-            k.coach_queue,
-        ]
-
-    def _commit_keys(self, learner: str) -> list[str]:
-        k = self.keys
-        return [
-            k.learner_state(learner),
-            k.learner_history(learner),
-            k.rounds_seq,
-            k.stream_rounds,
-            k.coach_settings,
-            k.coach_queue,
-            k.coach_ready,
-            k.stream_meta,
-        ]
-
-    def _cas_keys(self, learner: str) -> list[str]:
-        return [self.keys.learner_state(learner), self.keys.coach_queue, self.keys.coach_ready]
-
     async def create_learner(
         self, learner: str, region: str, active: bool, now: float | None = None
     ) -> LearnerState | None:
         """Create; None when the id is taken."""
         state = new_learner_state(learner, region, active, now or time.time())
         seq = await self.scripts.create_learner(
-            keys=self._create_keys(learner),
+            keys=self.keys.create_learner_keys(learner),
             args=[learner, encode(state), region, 1 if active else 0],
         )
         return state if int(seq) > 0 else None
@@ -339,7 +313,7 @@ class TrainingStore:
             for learner, region in specs:
                 state = new_learner_state(learner, region, True, now)
                 await self.scripts.create_learner(
-                    keys=self._create_keys(learner),
+                    keys=self.keys.create_learner_keys(learner),
                     args=[learner, encode(state), region, 1],
                     client=pipe,
                 )
@@ -355,15 +329,7 @@ class TrainingStore:
 
     async def delete_learner(self, learner: str) -> bool:
         k = self.keys
-        keys = [
-            *k.learner_keys(learner),
-            k.learners_index,
-            k.learners_regions,
-            k.coach_queue,
-            k.coach_ready,
-            k.coach_fastlane,
-            k.coach_coached,
-        ]
+        keys = k.delete_learner_keys(learner)
         self.cache.drop(learner)
         return int(await self.scripts.delete_learner(keys=keys, args=[learner])) == 1
 
@@ -428,7 +394,7 @@ class TrainingStore:
             encoded = encode(state)
             self.cache.drop(learner)  # until the outcome is known
             res = await self.scripts.cas_state(
-                keys=self._cas_keys(learner), args=[v, encoded, learner, op]
+                keys=self.keys.cas_state_keys(learner), args=[v, encoded, learner, op]
             )
             if int(res[0]) == 1:
                 self.cache.put(learner, res[1], encoded)
@@ -549,7 +515,9 @@ class TrainingStore:
             args = self._commit_args(v, state, now, [out], dur)
             if from_cache:
                 args.append(incarnation_marker(state))
-            res = await pipe.evalsha(self.scripts.commit_rounds, self._commit_keys(learner), args)
+            res = await pipe.evalsha(
+                self.scripts.commit_rounds, self.keys.commit_rounds_keys(learner), args
+            )
             code = int(res[0])
             if code == 1:
                 self.cache.put(learner, res[1], args[1])
@@ -582,11 +550,11 @@ class TrainingStore:
         started = time.perf_counter()
         errors: list[dict[str, Any]] = []
         rounds: list[dict[str, Any]] = []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for learner in learners:
-                pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
-            pipe.get(self.keys.curriculum_version)
-            raw = await pipe.execute()
+        # Through the auto-pipeline too: one batch, packed by hiredis (see pipelining.py).
+        pipe = self.pipe
+        futures = [pipe.execute("HMGET", self.keys.learner_state(x), "v", "s") for x in learners]
+        futures.append(pipe.execute("GET", self.keys.curriculum_version))
+        raw = await asyncio.gather(*futures)
         cur = await self._curriculum_at(raw[-1])
         pending: list[tuple[str, str, str]] = []
         for learner, (v, s) in zip(learners, raw[:-1], strict=True):
@@ -600,22 +568,20 @@ class TrainingStore:
             now = time.time()
             computed: list[tuple[str, list[RoundOutcome]]] = []
             encoded: dict[str, str] = {}
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for learner, v, s in pending:
-                    state = decode(s)
-                    if not state.active:
-                        errors.append(_not_started_err(learner))
-                        continue
-                    t0 = time.perf_counter()
-                    outs = [compute_round(state, cur, now) for _ in range(n)]
-                    dur = (time.perf_counter() - t0) * 1000
-                    args = self._commit_args(v, state, now, outs, dur)
-                    encoded[learner] = args[1]
-                    await self.scripts.commit_rounds(
-                        keys=self._commit_keys(learner), args=args, client=pipe
-                    )
-                    computed.append((learner, outs))
-                results = await pipe.execute() if computed else []
+            calls: list[tuple[list[str], list[Any]]] = []
+            for learner, v, s in pending:
+                state = decode(s)
+                if not state.active:
+                    errors.append(_not_started_err(learner))
+                    continue
+                t0 = time.perf_counter()
+                outs = [compute_round(state, cur, now) for _ in range(n)]
+                dur = (time.perf_counter() - t0) * 1000
+                args = self._commit_args(v, state, now, outs, dur)
+                encoded[learner] = args[1]
+                calls.append((self.keys.commit_rounds_keys(learner), args))
+                computed.append((learner, outs))
+            results = await pipe.evalsha_many(self.scripts.commit_rounds, calls) if calls else []
             pending = []
             for (learner, outs), res in zip(computed, results, strict=True):
                 code = int(res[0])

@@ -42,13 +42,7 @@ def practised_state(learner: str, *, level: float) -> LearnerState:
 
 async def create(redis, scripts: Scripts, keys: Keys, state: LearnerState) -> None:
     await scripts.create_learner(
-        keys=[
-            keys.learner_state(state.id),
-            keys.learners_index,
-            keys.learners_seq,
-            keys.learners_regions,
-            keys.coach_queue,
-        ],
+        keys=keys.create_learner_keys(state.id),
         args=[state.id, encode(state), state.region, 1],
     )
 
@@ -303,7 +297,7 @@ async def test_training_writes_during_boosts_are_not_lost(meta, redis, scripts, 
             v, state = await read_state(redis, keys, "r")
             state.rounds += 1
             res = await scripts.cas_state(
-                keys=[keys.learner_state("r"), keys.coach_queue, keys.coach_ready],
+                keys=keys.cas_state_keys("r"),
                 args=[str(v), encode(state), "r", "keep"],
             )
             if res[0] == 1:

@@ -27,7 +27,7 @@ async def outside_write(redis, scripts, keys: Keys, learner: str, change) -> int
     state = decode(s)
     change(state)
     res = await scripts.cas_state(
-        keys=[keys.learner_state(learner), keys.coach_queue, keys.coach_ready],
+        keys=keys.cas_state_keys(learner),
         args=[v, encode(state), learner, "keep"],
     )
     assert res[0] == 1
@@ -60,26 +60,12 @@ async def test_learner_re_created_elsewhere_is_not_overwritten_by_the_cache(
     # Another replica deletes "d" and creates it again, and its version climbs back to the
     # number this process has cached.
     await scripts.delete_learner(
-        keys=[
-            *keys.learner_keys("d"),
-            keys.learners_index,
-            keys.learners_regions,
-            keys.coach_queue,
-            keys.coach_ready,
-            keys.coach_fastlane,
-            keys.coach_coached,
-        ],
+        keys=keys.delete_learner_keys("d"),
         args=["d"],
     )
     fresh = LearnerState(id="d", seed=old_seed + 1, region="eu", active=True)
     await scripts.create_learner(
-        keys=[
-            keys.learner_state("d"),
-            keys.learners_index,
-            keys.learners_seq,
-            keys.learners_regions,
-            keys.coach_queue,
-        ],
+        keys=keys.create_learner_keys("d"),
         args=["d", encode(fresh), "eu", 1],
     )
     version = 1

@@ -12,13 +12,7 @@ from shared.learner_state import LearnerState, encode
 async def create(scripts, keys, learner: str) -> None:
     state = LearnerState(id=learner, seed=1, region="eu", created=1.0, active=True)
     await scripts.create_learner(
-        keys=[
-            keys.learner_state(learner),
-            keys.learners_index,
-            keys.learners_seq,
-            keys.learners_regions,
-            keys.coach_queue,
-        ],
+        keys=keys.create_learner_keys(learner),
         args=[learner, encode(state), "eu", 1],
     )
 

@@ -13,28 +13,13 @@ from shared.scripts import Scripts
 async def create(redis, scripts: Scripts, keys: Keys, learner: str, seed: int) -> None:
     state = LearnerState(id=learner, seed=seed, region="eu", created=1.0, active=True)
     await scripts.create_learner(
-        keys=[
-            keys.learner_state(learner),
-            keys.learners_index,
-            keys.learners_seq,
-            keys.learners_regions,
-            keys.coach_queue,
-        ],
+        keys=keys.create_learner_keys(learner),
         args=[learner, encode(state), "eu", 1],
     )
 
 
 def commit_keys(keys: Keys, learner: str) -> list[str]:
-    return [
-        keys.learner_state(learner),
-        keys.learner_history(learner),
-        keys.rounds_seq,
-        keys.stream_rounds,
-        keys.coach_settings,
-        keys.coach_queue,
-        keys.coach_ready,
-        keys.stream_meta,
-    ]
+    return keys.commit_rounds_keys(learner)
 
 
 async def commit(scripts, keys, learner, version, seed, avg, *, guard=None):

@@ -26,11 +26,7 @@ class InterleavingStore(MetaStore):
             state.rounds += 1
             state.domains[f"topic{self.snapshots}"] = DomainState(skill=0.5, attempts=1)
             res = await self.scripts.cas_state(
-                keys=[
-                    self.keys.learner_state(learner),
-                    self.keys.coach_queue,
-                    self.keys.coach_ready,
-                ],
+                keys=self.keys.cas_state_keys(learner),
                 args=[v, encode(state), learner, "keep"],
             )
             assert res[0] == 1
@@ -47,13 +43,7 @@ async def make(redis, scripts, keys, learner: str) -> None:
         },
     )
     await scripts.create_learner(
-        keys=[
-            keys.learner_state(learner),
-            keys.learners_index,
-            keys.learners_seq,
-            keys.learners_regions,
-            keys.coach_queue,
-        ],
+        keys=keys.create_learner_keys(learner),
         args=[learner, encode(state), "local", 1],
     )
 

@@ -14,28 +14,13 @@ from shared.scripts import Scripts
 async def create(redis, scripts: Scripts, keys: Keys, learner: str, *, active: bool = True) -> None:
     state = LearnerState(id=learner, seed=7, region="eu", created=1.0, active=active)
     await scripts.create_learner(
-        keys=[
-            keys.learner_state(learner),
-            keys.learners_index,
-            keys.learners_seq,
-            keys.learners_regions,
-            keys.coach_queue,
-        ],
+        keys=keys.create_learner_keys(learner),
         args=[learner, encode(state), "eu", 1 if active else 0],
     )
 
 
 def commit_keys(keys: Keys, learner: str) -> list[str]:
-    return [
-        keys.learner_state(learner),
-        keys.learner_history(learner),
-        keys.rounds_seq,
-        keys.stream_rounds,
-        keys.coach_settings,
-        keys.coach_queue,
-        keys.coach_ready,
-        keys.stream_meta,
-    ]
+    return keys.commit_rounds_keys(learner)
 
 
 async def commit(redis, scripts, keys, learner, version, avg, below, n=1):
@@ -91,7 +76,7 @@ async def test_commit_reads_thresholds_from_coach_settings(redis, scripts, keys)
 async def test_concurrent_cas_writers_cannot_both_win(redis, scripts, keys):
     await create(redis, scripts, keys, "a")
     blob = encode(LearnerState(id="a", seed=7, domains={"dsa": DomainState(skill=0.5)}))
-    k = [keys.learner_state("a"), keys.coach_queue, keys.coach_ready]
+    k = keys.cas_state_keys("a")
     results = await asyncio.gather(
         *(scripts.cas_state(keys=k, args=["1", blob, "a", "keep"]) for _ in range(10))
     )
@@ -102,15 +87,7 @@ async def test_delete_learner_erases_every_key_and_index(redis, scripts, keys):
     await create(redis, scripts, keys, "a")
     await commit(redis, scripts, keys, "a", 1, 10, 9)
     await redis.sadd(keys.coach_fastlane, "a")
-    k = [
-        *keys.learner_keys("a"),
-        keys.learners_index,
-        keys.learners_regions,
-        keys.coach_queue,
-        keys.coach_ready,
-        keys.coach_fastlane,
-        keys.coach_coached,
-    ]
+    k = keys.delete_learner_keys("a")
     assert await scripts.delete_learner(keys=k, args=["a"]) == 1
     assert not await redis.exists(*keys.learner_keys("a"))
     assert await redis.zcard(keys.learners_index) == 0
