@@ -14,7 +14,6 @@ first instead of computing in vain.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,19 +22,11 @@ from services.meta import phases
 from services.meta.metrics import measure
 from services.meta.store import COHORT_PAGE, MetaStore, Snapshot
 from shared.errors import Conflict, NotFound
+from shared.retry import conflict_backoff
 
 MAX_ATTEMPTS = 12  # commits retried on version conflict (training may commit in between)
 REPORT_LOG = 50  # activity-log entries in a report (the original's last 50)
 COHORT_CONCURRENCY = 32
-
-
-async def conflict_backoff(attempt: int) -> None:
-    """Wait before retrying a commit that lost a version race: concurrent boosts of one learner
-    and training's rounds otherwise collide again at once, and a retry loop without a pause can
-    lose every attempt on a busy machine. Jittered, doubling from 1 ms, at most 32 ms."""
-    if attempt:
-        await asyncio.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
-
 
 COHORT_MAX_PAGES = 20_000  # 10 M learners at 500 a page: a bound, not an expected size
 

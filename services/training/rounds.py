@@ -51,6 +51,7 @@ from shared.learner_state import (
     encode,
     incarnation_marker,
 )
+from shared.retry import conflict_backoff
 from shared.scripts import Scripts
 
 MAX_ATTEMPTS = 8
@@ -388,7 +389,8 @@ class TrainingStore:
         """Apply `change(state) -> bool` (False = nothing to write) with the cas_state script,
         recomputing from the state it returns on a version conflict (bounded)."""
         v, state, _ = await self.load(learner)
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            await conflict_backoff(attempt)
             if not change(state):
                 return state
             encoded = encode(state)
@@ -499,7 +501,9 @@ class TrainingStore:
             v, s = cached
         cur = await self._curriculum_at(replies[0]) if replies else self.cur
         from_cache = cached is not None
-        for _ in range(ROUND_MAX_ATTEMPTS):
+        for attempt in range(ROUND_MAX_ATTEMPTS):
+            if attempt and not from_cache:
+                await conflict_backoff(attempt)
             if v is None or s is None:
                 raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
             state = decode(s)
@@ -562,9 +566,10 @@ class TrainingStore:
                 errors.append(_err(learner, "learner_not_found", "Learner not found"))
             else:
                 pending.append((learner, v, s))
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             if not pending:
                 break
+            await conflict_backoff(attempt)
             now = time.time()
             computed: list[tuple[str, list[RoundOutcome]]] = []
             encoded: dict[str, str] = {}
