@@ -103,6 +103,7 @@ def test_control_room_drives_a_running_fleet(fleet: Fleet, browser) -> None:  # 
     expect(page.get_by_test_id("gate-verdict")).to_have_count(6)
     page.wait_for_timeout(1500)  # a couple more snapshots so the chart has a line
     page.screenshot(path=str(ARTIFACTS / "control-room-1280x800.png"))
+    page.screenshot(path=str(ARTIFACTS / "control-room-1280x800-full.png"), full_page=True)
 
     narrow = _page(browser, 390, 844)
     narrow.goto(fleet["web"].url + "/control-room")

@@ -398,8 +398,11 @@
       if (p.a !== null && p.a > max) max = p.a;
       if (p.b !== null && p.b > max) max = p.b;
     });
-    var step = Math.pow(10, Math.floor(Math.log10(max)));
-    max = Math.ceil(max / step) * step;
+    // A "nice" tick step (1, 2, 2.5 or 5 × 10^n) so the four grid lines carry round numbers.
+    var raw = max / 4;
+    var mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    var nice = [1, 2, 2.5, 5, 10].find(function (f) { return f * mag >= raw; }) * mag;
+    max = nice * 4;
     ctx.font = "11px system-ui, sans-serif";
     ctx.fillStyle = muted;
     ctx.strokeStyle = line;
@@ -409,7 +412,7 @@
       ctx.beginPath(); ctx.moveTo(padL, y + 0.5); ctx.lineTo(w - padR, y + 0.5); ctx.stroke();
       var v = max * (1 - i / 4);
       ctx.textAlign = "right"; ctx.textBaseline = "middle";
-      ctx.fillText(v >= 1000 ? (v / 1000).toFixed(v % 1000 ? 1 : 0) + "k" : String(Math.round(v)), padL - 6, y);
+      ctx.fillText(v >= 1000 ? +(v / 1000).toFixed(2) + "k" : String(+v.toFixed(1)), padL - 6, y);
     }
     ctx.textAlign = "center"; ctx.textBaseline = "top";
     for (var m = 0; m <= 5; m++) {
