@@ -1,0 +1,117 @@
+"""GET /api/v1/system/gates on live metrics: the reports service turns what is written into
+Redis (round and meta events, request counters, coach throughput, service events) into metrics,
+and the gateway evaluates Gate 1's decision branches on them; with reports down it holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis as sync_redis
+
+from shared.keys import Keys
+from tests.support.processes import Fleet
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def r(fleet: Fleet) -> Iterator[sync_redis.Redis]:
+    client = sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
+    yield client
+    client.close()
+
+
+def _wait_for(check: Callable[[], Any], what: str, attempts: int = 100) -> Any:
+    last = None
+    for _ in range(attempts):  # bounded poll
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def _gate1(fleet: Fleet) -> dict[str, Any]:
+    status, body = fleet["web"].get("/api/v1/system/gates")
+    assert status == 200, body
+    return next(g for g in body["gates"] if g["number"] == 1)
+
+
+def _verdict_becomes(fleet: Fleet, verdict: str) -> dict[str, Any]:
+    return _wait_for(
+        lambda: (g := _gate1(fleet))["verdict"] == verdict and g, f"gate 1 verdict {verdict}"
+    )
+
+
+def test_gate1_branches_follow_live_metrics(fleet: Fleet, r: sync_redis.Redis) -> None:
+    keys = Keys(fleet.env["TOOLOO_REDIS_PREFIX"])
+    fleet.start("reports", "web")  # both append service_started: uptime is measured
+    now = time.time()
+    minute, second = int(now // 60), int(now)
+    pipe = r.pipeline()
+    for i in range(200):
+        pipe.xadd(
+            keys.stream_rounds,
+            {"round": i + 1, "learner": "l-1", "region": "eu", "ts": int(now * 1000), "ms": 20,
+             "avg": 50},
+        )  # fmt: skip
+    for i in range(5):
+        pipe.xadd(
+            keys.stream_meta,
+            {"type": "completed", "learner": f"l-{i}", "round": i + 1, "delay_ms": 40,
+             "ts": int(now * 1000)},
+        )  # fmt: skip
+    # 5 server errors in 10,000 requests: 0.05 %.
+    pipe.hset(keys.http_stats(minute), mapping={"training:requests": 10_000, "training:errors": 5})
+    pipe.set(keys.coach_throughput(second), 180, ex=120)
+    pipe.execute()
+
+    def applied() -> dict[str, Any] | None:
+        _, body = fleet["reports"].get("/api/v1/reports/metrics?window=60")
+        m = body["metrics"]
+        done = m["rounds_in_window"] >= 200 and m["meta_trigger_delay_ms"]["count"] >= 5
+        return m if done and m["uptime_pct"] is not None else None
+
+    _wait_for(applied, "reports to apply the streams")
+
+    # Every criterion passes: GO.
+    gate = _verdict_becomes(fleet, "GO")
+    by_id = {c["id"]: c for c in gate["criteria"]}
+    assert all(c["status"] == "pass" for c in gate["criteria"]), gate["criteria"]
+    assert by_id["coach_throughput"]["measured"] == 180
+    assert by_id["error_rate"]["measured"] < 0.6
+    assert by_id["meta_trigger_delay"]["measured"] < 150
+    assert by_id["zero_crashes"]["measured"] == 0
+
+    # Error rate fails: HOLD 1 week (or a hotfix under 2 hours).
+    r.hincrby(keys.http_stats(minute), "training:errors", 1_000)
+    gate = _verdict_becomes(fleet, "HOLD 1 week")
+    assert gate["failed"] == ["error_rate"] and "hotfix" in gate["action"]
+
+    # Errors gone, coach throughput below 90 rounds/min: HOLD 48 hours.
+    r.hset(keys.http_stats(minute), "training:errors", 0)
+    r.set(keys.coach_throughput(second), 50, ex=120)
+    gate = _verdict_becomes(fleet, "HOLD 48h")
+    assert gate["failed"] == ["coach_throughput"]
+
+    # A service down for most of the window drags uptime under 99.90 %: NO-GO.
+    r.set(keys.coach_throughput(second), 180, ex=120)
+    r.xadd(keys.stream_system, {"type": "service_started", "service": "coach", "ts": 0})
+    time.sleep(0.05)  # distinct entry-id milliseconds, so the two transitions are ordered
+    r.xadd(keys.stream_system, {"type": "service_stopped", "service": "coach", "ts": 0})
+    gate = _verdict_becomes(fleet, "NO-GO")
+    assert "uptime" in gate["failed"] and gate["owner"] == "Infrastructure Lead"
+
+    # Reports goes away: nothing can be decided, every gate holds and says why.
+    fleet["reports"].stop()
+    status, body = fleet["web"].get("/api/v1/system/gates")
+    assert status == 200 and body["metrics_available"] is False
+    assert "reports" in body["reason"]
+    assert {g["verdict"] for g in body["gates"]} == {"HOLD"}
+    gate1 = next(g for g in body["gates"] if g["number"] == 1)
+    assert all(
+        c["status"] == "not_measured" for c in gate1["criteria"] if c["id"] != "zero_crashes"
+    )
