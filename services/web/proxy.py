@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import NoReturn
 
 import aiohttp
 from aiohttp import web
@@ -40,6 +41,8 @@ FORWARD_REQUEST_HEADERS = ("Content-Type", "Accept", "Authorization")
 FORWARD_RESPONSE_HEADERS = ("Content-Disposition", "Allow", "Retry-After", "WWW-Authenticate")
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 UPSTREAM_HEADER = "X-Upstream-Service"
+# How long a refused connection is retried (a service restarting under the orchestrator).
+CONNECT_RETRY_BUDGET_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,41 +107,68 @@ class Forwarder:
         # raw_path keeps the query string and the client's percent-encoding untouched.
         url = URL(self.settings.url_of(service) + request.raw_path, encoded=True)
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_s)
-        try:
-            async with self.session.request(
-                request.method,
-                url,
-                data=body or None,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as upstream:
-                payload = await _read_bounded(upstream, service)
-                out_headers = {
-                    h: upstream.headers[h]
-                    for h in FORWARD_RESPONSE_HEADERS
-                    if h in upstream.headers
-                }
-                out_headers[UPSTREAM_HEADER] = service
-                return web.Response(
-                    status=upstream.status,
-                    body=payload,
-                    headers=out_headers,
-                    content_type=upstream.content_type or "application/json",
-                    charset=upstream.charset,
+        # A refused connection means the request never reached the service (it is restarting:
+        # the orchestrator brings a killed service back in under a second), so retrying it is
+        # safe for any method. Bounded by CONNECT_RETRY_BUDGET_S; anything else fails at once.
+        deadline = asyncio.get_running_loop().time() + CONNECT_RETRY_BUDGET_S
+        pause = 0.05
+        while True:
+            try:
+                return await self._send(
+                    request, service, url, body, headers, client_timeout=timeout
                 )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"{service} did not answer within {timeout.total}s",
-                details={"service": service, "path": request.path},
-                headers={UPSTREAM_HEADER: service},
-            ) from None
-        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
-            raise UpstreamError(
-                f"{service} is unavailable ({exc.__class__.__name__})",
-                details={"service": service, "path": request.path},
-                headers={UPSTREAM_HEADER: service},
-            ) from None
+            except aiohttp.ClientConnectorError:
+                if asyncio.get_running_loop().time() + pause > deadline:
+                    raise_unavailable(service, request, "ClientConnectorError")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.4)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"{service} did not answer within {timeout.total}s",
+                    details={"service": service, "path": request.path},
+                    headers={UPSTREAM_HEADER: service},
+                ) from None
+            except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+                raise_unavailable(service, request, exc.__class__.__name__)
+
+    async def _send(
+        self,
+        request: web.Request,
+        service: str,
+        url: URL,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> web.Response:
+        async with self.session.request(
+            request.method,
+            url,
+            data=body or None,
+            headers=headers,
+            timeout=client_timeout,
+            allow_redirects=False,
+        ) as upstream:
+            payload = await _read_bounded(upstream, service)
+            out_headers = {
+                h: upstream.headers[h] for h in FORWARD_RESPONSE_HEADERS if h in upstream.headers
+            }
+            out_headers[UPSTREAM_HEADER] = service
+            return web.Response(
+                status=upstream.status,
+                body=payload,
+                headers=out_headers,
+                content_type=upstream.content_type or "application/json",
+                charset=upstream.charset,
+            )
+
+
+def raise_unavailable(service: str, request: web.Request, reason: str) -> NoReturn:
+    raise UpstreamError(
+        f"{service} is unavailable ({reason})",
+        details={"service": service, "path": request.path},
+        headers={UPSTREAM_HEADER: service},
+    )
 
 
 async def _read_bounded(upstream: aiohttp.ClientResponse, service: str) -> bytes:
