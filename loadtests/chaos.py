@@ -519,8 +519,12 @@ def locust_history(csv_prefix: Path) -> list[tuple[float, int, int]]:
 
 
 def locust_failures_between(history: list[tuple[float, int, int]], t0: float, t1: float) -> int:
-    """Failures in [t0, t1], at the history's one-second resolution (widened to whole rows)."""
-    before = [f for t, _, f in history if t <= t0]
+    """Failures in [t0, t1], at the history's one-second resolution (widened to whole rows).
+
+    Locust stamps a row with int(time.time()) when it writes it, so a row stamped T counts
+    failures up to some moment in [T, T+1): only rows stamped T <= t0 - 1 are surely before t0.
+    """
+    before = [f for t, _, f in history if t + 1 <= t0]
     after = [f for t, _, f in history if t >= t1]
     start = before[-1] if before else 0
     end = after[0] if after else (history[-1][2] if history else 0)

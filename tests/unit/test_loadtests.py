@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from loadtests.chaos import locust_failures_between
 from loadtests.gate import judge
 from loadtests.reference import parse_wrk, percentile
 from loadtests.report import fmt, format_table
@@ -94,3 +95,14 @@ def test_table_formats_numbers_and_verdicts() -> None:
     table = format_table([{"a": 1.5, "b": False}], [("a", "A"), ("b", "B")])
     assert table.splitlines()[0].split() == ["A", "B"]
     assert table.splitlines()[2].split() == ["1.50", "FAIL"]
+
+
+def test_chaos_window_counts_failures_of_the_row_written_in_the_kill_second() -> None:
+    # Rows stamped int(time) at writing: the row stamped 115 was written after a kill at 115.05
+    # and already holds its first failures; they belong to the fault window, not before it.
+    history = [(113.0, 1000, 2), (114.0, 1100, 2), (115.0, 1200, 278), (116.0, 1300, 491)]
+    assert locust_failures_between(history, 115.05, 117.5) == 489
+    # A kill on a whole second: the row stamped that second may be written after it too.
+    assert locust_failures_between(history, 115.0, 117.5) == 489
+    # A window after all failures counts none.
+    assert locust_failures_between(history, 117.0, 120.0) == 0
