@@ -64,7 +64,8 @@ def create_base_app(
             metrics.middleware(),
             request_context_middleware,
             error_middleware,
-            auth_middleware(settings.token()),
+            # Only when a token is set: without one it would be a no-op layer on every request.
+            *([auth_middleware(token)] if (token := settings.token()) else []),
         ],
         client_max_size=client_max_size,
     )

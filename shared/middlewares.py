@@ -4,9 +4,11 @@ auth for mutating calls, and request metrics."""
 from __future__ import annotations
 
 import hmac
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -32,12 +34,23 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# Request ids made here: a random per-process prefix and a counter. Unique across the fleet's
+# processes (and their restarts) for log correlation, without uuid4's urandom call and UUID object
+# on every request (3% of a training round's CPU).
+_ID_PREFIX = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):010x}"
+
+
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     # Accept a caller's id only if it is short and printable, so it is safe to log and echo.
     request_id = (
-        incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else new_request_id()
     )
     request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -117,13 +130,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_response(body, status=500)
 
 
-def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """When a token is configured, mutating methods need `Authorization: Bearer <token>`."""
-    expected = f"Bearer {token}".encode() if token else None
+def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Mutating methods need `Authorization: Bearer <token>` (installed only when a token is set)."""
+    expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is not None and request.method in MUTATING_METHODS:
+        if request.method in MUTATING_METHODS:
             given = request.headers.get("Authorization", "").encode()
             # Constant-time compare, so the token cannot be guessed byte by byte from timings.
             if not hmac.compare_digest(given, expected):
@@ -158,6 +171,12 @@ class RequestMetrics:
         self.service = service
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        # The labelled children, looked up once per (method, route[, status]) rather than through
+        # `labels()` (a lock and tuple building) on every request. Bounded: routes are the app's
+        # registered resources (or "unmatched"), methods and statuses a small set.
+        latency: dict[tuple[str, str], Any] = {}
+        requests: dict[tuple[str, str, int], Any] = {}
+
         @web.middleware
         async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
             started = time.perf_counter()
@@ -171,10 +190,19 @@ class RequestMetrics:
                 raise
             finally:
                 route = _route_name(request)
-                self.latency.labels(self.service, request.method, route).observe(
-                    time.perf_counter() - started
-                )
-                self.requests.labels(self.service, request.method, route, str(status)).inc()
+                method = request.method
+                hist = latency.get((method, route))
+                if hist is None:
+                    hist = latency[(method, route)] = self.latency.labels(
+                        self.service, method, route
+                    )
+                hist.observe(time.perf_counter() - started)
+                counter = requests.get((method, route, status))
+                if counter is None:
+                    counter = requests[(method, route, status)] = self.requests.labels(
+                        self.service, method, route, str(status)
+                    )
+                counter.inc()
                 self.stats.record(status)
 
         return middleware

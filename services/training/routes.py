@@ -6,8 +6,6 @@ import secrets
 import time
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.training import presenters
 from services.training.app_keys import STORE
@@ -24,10 +22,10 @@ from services.training.models import (
 )
 from services.training.rounds import TrainingStore
 from shared.app_factory import KEYS, REDIS
-from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.learner_state import LearnerState
 from shared.responses import json_response, ok
-from shared.routing import ApiRoutes, Handler
+from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, learner_from, parse_body, parse_query
 
 api = ApiRoutes("training")
@@ -36,21 +34,6 @@ START_MESSAGE = "Phase 2 training active. Run rounds to build mastery."
 
 def register(app: web.Application) -> None:
     api.register(app)
-    app.middlewares.append(redis_unavailable_middleware)
-
-
-@web.middleware
-async def redis_unavailable_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    # Innermost, so the shared error middleware renders the envelope: a Redis outage is a 503 the
-    # caller can retry, not an anonymous 500.
-    try:
-        return await handler(request)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise ServiceUnavailable(
-            "Redis is not answering; try again shortly", code="redis_unavailable", details=str(exc)
-        ) from None
 
 
 @api.post("/api/v1/training/start", body=StartRequest, summary="Start (or reset) training")
