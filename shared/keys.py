@@ -66,6 +66,16 @@ class Keys:
             self.stream_meta,
         ]
 
+    def meta_commit_keys(self, learner: str) -> list[str]:
+        return [
+            self.learner_state(learner),
+            self.learner_meta(learner),
+            self.learner_meta_log(learner),
+            self.stream_meta,
+            self.meta_stats,
+            self.learner_meta_lock(learner),
+        ]
+
     def cas_state_keys(self, learner: str) -> list[str]:
         return [self.learner_state(learner), self.coach_queue, self.coach_ready]
 

@@ -68,8 +68,8 @@ class MetaEngine:
         if await self.store.paused():
             raise MetaPaused()
 
-    async def _snapshot(self, learner: str) -> Snapshot:
-        snap = await self.store.snapshot(learner)
+    async def _snapshot(self, learner: str, log_entries: int = 0) -> Snapshot:
+        snap = await self.store.snapshot(learner, log_entries)
         if snap.state is None:
             raise learner_not_found(learner)
         return snap
@@ -92,17 +92,27 @@ class MetaEngine:
         raise Busy("Meta state kept changing; retry")
 
     async def run_all(self, learner: str, trigger: Trigger | None) -> dict[str, Any]:
-        await self._ensure_running()
-        token = await self.store.acquire_lock(learner)
+        # Three round trips on the usual path (pause flag + lock, snapshot + log, commit +
+        # unlock) where there were six: each is a wait on Redis and a wake-up of this process,
+        # which on a busy machine costs milliseconds of the coach's meta trigger delay.
+        paused, token = await self.store.paused_or_lock(learner)
+        released = False
         try:
-            return await self._run_all_locked(learner, trigger)
+            if paused:
+                raise MetaPaused()
+            answer, released = await self._run_all_locked(learner, trigger, token)
+            return answer
         finally:
-            await self.store.release_lock(learner, token)
+            if not released:
+                await self.store.release_lock(learner, token)
 
-    async def _run_all_locked(self, learner: str, trigger: Trigger | None) -> dict[str, Any]:
+    async def _run_all_locked(
+        self, learner: str, trigger: Trigger | None, token: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """The answer, and whether the commit released the run lock."""
         for attempt in range(MAX_ATTEMPTS):
             await conflict_backoff(attempt)
-            snap = await self._snapshot(learner)
+            snap = await self._snapshot(learner, log_entries=REPORT_LOG)
             doc = snap.doc or phases.new_document()
             now = time.time()
             out = phases.run_remaining(doc, snap.state, now)  # type: ignore[arg-type]
@@ -112,8 +122,7 @@ class MetaEngine:
             # again but no second `completed` event.
             new_trigger = trigger is not None and trigger.round > int(last.get("round", -1))
             if not out.ran and not new_trigger:
-                log, _ = await self.store.activity_log(learner, REPORT_LOG)
-                return self._run_answer(doc, log, [], delay_ms)
+                return self._run_answer(doc, snap.log, [], delay_ms), False
             event = {
                 "type": "completed",
                 "learner": learner,
@@ -133,10 +142,11 @@ class MetaEngine:
                 state=out.state,
                 phases_run=len(out.ran),
                 event=event,
+                lock_token=token,
             )
             if res.ok:
-                log, _ = await self.store.activity_log(learner, REPORT_LOG)
-                return self._run_answer(out.doc, log, out.ran, delay_ms)
+                log = [*reversed(out.log), *snap.log][:REPORT_LOG]  # see Snapshot.log
+                return self._run_answer(out.doc, log, out.ran, delay_ms), True
             if res.missing:
                 raise learner_not_found(learner)
             # Version conflict: a training round or another meta writer got in between; re-read

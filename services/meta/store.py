@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -36,6 +36,11 @@ class Snapshot:
     doc: dict[str, Any] | None
     state_version: str | None  # None when the learner does not exist
     state: LearnerState | None
+    # The newest activity-log entries (newest first), when asked for. Read after the meta
+    # version in the same pipeline: a commit made from this snapshot succeeds only if no other
+    # commit (the log's only writer) came in between, so after it the log is exactly
+    # the committed entries (newest first) followed by these.
+    log: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -52,16 +57,19 @@ class MetaStore:
         self.scripts = scripts
 
     # ---- reads -------------------------------------------------------------------------------
-    async def snapshot(self, learner: str) -> Snapshot:
+    async def snapshot(self, learner: str, log_entries: int = 0) -> Snapshot:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(self.keys.learner_meta(learner), ["v", "s"])
         pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
-        (mv, ms), (sv, ss) = await pipe.execute()
+        if log_entries:
+            pipe.lrange(self.keys.learner_meta_log(learner), 0, log_entries - 1)
+        (mv, ms), (sv, ss), *rest = await pipe.execute()
         return Snapshot(
             meta_version=mv or "0",
             doc=orjson.loads(ms) if ms else None,
             state_version=sv,
             state=decode(ss) if ss else None,
+            log=[orjson.loads(x) for x in rest[0]] if rest else [],
         )
 
     async def learner_exists(self, learner: str) -> bool:
@@ -100,7 +108,9 @@ class MetaStore:
         state: LearnerState | None = None,
         phases_run: int = 0,
         event: dict[str, Any] | None = None,
+        lock_token: str | None = None,
     ) -> CommitResult:
+        """Commit; on success the run lock held with `lock_token` is released in the same step."""
         args: list[Any] = [
             meta_version,
             orjson.dumps(doc).decode(),
@@ -109,21 +119,13 @@ class MetaStore:
             encode(state) if state is not None else "",
             phases_run,
             len(log),
+            lock_token or "",
         ]
         args += [orjson.dumps(entry).decode() for entry in log]
         for name, value in (event or {}).items():
             if value is not None:
                 args += [name, value]
-        res = await self.scripts.meta_commit(
-            keys=[
-                self.keys.learner_state(learner),
-                self.keys.learner_meta(learner),
-                self.keys.learner_meta_log(learner),
-                self.keys.stream_meta,
-                self.keys.meta_stats,
-            ],
-            args=args,
-        )
+        res = await self.scripts.meta_commit(keys=self.keys.meta_commit_keys(learner), args=args)
         code = int(res[0])
         if code == 1:
             return CommitResult(True)
@@ -132,19 +134,29 @@ class MetaStore:
         return CommitResult(False, conflict=str(res[1]))
 
     # ---- the per-learner run lock --------------------------------------------------------------
-    async def acquire_lock(self, learner: str) -> str | None:
-        """Take the learner's run lock (SET NX PX with our own token), waiting up to LOCK_WAIT_S.
-        Returns the token, or None when the wait timed out (callers then rely on the version
-        check alone, which is what makes a phase run once; the lock only saves duplicate work)."""
+    async def paused_or_lock(self, learner: str) -> tuple[bool, str | None]:
+        """The pause flag and the learner's run lock in one round trip: (paused, token).
+
+        The lock is tried at once (SET NX PX with our own token); when another run holds it,
+        waits up to LOCK_WAIT_S for it. The token is None when the wait timed out (callers then
+        rely on the version check alone, which is what makes a phase run once; the lock only
+        saves duplicate work). A caller told `paused` must release the token it got."""
         token = secrets.token_hex(8)
         key = self.keys.learner_meta_lock(learner)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.meta_paused)
+        pipe.set(key, token, nx=True, px=LOCK_TTL_MS)
+        paused, got = await pipe.execute()
+        if paused == "1":
+            return True, token if got else None
+        if got:
+            return False, token
         deadline = time.monotonic() + LOCK_WAIT_S
-        while True:  # bounded by the deadline
-            if await self.redis.set(key, token, nx=True, px=LOCK_TTL_MS):
-                return token
-            if time.monotonic() >= deadline:
-                return None
+        while time.monotonic() < deadline:  # bounded by the deadline
             await asyncio.sleep(LOCK_POLL_S)
+            if await self.redis.set(key, token, nx=True, px=LOCK_TTL_MS):
+                return False, token
+        return False, None
 
     async def release_lock(self, learner: str, token: str | None) -> None:
         if token is None:

@@ -6,13 +6,15 @@
 -- (the loser sees a conflict, re-reads and finds the phase completed); and a training round
 -- committed in between makes the state check fail instead of being overwritten (the same check as
 -- cas_state with op 'keep').
--- KEYS: 1 learner state, 2 meta, 3 meta log, 4 meta stream, 5 meta stats
+-- On success it also releases the caller's run lock (when ARGV[8] is its token), so a run's
+-- commit and unlock are one round trip.
+-- KEYS: 1 learner state, 2 meta, 3 meta log, 4 meta stream, 5 meta stats, 6 run lock
 -- ARGV: 1 expected meta version ('0' when the learner has no meta document yet), 2 new meta JSON,
 --       3 log cap, 4 expected state version ('' = leave the learner state alone),
 --       5 new encoded state, 6 phases run now (count, for stats), 7 number of log entries n,
---       8..7+n log entries (JSON, oldest first: LPUSH leaves the newest at the head),
---       then optionally the completed event as field/value pairs (its `delay_ms` also feeds the
---       delay stats).
+--       8 run-lock token ('' = none held), 9..8+n log entries (JSON, oldest first: LPUSH leaves
+--       the newest at the head), then optionally the completed event as field/value pairs (its
+--       `delay_ms` also feeds the delay stats).
 -- Returns {1, new meta version, new state version or 0} | {0, 'meta', current meta version}
 --       | {0, 'state', current state version} | {-1} when the learner does not exist.
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -35,7 +37,7 @@ local newmv = tonumber(mv) + 1
 redis.call('HSET', KEYS[2], 'v', newmv, 's', ARGV[2])
 local n = tonumber(ARGV[7])
 for i = 1, n do
-  redis.call('LPUSH', KEYS[3], ARGV[7 + i])
+  redis.call('LPUSH', KEYS[3], ARGV[8 + i])
 end
 if n > 0 then
   redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
@@ -44,7 +46,7 @@ local ran = tonumber(ARGV[6])
 if ran > 0 then
   redis.call('HINCRBY', KEYS[5], 'phasesRun', ran)
 end
-local first = 8 + n
+local first = 9 + n
 if #ARGV >= first then
   local event = {}
   local delay = nil
@@ -66,5 +68,8 @@ if #ARGV >= first then
       redis.call('HSET', KEYS[5], 'delayMaxMs', delay)
     end
   end
+end
+if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) == ARGV[8] then
+  redis.call('DEL', KEYS[6])
 end
 return {1, newmv, sv}

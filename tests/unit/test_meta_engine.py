@@ -17,8 +17,8 @@ class InterleavingStore(MetaStore):
         self.interleave = interleave
         self.snapshots = 0
 
-    async def snapshot(self, learner: str) -> Snapshot:
-        snap = await super().snapshot(learner)
+    async def snapshot(self, learner: str, log_entries: int = 0) -> Snapshot:
+        snap = await super().snapshot(learner, log_entries)
         self.snapshots += 1
         if self.snapshots <= self.interleave:
             v, raw = await self.redis.hmget(self.keys.learner_state(learner), ["v", "s"])
@@ -69,3 +69,20 @@ async def test_run_all_retries_after_a_concurrent_training_write(redis, scripts,
     assert state.rounds == 1 and "topic1" in state.domains
     assert state.retention > 1.0
     assert await redis.llen(keys.learner_meta_log("b")) > 0
+    assert not await redis.exists(keys.learner_meta_lock("b"))  # released by the commit
+
+
+async def test_run_all_answers_the_log_as_stored_and_frees_the_lock(redis, scripts, keys):
+    # run_all builds its answer's log from the snapshot plus what it committed, without reading
+    # the log again: it must equal what a later report reads from Redis.
+    await make(redis, scripts, keys, "c")
+    engine = MetaEngine(MetaStore(redis, keys, scripts))
+    await engine.start("c")
+    first = await engine.run_all("c", None)
+    assert first["ran"] == [1, 2, 3, 4]
+    stored = await engine.report("c")
+    stored.pop("learner")
+    assert first["report"] == stored and first["report"]["activityLog"]
+    again = await engine.run_all("c", None)  # nothing left to run: no commit, lock released
+    assert again["ran"] == [] and again["report"] == first["report"]
+    assert not await redis.exists(keys.learner_meta_lock("c"))

@@ -21,17 +21,11 @@ async def create(scripts: Scripts, keys: Keys, learner: str) -> None:
 
 
 def commit_keys(keys: Keys, learner: str) -> list[str]:
-    return [
-        keys.learner_state(learner),
-        keys.learner_meta(learner),
-        keys.learner_meta_log(learner),
-        keys.stream_meta,
-        keys.meta_stats,
-    ]
+    return keys.meta_commit_keys(learner)
 
 
-def args(meta_v: str, doc: dict, *, state_v: str = "", state: str = "", log=(), event=()):
-    out = [meta_v, orjson.dumps(doc).decode(), 3, state_v, state, 0, len(log)]
+def args(meta_v: str, doc: dict, *, state_v: str = "", state: str = "", log=(), event=(), lock=""):
+    out = [meta_v, orjson.dumps(doc).decode(), 3, state_v, state, 0, len(log), lock]
     out += [orjson.dumps(e).decode() for e in log]
     out += list(event)
     return out
@@ -83,3 +77,17 @@ async def test_commit_writes_state_log_event_and_stats(redis, scripts, keys):
     assert fields["type"] == "completed" and fields["delay_ms"] == "12"
     stats = await redis.hgetall(keys.meta_stats)
     assert stats["delayCount"] == "1" and stats["delayMaxMs"] == "12"
+
+
+async def test_successful_commit_releases_only_its_own_run_lock(redis, scripts, keys):
+    await create(scripts, keys, "a")
+    lock = keys.learner_meta_lock("a")
+    await redis.set(lock, "mine")
+    # A conflict leaves the lock with its holder, who retries.
+    res = await scripts.meta_commit(keys=commit_keys(keys, "a"), args=args("5", {}, lock="mine"))
+    assert res == [0, "meta", "0"] and await redis.get(lock) == "mine"
+    # Another caller's token (its lock lapsed and was taken) does not release it.
+    res = await scripts.meta_commit(keys=commit_keys(keys, "a"), args=args("0", {}, lock="old"))
+    assert res[0] == 1 and await redis.get(lock) == "mine"
+    res = await scripts.meta_commit(keys=commit_keys(keys, "a"), args=args("1", {}, lock="mine"))
+    assert res[0] == 1 and not await redis.exists(lock)
