@@ -8,12 +8,14 @@ Phase 1: a private redis-server + training + meta + coach (loadtests.fleetctl.Be
 training's own initial state), the fast lane at its minimum interval (50 ms) with large micro-
 batches; after a short warm-up, rounds/min over `--duration` seconds from the fleet's round counter
 (`keys.rounds_seq`), the meta trigger delay p50/p99 (commit of the round that made a learner ready
-→ meta phases completed, as the coach records it) of the triggers served in the window, and the
-coverage the coach reports.
+→ meta phases completed, as the coach records it) of the newest 1,000 triggers served in the
+window, and the coverage the coach reports. The whole population becomes ready within seconds
+here, so this is the delay of a readiness wave while the coach saturates the machine.
 
 Phase 2: a fresh fleet with a small population (200 learners) and the coach as pre-arm leaves it
 (fast lane weight 2, 600 ms, everything else default): rounds/min over the same duration, which
-must reach the seed's 215; plus the latency of a 5-round boost.
+must reach the seed's 215, the meta trigger delay at this operating point, and the latency of a
+5-round boost.
 
 `run(duration_s)` returns rows {figure, measured, unit, target, passed} (loadtests.bench uses it).
 The machine is shared with other work while this runs: treat the figures as provisional.
@@ -40,6 +42,7 @@ TARGET_P99_MS = 50.0
 SEED_RPM = 215
 WARMUP_S = 5.0
 FAST_LANE_SHARE = 0.10  # share of the population put in the fast lane
+MIN_DELAYS_JUDGED = 20
 
 
 def row(figure: str, measured: Any, unit: str, target: str, passed: bool | None) -> dict[str, Any]:
@@ -125,9 +128,9 @@ def capacity_phase(
         row("coach status throughput (last minute)", status["throughput"]["roundsPerMin"],
             "rounds/min", "-", None),
         row("meta triggers served in window", served, "triggers", "> 0", served > 0),
-        row("meta trigger delay p50", p50, "ms", "-", None),
-        row("meta trigger delay p99", p99, "ms", f"<= {TARGET_P99_MS:g}",
-            p99 is not None and p99 <= TARGET_P99_MS),
+        row("meta trigger delay p50 (saturated coach, newest 1000)", p50, "ms", "-", None),
+        row("meta trigger delay p99 (saturated coach, newest 1000)", p99, "ms",
+            f"<= {TARGET_P99_MS:g}", p99 is not None and p99 <= TARGET_P99_MS),
         row("coverage (needing coaching, coached in the last minute)", status["coverage"],
             "ratio", "-", None),
         row("learners still needing coaching", status["learnersNeedingCoaching"], "learners", "-",
@@ -149,9 +152,12 @@ def defaults_phase(duration_s: float, learners: int = 200) -> list[dict[str, Any
         call(fleet, "POST", f"{COACH}/fast-lane", {"enable": True, "weight": 2, "intervalMs": 600})
         time.sleep(2.0)
         seq0 = int(r.get(keys.rounds_seq) or 0)
+        meta0 = int(r.hget(keys.coach_stats, "metaTriggers") or 0)
         start = time.perf_counter()
         time.sleep(duration_s)
         seq1 = int(r.get(keys.rounds_seq) or 0)
+        served = int(r.hget(keys.coach_stats, "metaTriggers") or 0) - meta0
+        delays = [float(v) for v in r.lrange(keys.coach_meta_delays, 0, min(served, 1000) - 1)]
         elapsed = time.perf_counter() - start
         boost_ms = []
         for i in range(20):
@@ -163,6 +169,12 @@ def defaults_phase(duration_s: float, learners: int = 200) -> list[dict[str, Any
     return [
         row(f"coach throughput with defaults (weight 2, 600 ms, {learners} learners)", rpm,
             "rounds/min", f">= {SEED_RPM}", rpm >= SEED_RPM),
+        row("meta triggers served (defaults)", served, "triggers", "-", None),
+        # Judged only on enough triggers for a p99 to mean something (fresh learners at the
+        # defaults rarely become ready within a one-minute window).
+        row(f"meta trigger delay p99 at the pre-armed defaults ({len(delays)} triggers)",
+            percentile(delays, 99), "ms", f"<= {TARGET_P99_MS:g}",
+            None if len(delays) < MIN_DELAYS_JUDGED else percentile(delays, 99) <= TARGET_P99_MS),
         row("boost (5 rounds) latency p50", statistics.median(boost_ms), "ms", "-", None),
         row("boost (5 rounds) latency max of 20", max(boost_ms), "ms", "-", None),
     ]  # fmt: skip
