@@ -85,6 +85,8 @@ def meta_triggers(r: redis.Redis, keys: Keys) -> int:
 
 def newest_delays(r: redis.Redis, keys: Keys, served: int) -> list[float]:
     """The delays (ms) of the newest `served` triggers, at most the 1,000 the coach keeps."""
+    if served <= 0:  # LRANGE 0 -1 would be the whole list, older triggers included
+        return []
     return [float(v) for v in r.lrange(keys.coach_meta_delays, 0, min(served, 1000) - 1)]
 
 
