@@ -45,6 +45,7 @@ from services.meta.metrics import (
     KNOWN_DOMAINS,
     METRIC_NAMES,
     TARGET_MASTERY,
+    DomainView,
     domain_views,
     measure,
     practised,
@@ -137,7 +138,32 @@ class Outcome:
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
-def start(doc: dict[str, Any], state: LearnerState, now: float) -> Outcome:
+@dataclass(slots=True)
+class Readings:
+    """measure() and domain_views() of a state at one instant, each computed at most once: the
+    start and phases 1–3 (and phase 4's `before`) all read the same, unchanged state, and these
+    are most of a run-all's CPU. Copies are handed out, because callers store them in the
+    document. Only valid while nobody changes the state (phase 4 measures `after` itself)."""
+
+    state: LearnerState
+    now: float
+    _metrics: dict[str, float] | None = None
+    _views: list[DomainView] | None = None
+
+    def metrics(self) -> dict[str, float]:
+        if self._metrics is None:
+            self._metrics = measure(self.state, self.now)
+        return dict(self._metrics)
+
+    def views(self) -> list[DomainView]:
+        if self._views is None:
+            self._views = domain_views(self.state, self.now)
+        return list(self._views)
+
+
+def start(
+    doc: dict[str, Any], state: LearnerState, now: float, readings: Readings | None = None
+) -> Outcome:
     """Mark the learner's meta-learning started and capture the measured baseline (no-op when
     already started, as in the original)."""
     doc = _copy(doc)
@@ -145,7 +171,7 @@ def start(doc: dict[str, Any], state: LearnerState, now: float) -> Outcome:
     if doc["started"]:
         return out
     doc["started"] = True
-    measured = measure(state, now)
+    measured = (readings or Readings(state, now)).metrics()
     doc["metrics"]["baseline"] = dict(measured)
     doc["metrics"]["current"] = dict(measured)
     out.log.append(log_entry("Meta-Learning Engine started", now))
@@ -156,7 +182,8 @@ def start(doc: dict[str, Any], state: LearnerState, now: float) -> Outcome:
 def run_remaining(doc: dict[str, Any], state: LearnerState, now: float) -> Outcome:
     """Start if needed, then run every phase not yet completed, in order, on `state` (a decoded
     copy the caller owns; phase 4 changes it in place)."""
-    out = start(doc, state, now)
+    readings = Readings(state, now)
+    out = start(doc, state, now, readings)
     doc = out.doc
     touched = False
     for n in PHASE_NUMBERS:
@@ -165,7 +192,7 @@ def run_remaining(doc: dict[str, Any], state: LearnerState, now: float) -> Outco
             continue
         phase["status"] = "in_progress"
         phase["startedAt"] = iso(now)
-        touched |= RUNNERS[n](doc, state, now, out.log)
+        touched |= RUNNERS[n](doc, readings, out.log)
         phase["status"] = "completed"
         phase["completedAt"] = iso(now)
         out.ran.append(n)
@@ -174,9 +201,10 @@ def run_remaining(doc: dict[str, Any], state: LearnerState, now: float) -> Outco
     return out
 
 
-def _phase1(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
-    measured = measure(state, now)
-    views = domain_views(state, now)
+def _phase1(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+    state, now = readings.state, readings.now
+    measured = readings.metrics()
+    views = readings.views()
     weak = [{"domain": v.key, "mastery": v.mastery} for v in views if v.mastery < TARGET_MASTERY]
     weak.sort(key=lambda w: w["mastery"])
     fading = [{"domain": v.key, "recall": v.recall} for v in views if v.recall < FADING_RECALL]
@@ -202,8 +230,9 @@ def _phase1(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> 
     return False
 
 
-def _phase2(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
-    measured = measure(state, now)
+def _phase2(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+    state, now = readings.state, readings.now
+    measured = readings.metrics()
     kr = measured["knowledgeRetention"]
     te = measured["transferEfficiency"]
     plan = {
@@ -212,7 +241,7 @@ def _phase2(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> 
     }
     focus = [
         v.key
-        for v in sorted(domain_views(state, now), key=lambda v: v.mastery)
+        for v in sorted(readings.views(), key=lambda v: v.mastery)
         if v.mastery < TARGET_MASTERY
     ][:3]
     proposals = [{"id": pid, "description": text} for pid, text in PROPOSALS]
@@ -236,8 +265,9 @@ def _phase2(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> 
     return False
 
 
-def _phase3(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
-    views = domain_views(state, now)
+def _phase3(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+    now = readings.now
+    views = readings.views()
     targets = {
         "adaptive_context": [v.key for v in views if v.mastery < TARGET_MASTERY],
         "user_personalization": [v.key for v in views if v.recall < FADING_RECALL],
@@ -259,12 +289,13 @@ def _phase3(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> 
     return False
 
 
-def _phase4(doc: dict[str, Any], state: LearnerState, now: float, log: list) -> bool:
+def _phase4(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+    state, now = readings.state, readings.now
     changes = doc["phases"]["2"].get("changes") or []
     plan = dict(DEFAULT_PLAN)
     if changes and isinstance(changes[0], dict) and isinstance(changes[0].get("plan"), dict):
         plan.update(changes[0]["plan"])
-    before = measure(state, now)
+    before = readings.metrics()
     effect = apply_boost(state, float(plan["retentionDelta"]), float(plan["transferDelta"]))
     after = measure(state, now)
     deltas = {m: round(after[m] - before[m], 4) for m in METRIC_NAMES}
