@@ -14,19 +14,21 @@ first instead of computing in vain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from services.meta import phases
 from services.meta.metrics import measure
-from services.meta.store import COHORT_PAGE, MetaStore, Snapshot
-from shared.errors import Conflict, NotFound
+from services.meta.store import COHORT_PAGE, MetaCommit, MetaStore, Snapshot
+from shared.errors import ApiError, Conflict, NotFound
 from shared.retry import conflict_backoff
 
 MAX_ATTEMPTS = 12  # commits retried on version conflict (training may commit in between)
 REPORT_LOG = 50  # activity-log entries in a report (the original's last 50)
 COHORT_CONCURRENCY = 32
+FALLBACK_CONCURRENCY = 8  # run_batch learners sent down the single-learner path at once
 
 COHORT_MAX_PAGES = 20_000  # 10 M learners at 500 a page: a bound, not an expected size
 
@@ -58,6 +60,66 @@ class Trigger:
 
 def now_ms(now: float) -> int:
     return int(now * 1000)
+
+
+@dataclass(slots=True)
+class RunPlan:
+    """run-all for one learner computed from one snapshot: the commit to make, or None when
+    there is nothing to record (every phase completed and the trigger already seen)."""
+
+    learner: str
+    trigger: Trigger | None
+    doc: dict[str, Any]  # the document as read
+    ran: list[int]
+    delay_ms: int | None
+    commit: MetaCommit | None
+
+
+def plan_run(
+    learner: str, trigger: Trigger | None, snap: Snapshot, now: float, token: str | None
+) -> RunPlan:
+    doc = snap.doc or phases.new_document()
+    out = phases.run_remaining(doc, snap.state, now)  # type: ignore[arg-type]
+    delay_ms = max(0, now_ms(now) - trigger.ts) if trigger is not None else None
+    last = doc.get("lastTrigger") or {}
+    # A trigger counts once per round: a coach retrying the same trigger gets its answer
+    # again but no second `completed` event.
+    new_trigger = trigger is not None and trigger.round > int(last.get("round", -1))
+    if not out.ran and not new_trigger:
+        return RunPlan(learner, trigger, doc, [], delay_ms, None)
+    event = {
+        "type": "completed",
+        "learner": learner,
+        "round": trigger.round if trigger is not None else None,
+        "delay_ms": delay_ms,
+        "ts": now_ms(now),
+        "ran": ",".join(str(n) for n in out.ran),
+    }
+    if trigger is not None and new_trigger:
+        phases.note_trigger(out.doc, trigger.round, trigger.ts, delay_ms or 0)
+    commit = MetaCommit(
+        learner,
+        snap.meta_version,
+        out.doc,
+        out.log,
+        state_version=snap.state_version,
+        state=out.state,
+        phases_run=len(out.ran),
+        event=event,
+        lock_token=token,
+    )
+    return RunPlan(learner, trigger, doc, out.ran, delay_ms, commit)
+
+
+def _done(learner: str, ran: list[int], delay_ms: int | None) -> dict[str, Any]:
+    result: dict[str, Any] = {"learner": learner, "status": 200, "ran": ran}
+    if delay_ms is not None:
+        result["delay_ms"] = delay_ms
+    return result
+
+
+def _failed(learner: str, exc: ApiError) -> dict[str, Any]:
+    return {"learner": learner, "status": exc.status, "error": exc.body()["error"]}
 
 
 class MetaEngine:
@@ -113,45 +175,96 @@ class MetaEngine:
         for attempt in range(MAX_ATTEMPTS):
             await conflict_backoff(attempt)
             snap = await self._snapshot(learner, log_entries=REPORT_LOG)
-            doc = snap.doc or phases.new_document()
-            now = time.time()
-            out = phases.run_remaining(doc, snap.state, now)  # type: ignore[arg-type]
-            delay_ms = max(0, now_ms(now) - trigger.ts) if trigger is not None else None
-            last = doc.get("lastTrigger") or {}
-            # A trigger counts once per round: a coach retrying the same trigger gets its answer
-            # again but no second `completed` event.
-            new_trigger = trigger is not None and trigger.round > int(last.get("round", -1))
-            if not out.ran and not new_trigger:
-                return self._run_answer(doc, snap.log, [], delay_ms), False
-            event = {
-                "type": "completed",
-                "learner": learner,
-                "round": trigger.round if trigger is not None else None,
-                "delay_ms": delay_ms,
-                "ts": now_ms(now),
-                "ran": ",".join(str(n) for n in out.ran),
-            }
-            if trigger is not None and new_trigger:
-                phases.note_trigger(out.doc, trigger.round, trigger.ts, delay_ms or 0)
-            res = await self.store.commit(
-                learner,
-                snap.meta_version,
-                out.doc,
-                log=out.log,
-                state_version=snap.state_version,
-                state=out.state,
-                phases_run=len(out.ran),
-                event=event,
-                lock_token=token,
-            )
-            if res.ok:
-                log = [*reversed(out.log), *snap.log][:REPORT_LOG]  # see Snapshot.log
-                return self._run_answer(out.doc, log, out.ran, delay_ms), True
-            if res.missing:
+            plan = plan_run(learner, trigger, snap, time.time(), token)
+            if plan.commit is None:
+                return self._run_answer(plan.doc, snap.log, [], plan.delay_ms), False
+            res = await self.store.commit_many([plan.commit])
+            if res[0].ok:
+                log = [*reversed(plan.commit.log), *snap.log][:REPORT_LOG]  # see Snapshot.log
+                return self._run_answer(plan.commit.doc, log, plan.ran, plan.delay_ms), True
+            if res[0].missing:
                 raise learner_not_found(learner)
             # Version conflict: a training round or another meta writer got in between; re-read
             # and recompute (a phase completed meanwhile is then skipped).
         raise Busy("Learner state kept changing; retry")
+
+    async def run_batch(self, items: list[tuple[str, Trigger | None]]) -> list[dict[str, Any]]:
+        """run-all for many learners (distinct ids) in two round trips for the whole batch on
+        the usual path: the pause flag, every lock and every snapshot; then every commit (each
+        releases its lock). The coach sends each read of readiness events as one batch, so a
+        wave of learners becoming ready costs one HTTP call and two Redis waits instead of one
+        call and three waits per learner; what is left per learner is the phases' computation.
+
+        Learners are independent: each gets its own result, in the order given —
+        {learner, status: 200, ran, delay_ms} or {learner, status: 404 | 409, error}. A learner
+        whose lock another run holds, or whose commit met a version conflict, goes through the
+        single-learner path (lock wait, bounded retries) concurrently with the others. Exactly
+        once holds as for run_all: every commit is version-checked."""
+        paused, held, snaps = await self.store.lock_and_snapshot_many(
+            [learner for learner, _ in items]
+        )
+        if paused:
+            await self.store.release_locks(held)
+            raise MetaPaused()
+        results: dict[str, dict[str, Any]] = {}
+        locked = [(learner, trigger) for learner, trigger in items if learner in held]
+        contended = [(learner, trigger) for learner, trigger in items if learner not in held]
+        plans: list[RunPlan] = []
+        try:
+            for learner, trigger in locked:
+                snap = snaps[learner]
+                if snap.state is None:
+                    results[learner] = _failed(learner, learner_not_found(learner))
+                    continue
+                plan = plan_run(learner, trigger, snap, time.time(), held[learner])
+                if plan.commit is None:
+                    results[learner] = _done(learner, [], plan.delay_ms)
+                else:
+                    plans.append(plan)
+            outcomes = await self.store.commit_many([p.commit for p in plans])  # type: ignore[misc]
+        except BaseException:
+            # Best effort: the original error is what the caller must see, and a lock left
+            # behind lapses after LOCK_TTL_MS anyway.
+            with contextlib.suppress(Exception):
+                await self.store.release_locks(held)
+            raise
+        retry: list[tuple[str, Trigger | None]] = []
+        for plan, res in zip(plans, outcomes, strict=True):
+            if res.ok:
+                held.pop(plan.learner)  # released by its commit
+                results[plan.learner] = _done(plan.learner, plan.ran, plan.delay_ms)
+            elif res.missing:
+                results[plan.learner] = _failed(plan.learner, learner_not_found(plan.learner))
+            else:
+                retry.append((plan.learner, plan.trigger))
+        # Locks of learners answered without a commit; a conflicted learner keeps its lock
+        # for the single path below, which releases it.
+        await self.store.release_locks(
+            {learner: token for learner, token in held.items() if learner in results}
+        )
+
+        # Bounded: each fallback holds Redis connections while it waits or retries, and the
+        # pool is finite (a burst of them must not starve the batches behind).
+        gate = asyncio.Semaphore(FALLBACK_CONCURRENCY)
+
+        async def single(learner: str, trigger: Trigger | None) -> None:
+            async with gate:
+                await run_one(learner, trigger)
+
+        async def run_one(learner: str, trigger: Trigger | None) -> None:
+            try:
+                if learner in held:  # a version conflict: the lock is still ours, retry under it
+                    answer, released = await self._run_all_locked(learner, trigger, held[learner])
+                    if not released:
+                        await self.store.release_lock(learner, held[learner])
+                else:  # another run holds the lock: wait for it, as run-all does
+                    answer = await self.run_all(learner, trigger)
+                results[learner] = _done(learner, answer["ran"], answer.get("delay_ms"))
+            except (NotFound, Conflict) as exc:
+                results[learner] = _failed(learner, exc)
+
+        await asyncio.gather(*(single(learner, trigger) for learner, trigger in retry + contended))
+        return [results[learner] for learner, _ in items]
 
     @staticmethod
     def _run_answer(

@@ -25,6 +25,25 @@ class RunAllRequest(StrictModel):
     trigger: TriggerModel | None = None
 
 
+MAX_BATCH = 100
+
+
+class RunBatchItem(StrictModel):
+    learner: LearnerId
+    trigger: TriggerModel | None = None
+
+
+class RunBatchRequest(StrictModel):
+    items: list[RunBatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RunBatchRequest:
+        # One learner twice would wait on its own run lock; the caller has no reason to.
+        if len({item.learner for item in self.items}) != len(self.items):
+            raise ValueError("each learner may appear once per batch")
+        return self
+
+
 class BoostRequest(StrictModel):
     learner: LearnerId | None = None
     cohort: Literal["all"] | None = Field(None, description='"all": boost every learner')

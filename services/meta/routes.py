@@ -13,6 +13,7 @@ from services.meta.models import (
     LearnerBody,
     LearnerQuery,
     RunAllRequest,
+    RunBatchRequest,
 )
 from services.meta.phases import PHASES
 from shared.app_factory import KEYS, REDIS, SERVICE
@@ -63,6 +64,19 @@ async def run_all(request: web.Request) -> web.Response:
     trigger = Trigger(body.trigger.round, body.trigger.ts) if body.trigger else None
     result = await _engine(request).run_all(_learner(body.learner), trigger)
     return ok(**result)
+
+
+@routes.post(f"{BASE}/run-batch", body=RunBatchRequest, responses={409: "Meta paused"})
+async def run_batch(request: web.Request) -> web.Response:
+    """run-all for up to 100 distinct learners in one call (the coach's meta trigger): one
+    result per learner, in order — status 200 with the phases run and the trigger delay, or
+    404 (unknown learner) / 409 (busy) with its error. The whole call is 409 while paused."""
+    body = await parse_body(request, RunBatchRequest)
+    items = [
+        (item.learner, Trigger(item.trigger.round, item.trigger.ts) if item.trigger else None)
+        for item in body.items
+    ]
+    return ok(results=await _engine(request).run_batch(items))
 
 
 @routes.get(f"{BASE}/report", query=LearnerQuery, responses={404: "Unknown learner"})

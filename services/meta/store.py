@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
@@ -59,18 +60,18 @@ class MetaStore:
     # ---- reads -------------------------------------------------------------------------------
     async def snapshot(self, learner: str, log_entries: int = 0) -> Snapshot:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(self.keys.learner_meta(learner), ["v", "s"])
-        pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
+        self._queue_snapshot(pipe, learner)
         if log_entries:
             pipe.lrange(self.keys.learner_meta_log(learner), 0, log_entries - 1)
-        (mv, ms), (sv, ss), *rest = await pipe.execute()
-        return Snapshot(
-            meta_version=mv or "0",
-            doc=orjson.loads(ms) if ms else None,
-            state_version=sv,
-            state=decode(ss) if ss else None,
-            log=[orjson.loads(x) for x in rest[0]] if rest else [],
-        )
+        meta, state, *rest = await pipe.execute()
+        snap = _snapshot_of(meta, state)
+        if rest:
+            snap.log = [orjson.loads(x) for x in rest[0]]
+        return snap
+
+    def _queue_snapshot(self, pipe: Any, learner: str) -> None:
+        pipe.hmget(self.keys.learner_meta(learner), ["v", "s"])
+        pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
 
     async def learner_exists(self, learner: str) -> bool:
         return bool(await self.redis.exists(self.keys.learner_state(learner)))
@@ -111,27 +112,49 @@ class MetaStore:
         lock_token: str | None = None,
     ) -> CommitResult:
         """Commit; on success the run lock held with `lock_token` is released in the same step."""
-        args: list[Any] = [
-            meta_version,
-            orjson.dumps(doc).decode(),
-            LOG_CAP,
-            state_version if state is not None and state_version is not None else "",
-            encode(state) if state is not None else "",
-            phases_run,
-            len(log),
-            lock_token or "",
-        ]
-        args += [orjson.dumps(entry).decode() for entry in log]
-        for name, value in (event or {}).items():
-            if value is not None:
-                args += [name, value]
-        res = await self.scripts.meta_commit(keys=self.keys.meta_commit_keys(learner), args=args)
-        code = int(res[0])
-        if code == 1:
-            return CommitResult(True)
-        if code == -1:
-            return CommitResult(False, missing=True)
-        return CommitResult(False, conflict=str(res[1]))
+        change = MetaCommit(
+            learner, meta_version, doc, log, state_version, state, phases_run, event, lock_token
+        )
+        res = await self.scripts.meta_commit(
+            keys=self.keys.meta_commit_keys(learner), args=_commit_args(change)
+        )
+        return _commit_result(res)
+
+    async def commit_many(self, changes: list[MetaCommit]) -> list[CommitResult]:
+        """Many commits in one round trip. Each is its own `meta_commit` run, atomic and
+        version-checked on its own: one learner's conflict does not hold back the others."""
+        calls = [(self.keys.meta_commit_keys(c.learner), _commit_args(c)) for c in changes]
+        return [_commit_result(r) for r in await self._evalsha_all(self.scripts.meta_commit, calls)]
+
+    async def _evalsha_all(
+        self, script: Any, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run a registered script once per (keys, args) in one pipeline, by SHA. redis-py's own
+        pipeline would first ask SCRIPT EXISTS (a round trip per batch); here a NOSCRIPT reply
+        (a Redis restart, SCRIPT FLUSH) means that call did not run, so it is loaded and those
+        calls are sent once more. The first other error is raised, after every reply is in."""
+        if not calls:
+            return []
+        if not script.sha:
+            script.sha = await self.redis.script_load(script.script)
+
+        async def send(batch: list[tuple[list[str], list[Any]]]) -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
+
+        replies = await send(calls)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:  # bounded: one reload and one resend
+            script.sha = await self.redis.script_load(script.script)
+            again = await send([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     # ---- the per-learner run lock --------------------------------------------------------------
     async def paused_or_lock(self, learner: str) -> tuple[bool, str | None]:
@@ -158,6 +181,40 @@ class MetaStore:
                 return False, token
         return False, None
 
+    async def lock_and_snapshot_many(
+        self, learners: list[str]
+    ) -> tuple[bool, dict[str, str], dict[str, Snapshot]]:
+        """The pause flag, every learner's run lock (each tried once) and every snapshot, in one
+        round trip: (paused, {learner: token} for the locks taken, {learner: snapshot} for
+        those). A learner missing from the maps is being run by someone else right now; the
+        caller decides whether to wait (see paused_or_lock). Every token returned must be
+        released or consumed by a commit.
+
+        The snapshot is read after the SET NX in the same pipeline, so for a lock we got it
+        already shows the commit of the run that held it before (that commit released it)."""
+        tokens = {learner: secrets.token_hex(8) for learner in learners}
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.meta_paused)
+        for learner, token in tokens.items():
+            pipe.set(self.keys.learner_meta_lock(learner), token, nx=True, px=LOCK_TTL_MS)
+            self._queue_snapshot(pipe, learner)
+        paused, *replies = await pipe.execute()
+        held: dict[str, str] = {}
+        snaps: dict[str, Snapshot] = {}
+        for i, (learner, token) in enumerate(tokens.items()):
+            got, meta, state = replies[3 * i : 3 * i + 3]
+            if got:
+                held[learner] = token
+                snaps[learner] = _snapshot_of(meta, state)
+        return paused == "1", held, snaps
+
+    async def release_locks(self, held: dict[str, str]) -> None:
+        """Release many run locks in one round trip (compare-and-delete each, as release_lock)."""
+        calls = [
+            ([self.keys.learner_meta_lock(learner)], [token]) for learner, token in held.items()
+        ]
+        await self._evalsha_all(self.scripts.lease_release, calls)
+
     async def release_lock(self, learner: str, token: str | None) -> None:
         if token is None:
             return
@@ -180,3 +237,55 @@ class MetaStore:
 
     async def count_boosts(self, n: int) -> None:
         await self.redis.hincrby(self.keys.meta_stats, "boosts", n)
+
+
+@dataclass(slots=True)
+class MetaCommit:
+    """One learner's meta change, as `commit` takes it (see meta_commit.lua for the checks)."""
+
+    learner: str
+    meta_version: str
+    doc: dict[str, Any]
+    log: list[dict[str, Any]]
+    state_version: str | None = None
+    state: LearnerState | None = None
+    phases_run: int = 0
+    event: dict[str, Any] | None = None
+    lock_token: str | None = None
+
+
+def _snapshot_of(meta: list[str | None], state: list[str | None]) -> Snapshot:
+    (mv, ms), (sv, ss) = meta, state
+    return Snapshot(
+        meta_version=mv or "0",
+        doc=orjson.loads(ms) if ms else None,
+        state_version=sv,
+        state=decode(ss) if ss else None,
+    )
+
+
+def _commit_args(c: MetaCommit) -> list[Any]:
+    args: list[Any] = [
+        c.meta_version,
+        orjson.dumps(c.doc).decode(),
+        LOG_CAP,
+        c.state_version if c.state is not None and c.state_version is not None else "",
+        encode(c.state) if c.state is not None else "",
+        c.phases_run,
+        len(c.log),
+        c.lock_token or "",
+    ]
+    args += [orjson.dumps(entry).decode() for entry in c.log]
+    for name, value in (c.event or {}).items():
+        if value is not None:
+            args += [name, value]
+    return args
+
+
+def _commit_result(res: list[Any]) -> CommitResult:
+    code = int(res[0])
+    if code == 1:
+        return CommitResult(True)
+    if code == -1:
+        return CommitResult(False, missing=True)
+    return CommitResult(False, conflict=str(res[1]))

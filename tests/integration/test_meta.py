@@ -171,6 +171,7 @@ async def test_pause_refuses_changes_and_resume_restores(meta, redis, scripts, k
     for path, body in (
         ("start", {"learner": "p"}),
         ("run-all", {"learner": "p", "trigger": {"round": 1, "ts": 1}}),
+        ("run-batch", {"items": [{"learner": "p", "trigger": {"round": 1, "ts": 1}}]}),
         ("boost-retention", {"learner": "p"}),
         ("boost-retention", {"cohort": "all"}),
     ):
@@ -178,6 +179,7 @@ async def test_pause_refuses_changes_and_resume_restores(meta, redis, scripts, k
         assert status == 409 and answer["error"]["code"] == "meta_paused", (path, answer)
     assert (await read_state(redis, keys, "p"))[0] == v0
     assert not await redis.exists(keys.learner_meta("p"), keys.learner_meta_log("p"))
+    assert not await redis.exists(keys.learner_meta_lock("p"))  # run-batch let its lock go
     assert await redis.xlen(keys.stream_meta) == 0
     status, body = meta.get(f"{BASE}/status?learner=p")
     assert status == 200 and body["status"]["paused"] is True
@@ -187,6 +189,54 @@ async def test_pause_refuses_changes_and_resume_restores(meta, redis, scripts, k
     status, body = meta.post(f"{BASE}/run-all", {"learner": "p"})
     assert status == 200 and body["ran"] == [1, 2, 3, 4]
     assert meta.post(f"{BASE}/pause", {"x": 1})[0] == 422
+
+
+async def test_run_batch_answers_each_learner_and_refuses_bad_batches(meta, redis, scripts, keys):
+    for learner in ("r1", "r2"):
+        await create(redis, scripts, keys, practised_state(learner, level=0.6))
+    item = {"learner": "r1", "trigger": {"round": 5, "ts": int(time.time() * 1000)}}
+    bad = [
+        {},
+        {"items": []},
+        {"items": [item, item]},  # one learner twice
+        {"items": [{"learner": f"x{i}"} for i in range(101)]},
+        {"items": [{"learner": "bad id!"}]},
+        {"items": [{"learner": "r1", "trigger": {"round": -1, "ts": 1}}]},
+        {"items": [{**item, "extra": 1}]},
+    ]
+    for body in bad:
+        status, answer = meta.post(f"{BASE}/run-batch", body)
+        assert status in (400, 422) and answer["ok"] is False, (body, answer)
+    assert not await redis.exists(keys.learner_meta("r1"))  # refused batches changed nothing
+
+    status, body = meta.post(
+        f"{BASE}/run-batch", {"items": [item, {"learner": "ghost"}, {"learner": "r2"}]}
+    )
+    assert status == 200
+    first, ghost, second = body["results"]
+    assert first["learner"] == "r1" and first["status"] == 200 and first["ran"] == [1, 2, 3, 4]
+    assert 0 <= first["delay_ms"] < 60_000
+    assert ghost == {
+        "learner": "ghost",
+        "status": 404,
+        "error": {
+            "code": "learner_not_found",
+            "message": "Learner 'ghost' not found",
+            "details": {"learner": "ghost"},
+        },
+    }
+    assert second["status"] == 200 and "delay_ms" not in second
+    # As stored as run-all would have it: one completed event for the trigger, phase 4 applied.
+    report = meta.get(f"{BASE}/report?learner=r1")[1]["report"]
+    assert report["completedPhases"] == 4
+    events = [f for _, f in await redis.xrange(keys.stream_meta) if f["type"] == "completed"]
+    assert [(e["learner"], e.get("round")) for e in events] == [("r1", "5"), ("r2", None)]
+    # The same trigger again: answered, nothing run twice, no second event.
+    status, body = meta.post(f"{BASE}/run-batch", {"items": [item]})
+    assert status == 200 and body["results"][0]["ran"] == []
+    assert await redis.xlen(keys.stream_meta) == 2
+    for learner in ("r1", "r2", "ghost"):
+        assert not await redis.exists(keys.learner_meta_lock(learner))
 
 
 async def test_boost_retention_validates_and_changes_nothing_on_bad_input(

@@ -3,7 +3,7 @@ between meta's read and meta's commit is retried, never overwritten."""
 
 from __future__ import annotations
 
-from services.meta.engine import MetaEngine
+from services.meta.engine import MetaEngine, Trigger
 from services.meta.store import MetaStore, Snapshot
 from shared.learner_state import DomainState, LearnerState, decode, encode
 
@@ -86,3 +86,23 @@ async def test_run_all_answers_the_log_as_stored_and_frees_the_lock(redis, scrip
     again = await engine.run_all("c", None)  # nothing left to run: no commit, lock released
     assert again["ran"] == [] and again["report"] == first["report"]
     assert not await redis.exists(keys.learner_meta_lock("c"))
+
+
+async def test_run_batch_runs_each_learner_once_and_answers_each(redis, scripts, keys):
+    for learner in ("d1", "d2", "d3"):
+        await make(redis, scripts, keys, learner)
+    engine = MetaEngine(MetaStore(redis, keys, scripts))
+    items = [("d1", Trigger(7, 1000)), ("nobody", Trigger(8, 1000)), ("d2", None), ("d3", None)]
+    results = await engine.run_batch(items)
+    assert [r["learner"] for r in results] == ["d1", "nobody", "d2", "d3"]
+    assert [r["status"] for r in results] == [200, 404, 200, 200]
+    assert results[0]["ran"] == [1, 2, 3, 4] and results[0]["delay_ms"] > 0
+    assert results[1]["error"]["code"] == "learner_not_found"
+    assert not await redis.exists(keys.learner_meta("nobody"))
+    for learner in ("d1", "d2", "d3", "nobody"):  # every lock released (commit or release)
+        assert not await redis.exists(keys.learner_meta_lock(learner))
+    again = await engine.run_batch([("d1", Trigger(7, 1000)), ("d2", None)])
+    assert [r["ran"] for r in again] == [[], []]  # exactly once: nothing left to run
+    events = await redis.xrange(keys.stream_meta)
+    completed = [f for _, f in events if f.get("type") == "completed"]
+    assert sorted(f["learner"] for f in completed) == ["d1", "d2", "d3"]
