@@ -1,5 +1,11 @@
 """The meta trigger: consumer group `coach` on `keys.stream_meta`, entries of type `ready` (one
-per readiness transition, appended by the round-commit script) → meta `run-all` for that learner.
+per readiness transition, appended by the round-commit script) → meta `run-batch` for the
+learners of one read (up to `batch_size`; meta's `run-all` per learner if meta refuses the batch).
+
+Why batches: learners coached side by side become ready side by side — one training batch can
+make dozens ready in the same millisecond. Sent one call per learner, each costs an HTTP exchange
+and three Redis waits in meta, and 64 such calls interleaved in meta's event loop made the last of
+a wave wait ~100 ms. One call per read gives the whole wave one exchange and three Redis waits.
 
 It runs in its own task, blocked on XREADGROUP, so a trigger is served as soon as its round is
 committed rather than at the next tick. An entry is acknowledged only once meta has answered
@@ -39,6 +45,7 @@ log = get_logger(__name__)
 
 GROUP = "coach"
 RUN_ALL_PATH = "/api/v4/meta-learning/run-all"
+RUN_BATCH_PATH = "/api/v4/meta-learning/run-batch"
 
 
 class MetaTrigger:
@@ -52,7 +59,8 @@ class MetaTrigger:
         consumer: str,
         block_ms: int = 1000,
         count: int = 100,
-        concurrency: int = 64,
+        batch_size: int = 100,
+        concurrency: int = 4,
         claim_idle_ms: int = 3000,
         claim_every_s: float = 2.0,
         call_timeout_s: float = 5.0,
@@ -64,10 +72,11 @@ class MetaTrigger:
         self.consumer = consumer
         self.block_ms = block_ms
         self.count = count
+        self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
         self.claim_every_s = claim_every_s
         self.call_timeout_s = call_timeout_s
-        self._gate = asyncio.Semaphore(concurrency)
+        self._gate = asyncio.Semaphore(concurrency)  # meta calls (batches) in flight
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._meta_down_since: int | None = None
@@ -166,41 +175,90 @@ class MetaTrigger:
 
     async def _dispatch(self, entries: list[Any]) -> int:
         ignored: list[str] = []
-        started = 0
+        ready: list[tuple[str, dict[str, str]]] = []
         for entry_id, fields in entries:
             if fields.get("type") != "ready":
                 ignored.append(entry_id)  # completions and failures are not ours to act on
-                continue
-            if entry_id in self._inflight:
-                continue
-            await self._gate.acquire()  # back-pressure: at most `concurrency` meta calls at once
-            self._inflight.add(entry_id)
-            task = asyncio.create_task(self._handle(entry_id, fields))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            started += 1
+            elif entry_id not in self._inflight:
+                ready.append((entry_id, fields))
         if ignored:
             await self.redis.xack(self.keys.stream_meta, GROUP, *ignored)
-        return started
+        for batch in batches_of(ready, self.batch_size):
+            await self._gate.acquire()  # back-pressure: at most `concurrency` meta calls at once
+            self._inflight.update(entry_id for entry_id, _ in batch)
+            task = asyncio.create_task(self._handle(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(ready)
 
-    async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
+    async def _handle(self, batch: list[tuple[str, dict[str, str]]]) -> None:
         try:
-            await self._trigger(entry_id, fields)
+            await self._trigger_batch(batch)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("meta_trigger_failed", entry=entry_id)
+            log.exception("meta_trigger_failed", entries=len(batch))
         finally:
-            self._inflight.discard(entry_id)
+            self._inflight.difference_update(entry_id for entry_id, _ in batch)
             self._gate.release()
 
-    async def _trigger(self, entry_id: str, fields: dict[str, str]) -> None:
-        learner = fields.get("learner", "")
-        try:
-            trigger = {"round": int(fields["round"]), "ts": int(fields["ts"])}
-        except (KeyError, ValueError):
-            await self._give_up(entry_id, learner, "malformed ready event")
+    async def _trigger_batch(self, batch: list[tuple[str, dict[str, str]]]) -> None:
+        items: list[dict[str, Any]] = []
+        sent: list[str] = []  # entry ids, in the order of `items`
+        for entry_id, fields in batch:
+            learner = fields.get("learner", "")
+            try:
+                trigger = {"round": int(fields["round"]), "ts": int(fields["ts"])}
+            except (KeyError, ValueError):
+                await self._give_up(entry_id, learner, "malformed ready event")
+                continue
+            items.append({"learner": learner, "trigger": trigger})
+            sent.append(entry_id)
+        if not items:
             return
+        try:
+            status, body = await self.client.post(
+                "meta", RUN_BATCH_PATH, {"items": items}, timeout_s=self.call_timeout_s
+            )
+        except UpstreamError as exc:
+            await self._meta_down(exc.message)
+            return
+        results = body.get("results") if status == 200 and isinstance(body, dict) else None
+        if isinstance(results, list) and len(results) == len(items):
+            await self._record_batch(sent, items, results)
+        elif status == 409:
+            await self._kept_queued(f"{len(items)} triggers")
+        elif status >= 500 or status == 429:
+            await self._meta_down(f"meta answered {status}")
+        else:
+            # Meta refused the batch as a whole (an entry it cannot accept, say): one call per
+            # learner, so only that entry is given up.
+            for entry_id, item in zip(sent, items, strict=True):
+                await self._trigger_one(entry_id, item["learner"], item["trigger"])
+
+    async def _record_batch(
+        self, sent: list[str], items: list[dict[str, Any]], results: list[Any]
+    ) -> None:
+        done: list[tuple[str, str, int, float]] = []  # entry, learner, round, delay
+        busy = 0
+        for entry_id, item, result in zip(sent, items, results, strict=True):
+            trigger = item["trigger"]
+            status = result.get("status") if isinstance(result, dict) else None
+            if status == 200:
+                delay = result.get("delay_ms")
+                if not isinstance(delay, int | float):
+                    delay = now_ms() - trigger["ts"]
+                done.append((entry_id, item["learner"], trigger["round"], float(delay)))
+            elif status in (400, 404, 422):
+                await self._give_up(entry_id, item["learner"], f"meta answered {status}: {result}")
+            else:
+                busy += 1  # kept pending: claim_stale retries it
+        if done:
+            await self._record_done(done)
+        if busy:
+            await self._kept_queued(f"{busy} triggers (meta busy)")
+
+    async def _trigger_one(self, entry_id: str, learner: str, trigger: dict[str, int]) -> None:
         try:
             status, body = await self.client.post(
                 "meta",
@@ -215,30 +273,37 @@ class MetaTrigger:
             delay = body.get("delay_ms") if isinstance(body, dict) else None
             if not isinstance(delay, int | float):
                 delay = now_ms() - trigger["ts"]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                stats.record_meta_delay(pipe, self.keys, learner, float(delay))
-                pipe.xack(self.keys.stream_meta, GROUP, entry_id)
-                pipe.hset(
-                    self.keys.coach_state,
-                    LAST_META_ACTION,
-                    f"meta-learning phases completed for {learner} ({delay:.1f} ms after round "
-                    f"{trigger['round']})",
-                )
-                # Unconditional: the outage may have been recorded by a previous leader.
-                pipe.hdel(self.keys.coach_state, outage_field("meta"))
-                await pipe.execute()
-            self._meta_down_since = None
+            await self._record_done([(entry_id, learner, trigger["round"], float(delay))])
         elif status == 409:
-            # Paused (or another conflict): keep it pending; claim_stale retries it later.
-            await self.redis.hset(
-                self.keys.coach_state,
-                LAST_META_ACTION,
-                f"meta paused: trigger for {learner} kept queued",
-            )
+            await self._kept_queued(learner)
         elif status >= 500 or status == 429:
             await self._meta_down(f"meta answered {status}")
         else:
             await self._give_up(entry_id, learner, f"meta answered {status}: {body}")
+
+    async def _record_done(self, done: list[tuple[str, str, int, float]]) -> None:
+        """Delays recorded and entries acknowledged in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id, learner, _, delay in done:
+                stats.record_meta_delay(pipe, self.keys, learner, delay)
+                pipe.xack(self.keys.stream_meta, GROUP, entry_id)
+            _, learner, round_id, delay = done[-1]
+            pipe.hset(
+                self.keys.coach_state,
+                LAST_META_ACTION,
+                f"meta-learning phases completed for {learner} ({delay:.1f} ms after round "
+                f"{round_id})" + (f" and {len(done) - 1} more learners" if len(done) > 1 else ""),
+            )
+            # Unconditional: the outage may have been recorded by a previous leader.
+            pipe.hdel(self.keys.coach_state, outage_field("meta"))
+            await pipe.execute()
+        self._meta_down_since = None
+
+    async def _kept_queued(self, what: str) -> None:
+        # Paused (or busy): kept pending; claim_stale retries it later.
+        await self.redis.hset(
+            self.keys.coach_state, LAST_META_ACTION, f"meta paused: trigger for {what} kept queued"
+        )
 
     async def _give_up(self, entry_id: str, learner: str, reason: str) -> None:
         log.warning("meta_trigger_dropped", learner=learner, reason=reason[:300])
@@ -261,3 +326,26 @@ class MetaTrigger:
                     **action_fields(f"meta unavailable: {error}"),
                 },
             )
+
+
+def batches_of(
+    ready: list[tuple[str, dict[str, str]]], size: int
+) -> list[list[tuple[str, dict[str, str]]]]:
+    """Entries in read order, cut into batches of at most `size` with each learner at most once
+    per batch (meta's run-batch takes distinct learners). A learner that became ready twice in
+    one read (ready, coached below the bar, ready again) gets its second entry in a later
+    batch, served like any other."""
+    batches: list[list[tuple[str, dict[str, str]]]] = []
+    learners: list[set[str]] = []
+    for entry in ready:  # bounded by the read's `count`
+        learner = entry[1].get("learner", "")
+        for batch, seen in zip(batches, learners, strict=True):
+            if len(batch) < size and learner not in seen:
+                break
+        else:
+            batch, seen = [], set()
+            batches.append(batch)
+            learners.append(seen)
+        batch.append(entry)
+        seen.add(learner)
+    return batches

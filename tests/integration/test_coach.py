@@ -169,6 +169,28 @@ async def test_paused_meta_keeps_triggers_queued_until_resumed(fleet, redis, key
     assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
 
 
+async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis, keys):
+    # Three readiness events read together: one learner meta can run, one it does not know and
+    # one id it refuses outright (422 for the whole batch). The coach falls back to run-all per
+    # learner, so the good one is served and only the other two are given up.
+    fleet.start("training", "meta")
+    create_learners(fleet, ["good"])
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for learner in ("good", "ghost", "bad id!"):
+            pipe.xadd(
+                keys.stream_meta,
+                {"type": "ready", "learner": learner, "round": 1, "ts": now_ms},
+            )
+        await pipe.execute()
+    fleet.start("coach")  # its group starts at 0: all three come in its first read
+    done = wait_until(lambda: (m := status(fleet)["metaTrigger"])["failures"] == 2 and m)
+    assert done["count"] == 1
+    completed = [e["learner"] for e in await meta_events(redis, keys) if e["type"] == "completed"]
+    assert completed == ["good"]
+    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
+
+
 BAD_SETTINGS = [
     {"batchSize": -1},
     {"batchSize": 0.5},
