@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.coach.meta_trigger import batches_of
+from services.coach.meta_trigger import GROUP, MetaTrigger, batches_of
 
 
 def entries(*learners: str) -> list[tuple[str, dict[str, str]]]:
@@ -29,3 +29,28 @@ def test_a_learner_ready_twice_in_one_read_goes_to_a_later_batch():
     for batch in got:
         learners = [fields["learner"] for _, fields in batch]
         assert len(learners) == len(set(learners))
+
+
+async def test_prune_drops_only_idle_consumers_with_nothing_pending(redis, keys):
+    trigger = MetaTrigger(
+        redis,
+        keys,
+        client=None,
+        lease=None,
+        consumer="me",
+        prune_idle_ms=0,  # type: ignore[arg-type]
+    )
+    await trigger.ensure_group()
+    await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "a"})
+    await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "b"})
+    await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "c"})
+    # An old coach that served its entry (acked), and a dead one that still owes one.
+    (_, [(first, _)]), *_ = await redis.xreadgroup(GROUP, "old", {keys.stream_meta: ">"}, count=1)
+    await redis.xack(keys.stream_meta, GROUP, first)
+    await redis.xreadgroup(GROUP, "dead", {keys.stream_meta: ">"}, count=1)
+    await redis.xreadgroup(GROUP, "me", {keys.stream_meta: ">"}, count=1)
+
+    assert await trigger.prune_consumers() == 1
+    names = {c["name"] for c in await redis.xinfo_consumers(keys.stream_meta, GROUP)}
+    assert names == {"me", "dead"}  # "dead"'s entry stays pending until it is claimed
+    assert (await redis.xpending(keys.stream_meta, GROUP))["pending"] == 2
