@@ -14,6 +14,7 @@ from services.web import events, gates, system
 from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY_TABLE, SNAPSHOTS
 from services.web.models import EmptyBody, GatesQuery, ScaleRequest
 from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS
+from shared.errors import NotFound
 from shared.rate_limit import RateLimit, client_id, enforce
 from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
@@ -140,6 +141,20 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     return await request.app[FORWARDER].forward(request)
 
 
+# The Control Room's files, fixed at start: a name not in this set is a 404 without touching the
+# filesystem, and no path (`..`, `/`) can name anything else.
+STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A Control Room file. Not aiohttp's add_static: for a missing file it answers an empty
+    404, where every other error of the fleet is the JSON envelope."""
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise NotFound(f"No static file {name[:100]!r}", code="not_found")
+    return web.FileResponse(STATIC_DIR / name)
+
+
 def register(app: web.Application) -> None:
     routes.register(app)
     local: dict[str, set[str]] = {}
@@ -147,6 +162,6 @@ def register(app: web.Application) -> None:
         if spec.path.startswith("/api/"):
             local.setdefault(spec.path, set()).add(spec.method)
     app[LOCAL_API_ROUTES] = local
-    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    app.router.add_get("/static/{name}", static_file)
     # Last: anything under /api/ that no specific route took goes to the owning service.
     app.router.add_route("*", "/api/{tail:.*}", proxy)

@@ -136,9 +136,13 @@ def test_control_room_page_and_static_files_are_served(fleet: Fleet) -> None:
             html = resp.read().decode()
         assert resp.status == 200 and "<title>TooLoo Control Room</title>" in html
         assert "http://" not in html and "https://" not in html  # nothing from the network
-    for name in ("control-room.js", "control-room.css"):
+    for name, kind in (("control-room.js", "javascript"), ("control-room.css", "text/css")):
         with urllib.request.urlopen(fleet["web"].url + "/static/" + name, timeout=5) as resp:
-            assert resp.status == 200
+            assert resp.status == 200 and kind in resp.headers["Content-Type"]
+    # Missing files and paths out of the directory: the JSON error envelope like every 404.
+    for path in ("/static/nope.js", "/static/", "/static/..%2Fapp.py", "/static/a/b.js"):
+        status, body = fleet["web"].get(path)
+        assert status == 404 and body["ok"] is False and body["error"]["code"] == "not_found", path
 
 
 def test_events_stream_carries_snapshots_and_upstream_errors(fleet: Fleet) -> None:
