@@ -7,11 +7,13 @@ NOSCRIPT (for instance after a Redis restart), and a pipeline loads missing scri
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 SCRIPT_NAMES = (
     "create_learner",
@@ -53,3 +55,35 @@ class Scripts:
 
     def __call__(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=keys, args=args, client=client)
+
+
+ScriptCall = tuple[list[str], list[Any]]  # (keys, args) of one script run
+
+
+async def evalsha_each(
+    redis: Redis,
+    script: AsyncScript,
+    calls: list[ScriptCall],
+    send: Callable[[str, list[ScriptCall]], Awaitable[list[Any]]],
+) -> list[Any]:
+    """Run `script` once per call by SHA through `send(sha, calls)`, which sends them together
+    (a pipeline, an auto-pipeline) and returns one reply or exception per call, in order.
+    A NOSCRIPT reply (a Redis restart, SCRIPT FLUSH) means that call did not run: the script is
+    loaded and those calls alone are sent once more (bounded: one reload). redis-py's own
+    pipeline would instead ask SCRIPT EXISTS before every batch, a round trip each time. The
+    first other error is raised, after every reply is in."""
+    if not calls:
+        return []
+    if not script.sha:
+        script.sha = await redis.script_load(script.script)
+    replies = await send(script.sha, calls)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        script.sha = await redis.script_load(script.script)
+        again = await send(script.sha, [calls[i] for i in missing])
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies

@@ -16,11 +16,10 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
-from shared.scripts import Scripts
+from shared.scripts import ScriptCall, Scripts, evalsha_each
 
 LOG_CAP = 200  # activity-log entries kept per learner (the original's log grew without bound)
 LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matters after a crash
@@ -126,35 +125,16 @@ class MetaStore:
         calls = [(self.keys.meta_commit_keys(c.learner), _commit_args(c)) for c in changes]
         return [_commit_result(r) for r in await self._evalsha_all(self.scripts.meta_commit, calls)]
 
-    async def _evalsha_all(
-        self, script: Any, calls: list[tuple[list[str], list[Any]]]
-    ) -> list[Any]:
-        """Run a registered script once per (keys, args) in one pipeline, by SHA. redis-py's own
-        pipeline would first ask SCRIPT EXISTS (a round trip per batch); here a NOSCRIPT reply
-        (a Redis restart, SCRIPT FLUSH) means that call did not run, so it is loaded and those
-        calls are sent once more. The first other error is raised, after every reply is in."""
-        if not calls:
-            return []
-        if not script.sha:
-            script.sha = await self.redis.script_load(script.script)
+    async def _evalsha_all(self, script: Any, calls: list[ScriptCall]) -> list[Any]:
+        """One pipeline of EVALSHAs (see shared.scripts.evalsha_each)."""
 
-        async def send(batch: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
             for keys, args in batch:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.evalsha(sha, len(keys), *keys, *args)
             return await pipe.execute(raise_on_error=False)
 
-        replies = await send(calls)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:  # bounded: one reload and one resend
-            script.sha = await self.redis.script_load(script.script)
-            again = await send([calls[i] for i in missing])
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return await evalsha_each(self.redis, script, calls, send)
 
     # ---- the per-learner run lock --------------------------------------------------------------
     async def paused_or_lock(self, learner: str) -> tuple[bool, str | None]:

@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from shared.logging import get_logger
+from shared.scripts import ScriptCall, evalsha_each
 
 log = get_logger(__name__)
 
@@ -83,30 +84,15 @@ class AutoPipeline:
         script.sha = await self._redis.script_load(script.script)
         return await self.execute("EVALSHA", script.sha, *cmd)
 
-    async def evalsha_many(
-        self, script: Any, calls: list[tuple[list[str], list[Any]]]
-    ) -> list[Any]:
+    async def evalsha_many(self, script: Any, calls: list[ScriptCall]) -> list[Any]:
         """Run a script once per (keys, args), all queued in this loop turn (so they travel in
-        one batch); NOSCRIPT replies are loaded and rerun once. The first error is raised, as
-        redis-py's pipeline does, after every reply has arrived."""
-        if not script.sha:
-            script.sha = await self._redis.script_load(script.script)
-        futures = [self.execute("EVALSHA", script.sha, len(k), *k, *a) for k, a in calls]
-        results: list[Any] = await asyncio.gather(*futures, return_exceptions=True)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            script.sha = await self._redis.script_load(script.script)
-            again = [
-                self.execute("EVALSHA", script.sha, len(calls[i][0]), *calls[i][0], *calls[i][1])
-                for i in missing
-            ]
-            replies = await asyncio.gather(*again, return_exceptions=True)
-            for i, reply in zip(missing, replies, strict=True):
-                results[i] = reply
-        for reply in results:
-            if isinstance(reply, BaseException):
-                raise reply
-        return results
+        one batch); see shared.scripts.evalsha_each for NOSCRIPT and errors."""
+
+        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
+            futures = [self.execute("EVALSHA", sha, len(k), *k, *a) for k, a in batch]
+            return list(await asyncio.gather(*futures, return_exceptions=True))
+
+        return await evalsha_each(self._redis, script, calls, send)
 
     def _flush(self) -> None:
         self._scheduled = False

@@ -106,3 +106,17 @@ async def test_run_batch_runs_each_learner_once_and_answers_each(redis, scripts,
     events = await redis.xrange(keys.stream_meta)
     completed = [f for _, f in events if f.get("type") == "completed"]
     assert sorted(f["learner"] for f in completed) == ["d1", "d2", "d3"]
+
+
+async def test_run_batch_after_a_script_flush_runs_each_commit_once(redis, scripts, keys):
+    # A Redis restart forgets the scripts: the batch's commits come back NOSCRIPT (not run),
+    # are loaded and sent again, and each learner's phases are recorded exactly once.
+    for learner in ("f1", "f2"):
+        await make(redis, scripts, keys, learner)
+    engine = MetaEngine(MetaStore(redis, keys, scripts))
+    await redis.script_flush()
+    results = await engine.run_batch([("f1", Trigger(3, 1000)), ("f2", Trigger(4, 1000))])
+    assert [r["ran"] for r in results] == [[1, 2, 3, 4], [1, 2, 3, 4]]
+    assert await redis.hget(keys.meta_stats, "phasesRun") == "8"
+    for learner in ("f1", "f2"):
+        assert not await redis.exists(keys.learner_meta_lock(learner))
