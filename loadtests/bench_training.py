@@ -28,9 +28,9 @@ from typing import Any
 import aiohttp
 import redis as sync_redis
 
+from loadtests.fleetctl import free_port
 from shared.embedded_redis import find_redis_server, server_args
 from shared.keys import Keys
-from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 32

@@ -8,8 +8,9 @@ as a command that keeps a private fleet up until Ctrl-C, for Locust runs by hand
                                                        # (+ the orchestrator in observe mode)
     python -m loadtests.fleetctl --services training   # just training
 
-This is a small equivalent of tests/support (which it does not import: loadtests must not depend
-on the test suite). It kills only the processes it started, by their process group.
+The redis-server and service-process helpers here are also the test suite's (tests/support
+re-exports them): loadtests is an installed package and must not depend on the tests, the tests may
+depend on it. It kills only the processes it started, by their process group.
 """
 
 from __future__ import annotations
@@ -80,12 +81,14 @@ def http_json(
         return status, raw.decode(errors="replace")
 
 
-class PrivateRedis:
-    """A redis-server of our own on a free port, data in a temporary directory."""
+class RedisServer:
+    """A redis-server of our own on a free port (or `port`), data in `data_dir`."""
 
-    def __init__(self, data_dir: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, appendonly: bool = False
+    ) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -93,7 +96,7 @@ class PrivateRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> PrivateRedis:
+    def start(self, timeout_s: float = 10.0) -> RedisServer:
         import redis
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +120,12 @@ class PrivateRedis:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not answer in time")
 
+    def kill(self) -> None:
+        """kill -9: no chance to write anything more."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -127,9 +136,14 @@ class PrivateRedis:
                 self.proc.wait(timeout=10)
 
 
-class ServiceProc:
-    def __init__(self, name: str, port: int, env: dict[str, str], log_dir: Path) -> None:
+class ServiceProcess:
+    """One service as a real OS process (`python -m <module>`), output to a log file."""
+
+    def __init__(
+        self, name: str, module: str, port: int, env: dict[str, str], log_dir: Path
+    ) -> None:
         self.name = name
+        self.module = module
         self.port = port
         self.env = env
         self.log_path = log_dir / f"{name}-{port}.log"
@@ -147,10 +161,10 @@ class ServiceProc:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> ServiceProc:
+    def start(self) -> ServiceProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", MODULES[self.name]],
+                [sys.executable, "-m", self.module],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -159,8 +173,8 @@ class ServiceProc:
             )
         return self
 
-    def wait_ready(self, timeout_s: float = 30.0) -> float:
-        """Poll /ready until 200; returns the seconds waited."""
+    def wait_ready(self, timeout_s: float = 30.0, path: str = "/ready") -> float:
+        """Poll `path` until 200; returns the seconds waited."""
         started = time.monotonic()
         deadline = started + timeout_s
         while time.monotonic() < deadline:  # bounded poll
@@ -168,13 +182,13 @@ class ServiceProc:
                 raise RuntimeError(
                     f"{self.name} exited with {self.proc.returncode}:\n{self.logs()}"
                 )
-            status, _ = http_json("GET", self.url + "/ready", timeout=1.0)
+            status, _ = http_json("GET", self.url + path, timeout=1.0)
             if status == 200:
                 return time.monotonic() - started
             time.sleep(0.02)
         raise RuntimeError(f"{self.name} not ready after {timeout_s}s:\n{self.logs()}")
 
-    def logs(self, tail: int = 40) -> str:
+    def logs(self, tail: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
         except OSError:
@@ -186,15 +200,18 @@ class ServiceProc:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM, then kill -9 of the group after `timeout_s`; the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
 
 
 class BenchFleet:
@@ -217,19 +234,19 @@ class BenchFleet:
         self.workdir = workdir or Path(self._tmp or ".")
         self.log_dir = self.workdir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.redis: PrivateRedis | None = None
+        self.redis: RedisServer | None = None
         self._redis_url = redis_url
         self._appendonly = appendonly
         self.prefix = prefix
         self.token = token
         self.ports = {name: free_port() for name in SERVICE_PORTS}
         self.extra_env = dict(extra_env or {})
-        self.procs: dict[str, ServiceProc] = {}
+        self.procs: dict[str, ServiceProcess] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> BenchFleet:
         if self._redis_url is None:
-            self.redis = PrivateRedis(self.workdir / "redis", appendonly=self._appendonly).start()
+            self.redis = RedisServer(self.workdir / "redis", appendonly=self._appendonly).start()
             self._redis_url = self.redis.url
         return self
 
@@ -264,16 +281,18 @@ class BenchFleet:
     def start(self, *names: str, wait: bool = True, env: dict[str, str] | None = None) -> None:
         started = []
         for name in names or ALL_SERVICES:
-            proc = ServiceProc(name, self.ports[name], dict(self.env, **(env or {})), self.log_dir)
+            proc = ServiceProcess(
+                name, MODULES[name], self.ports[name], dict(self.env, **(env or {})), self.log_dir
+            )
             self.procs[name] = proc.start()
             started.append(proc)
         if wait:
             for proc in started:
                 proc.wait_ready()
 
-    def restart(self, name: str) -> ServiceProc:
+    def restart(self, name: str) -> ServiceProcess:
         old = self.procs[name]
-        proc = ServiceProc(name, old.port, old.env, self.log_dir)
+        proc = ServiceProcess(name, old.module, old.port, old.env, self.log_dir)
         self.procs[name] = proc.start()
         return proc
 
@@ -291,7 +310,7 @@ class BenchFleet:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     # ---- access -------------------------------------------------------------------------------
-    def __getitem__(self, name: str) -> ServiceProc:
+    def __getitem__(self, name: str) -> ServiceProcess:
         return self.procs[name]
 
     def url(self, name: str) -> str:

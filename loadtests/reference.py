@@ -354,13 +354,13 @@ def redis_commit_ceiling(
     Runs against a private redis-server unless `redis_url` is given. Each pipeline commits
     distinct learners of its own, so the expected version of every call is known.
     """
-    from loadtests.fleetctl import PrivateRedis
+    from loadtests.fleetctl import RedisServer
 
     tmp = Path(tempfile.mkdtemp(prefix="tooloo-ref-redis-"))
     server = None
     try:
         if redis_url is None:
-            server = PrivateRedis(tmp).start()
+            server = RedisServer(tmp).start()
             redis_url = server.url
         return _commit_clients(redis_url, clients, seconds, learners, pipeline, rounds_per_commit)
     finally:

@@ -1,9 +1,7 @@
+"""Free ports for test processes (the load-test library's helper, shared)."""
+
 from __future__ import annotations
 
-import socket
+from loadtests.fleetctl import free_port
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port"]

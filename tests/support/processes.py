@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from loadtests import fleetctl
 from shared.settings import SERVICE_PORTS
 from tests.support.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-MODULES = {
-    "training": "services.training",
-    "meta": "services.meta",
-    "coach": "services.coach",
-    "reports": "services.reports",
-    "web": "services.web",
-    "orchestrator": "orchestrator",
-}
+ROOT = fleetctl.ROOT
+MODULES = fleetctl.MODULES
 
 
 def http_json(
@@ -60,77 +50,9 @@ def http_json(
         return status, raw.decode(errors="replace")
 
 
-class ServiceProcess:
-    def __init__(
-        self, name: str, module: str, port: int, env: dict[str, str], log_dir: Path
-    ) -> None:
-        self.name = name
-        self.module = module
-        self.port = port
-        self.env = env
-        self.log_path = log_dir / f"{name}-{port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServiceProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return self
-
-    def wait_ready(self, timeout_s: float = 20.0, path: str = "/ready") -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:  # bounded poll
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}:\n{self.logs()}"
-                )
-            try:
-                status, _ = http_json("GET", self.url + path, timeout=1.0)
-                if status == 200:
-                    return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} not ready after {timeout_s}s:\n{self.logs()}")
-
-    def logs(self, tail: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
-        except OSError:
-            return ""
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """kill -9 the process (and anything it started, its process group)."""
-        if self.alive and self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+class ServiceProcess(fleetctl.ServiceProcess):
+    """The load-test library's service process, plus HTTP helpers that raise when the service
+    cannot be reached (a test must not read "unreachable" as a status)."""
 
     # Convenience HTTP helpers against this service.
     def get(self, path: str, **kw: Any) -> tuple[int, Any]:
