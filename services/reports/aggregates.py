@@ -202,6 +202,10 @@ def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | 
 # ---- uptime ----------------------------------------------------------------------------------
 
 
+def _at(change: tuple[int, str]) -> int:
+    return change[0]
+
+
 def uptime_fraction(
     start_ms: int,
     end_ms: int,
@@ -212,13 +216,15 @@ def uptime_fraction(
     """Fraction of [start, end] a service was up.
 
     `before` is its state at `start` (its last transition before the window), `transitions` the
-    (ms, "up"|"down") changes inside the window in time order, `last_state` its last known state.
+    (ms, "up"|"down") changes inside the window in stream order, `last_state` its last known state.
     With no transition at all in or before the window the last known state holds for the whole
     window. When the state at the window start is unknown (the service was first seen inside
     the window), only the time since its first transition counts: a fleet started 10 s ago has
     not been "down" for the 50 s before it existed. None when nothing is known.
     """
-    changes = sorted((max(start_ms, min(end_ms, t)), s) for t, s in transitions)
+    # By time only: sorted() is stable, so transitions in the same millisecond keep the order
+    # given (stream order, from their sorted-set members), not the order of their state names.
+    changes = sorted(((max(start_ms, min(end_ms, t)), s) for t, s in transitions), key=_at)
     if before is None and not changes:
         if last_state is None:
             return None

@@ -88,6 +88,10 @@ def test_uptime_fraction() -> None:
     # first seen inside the window: only the time since then counts
     assert uptime_fraction(0, 100, None, [(60, "up")]) == 1.0
     assert uptime_fraction(0, 100, None, [(60, "up"), (80, "down")]) == 0.5
+    # Same millisecond: the later event wins (a crash right after coming up is down), whatever
+    # the states' names sort as.
+    assert uptime_fraction(0, 100, "up", [(50, "up"), (50, "down")]) == 0.5
+    assert uptime_fraction(0, 100, "down", [(50, "down"), (50, "up")]) == 0.5
     # no events in or before the window: the last known state holds
     assert uptime_fraction(0, 100, None, [], "up") == 1.0
     assert uptime_fraction(0, 100, None, [], "down") == 0.0
