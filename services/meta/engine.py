@@ -254,9 +254,14 @@ class MetaEngine:
         async def run_one(learner: str, trigger: Trigger | None) -> None:
             try:
                 if learner in held:  # a version conflict: the lock is still ours, retry under it
-                    answer, released = await self._run_all_locked(learner, trigger, held[learner])
-                    if not released:
-                        await self.store.release_lock(learner, held[learner])
+                    released = False
+                    try:
+                        answer, released = await self._run_all_locked(
+                            learner, trigger, held[learner]
+                        )
+                    finally:
+                        if not released:
+                            await self.store.release_lock(learner, held[learner])
                 else:  # another run holds the lock: wait for it, as run-all does
                     answer = await self.run_all(learner, trigger)
                 results[learner] = _done(learner, answer["ran"], answer.get("delay_ms"))

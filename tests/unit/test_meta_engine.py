@@ -120,3 +120,40 @@ async def test_run_batch_after_a_script_flush_runs_each_commit_once(redis, scrip
     assert await redis.hget(keys.meta_stats, "phasesRun") == "8"
     for learner in ("f1", "f2"):
         assert not await redis.exists(keys.learner_meta_lock(learner))
+
+
+class BatchInterleavingStore(MetaStore):
+    """Commits a "training round" to every learner right after the batch's snapshots were read,
+    so each of the batch's commits meets a version conflict."""
+
+    async def lock_and_snapshot_many(self, learners):
+        answer = await super().lock_and_snapshot_many(learners)
+        for learner in learners:
+            v, raw = await self.redis.hmget(self.keys.learner_state(learner), ["v", "s"])
+            if raw is None:
+                continue
+            state = decode(raw)
+            state.rounds += 1
+            state.domains["between"] = DomainState(skill=0.5, attempts=1)
+            res = await self.scripts.cas_state(
+                keys=self.keys.cas_state_keys(learner),
+                args=[v, encode(state), learner, "keep"],
+            )
+            assert res[0] == 1
+        return answer
+
+
+async def test_run_batch_recomputes_a_learner_whose_commit_met_a_training_write(
+    redis, scripts, keys
+):
+    for learner in ("g1", "g2"):
+        await make(redis, scripts, keys, learner)
+    engine = MetaEngine(BatchInterleavingStore(redis, keys, scripts))
+    results = await engine.run_batch([("g1", Trigger(9, 1000)), ("g2", None)])
+    assert [(r["status"], r["ran"]) for r in results] == [(200, [1, 2, 3, 4])] * 2
+    for learner in ("g1", "g2"):
+        state = decode(await redis.hget(keys.learner_state(learner), "s"))
+        assert state.rounds == 1 and "between" in state.domains  # training's write kept
+        assert state.retention > 1.0  # and phase 4's effect applied on top, once
+        assert not await redis.exists(keys.learner_meta_lock(learner))
+    assert await redis.hget(keys.meta_stats, "phasesRun") == "8"
