@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,18 +28,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from loadtests.fleetctl import free_port, terminate
 from shared.keys import Keys
 from shared.settings import SERVICE_PORTS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMED_TARGET_S = 5.0
 COACH_RECOVERY_TARGET_S = 3.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(method: str, url: str, body: Any = None, *, timeout: float = 5.0) -> tuple[int, Any]:
@@ -127,14 +121,7 @@ class HonchoFleet:
         if self.proc is None:
             return None
         self.record_pids()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+        return terminate(self.proc, timeout_s)
 
     def cleanup(self) -> None:
         """After stop(): kill -9 any process of this fleet still alive (only pids it reported),

@@ -70,25 +70,27 @@ def create_layered_app(settings: Any) -> web.Application:
         learner_from(request, body.learner)
         return ok(result=fixed)
 
-    async def read(request: web.Request) -> web.Response:
-        body = await parse_body(request, RoundRequest)
-        learner = learner_from(request, body.learner)
-        store = request.app[STORE]
-        async with store.locks.hold(learner):
-            await store.pipe.execute("HMGET", store.keys.learner_state(learner), "v", "s")
-        return ok(result=fixed)
-
-    async def compute(request: web.Request) -> web.Response:
+    async def locked_read(request: web.Request) -> tuple[Any, str, str, str]:
+        """Up to the read: validation, then the learner's (version, state) under its lock."""
         body = await parse_body(request, RoundRequest)
         learner = learner_from(request, body.learner)
         store = request.app[STORE]
         async with store.locks.hold(learner):
             v, s = await store.pipe.execute("HMGET", store.keys.learner_state(learner), "v", "s")
-            state = decode(s)
-            now = time.time()
-            out = compute_round(state, store.cur, now, detail=True)
-            store._commit_args(v, state, now, [out], 1.0)
-            summary = domain_summary(state, store.cur, now)
+        return store, learner, v, s
+
+    async def read(request: web.Request) -> web.Response:
+        await locked_read(request)
+        return ok(result=fixed)
+
+    async def compute(request: web.Request) -> web.Response:
+        store, learner, v, s = await locked_read(request)
+        # Outside the lock, unlike the real round: the lock's cost is the row above either way.
+        state = decode(s)
+        now = time.time()
+        out = compute_round(state, store.cur, now, detail=True)
+        store._commit_args(v, state, now, [out], 1.0)
+        summary = domain_summary(state, store.cur, now)
         return ok(
             result={
                 "success": True,

@@ -81,6 +81,21 @@ def http_json(
         return status, raw.decode(errors="replace")
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> int | None:
+    """SIGTERM to a process started in its own session, wait `timeout_s`, then kill -9 its whole
+    process group as a last resort; its exit code (None if it was never started)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
 class RedisServer:
     """A redis-server of our own on a free port (or `port`), data in `data_dir`."""
 
@@ -202,16 +217,7 @@ class ServiceProcess:
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM, then kill -9 of the group after `timeout_s`; the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+        return terminate(self.proc, timeout_s)
 
 
 class BenchFleet:
