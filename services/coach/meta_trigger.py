@@ -263,7 +263,7 @@ class MetaTrigger:
         if isinstance(results, list) and len(results) == len(items):
             await self._record_batch(sent, items, results)
         elif status == 409:
-            await self._kept_queued(f"{len(items)} triggers")
+            await self._kept_queued(f"meta paused: {len(items)} triggers kept queued")
         elif status >= 500 or status == 429:
             await self._meta_down(f"meta answered {status}")
         else:
@@ -292,7 +292,7 @@ class MetaTrigger:
         if done:
             await self._record_done(done)
         if busy:
-            await self._kept_queued(f"{busy} triggers (meta busy)")
+            await self._kept_queued(f"meta busy: {busy} triggers kept queued")
 
     async def _trigger_one(self, entry_id: str, learner: str, trigger: dict[str, int]) -> None:
         try:
@@ -311,7 +311,7 @@ class MetaTrigger:
                 delay = now_ms() - trigger["ts"]
             await self._record_done([(entry_id, learner, trigger["round"], float(delay))])
         elif status == 409:
-            await self._kept_queued(learner)
+            await self._kept_queued(f"meta paused: trigger for {learner} kept queued")
         elif status >= 500 or status == 429:
             await self._meta_down(f"meta answered {status}")
         else:
@@ -335,11 +335,9 @@ class MetaTrigger:
             await pipe.execute()
         self._meta_down_since = None
 
-    async def _kept_queued(self, what: str) -> None:
-        # Paused (or busy): kept pending; claim_stale retries it later.
-        await self.redis.hset(
-            self.keys.coach_state, LAST_META_ACTION, f"meta paused: trigger for {what} kept queued"
-        )
+    async def _kept_queued(self, message: str) -> None:
+        """Paused or busy: the entries stay pending and claim_stale retries them later."""
+        await self.redis.hset(self.keys.coach_state, LAST_META_ACTION, message)
 
     async def _give_up(self, entry_id: str, learner: str, reason: str) -> None:
         log.warning("meta_trigger_dropped", learner=learner, reason=reason[:300])
