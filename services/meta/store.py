@@ -114,10 +114,7 @@ class MetaStore:
         change = MetaCommit(
             learner, meta_version, doc, log, state_version, state, phases_run, event, lock_token
         )
-        res = await self.scripts.meta_commit(
-            keys=self.keys.meta_commit_keys(learner), args=_commit_args(change)
-        )
-        return _commit_result(res)
+        return (await self.commit_many([change]))[0]
 
     async def commit_many(self, changes: list[MetaCommit]) -> list[CommitResult]:
         """Many commits in one round trip. Each is its own `meta_commit` run, atomic and
