@@ -43,6 +43,8 @@ METRICS = web.AppKey("metrics", RequestMetrics)
 STATS = web.AppKey("stats", RequestStats)
 
 BODY_LIMIT = 64 * 1024
+CANCEL_ATTEMPTS = 3  # background-task cancels sent at shutdown before giving up on it
+CANCEL_WAIT_S = 0.15  # wait after each (a healthy task ends within milliseconds)
 CLEANUP_WRITE_S = 0.5  # each last write on shutdown (stats flush, service_stopped event)
 
 
@@ -137,11 +139,27 @@ def add_background_task(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_guarded(run, app, name), name=name)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel_and_wait(task, name)
 
     app.cleanup_ctx.append(ctx)
+
+
+async def _cancel_and_wait(task: asyncio.Task[None], name: str) -> None:
+    """Cancel a background task and wait for it, bounded. A cancel can be lost: seen under the
+    full fleet's stop, the reports consumer went on blocking in XREADGROUP (task cancelling,
+    coroutine still waiting on its socket read) until the orchestrator's grace ran out and it
+    was SIGKILLed. So the cancel is sent again after a short wait, and after the last attempt the
+    task is left to die with the process rather than hold its exit."""
+    for attempt in range(1, CANCEL_ATTEMPTS + 1):  # bounded
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        if done:
+            if attempt > 1:
+                log.warning("background_task_cancel_repeated", task=name, attempts=attempt)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("background_task_failed_at_stop", task=name)
+            return
+    log.warning("background_task_not_stopped", task=name)
 
 
 async def _guarded(
