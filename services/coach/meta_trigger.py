@@ -281,10 +281,7 @@ class MetaTrigger:
             trigger = item["trigger"]
             status = result.get("status") if isinstance(result, dict) else None
             if status == 200:
-                delay = result.get("delay_ms")
-                if not isinstance(delay, int | float):
-                    delay = now_ms() - trigger["ts"]
-                done.append((entry_id, item["learner"], trigger["round"], float(delay)))
+                done.append(_served(entry_id, item["learner"], trigger, result))
             elif status in (400, 404, 422):
                 await self._give_up(entry_id, item["learner"], f"meta answered {status}: {result}")
             else:
@@ -306,10 +303,7 @@ class MetaTrigger:
             await self._meta_down(exc.message)
             return
         if status == 200:
-            delay = body.get("delay_ms") if isinstance(body, dict) else None
-            if not isinstance(delay, int | float):
-                delay = now_ms() - trigger["ts"]
-            await self._record_done([(entry_id, learner, trigger["round"], float(delay))])
+            await self._record_done([_served(entry_id, learner, trigger, body)])
         elif status == 409:
             await self._kept_queued(f"meta paused: trigger for {learner} kept queued")
         elif status >= 500 or status == 429:
@@ -360,6 +354,17 @@ class MetaTrigger:
                     **action_fields(f"meta unavailable: {error}"),
                 },
             )
+
+
+def _served(
+    entry_id: str, learner: str, trigger: dict[str, int], answer: Any
+) -> tuple[str, str, int, float]:
+    """(entry, learner, round, delay ms) of a trigger meta answered 200: the delay meta measured,
+    or, if its answer lacks one, the time since the commit as the coach sees it."""
+    delay = answer.get("delay_ms") if isinstance(answer, dict) else None
+    if not isinstance(delay, int | float):
+        delay = now_ms() - trigger["ts"]
+    return entry_id, learner, trigger["round"], float(delay)
 
 
 def batches_of(
