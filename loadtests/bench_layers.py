@@ -59,7 +59,7 @@ def create_layered_app(settings: Any) -> web.Application:
     from shared.validation import learner_from, parse_body
 
     app = create_app(settings)
-    fixed: dict[str, Any] = {}  # a real round's answer, taken at the first /layers/envelope call
+    fixed: dict[str, Any] = {}  # a real round's answer, taken once by /layers/take-fixed
 
     async def envelope(request: web.Request) -> web.Response:
         await request.read()
