@@ -28,8 +28,16 @@ SCRIPT_NAMES = (
 )
 
 
+def lua_source(package: str, name: str) -> str:
+    """The text of `<name>.lua` inside `package`: a script used by one service lives beside the
+    code that calls it (`lua_source(__package__, "reports_apply")`), and the owner registers it
+    on its own client with `redis.register_script`."""
+    return resources.files(package).joinpath(f"{name}.lua").read_text()
+
+
 def script_source(name: str) -> str:
-    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
+    """A shared script (`shared/lua/<name>.lua`), used by more than one service."""
+    return lua_source("shared.lua", name)
 
 
 class Scripts:
