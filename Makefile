@@ -1,10 +1,10 @@
-# One entry point for operators and CI. `make run` and `make test` install what they need first.
+# One entry point for operators, developers and CI. Every target installs what it needs first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test unit lint format typecheck cov bench clean clean-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +18,43 @@ install: $(STAMP)
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
-## Install everything the tests need (Python packages; chromium for the browser test) and run them.
+## Install everything the tests need (Python packages; chromium for the browser test), lint, run them.
 test: install
 	bash scripts/install-test-deps.sh
-	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest
 
+## The fast inner loop: the unit tests only (a few seconds, a real redis-server, no processes).
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+## Lint and formatting check, as CI runs them.
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## Format the code and apply ruff's safe fixes.
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Type-check the production packages (settings in pyproject.toml, [tool.mypy]).
+typecheck: install
+	$(BIN)/mypy shared services orchestrator
+
+## Coverage of the unit tests, printed per module.
+cov: install
+	$(BIN)/coverage run -m pytest tests/unit
+	$(BIN)/coverage report
 
 ## Run every benchmark against the fleet and print the comparison table.
 bench: install
 	$(BIN)/python -m loadtests.bench
 
+## Remove the venv and caches; keeps var/, the embedded Redis's data (see clean-data).
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov test-artifacts
+
+## Delete the embedded Redis's data in var/: every learner, round and setting of the local fleet.
+clean-data:
+	rm -rf var
