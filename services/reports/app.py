@@ -27,19 +27,20 @@ async def consumer_ready(app: web.Application) -> str | None:
     return None
 
 
+async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
+    name = consumer_name(app[SETTINGS].port_of("reports"))
+    app[CONSUMER] = ReportsConsumer(app[REDIS], app[SCRIPTS], app[KEYS], name)
+    yield
+
+
+async def _consume(app: web.Application) -> None:
+    await app[CONSUMER].run()
+
+
 def create_app(settings: FleetSettings | None = None) -> web.Application:
     app = create_base_app("reports", settings, ready_checks=[consumer_ready])
     routes.register(app)
-
-    async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
-        name = consumer_name(app[SETTINGS].port_of("reports"))
-        app[CONSUMER] = ReportsConsumer(app[REDIS], app[SCRIPTS], app[KEYS], name)
-        yield
-
-    app.cleanup_ctx.append(consumer_ctx)
-
-    async def consume(app: web.Application) -> None:
-        await app[CONSUMER].run()
-
-    add_background_task(app, consume, "reports-consumer")
+    # After the Redis context (registered by the base app), which provides REDIS and SCRIPTS.
+    app.cleanup_ctx.append(_consumer_ctx)
+    add_background_task(app, _consume, "reports-consumer")
     return app

@@ -8,10 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.reports.aggregates import RETENTION_S, Op, entry_ops
 from shared.keys import Keys
 from shared.scripts import Scripts
-
-from .aggregates import RETENTION_S, Op, entry_ops
 
 GROUP = "reports"
 

@@ -26,13 +26,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from services.reports.aggregates import RETENTION_S, STREAM_KINDS, minute_of
+from services.reports.apply import GROUP, Entry, apply_entries, stream_key
+from services.reports.queries import coach_throughput
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.scripts import Scripts
-
-from .aggregates import RETENTION_S, STREAM_KINDS, minute_of
-from .apply import GROUP, Entry, apply_entries, stream_key
-from .queries import coach_throughput
 
 log = get_logger(__name__)
 

@@ -17,7 +17,8 @@ from services.reports.aggregates import (
     uptime_fraction,
     window_minutes,
 )
-from services.reports.queries import alert_level, error_rate_pct, http_totals
+from services.reports.dashboard import alert_level
+from services.reports.queries import error_rate_pct, http_totals
 from shared.keys import Keys
 
 
