@@ -147,8 +147,8 @@ def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | 
     acknowledged and never retried forever.
     """
     ms = id_ms(entry_id)
-    minute = keys.reports(f"min:{minute_of(ms)}")
-    totals = keys.reports("totals")
+    minute = keys.reports_minute(minute_of(ms))
+    totals = keys.reports_totals
     ops = [
         Op("i", totals, "events", "1"),
         Op("i", totals, f"events:{kind}", "1"),
@@ -190,12 +190,12 @@ def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | 
         state = "up" if kind_ in UP_EVENTS else "down" if kind_ in DOWN_EVENTS else None
         if state is not None:
             ops.append(
-                Op("z", keys.reports(f"svc:{service}"), str(ms), transition_member(entry_id, state))
+                Op("z", keys.reports_service(service), str(ms), transition_member(entry_id, state))
             )
-            ops.append(Op("s", keys.reports("svc:last"), service, f"{state}:{ms}"))
+            ops.append(Op("s", keys.reports_service_last, service, f"{state}:{ms}"))
         else:
             # Known to the fleet even before its first up/down transition (e.g. only restarts).
-            ops.append(Op("i", keys.reports("svc:seen"), service, "1"))
+            ops.append(Op("i", keys.reports_services_seen, service, "1"))
     return ops
 
 

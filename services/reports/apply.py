@@ -36,7 +36,7 @@ def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[st
     ]
     # Keys with a retention TTL first (the script expires the first n_ttl targets); the last
     # known state of each service must outlive quiet periods, so it is kept without a TTL.
-    persistent = {keys.reports("svc:last"), keys.reports("totals"), keys.reports("svc:seen")}
+    persistent = {keys.reports_service_last, keys.reports_totals, keys.reports_services_seen}
     targets: list[str] = []
     for _, ops in per_entry:
         for op in ops:
@@ -53,7 +53,7 @@ def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[st
         args += [entry_id, len(ops)]
         for op in ops:
             args += [op.op, index[op.key], op.a, op.b]
-    return [stream_key(keys, kind), keys.reports("cursor"), *targets], args
+    return [stream_key(keys, kind), keys.reports_cursor, *targets], args
 
 
 async def apply_entries(

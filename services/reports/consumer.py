@@ -196,7 +196,7 @@ async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
         pipe.hlen(keys.learners_regions)
         learners, regions = await pipe.execute()
     tput = await coach_throughput(redis, keys, now_ms)
-    minute = keys.reports(f"min:{minute_of(now_ms)}")
+    minute = keys.reports_minute(minute_of(now_ms))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(
             minute,
@@ -209,14 +209,14 @@ async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
 async def trim_transitions(redis: Redis, keys: Keys, now_ms: int) -> None:
     """Drop service up/down transitions older than the retention, except the newest of them: it
     is the service's state at the start of the longest window."""
-    services = (await redis.hkeys(keys.reports("svc:last")))[:1000]
+    services = (await redis.hkeys(keys.reports_service_last))[:1000]
     cutoff = now_ms - RETENTION_S * 1000
     async with redis.pipeline(transaction=False) as pipe:
         for service in services:
-            pipe.zcount(keys.reports(f"svc:{service}"), "-inf", cutoff)
+            pipe.zcount(keys.reports_service(service), "-inf", cutoff)
         counts = await pipe.execute()
     async with redis.pipeline(transaction=False) as pipe:
         for service, old in zip(services, counts, strict=True):
             if int(old) > 1:
-                pipe.zremrangebyrank(keys.reports(f"svc:{service}"), 0, int(old) - 2)
+                pipe.zremrangebyrank(keys.reports_service(service), 0, int(old) - 2)
         await pipe.execute()

@@ -111,9 +111,9 @@ async def read_minutes(
 ) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
     """(totals, [minute hash], [http stats hash]) read as one atomic snapshot."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hgetall(keys.reports("totals"))
+        pipe.hgetall(keys.reports_totals)
         for minute in minutes:
-            pipe.hgetall(keys.reports(f"min:{minute}"))
+            pipe.hgetall(keys.reports_minute(minute))
         for minute in minutes:
             pipe.hgetall(keys.http_stats(minute))
         replies = await pipe.execute()
@@ -192,12 +192,12 @@ def export_csv(rows: Sequence[dict[str, Any]]) -> str:
 async def service_table(
     redis: Redis, keys: Keys, start_ms: int, end_ms: int, restarts: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
-    last = await redis.hgetall(keys.reports("svc:last"))
-    seen = await redis.hkeys(keys.reports("svc:seen"))
+    last = await redis.hgetall(keys.reports_service_last)
+    seen = await redis.hkeys(keys.reports_services_seen)
     names = sorted(set(last) | set(seen) | set(restarts))[:200]
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            key = keys.reports(f"svc:{name}")
+            key = keys.reports_service(name)
             pipe.zrevrangebyscore(key, start_ms, "-inf", start=0, num=1)
             pipe.zrangebyscore(key, f"({start_ms}", end_ms, start=0, num=10_000, withscores=True)
         replies = await pipe.execute()
@@ -286,8 +286,8 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
 async def stream_status(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
     """Per stream: length, the group's pending count, entries not yet delivered (lag), the last
     applied id and how many entries were applied."""
-    cursor = await redis.hgetall(keys.reports("cursor"))
-    totals = await redis.hgetall(keys.reports("totals"))
+    cursor = await redis.hgetall(keys.reports_cursor)
+    totals = await redis.hgetall(keys.reports_totals)
     out: dict[str, dict[str, Any]] = {}
     for kind in STREAM_KINDS:
         key = stream_key(keys, kind)
@@ -319,7 +319,7 @@ async def stream_status(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
 
 async def status(redis: Redis, keys: Keys) -> dict[str, Any]:
     streams = await stream_status(redis, keys)
-    totals = await redis.hgetall(keys.reports("totals"))
+    totals = await redis.hgetall(keys.reports_totals)
     last_ms = _int(totals.get("last_event_ms")) or None
     return {
         "consumer_lag": sum(s["lag"] for s in streams.values()),

@@ -41,13 +41,13 @@ async def test_applying_the_same_entries_twice_counts_them_once(
     again = await apply_entries(scripts, keys, "rounds", entries)
     assert (first.applied, first.skipped) == (5, 0)
     assert (again.applied, again.skipped) == (0, 5)
-    totals = await redis.hgetall(keys.reports("totals"))
+    totals = await redis.hgetall(keys.reports_totals)
     assert totals["rounds"] == "5" and totals["events"] == "5"
     # applied and acknowledged in the same step: nothing is left pending
     assert (await redis.xpending(keys.stream_rounds, GROUP))["pending"] == 0
-    minute = await redis.hgetall(keys.reports(f"min:{int(entries[0][0].split('-')[0]) // 60000}"))
+    minute = await redis.hgetall(keys.reports_minute(int(entries[0][0].split("-")[0]) // 60000))
     assert minute["rounds"] == "5" and minute["lat_n"] == "5"
-    assert 0 < await redis.ttl(keys.reports(f"min:{int(entries[0][0].split('-')[0]) // 60000}"))
+    assert 0 < await redis.ttl(keys.reports_minute(int(entries[0][0].split("-")[0]) // 60000))
 
 
 async def test_redelivery_after_a_crash_between_read_and_ack(
@@ -63,7 +63,7 @@ async def test_redelivery_after_a_crash_between_read_and_ack(
     assert await consumer.drain() == 7
     late = await apply_entries(scripts, keys, "rounds", crashed[0][1])
     assert late.applied == 0
-    assert (await redis.hgetall(keys.reports("totals")))["rounds"] == "7"
+    assert (await redis.hgetall(keys.reports_totals))["rounds"] == "7"
 
 
 async def test_stale_entries_of_another_consumer_are_claimed_and_counted(
@@ -76,7 +76,7 @@ async def test_stale_entries_of_another_consumer_are_claimed_and_counted(
     assert await consumer.drain() == 1  # only the undelivered entry
     assert await consumer.claim_stale(min_idle_ms=0) == 2
     assert await consumer.drain() == 2  # older than the applied one, counted all the same
-    assert (await redis.hgetall(keys.reports("totals")))["rounds"] == "3"
+    assert (await redis.hgetall(keys.reports_totals))["rounds"] == "3"
 
 
 async def test_consumer_catches_up_on_history(redis: Redis, scripts: Scripts, keys: Keys) -> None:
