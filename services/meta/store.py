@@ -72,9 +72,6 @@ class MetaStore:
         pipe.hmget(self.keys.learner_meta(learner), ["v", "s"])
         pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
 
-    async def learner_exists(self, learner: str) -> bool:
-        return bool(await self.redis.exists(self.keys.learner_state(learner)))
-
     async def activity_log(self, learner: str, limit: int) -> tuple[list[dict[str, Any]], int]:
         pipe = self.redis.pipeline(transaction=False)
         pipe.lrange(self.keys.learner_meta_log(learner), 0, limit - 1)

@@ -53,7 +53,6 @@ def consumer_name(port: int) -> str:
 class ConsumerState:
     name: str
     running: bool = False
-    passes: int = 0
     applied: int = 0
     skipped: int = 0
     last_error: str | None = None
@@ -139,11 +138,10 @@ class ReportsConsumer:
             applied += result.applied
             self.state.applied += result.applied
             self.state.skipped += result.skipped
-        self.state.passes += 1
         return applied
 
     async def drain(self, max_passes: int = 100) -> int:
-        """Apply until nothing is left (bounded); used by tests and at startup."""
+        """Apply until nothing is left (bounded): a test's way to wait for the consumer to catch up."""
         total = 0
         for _ in range(max_passes):
             applied = await self.run_once(block_ms=1)
