@@ -58,10 +58,6 @@ class Trigger:
     ts: int  # epoch ms of the commit of the round that made the learner ready
 
 
-def now_ms(now: float) -> int:
-    return int(now * 1000)
-
-
 @dataclass(slots=True)
 class RunPlan:
     """run-all for one learner computed from one snapshot: the commit to make, or None when
@@ -80,7 +76,8 @@ def plan_run(
 ) -> RunPlan:
     doc = snap.doc or phases.new_document()
     out = phases.run_remaining(doc, snap.state, now)  # type: ignore[arg-type]
-    delay_ms = max(0, now_ms(now) - trigger.ts) if trigger is not None else None
+    now_ms = int(now * 1000)
+    delay_ms = max(0, now_ms - trigger.ts) if trigger is not None else None
     last = doc.get("lastTrigger") or {}
     # A trigger counts once per round: a coach retrying the same trigger gets its answer
     # again but no second `completed` event.
@@ -92,7 +89,7 @@ def plan_run(
         "learner": learner,
         "round": trigger.round if trigger is not None else None,
         "delay_ms": delay_ms,
-        "ts": now_ms(now),
+        "ts": now_ms,
         "ran": ",".join(str(n) for n in out.ran),
     }
     if trigger is not None and new_trigger:

@@ -31,9 +31,7 @@ state and the completed phase in one atomic step. No I/O here.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -51,6 +49,7 @@ from services.meta.metrics import (
     practised,
     zero_metrics,
 )
+from shared import clock
 from shared.learner_state import LearnerState
 
 PHASES: dict[str, tuple[str, str]] = {
@@ -80,9 +79,8 @@ def _copy(doc: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(doc))
 
 
-@lru_cache(maxsize=16)  # one step stamps every phase and log entry with the same `now`
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# One step stamps every phase and log entry with the same `now`: format it once.
+iso = lru_cache(maxsize=16)(clock.iso)
 
 
 def log_entry(message: str, ts: float, data: Any = None) -> dict[str, Any]:
@@ -410,7 +408,3 @@ def insights_view(doc: dict[str, Any], state: LearnerState | None, now: float) -
             "practised": len(practised(state)),
         }
     return out
-
-
-def now_s() -> float:
-    return time.time()
