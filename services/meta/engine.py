@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from services.meta import phases
+from services.meta import phases, views
 from services.meta.metrics import measure
 from services.meta.store import COHORT_PAGE, MetaCommit, MetaStore, Snapshot
 from shared.errors import ApiError, Conflict, NotFound
@@ -142,10 +142,10 @@ class MetaEngine:
             doc = snap.doc or phases.new_document()
             out = phases.start(doc, snap.state, time.time())  # type: ignore[arg-type]
             if not out.log:
-                return phases.status_view(doc)
+                return views.status_view(doc)
             res = await self.store.commit(learner, snap.meta_version, out.doc, log=out.log)
             if res.ok:
-                return phases.status_view(out.doc)
+                return views.status_view(out.doc)
             if res.missing:
                 raise learner_not_found(learner)
         raise Busy("Meta state kept changing; retry")
@@ -272,7 +272,7 @@ class MetaEngine:
     def _run_answer(
         doc: dict[str, Any], log: list[dict[str, Any]], ran: list[int], delay_ms: int | None
     ) -> dict[str, Any]:
-        answer: dict[str, Any] = {"report": phases.report_view(doc, log), "ran": ran}
+        answer: dict[str, Any] = {"report": views.report_view(doc, log), "ran": ran}
         if delay_ms is not None:
             answer["delay_ms"] = delay_ms
         return answer
@@ -362,7 +362,7 @@ class MetaEngine:
     # ---- reads (no GET changes state) --------------------------------------------------------
     async def status(self, learner: str) -> dict[str, Any]:
         snap = await self._snapshot(learner)
-        view = phases.status_view(snap.doc or phases.new_document())
+        view = views.status_view(snap.doc or phases.new_document())
         view["learner"] = learner
         view["paused"] = await self.store.paused()
         return view
@@ -370,13 +370,13 @@ class MetaEngine:
     async def report(self, learner: str, limit: int = REPORT_LOG) -> dict[str, Any]:
         snap = await self._snapshot(learner)
         log, _ = await self.store.activity_log(learner, limit)
-        view = phases.report_view(snap.doc or phases.new_document(), log)
+        view = views.report_view(snap.doc or phases.new_document(), log)
         view["learner"] = learner
         return view
 
     async def insights(self, learner: str) -> dict[str, Any]:
         snap = await self._snapshot(learner)
-        return phases.insights_view(snap.doc or phases.new_document(), snap.state, time.time())
+        return views.insights_view(snap.doc or phases.new_document(), snap.state, time.time())
 
     async def phase(self, learner: str, n: int) -> dict[str, Any] | None:
         snap = await self._snapshot(learner)
