@@ -23,8 +23,6 @@ SCRIPT_NAMES = (
     "lease_renew",
     "lease_release",
     "coach_promote_due",
-    "reports_apply",
-    "meta_commit",
 )
 
 

@@ -15,7 +15,9 @@ from shared.settings import FleetSettings
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[ENGINE] = MetaEngine(MetaStore(app[REDIS], app[KEYS], app[SCRIPTS]))
+    store = MetaStore(app[REDIS], app[KEYS], app[SCRIPTS])
+    await store.load_scripts()
+    app[ENGINE] = MetaEngine(store)
     yield
 
 

@@ -2,8 +2,10 @@
 per-learner run lock, the pause flag and the fleet-wide meta stats.
 
 The meta service is the only writer of `{learner:<id>}:meta` and `…:meta:log`; every write goes
-through the `meta_commit` script (see shared/lua/meta_commit.lua), which checks the meta version
-(and, when meta changes the learner model, the learner-state version) in the same atomic step.
+through the `meta_commit` script (`meta_commit.lua`, beside this module, registered here on the
+store's own client), which checks the meta version (and, when meta changes the learner model, the
+learner-state version) in the same atomic step. This module is the Python side of the script's
+KEYS/ARGV protocol (`_commit_args`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from redis.asyncio import Redis
 
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
-from shared.scripts import ScriptCall, Scripts, evalsha_each
+from shared.scripts import ScriptCall, Scripts, evalsha_each, lua_source
 
 LOG_CAP = 200  # activity-log entries kept per learner (the original's log grew without bound)
 LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matters after a crash
@@ -54,7 +56,12 @@ class MetaStore:
     def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
         self.redis = redis
         self.keys = keys
-        self.scripts = scripts
+        self.scripts = scripts  # the shared ones: lease_release for the run lock
+        self.commit_script = redis.register_script(lua_source(__package__, "meta_commit"))
+
+    async def load_scripts(self) -> None:
+        """Load the commit script now, so the first commit does not pay for a NOSCRIPT reply."""
+        self.commit_script.sha = await self.redis.script_load(self.commit_script.script)
 
     # ---- reads -------------------------------------------------------------------------------
     async def snapshot(self, learner: str, log_entries: int = 0) -> Snapshot:
@@ -117,7 +124,7 @@ class MetaStore:
         """Many commits in one round trip. Each is its own `meta_commit` run, atomic and
         version-checked on its own: one learner's conflict does not hold back the others."""
         calls = [(self.keys.meta_commit_keys(c.learner), _commit_args(c)) for c in changes]
-        return [_commit_result(r) for r in await self._evalsha_all(self.scripts.meta_commit, calls)]
+        return [_commit_result(r) for r in await self._evalsha_all(self.commit_script, calls)]
 
     async def _evalsha_all(self, script: Any, calls: list[ScriptCall]) -> list[Any]:
         """One pipeline of EVALSHAs (see shared.scripts.evalsha_each)."""

@@ -1,6 +1,7 @@
 """Applying a batch of stream entries: turn each entry into its increments (aggregates.entry_ops)
-and hand them, with the entry ids, to the `reports_apply` Lua script, which applies only the
-entries still pending in the consumer group and acknowledges them in the same atomic step."""
+and hand them, with the entry ids, to the `reports_apply` Lua script (beside this module), which
+applies only the entries still pending in the consumer group and acknowledges them in the same
+atomic step. This module is the Python side of the script's KEYS/ARGV protocol."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
 from services.reports.aggregates import RETENTION_S, Op, entry_ops
 from shared.keys import Keys
-from shared.scripts import Scripts
+from shared.scripts import lua_source
 
 GROUP = "reports"
 
@@ -21,6 +25,11 @@ Entry = tuple[str, Mapping[str, str] | None]
 class ApplyResult:
     applied: int
     skipped: int
+
+
+def apply_script(redis: Redis) -> AsyncScript:
+    """The `reports_apply` script registered on `redis` (called by SHA, reloaded on NOSCRIPT)."""
+    return redis.register_script(lua_source(__package__, "reports_apply"))
 
 
 def stream_key(keys: Keys, kind: str) -> str:
@@ -57,10 +66,10 @@ def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[st
 
 
 async def apply_entries(
-    scripts: Scripts, keys: Keys, kind: str, entries: Sequence[Entry]
+    script: AsyncScript, keys: Keys, kind: str, entries: Sequence[Entry]
 ) -> ApplyResult:
     if not entries:
         return ApplyResult(0, 0)
     script_keys, args = build_call(keys, kind, entries)
-    applied, skipped = await scripts.reports_apply(keys=script_keys, args=args)
+    applied, skipped = await script(keys=script_keys, args=args)
     return ApplyResult(int(applied), int(skipped))

@@ -27,11 +27,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from services.reports.aggregates import RETENTION_S, STREAM_KINDS, minute_of
-from services.reports.apply import GROUP, Entry, apply_entries, stream_key
+from services.reports.apply import GROUP, Entry, apply_entries, apply_script, stream_key
 from services.reports.queries import coach_throughput
 from shared.keys import Keys
 from shared.logging import get_logger
-from shared.scripts import Scripts
 
 log = get_logger(__name__)
 
@@ -83,9 +82,9 @@ def _entries(reply: Any) -> dict[str, list[Entry]]:
 
 
 class ReportsConsumer:
-    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, name: str) -> None:
+    def __init__(self, redis: Redis, keys: Keys, name: str) -> None:
         self.redis = redis
-        self.scripts = scripts
+        self.apply_script = apply_script(redis)
         self.keys = keys
         self.state = ConsumerState(name)
         self.kind_of = {stream_key(keys, kind): kind for kind in STREAM_KINDS}
@@ -95,6 +94,8 @@ class ReportsConsumer:
 
     async def run(self) -> None:
         await ensure_groups(self.redis, self.keys)
+        # Loaded now, so the first batch does not pay for a NOSCRIPT round trip.
+        self.apply_script.sha = await self.redis.script_load(self.apply_script.script)
         self.state.running = True
         try:
             while True:  # bounded by task cancellation at shutdown; each pass blocks ≤ 1 s
@@ -134,7 +135,9 @@ class ReportsConsumer:
             batches = {s: e for s, e in _entries(fresh).items() if e}
         applied = 0
         for stream, entries in batches.items():
-            result = await apply_entries(self.scripts, self.keys, self.kind_of[stream], entries)
+            result = await apply_entries(
+                self.apply_script, self.keys, self.kind_of[stream], entries
+            )
             applied += result.applied
             self.state.applied += result.applied
             self.state.skipped += result.skipped
