@@ -23,6 +23,7 @@ from services.meta import phases, views
 from services.meta.metrics import measure
 from services.meta.store import COHORT_PAGE, MetaCommit, MetaStore, Snapshot
 from shared.errors import ApiError, Conflict, NotFound
+from shared.events import CompletedEvent
 from shared.retry import conflict_backoff
 
 MAX_ATTEMPTS = 12  # commits retried on version conflict (training may commit in between)
@@ -84,14 +85,13 @@ def plan_run(
     new_trigger = trigger is not None and trigger.round > int(last.get("round", -1))
     if not out.ran and not new_trigger:
         return RunPlan(learner, trigger, doc, [], delay_ms, None)
-    event = {
-        "type": "completed",
-        "learner": learner,
-        "round": trigger.round if trigger is not None else None,
-        "delay_ms": delay_ms,
-        "ts": now_ms,
-        "ran": ",".join(str(n) for n in out.ran),
-    }
+    event = CompletedEvent(
+        learner=learner,
+        round=trigger.round if trigger is not None else None,
+        delay_ms=delay_ms,
+        ts=now_ms,
+        ran=tuple(out.ran),
+    )
     if trigger is not None and new_trigger:
         phases.note_trigger(out.doc, trigger.round, trigger.ts, delay_ms or 0)
     commit = MetaCommit(

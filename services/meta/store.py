@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from shared.events import CompletedEvent
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
 from shared.scripts import ScriptCall, Scripts, evalsha_each, lua_source
@@ -111,7 +112,7 @@ class MetaStore:
         state_version: str | None = None,
         state: LearnerState | None = None,
         phases_run: int = 0,
-        event: dict[str, Any] | None = None,
+        event: CompletedEvent | None = None,
         lock_token: str | None = None,
     ) -> CommitResult:
         """Commit; on success the run lock held with `lock_token` is released in the same step."""
@@ -231,7 +232,7 @@ class MetaCommit:
     state_version: str | None = None
     state: LearnerState | None = None
     phases_run: int = 0
-    event: dict[str, Any] | None = None
+    event: CompletedEvent | None = None
     lock_token: str | None = None
 
 
@@ -257,8 +258,8 @@ def _commit_args(c: MetaCommit) -> list[Any]:
         c.lock_token or "",
     ]
     args += [orjson.dumps(entry).decode() for entry in c.log]
-    for name, value in (c.event or {}).items():
-        if value is not None:
+    if c.event is not None:  # the script XADDs these pairs as they come
+        for name, value in c.event.to_fields().items():
             args += [name, value]
     return args
 
