@@ -211,10 +211,39 @@ class Keys:
     def rate_limit(self, scope: str, client: str, window: int) -> str:
         return f"{self.prefix}:ratelimit:{scope}:{client}:{window}"
 
-    # ---- reports -----------------------------------------------------------------------------
-    def reports(self, name: str) -> str:
-        """Namespace of the reports service (its aggregates, cursors and series)."""
+    # ---- reports (written by its apply script and consumer, read by its queries) --------------
+    def _reports(self, name: str) -> str:
         return f"{self.prefix}:reports:{name}"
+
+    @property
+    def reports_totals(self) -> str:
+        """Hash of all-time counters: `events`, `events:<stream>`, `rounds`, `meta:<type>`,
+        `restarts:<service>`, `last_event_ms`. Kept without a TTL."""
+        return self._reports("totals")
+
+    @property
+    def reports_cursor(self) -> str:
+        """Hash: stream kind (rounds, meta, system) -> last entry id applied (informational)."""
+        return self._reports("cursor")
+
+    def reports_minute(self, epoch_minute: int) -> str:
+        """Hash of one minute's aggregates (counters, latency histogram buckets `lat:<i>`,
+        meta delay buckets `md:<i>`, sampled gauges); expires after the reports retention."""
+        return self._reports(f"min:{epoch_minute}")
+
+    def reports_service(self, service: str) -> str:
+        """Sorted set of one service's up/down transitions: score ms, member `<ms>-<seq>:<state>`."""
+        return self._reports(f"svc:{service}")
+
+    @property
+    def reports_service_last(self) -> str:
+        """Hash: service -> its last known state, `up:<ms>` or `down:<ms>`. Kept without a TTL."""
+        return self._reports("svc:last")
+
+    @property
+    def reports_services_seen(self) -> str:
+        """Hash: service -> 1, for services seen in system events before any up/down transition."""
+        return self._reports("svc:seen")
 
     # ---- web / orchestrator ------------------------------------------------------------------
     def web(self, name: str) -> str:

@@ -23,8 +23,6 @@ SCRIPT_NAMES = (
     "lease_renew",
     "lease_release",
     "coach_promote_due",
-    "reports_apply",
-    "meta_commit",
 )
 
 
@@ -43,12 +41,10 @@ def script_source(name: str) -> str:
 class Scripts:
     """The registered scripts of one Redis client, by name: `scripts.commit_rounds(keys, args)`."""
 
-    def __init__(self, redis: Redis, extra: dict[str, str] | None = None) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
-        for name, source in (extra or {}).items():
-            self._scripts[name] = redis.register_script(source)
 
     def __getattr__(self, name: str) -> AsyncScript:
         try:

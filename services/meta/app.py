@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.meta import routes
+from services.meta.app_keys import ENGINE
 from services.meta.engine import MetaEngine
 from services.meta.store import MetaStore
 from shared.app_factory import KEYS, REDIS, SCRIPTS, create_base_app
@@ -14,7 +15,9 @@ from shared.settings import FleetSettings
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[routes.ENGINE] = MetaEngine(MetaStore(app[REDIS], app[KEYS], app[SCRIPTS]))
+    store = MetaStore(app[REDIS], app[KEYS], app[SCRIPTS])
+    await store.load_scripts()
+    app[ENGINE] = MetaEngine(store)
     yield
 
 

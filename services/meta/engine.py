@@ -19,10 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from services.meta import phases
+from services.meta import phases, views
 from services.meta.metrics import measure
 from services.meta.store import COHORT_PAGE, MetaCommit, MetaStore, Snapshot
 from shared.errors import ApiError, Conflict, NotFound
+from shared.events import CompletedEvent
 from shared.retry import conflict_backoff
 
 MAX_ATTEMPTS = 12  # commits retried on version conflict (training may commit in between)
@@ -58,10 +59,6 @@ class Trigger:
     ts: int  # epoch ms of the commit of the round that made the learner ready
 
 
-def now_ms(now: float) -> int:
-    return int(now * 1000)
-
-
 @dataclass(slots=True)
 class RunPlan:
     """run-all for one learner computed from one snapshot: the commit to make, or None when
@@ -80,21 +77,21 @@ def plan_run(
 ) -> RunPlan:
     doc = snap.doc or phases.new_document()
     out = phases.run_remaining(doc, snap.state, now)  # type: ignore[arg-type]
-    delay_ms = max(0, now_ms(now) - trigger.ts) if trigger is not None else None
+    now_ms = int(now * 1000)
+    delay_ms = max(0, now_ms - trigger.ts) if trigger is not None else None
     last = doc.get("lastTrigger") or {}
     # A trigger counts once per round: a coach retrying the same trigger gets its answer
     # again but no second `completed` event.
     new_trigger = trigger is not None and trigger.round > int(last.get("round", -1))
     if not out.ran and not new_trigger:
         return RunPlan(learner, trigger, doc, [], delay_ms, None)
-    event = {
-        "type": "completed",
-        "learner": learner,
-        "round": trigger.round if trigger is not None else None,
-        "delay_ms": delay_ms,
-        "ts": now_ms(now),
-        "ran": ",".join(str(n) for n in out.ran),
-    }
+    event = CompletedEvent(
+        learner=learner,
+        round=trigger.round if trigger is not None else None,
+        delay_ms=delay_ms,
+        ts=now_ms,
+        ran=tuple(out.ran),
+    )
     if trigger is not None and new_trigger:
         phases.note_trigger(out.doc, trigger.round, trigger.ts, delay_ms or 0)
     commit = MetaCommit(
@@ -145,10 +142,10 @@ class MetaEngine:
             doc = snap.doc or phases.new_document()
             out = phases.start(doc, snap.state, time.time())  # type: ignore[arg-type]
             if not out.log:
-                return phases.status_view(doc)
+                return views.status_view(doc)
             res = await self.store.commit(learner, snap.meta_version, out.doc, log=out.log)
             if res.ok:
-                return phases.status_view(out.doc)
+                return views.status_view(out.doc)
             if res.missing:
                 raise learner_not_found(learner)
         raise Busy("Meta state kept changing; retry")
@@ -275,7 +272,7 @@ class MetaEngine:
     def _run_answer(
         doc: dict[str, Any], log: list[dict[str, Any]], ran: list[int], delay_ms: int | None
     ) -> dict[str, Any]:
-        answer: dict[str, Any] = {"report": phases.report_view(doc, log), "ran": ran}
+        answer: dict[str, Any] = {"report": views.report_view(doc, log), "ran": ran}
         if delay_ms is not None:
             answer["delay_ms"] = delay_ms
         return answer
@@ -365,7 +362,7 @@ class MetaEngine:
     # ---- reads (no GET changes state) --------------------------------------------------------
     async def status(self, learner: str) -> dict[str, Any]:
         snap = await self._snapshot(learner)
-        view = phases.status_view(snap.doc or phases.new_document())
+        view = views.status_view(snap.doc or phases.new_document())
         view["learner"] = learner
         view["paused"] = await self.store.paused()
         return view
@@ -373,13 +370,13 @@ class MetaEngine:
     async def report(self, learner: str, limit: int = REPORT_LOG) -> dict[str, Any]:
         snap = await self._snapshot(learner)
         log, _ = await self.store.activity_log(learner, limit)
-        view = phases.report_view(snap.doc or phases.new_document(), log)
+        view = views.report_view(snap.doc or phases.new_document(), log)
         view["learner"] = learner
         return view
 
     async def insights(self, learner: str) -> dict[str, Any]:
         snap = await self._snapshot(learner)
-        return phases.insights_view(snap.doc or phases.new_document(), snap.state, time.time())
+        return views.insights_view(snap.doc or phases.new_document(), snap.state, time.time())
 
     async def phase(self, learner: str, n: int) -> dict[str, Any] | None:
         snap = await self._snapshot(learner)

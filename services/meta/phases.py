@@ -31,9 +31,7 @@ state and the completed phase in one atomic step. No I/O here.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -48,9 +46,9 @@ from services.meta.metrics import (
     DomainView,
     domain_views,
     measure,
-    practised,
     zero_metrics,
 )
+from shared import clock
 from shared.learner_state import LearnerState
 
 PHASES: dict[str, tuple[str, str]] = {
@@ -80,9 +78,8 @@ def _copy(doc: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(doc))
 
 
-@lru_cache(maxsize=16)  # one step stamps every phase and log entry with the same `now`
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# One step stamps every phase and log entry with the same `now`: format it once.
+iso = lru_cache(maxsize=16)(clock.iso)
 
 
 def log_entry(message: str, ts: float, data: Any = None) -> dict[str, Any]:
@@ -352,65 +349,3 @@ def boost(
 
 def note_trigger(doc: dict[str, Any], round_id: int, ts_ms: int, delay_ms: int) -> None:
     doc["lastTrigger"] = {"round": round_id, "ts": ts_ms, "delay_ms": delay_ms}
-
-
-# ---- read-only views (the original's answers) ------------------------------------------------
-def status_view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "started": doc["started"],
-        "phases": doc["phases"],
-        "metrics": doc["metrics"],
-        "nextRecommendedPhase": next_phase(doc),
-    }
-
-
-def report_view(doc: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "started": doc["started"],
-        "phases": doc["phases"],
-        "metrics": doc["metrics"],
-        "completedPhases": completed_count(doc),
-        "nextPhase": next_phase(doc),
-        "activityLog": log,
-    }
-
-
-def insights_view(doc: dict[str, Any], state: LearnerState | None, now: float) -> dict[str, Any]:
-    """The original's rules on the current metrics, plus the domains behind them."""
-    cur = doc["metrics"]["current"]
-    strengths = []
-    if cur.get("learningVelocity", 0) > 0.5:
-        strengths.append("Solid learning velocity")
-    if cur.get("knowledgeRetention", 0) > 0.5:
-        strengths.append("Good knowledge retention")
-    opportunities = []
-    if cur.get("adaptationSpeed", 0) < 0.7:
-        opportunities.append("Improve adaptation speed with personalized strategies")
-    if cur.get("transferEfficiency", 0) < 0.7:
-        opportunities.append("Enhance transfer efficiency via cross-domain learning")
-    values = [float(cur.get(m, 0.0) or 0.0) for m in METRIC_NAMES]
-    readiness = min(1.0, max(0.0, sum(values) / len(values)))
-    out: dict[str, Any] = {
-        "strengths": strengths or ["Foundational strengths ready to build upon"],
-        "opportunities": opportunities,
-        "risks": [
-            "Maintain stability while accelerating learning",
-            "Avoid overfitting meta-learning strategies",
-        ],
-        "readiness": round(readiness, 4),
-    }
-    if state is not None:
-        views = domain_views(state, now)
-        out["domains"] = {
-            "strongest": [v.key for v in sorted(views, key=lambda v: -v.mastery)[:3]],
-            "weakest": [
-                v.key for v in sorted(views, key=lambda v: v.mastery) if v.mastery < TARGET_MASTERY
-            ][:3],
-            "fading": [v.key for v in views if v.recall < FADING_RECALL],
-            "practised": len(practised(state)),
-        }
-    return out
-
-
-def now_s() -> float:
-    return time.time()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.meta.app_keys import ENGINE
 from services.meta.engine import MetaEngine, Trigger
 from services.meta.models import (
     ActivityQuery,
@@ -23,7 +24,6 @@ from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, parse_body, parse_query
 
-ENGINE = web.AppKey("meta_engine", MetaEngine)
 BASE = "/api/v4/meta-learning"
 routes = ApiRoutes("meta")
 

@@ -2,8 +2,10 @@
 per-learner run lock, the pause flag and the fleet-wide meta stats.
 
 The meta service is the only writer of `{learner:<id>}:meta` and `…:meta:log`; every write goes
-through the `meta_commit` script (see shared/lua/meta_commit.lua), which checks the meta version
-(and, when meta changes the learner model, the learner-state version) in the same atomic step.
+through the `meta_commit` script (`meta_commit.lua`, beside this module, registered here on the
+store's own client), which checks the meta version (and, when meta changes the learner model, the
+learner-state version) in the same atomic step. This module is the Python side of the script's
+KEYS/ARGV protocol (`_commit_args`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from shared.events import CompletedEvent
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
-from shared.scripts import ScriptCall, Scripts, evalsha_each
+from shared.scripts import ScriptCall, Scripts, evalsha_each, lua_source
 
 LOG_CAP = 200  # activity-log entries kept per learner (the original's log grew without bound)
 LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matters after a crash
@@ -54,7 +57,12 @@ class MetaStore:
     def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
         self.redis = redis
         self.keys = keys
-        self.scripts = scripts
+        self.scripts = scripts  # the shared ones: lease_release for the run lock
+        self.commit_script = redis.register_script(lua_source(__package__, "meta_commit"))
+
+    async def load_scripts(self) -> None:
+        """Load the commit script now, so the first commit does not pay for a NOSCRIPT reply."""
+        self.commit_script.sha = await self.redis.script_load(self.commit_script.script)
 
     # ---- reads -------------------------------------------------------------------------------
     async def snapshot(self, learner: str, log_entries: int = 0) -> Snapshot:
@@ -71,9 +79,6 @@ class MetaStore:
     def _queue_snapshot(self, pipe: Any, learner: str) -> None:
         pipe.hmget(self.keys.learner_meta(learner), ["v", "s"])
         pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
-
-    async def learner_exists(self, learner: str) -> bool:
-        return bool(await self.redis.exists(self.keys.learner_state(learner)))
 
     async def activity_log(self, learner: str, limit: int) -> tuple[list[dict[str, Any]], int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -107,7 +112,7 @@ class MetaStore:
         state_version: str | None = None,
         state: LearnerState | None = None,
         phases_run: int = 0,
-        event: dict[str, Any] | None = None,
+        event: CompletedEvent | None = None,
         lock_token: str | None = None,
     ) -> CommitResult:
         """Commit; on success the run lock held with `lock_token` is released in the same step."""
@@ -120,7 +125,7 @@ class MetaStore:
         """Many commits in one round trip. Each is its own `meta_commit` run, atomic and
         version-checked on its own: one learner's conflict does not hold back the others."""
         calls = [(self.keys.meta_commit_keys(c.learner), _commit_args(c)) for c in changes]
-        return [_commit_result(r) for r in await self._evalsha_all(self.scripts.meta_commit, calls)]
+        return [_commit_result(r) for r in await self._evalsha_all(self.commit_script, calls)]
 
     async def _evalsha_all(self, script: Any, calls: list[ScriptCall]) -> list[Any]:
         """One pipeline of EVALSHAs (see shared.scripts.evalsha_each)."""
@@ -227,7 +232,7 @@ class MetaCommit:
     state_version: str | None = None
     state: LearnerState | None = None
     phases_run: int = 0
-    event: dict[str, Any] | None = None
+    event: CompletedEvent | None = None
     lock_token: str | None = None
 
 
@@ -253,8 +258,8 @@ def _commit_args(c: MetaCommit) -> list[Any]:
         c.lock_token or "",
     ]
     args += [orjson.dumps(entry).decode() for entry in c.log]
-    for name, value in (c.event or {}).items():
-        if value is not None:
+    if c.event is not None:  # the script XADDs these pairs as they come
+        for name, value in c.event.to_fields().items():
             args += [name, value]
     return args
 

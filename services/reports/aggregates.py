@@ -16,6 +16,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from shared.events import (
+    META_TYPES,
+    CompletedEvent,
+    RoundEvent,
+    SystemEvent,
+    event_type,
+    meta_event,
+)
 from shared.keys import Keys
 
 # ---- histogram -------------------------------------------------------------------------------
@@ -122,16 +130,6 @@ def id_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-def _float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except ValueError:
-        return None
-    return out if math.isfinite(out) and out >= 0 else None
-
-
 def transition_member(entry_id: str, state: str) -> str:
     """Sorted-set member of one up/down transition; zero-padded so equal-ms members sort in
     stream order."""
@@ -140,15 +138,16 @@ def transition_member(entry_id: str, state: str) -> str:
 
 
 def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | None) -> list[Op]:
-    """The increments one stream entry contributes. Time is the entry id's (Redis server) time,
-    which is monotonic per stream and cannot be forged by a producer's clock.
+    """The increments one stream entry contributes (its fields read through shared.events).
+    Time is the entry id's (Redis server) time, which is monotonic per stream and cannot be
+    forged by a producer's clock.
 
     A deleted (trimmed) or malformed entry contributes only to the event counters, so it is
     acknowledged and never retried forever.
     """
     ms = id_ms(entry_id)
-    minute = keys.reports(f"min:{minute_of(ms)}")
-    totals = keys.reports("totals")
+    minute = keys.reports_minute(minute_of(ms))
+    totals = keys.reports_totals
     ops = [
         Op("i", totals, "events", "1"),
         Op("i", totals, f"events:{kind}", "1"),
@@ -158,44 +157,42 @@ def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | 
     if not fields:
         return ops
     if kind == "rounds":
+        rnd = RoundEvent.from_fields(fields)
         ops.append(Op("i", totals, "rounds", "1"))
         ops.append(Op("i", minute, "rounds", "1"))
-        duration = _float(fields.get("ms"))
-        if duration is not None:
-            ops.append(Op("i", minute, f"lat:{bucket_of(duration)}", "1"))
+        if rnd.ms is not None:
+            ops.append(Op("i", minute, f"lat:{bucket_of(rnd.ms)}", "1"))
             ops.append(Op("i", minute, "lat_n", "1"))
-            ops.append(Op("f", minute, "lat_sum", repr(round(duration, 3))))
-        region = fields.get("region")
-        if region and NAME_RE.match(region):
-            ops.append(Op("i", minute, f"rr:{region}", "1"))
+            ops.append(Op("f", minute, "lat_sum", repr(round(rnd.ms, 3))))
+        if rnd.region and NAME_RE.match(rnd.region):
+            ops.append(Op("i", minute, f"rr:{rnd.region}", "1"))
     elif kind == "meta":
-        kind_ = fields.get("type", "")
-        if kind_ in ("ready", "completed", "failed"):
-            ops.append(Op("i", totals, f"meta:{kind_}", "1"))
-            ops.append(Op("i", minute, f"meta:{kind_}", "1"))
-        if kind_ == "completed":
-            delay = _float(fields.get("delay_ms"))
-            if delay is not None:
-                ops.append(Op("i", minute, f"md:{bucket_of(delay)}", "1"))
-                ops.append(Op("f", minute, "md_sum", repr(round(delay, 3))))
+        meta_type = event_type(fields)
+        if meta_type in META_TYPES:
+            ops.append(Op("i", totals, f"meta:{meta_type}", "1"))
+            ops.append(Op("i", minute, f"meta:{meta_type}", "1"))
+        meta = meta_event(fields)
+        if isinstance(meta, CompletedEvent) and meta.delay_ms is not None:
+            ops.append(Op("i", minute, f"md:{bucket_of(meta.delay_ms)}", "1"))
+            ops.append(Op("f", minute, "md_sum", repr(round(meta.delay_ms, 3))))
     elif kind == "system":
-        kind_ = fields.get("type", "")
-        service = fields.get("service", "")
-        if not SERVICE_RE.match(service) or not NAME_RE.match(kind_):
+        event = SystemEvent.from_fields(fields)
+        service = event.service
+        if not SERVICE_RE.match(service) or not NAME_RE.match(event.type):
             return ops
-        ops.append(Op("i", minute, f"sys:{kind_}", "1"))
-        if kind_ == "process_restarted":
+        ops.append(Op("i", minute, f"sys:{event.type}", "1"))
+        if event.type == "process_restarted":
             ops.append(Op("i", minute, f"restart:{service}", "1"))
             ops.append(Op("i", totals, f"restarts:{service}", "1"))
-        state = "up" if kind_ in UP_EVENTS else "down" if kind_ in DOWN_EVENTS else None
+        state = "up" if event.type in UP_EVENTS else "down" if event.type in DOWN_EVENTS else None
         if state is not None:
             ops.append(
-                Op("z", keys.reports(f"svc:{service}"), str(ms), transition_member(entry_id, state))
+                Op("z", keys.reports_service(service), str(ms), transition_member(entry_id, state))
             )
-            ops.append(Op("s", keys.reports("svc:last"), service, f"{state}:{ms}"))
+            ops.append(Op("s", keys.reports_service_last, service, f"{state}:{ms}"))
         else:
             # Known to the fleet even before its first up/down transition (e.g. only restarts).
-            ops.append(Op("i", keys.reports("svc:seen"), service, "1"))
+            ops.append(Op("i", keys.reports_services_seen, service, "1"))
     return ops
 
 

@@ -12,7 +12,6 @@ from services.reports.consumer import ReportsConsumer, consumer_name
 from shared.app_factory import (
     KEYS,
     REDIS,
-    SCRIPTS,
     SETTINGS,
     add_background_task,
     create_base_app,
@@ -27,19 +26,20 @@ async def consumer_ready(app: web.Application) -> str | None:
     return None
 
 
+async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
+    name = consumer_name(app[SETTINGS].port_of("reports"))
+    app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name)
+    yield
+
+
+async def _consume(app: web.Application) -> None:
+    await app[CONSUMER].run()
+
+
 def create_app(settings: FleetSettings | None = None) -> web.Application:
     app = create_base_app("reports", settings, ready_checks=[consumer_ready])
     routes.register(app)
-
-    async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
-        name = consumer_name(app[SETTINGS].port_of("reports"))
-        app[CONSUMER] = ReportsConsumer(app[REDIS], app[SCRIPTS], app[KEYS], name)
-        yield
-
-    app.cleanup_ctx.append(consumer_ctx)
-
-    async def consume(app: web.Application) -> None:
-        await app[CONSUMER].run()
-
-    add_background_task(app, consume, "reports-consumer")
+    # After the Redis context (registered by the base app), which provides REDIS.
+    app.cleanup_ctx.append(_consumer_ctx)
+    add_background_task(app, _consume, "reports-consumer")
     return app

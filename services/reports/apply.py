@@ -1,6 +1,7 @@
 """Applying a batch of stream entries: turn each entry into its increments (aggregates.entry_ops)
-and hand them, with the entry ids, to the `reports_apply` Lua script, which applies only the
-entries still pending in the consumer group and acknowledges them in the same atomic step."""
+and hand them, with the entry ids, to the `reports_apply` Lua script (beside this module), which
+applies only the entries still pending in the consumer group and acknowledges them in the same
+atomic step. This module is the Python side of the script's KEYS/ARGV protocol."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.keys import Keys
-from shared.scripts import Scripts
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
-from .aggregates import RETENTION_S, Op, entry_ops
+from services.reports.aggregates import RETENTION_S, Op, entry_ops
+from shared.keys import Keys
+from shared.scripts import lua_source
 
 GROUP = "reports"
 
@@ -22,6 +25,11 @@ Entry = tuple[str, Mapping[str, str] | None]
 class ApplyResult:
     applied: int
     skipped: int
+
+
+def apply_script(redis: Redis) -> AsyncScript:
+    """The `reports_apply` script registered on `redis` (called by SHA, reloaded on NOSCRIPT)."""
+    return redis.register_script(lua_source(__package__, "reports_apply"))
 
 
 def stream_key(keys: Keys, kind: str) -> str:
@@ -37,7 +45,7 @@ def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[st
     ]
     # Keys with a retention TTL first (the script expires the first n_ttl targets); the last
     # known state of each service must outlive quiet periods, so it is kept without a TTL.
-    persistent = {keys.reports("svc:last"), keys.reports("totals"), keys.reports("svc:seen")}
+    persistent = {keys.reports_service_last, keys.reports_totals, keys.reports_services_seen}
     targets: list[str] = []
     for _, ops in per_entry:
         for op in ops:
@@ -54,14 +62,14 @@ def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[st
         args += [entry_id, len(ops)]
         for op in ops:
             args += [op.op, index[op.key], op.a, op.b]
-    return [stream_key(keys, kind), keys.reports("cursor"), *targets], args
+    return [stream_key(keys, kind), keys.reports_cursor, *targets], args
 
 
 async def apply_entries(
-    scripts: Scripts, keys: Keys, kind: str, entries: Sequence[Entry]
+    script: AsyncScript, keys: Keys, kind: str, entries: Sequence[Entry]
 ) -> ApplyResult:
     if not entries:
         return ApplyResult(0, 0)
     script_keys, args = build_call(keys, kind, entries)
-    applied, skipped = await scripts.reports_apply(keys=script_keys, args=args)
+    applied, skipped = await script(keys=script_keys, args=args)
     return ApplyResult(int(applied), int(skipped))

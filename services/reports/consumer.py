@@ -26,13 +26,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from services.reports.aggregates import RETENTION_S, STREAM_KINDS, minute_of
+from services.reports.apply import GROUP, Entry, apply_entries, apply_script, stream_key
+from services.reports.queries import coach_throughput
 from shared.keys import Keys
 from shared.logging import get_logger
-from shared.scripts import Scripts
-
-from .aggregates import RETENTION_S, STREAM_KINDS, minute_of
-from .apply import GROUP, Entry, apply_entries, stream_key
-from .queries import coach_throughput
 
 log = get_logger(__name__)
 
@@ -54,7 +52,6 @@ def consumer_name(port: int) -> str:
 class ConsumerState:
     name: str
     running: bool = False
-    passes: int = 0
     applied: int = 0
     skipped: int = 0
     last_error: str | None = None
@@ -85,9 +82,9 @@ def _entries(reply: Any) -> dict[str, list[Entry]]:
 
 
 class ReportsConsumer:
-    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, name: str) -> None:
+    def __init__(self, redis: Redis, keys: Keys, name: str) -> None:
         self.redis = redis
-        self.scripts = scripts
+        self.apply_script = apply_script(redis)
         self.keys = keys
         self.state = ConsumerState(name)
         self.kind_of = {stream_key(keys, kind): kind for kind in STREAM_KINDS}
@@ -97,6 +94,8 @@ class ReportsConsumer:
 
     async def run(self) -> None:
         await ensure_groups(self.redis, self.keys)
+        # Loaded now, so the first batch does not pay for a NOSCRIPT round trip.
+        self.apply_script.sha = await self.redis.script_load(self.apply_script.script)
         self.state.running = True
         try:
             while True:  # bounded by task cancellation at shutdown; each pass blocks ≤ 1 s
@@ -136,15 +135,16 @@ class ReportsConsumer:
             batches = {s: e for s, e in _entries(fresh).items() if e}
         applied = 0
         for stream, entries in batches.items():
-            result = await apply_entries(self.scripts, self.keys, self.kind_of[stream], entries)
+            result = await apply_entries(
+                self.apply_script, self.keys, self.kind_of[stream], entries
+            )
             applied += result.applied
             self.state.applied += result.applied
             self.state.skipped += result.skipped
-        self.state.passes += 1
         return applied
 
     async def drain(self, max_passes: int = 100) -> int:
-        """Apply until nothing is left (bounded); used by tests and at startup."""
+        """Apply until nothing is left (bounded): a test's way to wait for the consumer to catch up."""
         total = 0
         for _ in range(max_passes):
             applied = await self.run_once(block_ms=1)
@@ -197,7 +197,7 @@ async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
         pipe.hlen(keys.learners_regions)
         learners, regions = await pipe.execute()
     tput = await coach_throughput(redis, keys, now_ms)
-    minute = keys.reports(f"min:{minute_of(now_ms)}")
+    minute = keys.reports_minute(minute_of(now_ms))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(
             minute,
@@ -210,14 +210,14 @@ async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
 async def trim_transitions(redis: Redis, keys: Keys, now_ms: int) -> None:
     """Drop service up/down transitions older than the retention, except the newest of them: it
     is the service's state at the start of the longest window."""
-    services = (await redis.hkeys(keys.reports("svc:last")))[:1000]
+    services = (await redis.hkeys(keys.reports_service_last))[:1000]
     cutoff = now_ms - RETENTION_S * 1000
     async with redis.pipeline(transaction=False) as pipe:
         for service in services:
-            pipe.zcount(keys.reports(f"svc:{service}"), "-inf", cutoff)
+            pipe.zcount(keys.reports_service(service), "-inf", cutoff)
         counts = await pipe.execute()
     async with redis.pipeline(transaction=False) as pipe:
         for service, old in zip(services, counts, strict=True):
             if int(old) > 1:
-                pipe.zremrangebyrank(keys.reports(f"svc:{service}"), 0, int(old) - 2)
+                pipe.zremrangebyrank(keys.reports_service(service), 0, int(old) - 2)
         await pipe.execute()

@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from services.reports.queries import SERIES_METRICS
 from shared.validation import QueryModel
-
-from .queries import SERIES_METRICS
 
 SeriesMetric = Literal[*SERIES_METRICS]  # type: ignore[valid-type]
 

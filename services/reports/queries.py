@@ -1,5 +1,5 @@
-"""Read side of the reports service: current metrics over a window, per-minute series, the
-dashboard and exports, all computed from the aggregates the consumer applied (plus the fleet's
+"""Read side of the reports service: current metrics over a window, per-minute series, stream
+status and exports, all computed from the aggregates the consumer applied (plus the fleet's
 own live keys for gauges: learners, regions, coach queue and throughput).
 
 Reads that must agree with each other (totals and the minute hashes) are taken in one MULTI/EXEC
@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.keys import Keys
-
-from .aggregates import (
+from services.reports.aggregates import (
     STREAM_KINDS,
     last_minutes,
     merge_hist,
@@ -28,7 +24,9 @@ from .aggregates import (
     uptime_fraction,
     window_minutes,
 )
-from .apply import GROUP, stream_key
+from services.reports.apply import GROUP, stream_key
+from shared.clock import iso_ms
+from shared.keys import Keys
 
 COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
 LAG_SCAN_LIMIT = 10_000  # bound on entries counted after the group's last delivered id
@@ -55,14 +53,6 @@ DERIVED = (
 GAUGES = ("learners", "regions", "coach_throughput")
 SERIES_METRICS = (*COUNTERS, *DERIVED, *GAUGES)
 EXPORT_COLUMNS = ("minute", "ts", *SERIES_METRICS)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _int(value: Any) -> int:
@@ -121,9 +111,9 @@ async def read_minutes(
 ) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
     """(totals, [minute hash], [http stats hash]) read as one atomic snapshot."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hgetall(keys.reports("totals"))
+        pipe.hgetall(keys.reports_totals)
         for minute in minutes:
-            pipe.hgetall(keys.reports(f"min:{minute}"))
+            pipe.hgetall(keys.reports_minute(minute))
         for minute in minutes:
             pipe.hgetall(keys.http_stats(minute))
         replies = await pipe.execute()
@@ -142,7 +132,7 @@ def minute_row(minute: int, fields: dict[str, str], http: dict[str, str]) -> dic
     lat_n = _int(fields.get("lat_n"))
     rounds = _int(fields.get("rounds"))
     return {
-        "minute": iso(minute * 60_000),
+        "minute": iso_ms(minute * 60_000),
         "ts": minute * 60,
         "rounds": None,  # cumulative, filled in by the caller (needs the total)
         "rounds_per_min": rounds,
@@ -202,12 +192,12 @@ def export_csv(rows: Sequence[dict[str, Any]]) -> str:
 async def service_table(
     redis: Redis, keys: Keys, start_ms: int, end_ms: int, restarts: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
-    last = await redis.hgetall(keys.reports("svc:last"))
-    seen = await redis.hkeys(keys.reports("svc:seen"))
+    last = await redis.hgetall(keys.reports_service_last)
+    seen = await redis.hkeys(keys.reports_services_seen)
     names = sorted(set(last) | set(seen) | set(restarts))[:200]
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            key = keys.reports(f"svc:{name}")
+            key = keys.reports_service(name)
             pipe.zrevrangebyscore(key, start_ms, "-inf", start=0, num=1)
             pipe.zrangebyscore(key, f"({start_ms}", end_ms, start=0, num=10_000, withscores=True)
         replies = await pipe.execute()
@@ -296,8 +286,8 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
 async def stream_status(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
     """Per stream: length, the group's pending count, entries not yet delivered (lag), the last
     applied id and how many entries were applied."""
-    cursor = await redis.hgetall(keys.reports("cursor"))
-    totals = await redis.hgetall(keys.reports("totals"))
+    cursor = await redis.hgetall(keys.reports_cursor)
+    totals = await redis.hgetall(keys.reports_totals)
     out: dict[str, dict[str, Any]] = {}
     for kind in STREAM_KINDS:
         key = stream_key(keys, kind)
@@ -329,43 +319,19 @@ async def stream_status(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
 
 async def status(redis: Redis, keys: Keys) -> dict[str, Any]:
     streams = await stream_status(redis, keys)
-    totals = await redis.hgetall(keys.reports("totals"))
+    totals = await redis.hgetall(keys.reports_totals)
     last_ms = _int(totals.get("last_event_ms")) or None
     return {
         "consumer_lag": sum(s["lag"] for s in streams.values()),
         "events_applied": _int(totals.get("events")),
         "rounds_total": _int(totals.get("rounds")),
-        "last_event_time": iso(last_ms) if last_ms else None,
+        "last_event_time": iso_ms(last_ms) if last_ms else None,
         "last_event_ms": last_ms,
         "streams": streams,
     }
 
 
-# ---- dashboard -------------------------------------------------------------------------------
-
-# Alert triggers of seed 001 (Gate 2, "Alert Triggers"): data, not branches.
-ALERTS = (
-    ("error_rate_pct", ">", 0.25, "red"),
-    ("uptime_pct", "<", 99.98, "red"),
-    ("error_rate_pct", ">", 0.15, "yellow"),
-    ("latency_p95_ms", ">", 150.0, "yellow"),
-)
-RECOMMENDATION = {"normal": "continue_ramp", "yellow": "hold_ramp", "red": "throttle"}
-
-
-def alert_level(values: dict[str, float | None]) -> tuple[str, list[str]]:
-    """The seed's alert level and the triggers that fired (missing values never fire)."""
-    fired: list[str] = []
-    level = "normal"
-    for metric, op, limit, colour in ALERTS:
-        value = values.get(metric)
-        if value is None:
-            continue
-        if (op == ">" and value > limit) or (op == "<" and value < limit):
-            fired.append(f"{metric} {op} {limit}")
-            if colour == "red" or level == "normal":
-                level = colour if level != "red" else level
-    return level, fired
+# ---- dashboard inputs ------------------------------------------------------------------------
 
 
 async def fast_lane_enabled(redis: Redis, keys: Keys) -> bool | None:
@@ -374,60 +340,3 @@ async def fast_lane_enabled(redis: Redis, keys: Keys) -> bool | None:
     if raw is None:
         return None
     return raw in ("1", "true", "True")
-
-
-def build_dashboard(
-    m: dict[str, Any], window_s: int, at_ms: int, fast_lane: bool | None
-) -> dict[str, Any]:
-    """Seed 001's "Metrics Dashboard" document, plus the original service's `dashboard` block
-    (status, metrics, insights, next actions) filled with measured values only."""
-    latency = m["round_latency_ms"]
-    level, fired = alert_level(
-        {
-            "error_rate_pct": m["error_rate_pct"],
-            "uptime_pct": m["uptime_pct"],
-            "latency_p95_ms": latency["p95"],
-        }
-    )
-    insights = [
-        f"{m['rounds_total']} rounds recorded; {m['rounds_per_min']} rounds/min over the last "
-        f"{window_s} s",
-        f"{m['learners']} learners in {m['regions']} regions",
-    ]
-    if latency["p95"] is not None:
-        insights.append(
-            f"round latency p50/p95/p99: {latency['p50']}/{latency['p95']}/{latency['p99']} ms"
-        )
-    down = sorted(name for name, s in m["services"].items() if s["up"] is False)
-    actions = [f"investigate: {trigger}" for trigger in fired]
-    actions += [f"restart or inspect service {name} (down)" for name in down]
-    return {
-        "timestamp": iso(at_ms),
-        "window_s": window_s,
-        "learners": m["learners"],
-        "error_rate": m["error_rate_pct"],
-        "latency_p95": latency["p95"],
-        "latency_p99": latency["p99"],
-        "uptime": m["uptime_pct"],
-        "coach_status": {
-            "throughput_rounds_per_min": m["coach"]["throughput_rounds_per_min"],
-            "meta_trigger_delay_ms": m["meta_trigger_delay_ms"]["p50"],
-            "fast_lane_enabled": fast_lane,
-        },
-        "alert_level": level,
-        "alerts": fired,
-        "recommendation": RECOMMENDATION[level],
-        "dashboard": {
-            "status": {"normal": "healthy", "yellow": "warning", "red": "critical"}[level],
-            "metrics": {
-                "roundsTotal": m["rounds_total"],
-                "learningVelocity": m["rounds_per_min"],
-                "errorRatePct": m["error_rate_pct"],
-                "latencyP95Ms": latency["p95"],
-                "systemHealth": m["uptime_pct"],
-                "restarts": m["restarts"],
-            },
-            "insights": insights[:3],
-            "nextActions": actions or ["continue ramp; keep monitoring"],
-        },
-    }

@@ -1,4 +1,4 @@
-"""Reports HTTP handlers: parse the query, call queries.*, answer."""
+"""Reports HTTP handlers: parse the query, call queries.* (and the dashboard builder), answer."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from aiohttp import web
 
 from services.reports import queries
 from services.reports.app_keys import CONSUMER
+from services.reports.dashboard import build_dashboard
 from services.reports.models import ExportQuery, TimeseriesQuery, WindowQuery
 from shared.app_factory import KEYS, REDIS
+from shared.clock import iso_ms, now_ms
 from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_query
@@ -38,9 +40,9 @@ async def status(request: web.Request) -> web.Response:
 @api.get("/api/v1/reports/metrics", query=WindowQuery, summary="Current metrics over a window")
 async def metrics(request: web.Request) -> web.Response:
     q = parse_query(request, WindowQuery)
-    at = queries.now_ms()
+    at = now_ms()
     body = await queries.metrics(request.app[REDIS], request.app[KEYS], q.window, at)
-    return ok(window_s=q.window, generated_at=queries.iso(at), metrics=body)
+    return ok(window_s=q.window, generated_at=iso_ms(at), metrics=body)
 
 
 @api.get(
@@ -48,27 +50,27 @@ async def metrics(request: web.Request) -> web.Response:
 )
 async def timeseries(request: web.Request) -> web.Response:
     q = parse_query(request, TimeseriesQuery)
-    at = queries.now_ms()
+    at = now_ms()
     points = await queries.timeseries(
         request.app[REDIS], request.app[KEYS], q.metric, q.minutes, at
     )
-    return ok(metric=q.metric, minutes=q.minutes, generated_at=queries.iso(at), points=points)
+    return ok(metric=q.metric, minutes=q.minutes, generated_at=iso_ms(at), points=points)
 
 
 @api.get("/api/v1/reports/dashboard", query=WindowQuery, summary="Seed 001 metrics dashboard")
 async def dashboard(request: web.Request) -> web.Response:
     q = parse_query(request, WindowQuery)
     redis, keys = request.app[REDIS], request.app[KEYS]
-    at = queries.now_ms()
+    at = now_ms()
     m = await queries.metrics(redis, keys, q.window, at)
     fast_lane = await queries.fast_lane_enabled(redis, keys)
-    return ok(**queries.build_dashboard(m, q.window, at, fast_lane))
+    return ok(**build_dashboard(m, q.window, at, fast_lane))
 
 
 @api.get("/api/v1/reports/export", query=ExportQuery, summary="Per-minute series as CSV or JSON")
 async def export(request: web.Request) -> web.Response:
     q = parse_query(request, ExportQuery)
-    at = queries.now_ms()
+    at = now_ms()
     rows = await queries.series_rows(request.app[REDIS], request.app[KEYS], q.minutes, at)
     if q.format == "csv":
         return web.Response(
@@ -80,7 +82,7 @@ async def export(request: web.Request) -> web.Response:
         {
             "ok": True,
             "minutes": q.minutes,
-            "generated_at": queries.iso(at),
+            "generated_at": iso_ms(at),
             "columns": list(queries.EXPORT_COLUMNS),
             "rows": rows,
         }

@@ -184,5 +184,5 @@ def test_rounds_through_training_counted_exactly_once_across_kill_9(
     wait_for(caught_up, what="reports total == rounds:seq after kill -9")
     total = int(r.get(keys.rounds_seq))
     assert applied_rounds(fleet) == total
-    assert int(r.hget(keys.reports("totals"), "events:rounds")) == total
+    assert int(r.hget(keys.reports_totals, "events:rounds")) == total
     assert r.xpending(keys.stream_rounds, "reports")["pending"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from services.meta import phases
+from services.meta import phases, views
 from services.meta.effects import apply_boost
 from services.meta.metrics import MAX_HALF_LIFE_S, measure, slope
 from shared.learner_state import DomainState, LearnerState
@@ -108,7 +108,7 @@ def test_insights_follow_the_original_rules():
         "knowledgeRetention": 0.4,
         "transferEfficiency": 0.2,
     }
-    ins = phases.insights_view(doc, strong(), NOW)
+    ins = views.insights_view(doc, strong(), NOW)
     assert ins["strengths"] == ["Solid learning velocity"]
     assert ins["opportunities"] == ["Enhance transfer efficiency via cross-domain learning"]
     assert ins["readiness"] == 0.5

@@ -17,7 +17,8 @@ from services.reports.aggregates import (
     uptime_fraction,
     window_minutes,
 )
-from services.reports.queries import alert_level, error_rate_pct, http_totals
+from services.reports.dashboard import alert_level
+from services.reports.queries import error_rate_pct, http_totals
 from shared.keys import Keys
 
 
@@ -127,3 +128,13 @@ def test_alert_levels_of_the_seed() -> None:
     assert alert_level({"latency_p95_ms": 151.0})[0] == "yellow"
     assert alert_level({"error_rate_pct": 0.3, "latency_p95_ms": 151.0})[0] == "red"
     assert alert_level({"uptime_pct": 99.0, "error_rate_pct": None})[0] == "red"
+
+
+def test_reports_key_builders_keep_the_stored_key_names() -> None:
+    keys = Keys("p")
+    assert keys.reports_totals == "p:reports:totals"
+    assert keys.reports_cursor == "p:reports:cursor"
+    assert keys.reports_minute(29_000_000) == "p:reports:min:29000000"
+    assert keys.reports_service("coach") == "p:reports:svc:coach"
+    assert keys.reports_service_last == "p:reports:svc:last"
+    assert keys.reports_services_seen == "p:reports:svc:seen"

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from services.reports import queries
-from services.reports.apply import GROUP, apply_entries
+from services.reports.apply import GROUP, apply_entries, apply_script
 from services.reports.consumer import ReportsConsumer, ensure_groups
 from shared.events import emit_system_event
 from shared.keys import Keys
-from shared.scripts import Scripts
+
+
+@pytest.fixture
+def script(redis: Redis) -> AsyncScript:
+    """The reports' own apply script, registered as the consumer registers it."""
+    return apply_script(redis)
 
 
 async def add_rounds(redis: Redis, keys: Keys, n: int, start: int = 1) -> None:
@@ -31,27 +38,27 @@ async def add_rounds(redis: Redis, keys: Keys, n: int, start: int = 1) -> None:
 
 
 async def test_applying_the_same_entries_twice_counts_them_once(
-    redis: Redis, scripts: Scripts, keys: Keys
+    redis: Redis, script: AsyncScript, keys: Keys
 ) -> None:
     await ensure_groups(redis, keys)
     await add_rounds(redis, keys, 5)
     reply = await redis.xreadgroup(GROUP, "c1", {keys.stream_rounds: ">"}, count=100)
     entries = reply[0][1]
-    first = await apply_entries(scripts, keys, "rounds", entries)
-    again = await apply_entries(scripts, keys, "rounds", entries)
+    first = await apply_entries(script, keys, "rounds", entries)
+    again = await apply_entries(script, keys, "rounds", entries)
     assert (first.applied, first.skipped) == (5, 0)
     assert (again.applied, again.skipped) == (0, 5)
-    totals = await redis.hgetall(keys.reports("totals"))
+    totals = await redis.hgetall(keys.reports_totals)
     assert totals["rounds"] == "5" and totals["events"] == "5"
     # applied and acknowledged in the same step: nothing is left pending
     assert (await redis.xpending(keys.stream_rounds, GROUP))["pending"] == 0
-    minute = await redis.hgetall(keys.reports(f"min:{int(entries[0][0].split('-')[0]) // 60000}"))
+    minute = await redis.hgetall(keys.reports_minute(int(entries[0][0].split("-")[0]) // 60000))
     assert minute["rounds"] == "5" and minute["lat_n"] == "5"
-    assert 0 < await redis.ttl(keys.reports(f"min:{int(entries[0][0].split('-')[0]) // 60000}"))
+    assert 0 < await redis.ttl(keys.reports_minute(int(entries[0][0].split("-")[0]) // 60000))
 
 
 async def test_redelivery_after_a_crash_between_read_and_ack(
-    redis: Redis, scripts: Scripts, keys: Keys
+    redis: Redis, script: AsyncScript, keys: Keys
 ) -> None:
     """A consumer read entries and died before applying; its restarted incarnation re-reads
     them as pending, applies them once; a stale copy delivered elsewhere is then skipped."""
@@ -59,33 +66,33 @@ async def test_redelivery_after_a_crash_between_read_and_ack(
     await add_rounds(redis, keys, 7)
     crashed = await redis.xreadgroup(GROUP, "same", {keys.stream_rounds: ">"}, count=4)
     assert len(crashed[0][1]) == 4  # read, never applied
-    consumer = ReportsConsumer(redis, scripts, keys, "same")
+    consumer = ReportsConsumer(redis, keys, "same")
     assert await consumer.drain() == 7
-    late = await apply_entries(scripts, keys, "rounds", crashed[0][1])
+    late = await apply_entries(script, keys, "rounds", crashed[0][1])
     assert late.applied == 0
-    assert (await redis.hgetall(keys.reports("totals")))["rounds"] == "7"
+    assert (await redis.hgetall(keys.reports_totals))["rounds"] == "7"
 
 
 async def test_stale_entries_of_another_consumer_are_claimed_and_counted(
-    redis: Redis, scripts: Scripts, keys: Keys
+    redis: Redis, keys: Keys
 ) -> None:
     await ensure_groups(redis, keys)
     await add_rounds(redis, keys, 3)
     await redis.xreadgroup(GROUP, "dead-replica", {keys.stream_rounds: ">"}, count=2)
-    consumer = ReportsConsumer(redis, scripts, keys, "me")
+    consumer = ReportsConsumer(redis, keys, "me")
     assert await consumer.drain() == 1  # only the undelivered entry
     assert await consumer.claim_stale(min_idle_ms=0) == 2
     assert await consumer.drain() == 2  # older than the applied one, counted all the same
-    assert (await redis.hgetall(keys.reports("totals")))["rounds"] == "3"
+    assert (await redis.hgetall(keys.reports_totals))["rounds"] == "3"
 
 
-async def test_consumer_catches_up_on_history(redis: Redis, scripts: Scripts, keys: Keys) -> None:
+async def test_consumer_catches_up_on_history(redis: Redis, keys: Keys) -> None:
     await add_rounds(redis, keys, 2500)  # before the group exists
     await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "a", "round": 3, "ts": 1})
     await redis.xadd(
         keys.stream_meta, {"type": "completed", "learner": "a", "round": 3, "delay_ms": 42, "ts": 2}
     )
-    consumer = ReportsConsumer(redis, scripts, keys, "me")
+    consumer = ReportsConsumer(redis, keys, "me")
     await ensure_groups(redis, keys)
     assert await consumer.drain() == 2502
     m = await queries.metrics(redis, keys, 300, int(time.time() * 1000))
@@ -97,9 +104,7 @@ async def test_consumer_catches_up_on_history(redis: Redis, scripts: Scripts, ke
     assert status["consumer_lag"] == 0 and status["events_applied"] == 2502
 
 
-async def test_restarts_and_uptime_from_system_events(
-    redis: Redis, scripts: Scripts, keys: Keys
-) -> None:
+async def test_restarts_and_uptime_from_system_events(redis: Redis, keys: Keys) -> None:
     await ensure_groups(redis, keys)
     now = int(time.time() * 1000)
     # coach: up 40 s ago, exited 20 s ago, restarted and up again 10 s ago -> 30 of 40 s up
@@ -113,7 +118,7 @@ async def test_restarts_and_uptime_from_system_events(
     for ms, fields in sorted(events, key=lambda e: e[0]):
         await redis.xadd(keys.stream_system, {**fields, "ts": ms}, id=f"{ms}-0")
     await emit_system_event(redis, keys, service="meta", kind="process_failed")
-    consumer = ReportsConsumer(redis, scripts, keys, "me")
+    consumer = ReportsConsumer(redis, keys, "me")
     assert await consumer.drain() == 6
     m = await queries.metrics(redis, keys, 60, int(time.time() * 1000))
     coach = m["services"]["coach"]
@@ -124,7 +129,7 @@ async def test_restarts_and_uptime_from_system_events(
     assert m["restarts"] == 1
 
 
-async def test_error_rate_from_http_stats(redis: Redis, scripts: Scripts, keys: Keys) -> None:
+async def test_error_rate_from_http_stats(redis: Redis, keys: Keys) -> None:
     minute = int(time.time()) // 60
     await redis.hset(
         keys.http_stats(minute),

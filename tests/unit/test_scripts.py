@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 
 import orjson
 
 from shared.keys import Keys
 from shared.learner_state import DomainState, LearnerState, decode, encode
-from shared.scripts import Scripts
+from shared.scripts import SCRIPT_NAMES, Scripts, lua_source
 
 
 async def create(redis, scripts: Scripts, keys: Keys, learner: str, *, active: bool = True) -> None:
@@ -100,3 +101,13 @@ async def test_scripts_survive_script_flush(redis, scripts, keys):
     await redis.script_flush()
     await create(redis, scripts, keys, "b")  # NOSCRIPT is answered by reloading
     assert await redis.zcard(keys.learners_index) == 1
+
+
+def test_the_shared_registry_holds_exactly_the_scripts_under_shared_lua() -> None:
+    """A script used by one service lives beside it and is registered by that service alone."""
+    shared = {
+        p.name[:-4] for p in resources.files("shared.lua").iterdir() if p.name.endswith(".lua")
+    }
+    assert set(SCRIPT_NAMES) == shared
+    assert lua_source("services.reports", "reports_apply").startswith("-- Apply a batch")
+    assert lua_source("services.meta", "meta_commit").startswith("-- Commit one meta")

@@ -11,6 +11,8 @@
 -- batch whose reply was lost), it was already applied and is skipped. This needs no ordering
 -- between entries, so claimed stale entries older than the newest applied one are still counted.
 --
+-- Owned by the reports service: services/reports/apply.py registers it on its Redis client and
+-- builds KEYS and ARGV (`build_call`, with the ops of `aggregates.entry_ops`).
 -- KEYS: 1 stream, 2 cursor hash (field = ARGV[2] -> last applied id, informational),
 --       3.. target keys the ops address (minute hashes, totals, per-service transitions)
 -- ARGV: 1 group, 2 cursor field, 3 ttl seconds, 4 number of leading target keys that get the ttl,

@@ -8,6 +8,9 @@
 -- cas_state with op 'keep').
 -- On success it also releases the caller's run lock (when ARGV[8] is its token), so a run's
 -- commit and unlock are one round trip.
+-- Owned by the meta service: services/meta/store.py registers it on its Redis client and builds
+-- KEYS (`Keys.meta_commit_keys`) and ARGV (`_commit_args`, the completed event from
+-- `shared.events.CompletedEvent`).
 -- KEYS: 1 learner state, 2 meta, 3 meta log, 4 meta stream, 5 meta stats, 6 run lock
 -- ARGV: 1 expected meta version ('0' when the learner has no meta document yet), 2 new meta JSON,
 --       3 log cap, 4 expected state version ('' = leave the learner state alone),
