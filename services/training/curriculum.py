@@ -2,7 +2,7 @@
 relation map that meta's transfer efficiency spreads skill gains along.
 
 Pure data and helpers; the Redis copy (so every replica sees added topics) is kept by
-`rounds.CurriculumStore`.
+`curriculum_store.CurriculumStore`.
 """
 
 from __future__ import annotations

@@ -59,6 +59,11 @@ def effective_settings(overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def target_threshold(state: LearnerState) -> float:
+    """The mastery a topic must reach to stop counting as a gap, from the learner's settings."""
+    return float(effective_settings(state.settings)["selection"]["targetThreshold"])
+
+
 def merge_settings(overrides: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """New overrides after a validated partial update; values equal to the default are dropped so
     a learner on defaults stores nothing."""

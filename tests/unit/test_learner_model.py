@@ -7,7 +7,7 @@ import random
 from services.training import learner_model as lm
 from services.training.curriculum import default_curriculum
 from services.training.grader import grade
-from services.training.rounds import compute_round
+from services.training.round import compute_round
 from shared.learner_state import DomainState, LearnerState, encode
 
 NOW = 1_700_000_000.0
