@@ -44,7 +44,12 @@ from shared.learner_state import (
     encode,
     incarnation_marker,
 )
-from shared.readiness import ReadinessThresholds, read_thresholds
+from shared.readiness import (
+    DEFAULT_MAX_BELOW,
+    DEFAULT_MIN_AVG_MASTERY,
+    ReadinessThresholds,
+    read_thresholds,
+)
 from shared.retry import conflict_backoff
 from shared.scripts import Scripts
 
@@ -390,10 +395,11 @@ class TrainingStore:
             encode(state),
             state.id,
             state.region,
-            int(now * 1000),
             last.avg,
             last.below,
             last.next_review_ms,
+            DEFAULT_MIN_AVG_MASTERY,
+            DEFAULT_MAX_BELOW,
             self.history_limit,
             self.stream_maxlen,
             len(outs),
