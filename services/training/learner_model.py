@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from services.training.curriculum import RELATED, Problem, Topic
-from services.training.grader import grade, js_round
+from services.training.grader import grade
 from shared.learner_state import DEFAULT_HALF_LIFE_S, SCORE_WINDOW, DomainState, LearnerState
 
 # Difficulty from current (displayed) mastery.
@@ -172,7 +172,3 @@ def readiness_inputs(
             next_review = d.next_review
     avg = total / len(topics) if topics else 0.0
     return round(avg, 2), below, int(next_review * 1000)
-
-
-def rounded(x: float) -> int:
-    return js_round(x)
