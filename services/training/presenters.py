@@ -224,7 +224,7 @@ def deep_dive(state: LearnerState, topic: Topic, now: float) -> dict[str, Any]:
         "nextReview": iso(d.next_review) if d.attempts else None,
         "timeUntilReview": int((d.next_review - now) * 1000) if d.attempts else None,
         # The model picks the problem by difficulty from current mastery; `current` marks the one
-        # the next attempt would use (the original's per-problem counters assumed round-robin).
+        # the next attempt would use.
         "problems": [{**p.to_dict(), "current": p.id == current.id} for p in topic.problems],
         "scoreHistory": list(d.scores),
         "trend": learner_model.trend(d),
@@ -250,8 +250,8 @@ def next_domain(
     return {
         "learner": state.id,
         "domain": "Meta-Learning Mastery" if ready else "Continue CS Fundamentals Optimization",
-        # Share of topics at or above the target threshold, in percent (the original read it from
-        # meta's file; here it is derived from the learner's own mastery).
+        # Share of topics at or above the target threshold, in percent, from the learner's own
+        # mastery.
         "readiness": round(100.0 * at_target / len(rows), 1),
         "rationale": "Fundamentals strong; advance to meta-learning."
         if ready
