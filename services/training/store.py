@@ -19,9 +19,9 @@ price each one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,11 +291,9 @@ class TrainingStore:
         return await self._cas(learner, change, "keep")
 
     # ---- one round: hold → read → compute → commit ---------------------------------------------
-    @contextlib.asynccontextmanager
-    async def hold(self, learner: str) -> AsyncIterator[None]:
+    def hold(self, learner: str) -> AbstractAsyncContextManager[None]:
         """This process's lock on the learner's rounds."""
-        async with self.locks.hold(learner):
-            yield
+        return self.locks.hold(learner)
 
     async def read(self, learner: str, *, cached: bool = True) -> tuple[LearnerRead, Curriculum]:
         """The learner (from the cache when `cached` and present, else one auto-pipelined read)
