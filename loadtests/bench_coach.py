@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from loadtests.fleetctl import BenchFleet
-from services.training.rounds import new_learner_state
+from services.training.round import new_learner_state
 from shared.keys import Keys
 from shared.learner_state import encode
 from shared.scripts import script_source

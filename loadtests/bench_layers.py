@@ -11,7 +11,7 @@ layer, each answering the same JSON shape a round answers:
   /layers/parse     + validating the body (RoundRequest) and the learner id
   /layers/read      + the per-learner lock and one auto-pipelined Redis read of the learner
   /layers/compute   + decoding the state, the round (learner model), the commit's arguments and
-                    the answer's summary, without committing
+                    the round's answer (presenters.round_answer), without committing
   /api/v1/training/round   the real round: + the atomic commit (commit_rounds) and the cache
 
 Each is driven like the benchmark (wrk when installed, else the aiohttp client; 32 connections,
@@ -41,7 +41,7 @@ LAYERS = (
     ("/layers/envelope", "middlewares + JSON envelope, fixed answer"),
     ("/layers/parse", "+ body validation"),
     ("/layers/read", "+ per-learner lock + one Redis read"),
-    ("/layers/compute", "+ decode, round, commit args, summary"),
+    ("/layers/compute", "+ decode, round, commit args, answer"),
     ("/api/v1/training/round", "+ atomic commit (the real round)"),
 )
 
@@ -50,10 +50,11 @@ LAYERS = (
 
 
 def create_layered_app(settings: Any) -> web.Application:
+    from services.training import presenters
     from services.training.app import create_app
     from services.training.app_keys import STORE
     from services.training.models import RoundRequest
-    from services.training.rounds import compute_round, domain_summary
+    from services.training.store import CommittedRound, LearnerRead, TrainingStore
     from shared.learner_state import decode
     from shared.responses import ok
     from shared.validation import learner_from, parse_body
@@ -70,42 +71,35 @@ def create_layered_app(settings: Any) -> web.Application:
         learner_from(request, body.learner)
         return ok(result=fixed)
 
-    async def locked_read(request: web.Request) -> tuple[Any, str, str, str]:
-        """Up to the read: validation, then the learner's (version, state) under its lock."""
+    async def locked_read(
+        request: web.Request,
+    ) -> tuple[TrainingStore, str, LearnerRead, Any, float]:
+        """Up to the read: validation, then the learner read from Redis (not the cache) under
+        its lock, as the round's own steps do it."""
+        started = time.perf_counter()
         body = await parse_body(request, RoundRequest)
         learner = learner_from(request, body.learner)
         store = request.app[STORE]
-        async with store.locks.hold(learner):
-            v, s = await store.pipe.execute("HMGET", store.keys.learner_state(learner), "v", "s")
-        return store, learner, v, s
+        async with store.hold(learner):
+            read, curriculum = await store.read(learner, cached=False)
+        return store, learner, read, curriculum, started
 
     async def read(request: web.Request) -> web.Response:
         await locked_read(request)
         return ok(result=fixed)
 
     async def compute(request: web.Request) -> web.Response:
-        store, learner, v, s = await locked_read(request)
+        store, learner, read, curriculum, started = await locked_read(request)
         # Outside the lock, unlike the real round: the lock's cost is the row above either way.
-        state = decode(s)
-        now = time.time()
-        out = compute_round(state, store.cur, now, detail=True)
-        store._commit_args(v, state, now, [out], 1.0)
-        summary = domain_summary(state, store.cur, now)
-        return ok(
-            result={
-                "success": True,
-                "trained": out.trained,
-                "results": out.results,
-                "summary": summary,
-                "learner": learner,
-                "learnerRound": out.learner_round,
-                "average": out.avg,
-            }
-        )
+        state = decode(read.encoded)
+        prepared = store.compute(learner, read, state, curriculum, started)
+        # Answered as if committed (no round id, not ready): the answer's shape and cost.
+        return ok(result=presenters.round_answer(CommittedRound(prepared, 0, False, started)))
 
     async def take_fixed(request: web.Request) -> web.Response:
         body = await parse_body(request, RoundRequest)
-        fixed.update(await request.app[STORE].run_round(learner_from(request, body.learner)))
+        done = await request.app[STORE].run_round(learner_from(request, body.learner))
+        fixed.update(presenters.round_answer(done))
         return ok(result=fixed)
 
     app.router.add_post("/layers/envelope", envelope)

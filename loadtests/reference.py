@@ -414,6 +414,7 @@ def _commit_loop(
     import redis
 
     from shared.keys import Keys
+    from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
     from shared.scripts import script_source
 
     keys = Keys(f"ref{os.getpid()}")  # one prefix per client process: disjoint learners
@@ -447,8 +448,8 @@ def _commit_loop(
             batch.append(x)
             now_ms = int(time.time() * 1000)
             args: list[Any] = [
-                versions[x], states[x], x, "local", now_ms, 70.5, 4, now_ms + 60_000,
-                100, 1_000_000, rounds_per_commit,
+                versions[x], states[x], x, "local", 70.5, 4, now_ms + 60_000,
+                DEFAULT_MIN_AVG_MASTERY, DEFAULT_MAX_BELOW, 100, 1_000_000, rounds_per_commit,
             ]  # fmt: skip
             for _ in range(rounds_per_commit):
                 args += [entry, 0.8]

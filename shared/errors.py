@@ -1,9 +1,14 @@
 """API errors. Raise one anywhere in a handler; the error middleware renders the envelope
-`{"ok": false, "error": {"code", "message", "details"}}` with the error's status."""
+`{"ok": false, "error": {"code", "message", "details"}}` with the error's status.
+
+Domain errors (shared/domain_errors.py) carry no status: `DOMAIN_STATUS` is the one table that
+gives them theirs, and the error middleware renders them through `api_error_of`."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from shared.domain_errors import ConflictError, DomainError, NotFoundError
 
 
 class ApiError(Exception):
@@ -71,3 +76,18 @@ class UpstreamTimeout(UpstreamError):
 
 class ServiceUnavailable(ApiError):
     status, code = 503, "unavailable"
+
+
+# The HTTP status of each kind of domain error, looked up along the error's class hierarchy (the
+# nearest listed ancestor wins), so a service's own subclass of a kind needs no entry here.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    DomainError: 400,
+}
+
+
+def api_error_of(exc: DomainError) -> ApiError:
+    """The HTTP form of a domain error: its status from `DOMAIN_STATUS`, its code and message."""
+    status = next(DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS)
+    return ApiError(exc.message, code=exc.code, details=exc.details, status=status)

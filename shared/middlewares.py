@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.errors import ApiError, Unauthorized
+from shared.domain_errors import DomainError
+from shared.errors import ApiError, Unauthorized, api_error_of
 from shared.logging import get_logger
 from shared.request_stats import RequestStats
 from shared.responses import json_response
@@ -71,6 +72,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return json_response(exc.body(), status=exc.status, headers=exc.headers)
+    except DomainError as exc:
+        api = api_error_of(exc)
+        return json_response(api.body(), status=api.status, headers=api.headers)
     except RequestPayloadError as exc:
         # The body could not be read (a Content-Encoding it cannot decode, a broken chunked
         # stream): the client's fault, so a 400 envelope rather than an anonymous 500.

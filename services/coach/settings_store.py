@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from shared.keys import Keys
 from shared.logging import get_logger
+from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
 
 log = get_logger(__name__)
 
@@ -41,8 +42,8 @@ class CoachSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
-    minAvgMastery: float = Field(75, ge=0, le=100)
-    maxBelow80: int = Field(3, ge=0, le=1000)
+    minAvgMastery: float = Field(DEFAULT_MIN_AVG_MASTERY, ge=0, le=100)
+    maxBelow80: int = Field(DEFAULT_MAX_BELOW, ge=0, le=1000)
     intervalMs: int = Field(600, ge=50, le=60_000)
     maxRoundsPerCycle: int = Field(4, ge=1, le=50)
     microBatchesPerTick: int = Field(4, ge=1, le=64)

@@ -2,62 +2,68 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from services.training import routes
-from services.training.app_keys import ONBOARDER, STORE
+from services.training.app_keys import ONBOARDER, STORE, TRAINING_SETTINGS
 from services.training.onboarding import Onboarder, OnboardingConfig
-from services.training.rounds import TrainingStore
 from services.training.settings import TrainingSettings
+from services.training.store import TrainingStore
 from shared.app_factory import KEYS, REDIS, SCRIPTS, add_background_task, create_base_app
+from shared.domain_errors import LearnerExists
 from shared.settings import FleetSettings
 from shared.validation import DEFAULT_LEARNER
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    tsettings = app[TRAINING_SETTINGS]
+    store = TrainingStore(
+        app[REDIS],
+        app[SCRIPTS],
+        app[KEYS],
+        history_limit=tsettings.history_limit,
+        stream_maxlen=tsettings.stream_maxlen,
+        state_cache=tsettings.state_cache,
+        pipeline_connections=tsettings.pipeline_connections,
+    )
+    await store.curriculum.init()
+    # Single-learner calls (an overview before any start) must work on a fresh fleet: the default
+    # learner always exists, inactive until started. Idempotent across replicas.
+    with contextlib.suppress(LearnerExists):
+        await store.create_learner(DEFAULT_LEARNER, "local", active=False)
+    app[STORE] = store
+    app[ONBOARDER] = Onboarder(
+        app[REDIS],
+        app[SCRIPTS],
+        app[KEYS],
+        store,
+        OnboardingConfig(
+            rate=tsettings.onboarding_rate,
+            regions=tsettings.regions(),
+            batch_max=tsettings.onboarding_batch_max,
+            tick_s=tsettings.onboarding_tick_s,
+        ),
+    )
+    yield
+    await store.aclose()
+
+
+async def _onboard(app: web.Application) -> None:
+    await app[ONBOARDER].run()
 
 
 def create_app(settings: FleetSettings | None = None) -> web.Application:
     tsettings = TrainingSettings()
     app = create_base_app("training", settings or tsettings)
+    app[TRAINING_SETTINGS] = tsettings
     routes.register(app)
-
-    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = TrainingStore(
-            app[REDIS],
-            app[SCRIPTS],
-            app[KEYS],
-            history_limit=tsettings.history_limit,
-            stream_maxlen=tsettings.stream_maxlen,
-            state_cache=tsettings.state_cache,
-            pipeline_connections=tsettings.pipeline_connections,
-        )
-        await store.init_curriculum()
-        # The original's single-learner calls (overview before start) must work on a fresh fleet:
-        # the default learner always exists, inactive until started. Idempotent across replicas.
-        await store.create_learner(DEFAULT_LEARNER, "local", active=False)
-        app[STORE] = store
-        app[ONBOARDER] = Onboarder(
-            app[REDIS],
-            app[SCRIPTS],
-            app[KEYS],
-            store,
-            OnboardingConfig(
-                rate=tsettings.onboarding_rate,
-                regions=tsettings.regions(),
-                batch_max=tsettings.onboarding_batch_max,
-                tick_s=tsettings.onboarding_tick_s,
-            ),
-        )
-        yield
-        await store.aclose()
-
-    app.cleanup_ctx.append(store_ctx)
-
-    async def onboard(app: web.Application) -> None:
-        await app[ONBOARDER].run()
-
-    add_background_task(app, onboard, "onboarding")
+    # After the Redis context (registered by the base app), which provides REDIS and SCRIPTS.
+    app.cleanup_ctx.append(_store_ctx)
+    add_background_task(app, _onboard, "onboarding")
     app.on_startup.append(_tune_gc)  # after the cleanup contexts: the store exists by now
     return app
 

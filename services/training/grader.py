@@ -1,4 +1,4 @@
-"""The original's keyword auto-grader, without its floor of 70.
+"""The keyword auto-grader (no floor: a wrong answer can score 0).
 
 A keyword matches when the lower-cased response contains it, or one of its synonyms, as a
 substring. base = round(100 * matched / total); +15 when the response is longer than 100
@@ -29,7 +29,7 @@ LONG_ANSWER_BONUS = 15
 
 
 def js_round(x: float) -> int:
-    """JavaScript Math.round (halves round up), as the original's scores do."""
+    """JavaScript Math.round (halves round up), so scores match the API's long-standing values."""
     return math.floor(x + 0.5)
 
 

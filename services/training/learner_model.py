@@ -1,4 +1,4 @@
-"""The learner model of DESIGN §4: latent skill that decays with time, recall-driven answers,
+"""The learner model: latent skill that decays with time, recall-driven answers,
 the keyword grader, and what practice does to skill, half-life and mastery.
 
 Every function takes `now` (epoch seconds) and, where it draws, a `random.Random`, so a run replays
@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from services.training.curriculum import RELATED, Problem, Topic
-from services.training.grader import grade, js_round
+from services.training.grader import grade
 from shared.learner_state import DEFAULT_HALF_LIFE_S, SCORE_WINDOW, DomainState, LearnerState
 
 # Difficulty from current (displayed) mastery.
@@ -30,7 +30,7 @@ HALF_LIFE_GROWTH = 1.6
 MIN_SPACING = 0.1
 MAX_HALF_LIFE_S = 90 * 86400.0
 MASTERY_ALPHA = 0.3  # EWMA weight of the newest score
-REVIEW_INTERVALS_S = (1800.0, 7200.0, 28800.0)  # the original's 30 min / 2 h / 8 h
+REVIEW_INTERVALS_S = (1800.0, 7200.0, 28800.0)  # 30 min / 2 h / 8 h
 
 
 def recall_factor(d: DomainState, now: float) -> float:
@@ -77,7 +77,7 @@ def solve(
 
 
 def confidence(d: DomainState) -> float:
-    """The original's formula: 0.7·mastery + 0.3·consistency of the last 3 scores, in [30, 95]."""
+    """0.7·mastery + 0.3·consistency of the last 3 scores, in [30, 95]."""
     last3 = d.scores[-3:]
     consistency = 100.0 - (max(last3) - min(last3)) if len(d.scores) >= 2 else 50.0
     return max(30.0, min(95.0, 0.7 * d.mastery + 0.3 * consistency))
@@ -103,7 +103,7 @@ def practise(
     review_interval: bool = False,
 ) -> DomainState:
     """Apply one graded attempt to domain `key` (created on first practice) and spread
-    `state.transfer` of the skill gain to `related_keys`. `review_interval` picks the original's
+    `state.transfer` of the skill gain to `related_keys`. `review_interval` picks the
     review spacing (attempts after the review) instead of the training one (attempts − 1)."""
     d = state.domains.get(key)
     if d is None:
@@ -172,7 +172,3 @@ def readiness_inputs(
             next_review = d.next_review
     avg = total / len(topics) if topics else 0.0
     return round(avg, 2), below, int(next_review * 1000)
-
-
-def rounded(x: float) -> int:
-    return js_round(x)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from services.training.rounds import TrainingStore
+from services.training.store import TrainingStore
 from shared.keys import Keys
 from shared.scripts import Scripts
 

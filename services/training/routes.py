@@ -20,16 +20,14 @@ from services.training.models import (
     SettingsRequest,
     StartRequest,
 )
-from services.training.rounds import TrainingStore
-from shared.app_factory import KEYS, REDIS
-from shared.errors import Conflict, NotFound, ValidationFailed
+from services.training.store import TrainingStore
+from shared.errors import NotFound, ValidationFailed
 from shared.learner_state import LearnerState
 from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, learner_from, parse_body, parse_query
 
 api = ApiRoutes("training")
-START_MESSAGE = "Phase 2 training active. Run rounds to build mastery."
 
 
 def register(app: web.Application) -> None:
@@ -42,17 +40,7 @@ async def start(request: web.Request) -> web.Response:
     learner = learner_from(request, body.learner)
     store = request.app[STORE]
     await store.start(learner, body.reset)
-    return ok(
-        result={
-            "success": True,
-            "started": True,
-            "message": START_MESSAGE,
-            "topics": list(store.cur.keys),
-            "rounds": 100,
-            "learner": learner,
-            "reset": body.reset,
-        }
-    )
+    return ok(result=presenters.started(learner, store.curriculum.current, body.reset))
 
 
 @api.post(
@@ -61,38 +49,40 @@ async def start(request: web.Request) -> web.Response:
     summary="Run one training round",
     responses={404: "Unknown learner", 409: "Training not started"},
 )
-async def round_(request: web.Request) -> web.Response:
+async def one_round(request: web.Request) -> web.Response:
     body = await parse_body(request, RoundRequest)
-    result = await request.app[STORE].run_round(learner_from(request, body.learner))
-    return ok(result=result)
+    done = await request.app[STORE].run_round(learner_from(request, body.learner))
+    return ok(result=presenters.round_answer(done))
 
 
 @api.post("/api/v1/training/rounds", body=BatchRequest, summary="Run rounds for many learners")
 async def rounds_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, BatchRequest)
-    result = await request.app[STORE].run_batch(body.learners, body.rounds_per_learner)
-    return ok(**result)
+    batch = await request.app[STORE].run_batch(body.learners, body.rounds_per_learner)
+    return ok(**presenters.batch_answer(batch))
 
 
 async def _state(request: web.Request) -> tuple[TrainingStore, LearnerState, bool]:
     query = parse_query(request, LearnerQuery)
     store = request.app[STORE]
     _, state, ready = await store.load(query.learner or DEFAULT_LEARNER)
-    await store.refresh_if_stale()
+    await store.curriculum.refresh_if_stale()
     return store, state, ready
 
 
 @api.get("/api/v1/training/overview", query=LearnerQuery, summary="Per-domain overview")
 async def overview(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
-    return ok(data=presenters.overview(state, store.cur, time.time()))
+    return ok(data=presenters.overview(state, store.curriculum.current, time.time()))
 
 
 @api.get("/api/v1/training/status", query=LearnerQuery, summary="Training status")
 async def status(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
     # `status` is also ok()'s HTTP status argument, so build the body here.
-    return json_response({"ok": True, "status": presenters.status(state, store.cur, time.time())})
+    return json_response(
+        {"ok": True, "status": presenters.status(state, store.curriculum.current, time.time())}
+    )
 
 
 @api.get("/api/v1/training/settings", query=LearnerQuery, summary="Selection settings")
@@ -121,7 +111,7 @@ async def post_settings(request: web.Request) -> web.Response:
 async def deep_dive(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
     key = request.match_info["topic"]
-    topic = store.cur.get(key)
+    topic = store.curriculum.current.get(key)
     if topic is None:
         raise NotFound(f"Unknown topic {key[:64]!r}", code="invalid_topic")
     return ok(data=presenters.deep_dive(state, topic, time.time()))
@@ -130,25 +120,8 @@ async def deep_dive(request: web.Request) -> web.Response:
 @api.get("/api/v1/next-domain", query=LearnerQuery, summary="What to train next")
 async def next_domain(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
-    min_avg, max_below = await request.app[REDIS].hmget(
-        request.app[KEYS].coach_settings, ["minAvgMastery", "maxBelow80"]
-    )
-    return ok(
-        next=presenters.next_domain(
-            state,
-            store.cur,
-            time.time(),
-            _num(min_avg, 75.0),
-            int(_num(max_below, 3.0)),
-        )
-    )
-
-
-def _num(raw: str | None, default: float) -> float:
-    try:
-        return float(raw) if raw is not None else default
-    except ValueError:
-        return default
+    thresholds = await store.readiness_thresholds()
+    return ok(next=presenters.next_domain(state, store.curriculum.current, time.time(), thresholds))
 
 
 @api.post(
@@ -160,15 +133,18 @@ def _num(raw: str | None, default: float) -> float:
 async def new_topic(request: web.Request) -> web.Response:
     body = await parse_body(request, NewTopicRequest)
     store = request.app[STORE]
-    added = await store.add_topic(
+    updated = await store.curriculum.add_topic(
         body.key,
         body.name,
         [p.model_dump(exclude_none=True) for p in body.problems],
         body.background,
         body.force,
     )
-    topic = store.cur.get(body.key)
-    return ok(added=added, topic={"key": body.key, **(topic.to_dict() if topic else {})})
+    topic = store.curriculum.current.get(body.key)
+    return ok(
+        added=presenters.topic_added(body.key, body.background, updated),
+        topic={"key": body.key, **(topic.to_dict() if topic else {})},
+    )
 
 
 @api.get("/api/v1/training/history", query=HistoryQuery, summary="Recorded rounds, newest first")
@@ -190,11 +166,9 @@ async def create_learner(request: web.Request) -> web.Response:
     learner = body.id or f"u-{secrets.token_hex(6)}"
     store = request.app[STORE]
     state = await store.create_learner(learner, body.region, body.active)
-    if state is None:
-        raise Conflict(f"Learner {learner!r} already exists", code="learner_exists")
     return ok(
         status=201,
-        learner=presenters.learner_detail(state, store.cur, time.time(), False),
+        learner=presenters.learner_detail(state, store.curriculum.current, time.time(), False),
     )
 
 
@@ -202,9 +176,14 @@ async def create_learner(request: web.Request) -> web.Response:
 async def list_learners(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
     store = request.app[STORE]
-    items, next_cursor = await store.list_learners(query.cursor, query.limit)
-    total = await request.app[REDIS].zcard(request.app[KEYS].learners_index)
-    return ok(learners=items, next_cursor=next_cursor, total=total)
+    listed, next_cursor = await store.list_learners(query.cursor, query.limit)
+    total = await store.count_learners()
+    curriculum, now = store.curriculum.current, time.time()
+    return ok(
+        learners=[presenters.learner_row(x, curriculum, now) for x in listed],
+        next_cursor=next_cursor,
+        total=total,
+    )
 
 
 def _path_learner(request: web.Request) -> str:
@@ -215,8 +194,10 @@ def _path_learner(request: web.Request) -> str:
 async def get_learner(request: web.Request) -> web.Response:
     store = request.app[STORE]
     _, state, ready = await store.load(_path_learner(request))
-    await store.refresh_if_stale()
-    return ok(learner=presenters.learner_detail(state, store.cur, time.time(), ready))
+    await store.curriculum.refresh_if_stale()
+    return ok(
+        learner=presenters.learner_detail(state, store.curriculum.current, time.time(), ready)
+    )
 
 
 @api.delete(
@@ -226,6 +207,5 @@ async def get_learner(request: web.Request) -> web.Response:
 )
 async def delete_learner(request: web.Request) -> web.Response:
     learner = _path_learner(request)
-    if not await request.app[STORE].delete_learner(learner):
-        raise NotFound(f"Learner {learner!r} not found", code="learner_not_found")
+    await request.app[STORE].delete_learner(learner)
     return ok(deleted=learner)

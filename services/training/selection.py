@@ -1,4 +1,4 @@
-"""The selection engine: the original's policy (reference §1.1), per learner, as pure functions.
+"""The selection engine: which topics a learner trains each round, as pure functions.
 
 Policy, in order: auto-fill gaps (a sticky batch of `gapsCount` topics below `targetThreshold`,
 each kept until it reaches the threshold and has had `minAttemptsInBatch` attempts since joining),
@@ -29,8 +29,8 @@ DEFAULT_SELECTION: dict[str, Any] = {
     "stickyBatch": True,
     "minAttemptsInBatch": 2,
 }
-# maxParallel is fixed at 3 (the original's value on a 2-core box) instead of depending on the
-# CPU count of whichever replica runs the round, so a learner's rounds do not depend on hardware.
+# maxParallel is fixed at 3 instead of depending on the CPU count of whichever replica runs the
+# round, so a learner's rounds do not depend on hardware.
 DEFAULT_SETTINGS: dict[str, Any] = {
     "parallelTraining": True,
     "maxParallel": 3,
@@ -57,6 +57,11 @@ def effective_settings(overrides: dict[str, Any]) -> dict[str, Any]:
     sel.update(overrides.get("selection", {}))
     out["selection"] = sel
     return out
+
+
+def target_threshold(state: LearnerState) -> float:
+    """The mastery a topic must reach to stop counting as a gap, from the learner's settings."""
+    return float(effective_settings(state.settings)["selection"]["targetThreshold"])
 
 
 def merge_settings(overrides: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -107,10 +112,10 @@ def _attempts(state: LearnerState, key: str) -> int:
 
 
 def select(state: LearnerState, cur: Curriculum, now: float) -> list[str]:
-    """The topics to train this round (mutates `state.selection`, as the original's engine does)."""
+    """The topics to train this round (mutates `state.selection`: the sticky batch, cursors)."""
     settings = effective_settings(state.settings)
     if not settings["parallelTraining"]:
-        # The original trains the topic at index currentRound mod #topics (round 1 → index 1).
+        # One topic per round, in turn: index (round number) mod #topics (round 1 → index 1).
         return [cur.keys[(state.rounds + 1) % len(cur.keys)]]
     count = int(settings["maxParallel"])
     sel = settings["selection"]

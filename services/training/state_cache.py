@@ -37,16 +37,12 @@ class StateCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[str, str | bytes]] = OrderedDict()
         self._contended: dict[str, float] = {}  # learner → monotonic time the mark ends
-        self.hits = 0
-        self.misses = 0
 
     def get(self, learner: str) -> tuple[str, str | bytes] | None:
         entry = self._entries.get(learner)
         if entry is None:
-            self.misses += 1
             return None
         self._entries.move_to_end(learner)
-        self.hits += 1
         return entry
 
     def put(self, learner: str, version: str, state: str | bytes) -> None:

@@ -1,5 +1,6 @@
-"""commit_rounds: events stamped with the server's clock at commit, and the incarnation guard that
-makes training's learner-state cache safe when a learner is deleted and re-created."""
+"""commit_rounds: events stamped with the server's clock at commit, readiness thresholds from the
+coach settings with the caller's defaults, and the incarnation guard that makes training's
+learner-state cache safe when a learner is deleted and re-created."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import orjson
 
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
+from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
 from shared.scripts import Scripts
 
 
@@ -22,10 +24,11 @@ def commit_keys(keys: Keys, learner: str) -> list[str]:
     return keys.commit_rounds_keys(learner)
 
 
-async def commit(scripts, keys, learner, version, seed, avg, *, guard=None):
+async def commit(scripts, keys, learner, version, seed, avg, *, guard=None, below=0, defaults=None):
     state = LearnerState(id=learner, seed=seed, region="eu", active=True, rounds=version)
-    # A caller clock far in the past: the events must not carry it.
-    args = [str(version), encode(state), learner, "eu", 1000, avg, 0, 5000, 100, 10000, 1]
+    min_avg, max_below = defaults or (DEFAULT_MIN_AVG_MASTERY, DEFAULT_MAX_BELOW)
+    args = [str(version), encode(state), learner, "eu", avg, below, 5000, min_avg, max_below]
+    args += [100, 10000, 1]
     args += [orjson.dumps({"trained": ["dsa"]}).decode(), 3]
     if guard is not None:
         args.append(guard)
@@ -60,3 +63,18 @@ async def test_guard_refuses_a_state_of_another_incarnation(redis, scripts, keys
     ok = await commit(scripts, keys, "a", 1, 7, 10, guard='"sd":7,')
     assert ok[0] == 1 and ok[1] == 2
     assert await redis.xlen(keys.stream_rounds) == 1
+
+
+async def test_readiness_uses_the_coach_settings_else_the_callers_defaults(redis, scripts, keys):
+    await create(redis, scripts, keys, "a", 7)
+    # No coach settings: the defaults passed by the caller decide (60 <= 70, 2 <= 2).
+    res = await commit(scripts, keys, "a", 1, 7, 70, below=2, defaults=(60, 2))
+    assert res[3] == 1
+    res = await commit(scripts, keys, "a", 2, 7, 70, below=2, defaults=(80, 2))
+    assert res[3] == 0
+    # Fields in the coach settings win over the defaults; an unreadable one falls back to them.
+    await redis.hset(keys.coach_settings, mapping={"minAvgMastery": "65", "maxBelow80": "x"})
+    res = await commit(scripts, keys, "a", 3, 7, 70, below=2, defaults=(80, 2))
+    assert res[3] == 1
+    res = await commit(scripts, keys, "a", 4, 7, 70, below=2, defaults=(80, 1))
+    assert res[3] == 0

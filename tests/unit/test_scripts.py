@@ -26,7 +26,7 @@ def commit_keys(keys: Keys, learner: str) -> list[str]:
 
 async def commit(redis, scripts, keys, learner, version, avg, below, n=1):
     state = LearnerState(id=learner, seed=7, region="eu", active=True, rounds=version)
-    args = [str(version), encode(state), learner, "eu", 1000, avg, below, 5000, 100, 10000, n]
+    args = [str(version), encode(state), learner, "eu", avg, below, 5000, 75, 3, 100, 10000, n]
     for _ in range(n):
         args += [orjson.dumps({"trained": ["dsa"]}).decode(), 3]
     return await scripts.commit_rounds(keys=commit_keys(keys, learner), args=args)

@@ -1,0 +1,478 @@
+"""Training's Redis access: learners (create, read, list, delete, history), version-checked
+changes of a learner's state, and rounds (single and batched), committed through the shared
+atomic scripts. It answers outcomes, not JSON: presenters.py shapes the answers.
+
+Concurrency. Rounds for one learner inside one process are serialised by a per-learner
+asyncio.Lock held only around read → compute → commit (locks are dropped when nobody holds or
+waits for them, so the dict is bounded by the requests in flight). Across replicas (and for the
+batch path, which does not take the locks) the version check inside `commit_rounds` refuses a
+stale write and returns the current version and state, from which we recompute without another
+read; after MAX_ATTEMPTS conflicts the caller gets a VersionConflict. So no update is ever lost.
+
+Hot path. A single round reads the learner from an in-process cache (state_cache.py: why a stale
+entry is safe) and its commit goes through an auto-pipeline (pipelining.py) shared by every request
+of the event-loop turn: one round = one EVALSHA, sent in a batch with the others in flight. The
+single round is built from public steps (`hold`, `read`, `compute`, `commit`) so a benchmark can
+price each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from services.training import selection
+from services.training.curriculum import Curriculum
+from services.training.curriculum_store import CurriculumStore
+from services.training.pipelining import AutoPipeline
+from services.training.round import RoundOutcome, compute_round, new_learner_state
+from services.training.state_cache import StateCache
+from shared.domain_errors import ConflictError, LearnerExists, LearnerNotFound, VersionConflict
+from shared.keyed_locks import KeyedLocks
+from shared.keys import Keys
+from shared.learner_state import (
+    LearnerState,
+    SelectionRuntime,
+    decode,
+    encode,
+    incarnation_marker,
+)
+from shared.readiness import (
+    DEFAULT_MAX_BELOW,
+    DEFAULT_MIN_AVG_MASTERY,
+    ReadinessThresholds,
+    read_thresholds,
+)
+from shared.retry import conflict_backoff
+from shared.scripts import Scripts
+
+MAX_ATTEMPTS = 8
+# A single round retries longer: its first attempt may come from the cache, which under contention
+# from another replica races that replica's equally fast cached commits (see state_cache.py); a
+# busy machine that deschedules one replica for a few ms can make it lose several races in a row.
+ROUND_MAX_ATTEMPTS = 16
+
+
+class TrainingNotStarted(ConflictError):
+    code = "training_not_started"
+
+    def __init__(self, learner: str) -> None:
+        super().__init__(
+            f"Training is not started for learner {learner!r}; POST /api/v1/training/start first"
+        )
+
+
+@dataclass(slots=True)
+class LearnerRead:
+    """A learner as a round computes from it: (version, encoded state), both None when the
+    learner does not exist, and whether it came from the in-process cache."""
+
+    version: str | None
+    encoded: str | bytes | None
+    from_cache: bool
+
+
+@dataclass(slots=True)
+class PreparedRound:
+    """A computed round, not yet committed: the learner's state after it, and the commit's
+    arguments."""
+
+    learner: str
+    state: LearnerState
+    curriculum: Curriculum
+    now: float
+    outcome: RoundOutcome
+    args: list[Any]  # commit_rounds' ARGV
+
+
+@dataclass(slots=True)
+class CommittedRound:
+    prepared: PreparedRound
+    round_id: int  # fleet-wide
+    ready: bool
+    started: float  # perf_counter() when the round was asked for
+
+
+@dataclass(slots=True)
+class CommittedRounds:
+    """One learner's rounds of a batch, committed together."""
+
+    learner: str
+    outcomes: list[RoundOutcome]
+    first_round_id: int
+    ready: bool  # decided by the commit for the learner's final state
+    became_ready: bool
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    committed: list[CommittedRounds]
+    failed: list[tuple[str, str]]  # (learner, error code), in the order they were found
+    started: float  # perf_counter() when the batch was asked for
+
+
+@dataclass(slots=True)
+class ListedLearner:
+    id: str
+    seq: int
+    state: LearnerState
+    ready: bool
+
+
+class TrainingStore:
+    """Learners, rounds and the curriculum on Redis."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        keys: Keys,
+        *,
+        history_limit: int = 100,
+        stream_maxlen: int = 1_000_000,
+        state_cache: int = 50_000,
+        pipeline_connections: int = 2,
+    ) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.keys = keys
+        self.history_limit = history_limit
+        self.stream_maxlen = stream_maxlen
+        self.locks = KeyedLocks()
+        self.cache = StateCache(state_cache)
+        self.pipe = AutoPipeline(redis, connections=pipeline_connections)
+        self.curriculum = CurriculumStore(redis, keys)
+
+    async def aclose(self) -> None:
+        await self.pipe.aclose()
+
+    # ---- learners --------------------------------------------------------------------------
+    async def create_learner(
+        self, learner: str, region: str, active: bool, now: float | None = None
+    ) -> LearnerState:
+        """Create a learner; LearnerExists when the id is taken."""
+        state = await self._create(learner, region, active, now or time.time())
+        if state is None:
+            raise LearnerExists(learner)
+        return state
+
+    async def _create(
+        self, learner: str, region: str, active: bool, now: float
+    ) -> LearnerState | None:
+        state = new_learner_state(learner, region, active, now)
+        seq = await self.scripts.create_learner(
+            keys=self.keys.create_learner_keys(learner),
+            args=[learner, encode(state), region, 1 if active else 0],
+        )
+        return state if int(seq) > 0 else None
+
+    async def create_learners(self, specs: list[tuple[str, str]], now: float) -> int:
+        """Create many active learners in one pipelined round trip; returns how many were new."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for learner, region in specs:
+                state = new_learner_state(learner, region, True, now)
+                await self.scripts.create_learner(
+                    keys=self.keys.create_learner_keys(learner),
+                    args=[learner, encode(state), region, 1],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return sum(1 for r in results if int(r) > 0)
+
+    async def load(self, learner: str) -> tuple[str, LearnerState, bool]:
+        """(version, state, ready flag) of an existing learner."""
+        v, s, r = await self.redis.hmget(self.keys.learner_state(learner), ["v", "s", "r"])
+        if v is None or s is None:
+            raise LearnerNotFound(learner)
+        return v, decode(s), r == "1"
+
+    async def delete_learner(self, learner: str) -> None:
+        self.cache.drop(learner)
+        deleted = await self.scripts.delete_learner(
+            keys=self.keys.delete_learner_keys(learner), args=[learner]
+        )
+        if int(deleted) != 1:
+            raise LearnerNotFound(learner)
+
+    async def list_learners(
+        self, cursor: int, limit: int
+    ) -> tuple[list[ListedLearner], int | None]:
+        """Up to `limit` learners created after creation number `cursor`, and the cursor of the
+        next page (None on the last)."""
+        rows = await self.redis.zrangebyscore(
+            self.keys.learners_index, f"({cursor}", "+inf", start=0, num=limit, withscores=True
+        )
+        if not rows:
+            return [], None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for learner, _ in rows:
+                pipe.hmget(self.keys.learner_state(learner), ["s", "r"])
+            raw = await pipe.execute()
+        listed = [
+            ListedLearner(learner, int(seq), decode(s), r == "1")
+            for (learner, seq), (s, r) in zip(rows, raw, strict=True)
+            if s is not None  # None: deleted between the two reads
+        ]
+        next_cursor = int(rows[-1][1]) if len(rows) == limit else None
+        return listed, next_cursor
+
+    async def count_learners(self) -> int:
+        return int(await self.redis.zcard(self.keys.learners_index))
+
+    async def history(self, learner: str, limit: int) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.learner_state(learner))
+            pipe.lrange(self.keys.learner_history(learner), 0, limit - 1)
+            exists, raw = await pipe.execute()
+        if not exists:
+            raise LearnerNotFound(learner)
+        return [orjson.loads(x) for x in raw]
+
+    async def readiness_thresholds(self) -> ReadinessThresholds:
+        return await read_thresholds(self.redis, self.keys)
+
+    # ---- writes other than rounds ------------------------------------------------------------
+    async def _cas(
+        self, learner: str, change: Callable[[LearnerState], bool], op: str
+    ) -> LearnerState:
+        """Apply `change(state) -> bool` (False = nothing to write) with the cas_state script,
+        recomputing from the state it returns on a version conflict (bounded)."""
+        v, state, _ = await self.load(learner)
+        for attempt in range(MAX_ATTEMPTS):
+            await conflict_backoff(attempt)
+            if not change(state):
+                return state
+            encoded = encode(state)
+            self.cache.drop(learner)  # until the outcome is known
+            res = await self.scripts.cas_state(
+                keys=self.keys.cas_state_keys(learner), args=[v, encoded, learner, op]
+            )
+            if int(res[0]) == 1:
+                self.cache.put(learner, res[1], encoded)
+                return state
+            if int(res[0]) == -1:
+                raise LearnerNotFound(learner)
+            v, state = res[1], decode(res[2])
+        raise VersionConflict("Learner state kept changing; try again")
+
+    async def start(self, learner: str, reset: bool) -> LearnerState:
+        now = time.time()
+        created = await self._create(learner, "local", True, now)
+        if created is not None:
+            return created
+
+        def change(state: LearnerState) -> bool:
+            if state.active and not reset:
+                return False  # already training: start is idempotent and never resets
+            state.active = True
+            state.started_at = now
+            if reset:
+                state.domains = {}
+                state.selection = SelectionRuntime()
+            return True
+
+        return await self._cas(learner, change, "queue")
+
+    async def update_settings(self, learner: str, patch: dict[str, Any]) -> LearnerState:
+        def change(state: LearnerState) -> bool:
+            state.settings = selection.merge_settings(state.settings, patch)
+            if patch.get("selection", {}).get("autoFillGaps") is False:
+                state.selection.locked_batch = []
+                state.selection.join_attempts = {}
+            return True
+
+        return await self._cas(learner, change, "keep")
+
+    # ---- one round: hold → read → compute → commit ---------------------------------------------
+    def hold(self, learner: str) -> AbstractAsyncContextManager[None]:
+        """This process's lock on the learner's rounds."""
+        return self.locks.hold(learner)
+
+    async def read(self, learner: str, *, cached: bool = True) -> tuple[LearnerRead, Curriculum]:
+        """The learner (from the cache when `cached` and present, else one auto-pipelined read)
+        and the curriculum, whose version is checked at most every CURRICULUM_CHECK_S."""
+        futures: list[asyncio.Future[Any]] = []
+        if self.curriculum.check_due():
+            futures.append(self.pipe.execute("GET", self.keys.curriculum_version))
+        entry = self.cache.get(learner) if cached else None
+        if entry is None:
+            futures.append(self.pipe.execute("HMGET", self.keys.learner_state(learner), "v", "s"))
+        # Both queued in this loop turn, so they share one batch; gather retrieves every error.
+        replies = await asyncio.gather(*futures) if futures else []
+        if entry is None:
+            v, s = replies.pop()
+            read = LearnerRead(v, s, False)
+        else:
+            read = LearnerRead(entry[0], entry[1], True)
+        if replies:
+            curriculum = await self.curriculum.at_version(replies[0])
+        else:
+            curriculum = self.curriculum.current
+        return read, curriculum
+
+    def compute(
+        self,
+        learner: str,
+        read: LearnerRead,
+        state: LearnerState,
+        curriculum: Curriculum,
+        started: float,
+    ) -> PreparedRound:
+        """Run the round on `state` (decoded from `read`) and build its commit; a state read from
+        the cache is committed with its incarnation guard."""
+        now = time.time()
+        out = compute_round(state, curriculum, now, detail=True)
+        dur = (time.perf_counter() - started) * 1000
+        args = self.commit_args(read.version or "", state, now, [out], dur)
+        if read.from_cache:
+            args.append(incarnation_marker(state))
+        return PreparedRound(learner, state, curriculum, now, out, args)
+
+    async def commit(self, prepared: PreparedRound, started: float) -> CommittedRound | LearnerRead:
+        """Commit one round; on a version conflict, the learner as it is now, to recompute from."""
+        learner = prepared.learner
+        res = await self.pipe.evalsha(
+            self.scripts.commit_rounds, self.keys.commit_rounds_keys(learner), prepared.args
+        )
+        code = int(res[0])
+        if code == 1:
+            self.cache.put(learner, res[1], prepared.args[1])
+            return CommittedRound(prepared, int(res[2]), int(res[3]) == 1, started)
+        if code == -1:
+            raise LearnerNotFound(learner)
+        self.cache.contend(learner)
+        return LearnerRead(res[1], res[2], False)
+
+    async def run_round(self, learner: str) -> CommittedRound:
+        """One round for one learner, with the per-topic detail of its results."""
+        started = time.perf_counter()
+        async with self.hold(learner):
+            try:
+                return await self._run_round_held(learner, started)
+            except BaseException:
+                # Whatever happened to the commit (error, cancellation, conflicts), the entry may
+                # no longer be current: the next round reads the learner from Redis.
+                self.cache.drop(learner)
+                raise
+
+    async def _run_round_held(self, learner: str, started: float) -> CommittedRound:
+        read, curriculum = await self.read(learner)
+        for attempt in range(ROUND_MAX_ATTEMPTS):
+            if attempt and not read.from_cache:
+                await conflict_backoff(attempt)
+            if read.version is None or read.encoded is None:
+                raise LearnerNotFound(learner)
+            state = decode(read.encoded)
+            if not state.active:
+                if read.from_cache:  # perhaps started on another replica since: ask Redis
+                    read, curriculum = await self.read(learner, cached=False)
+                    continue
+                raise TrainingNotStarted(learner)
+            result = await self.commit(
+                self.compute(learner, read, state, curriculum, started), started
+            )
+            if isinstance(result, CommittedRound):
+                return result
+            read = result  # a conflict: recompute from the current state, not the cache's
+        raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
+
+    def commit_args(
+        self, v: str, state: LearnerState, now: float, outs: list[RoundOutcome], dur_ms: float
+    ) -> list[Any]:
+        """commit_rounds' ARGV for `outs`, the rounds just run on `state` (see its header)."""
+        last = outs[-1]
+        args: list[Any] = [
+            v,
+            encode(state),
+            state.id,
+            state.region,
+            last.avg,
+            last.below,
+            last.next_review_ms,
+            DEFAULT_MIN_AVG_MASTERY,
+            DEFAULT_MAX_BELOW,
+            self.history_limit,
+            self.stream_maxlen,
+            len(outs),
+        ]
+        ts = int(now * 1000)
+        per = round(dur_ms / len(outs), 3)
+        for out in outs:
+            args.append(
+                orjson.dumps(
+                    {
+                        "n": out.learner_round,
+                        "ts": ts,
+                        "trained": out.trained,
+                        "scores": out.scores,
+                        "avg": out.avg,
+                        "ms": per,
+                    }
+                ).decode()
+            )
+            args.append(per)
+        return args
+
+    # ---- rounds for many learners ----------------------------------------------------------------
+    async def run_batch(self, learners: list[str], n: int) -> BatchOutcome:
+        """`n` rounds for each learner: one pipelined read, compute, one pipelined commit (one
+        EVALSHA per learner carrying all its rounds); only conflicted learners are retried."""
+        started = time.perf_counter()
+        failed: list[tuple[str, str]] = []
+        committed: list[CommittedRounds] = []
+        # Through the auto-pipeline too: one batch, packed by hiredis (see pipelining.py).
+        pipe = self.pipe
+        futures = [pipe.execute("HMGET", self.keys.learner_state(x), "v", "s") for x in learners]
+        futures.append(pipe.execute("GET", self.keys.curriculum_version))
+        raw = await asyncio.gather(*futures)
+        curriculum = await self.curriculum.at_version(raw[-1])
+        pending: list[tuple[str, str, str]] = []
+        for learner, (v, s) in zip(learners, raw[:-1], strict=True):
+            if v is None or s is None:
+                failed.append((learner, LearnerNotFound.code))
+            else:
+                pending.append((learner, v, s))
+        for attempt in range(MAX_ATTEMPTS):
+            if not pending:
+                break
+            await conflict_backoff(attempt)
+            now = time.time()
+            computed: list[tuple[str, list[RoundOutcome]]] = []
+            encoded: dict[str, str] = {}
+            calls: list[tuple[list[str], list[Any]]] = []
+            for learner, v, s in pending:
+                state = decode(s)
+                if not state.active:
+                    failed.append((learner, TrainingNotStarted.code))
+                    continue
+                t0 = time.perf_counter()
+                outs = [compute_round(state, curriculum, now) for _ in range(n)]
+                dur = (time.perf_counter() - t0) * 1000
+                args = self.commit_args(v, state, now, outs, dur)
+                encoded[learner] = args[1]
+                calls.append((self.keys.commit_rounds_keys(learner), args))
+                computed.append((learner, outs))
+            results = await pipe.evalsha_many(self.scripts.commit_rounds, calls) if calls else []
+            pending = []
+            for (learner, outs), res in zip(computed, results, strict=True):
+                code = int(res[0])
+                if code == 1:
+                    self.cache.refresh(learner, res[1], encoded[learner])
+                    committed.append(
+                        CommittedRounds(
+                            learner, outs, int(res[2]), int(res[3]) == 1, int(res[4]) == 1
+                        )
+                    )
+                elif code == 0:
+                    pending.append((learner, res[1], res[2]))
+                else:
+                    failed.append((learner, LearnerNotFound.code))
+        failed.extend((learner, VersionConflict.code) for learner, _, _ in pending)
+        return BatchOutcome(committed, failed, started)

@@ -1,0 +1,53 @@
+"""Errors the domain raises when a rule refuses an operation. They carry the error envelope's
+`code` and `message` but no HTTP status: stores and engines stay free of HTTP, and the one table in
+shared/errors.py (`DOMAIN_STATUS`) decides the status the error middleware answers with.
+
+A service's own error subclasses one of the kinds below (`NotFoundError`, `ConflictError`) and so
+gets its status from the table without touching it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code: str = "domain_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFoundError(DomainError):
+    """The thing the operation names does not exist."""
+
+    code = "not_found"
+
+
+class ConflictError(DomainError):
+    """The current state refuses the operation (exists already, changed meanwhile, not ready)."""
+
+    code = "conflict"
+
+
+class LearnerNotFound(NotFoundError):
+    code = "learner_not_found"
+
+    def __init__(self, learner: str) -> None:
+        super().__init__(f"Learner {learner!r} not found")
+        self.learner = learner
+
+
+class LearnerExists(ConflictError):
+    code = "learner_exists"
+
+    def __init__(self, learner: str) -> None:
+        super().__init__(f"Learner {learner!r} already exists")
+        self.learner = learner
+
+
+class VersionConflict(ConflictError):
+    """Concurrent writers kept changing the state between this caller's read and its commit."""
+
+    code = "version_conflict"
