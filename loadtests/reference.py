@@ -413,8 +413,8 @@ def _commit_loop(
 ) -> CommitResult:
     import redis
 
+    from shared.commit_rounds import CommitHeader, commit_rounds_args
     from shared.keys import Keys
-    from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
     from shared.scripts import script_source
 
     keys = Keys(f"ref{os.getpid()}")  # one prefix per client process: disjoint learners
@@ -447,12 +447,10 @@ def _commit_loop(
             cursor += 1
             batch.append(x)
             now_ms = int(time.time() * 1000)
-            args: list[Any] = [
-                versions[x], states[x], x, "local", 70.5, 4, now_ms + 60_000,
-                DEFAULT_MIN_AVG_MASTERY, DEFAULT_MAX_BELOW, 100, 1_000_000, rounds_per_commit,
-            ]  # fmt: skip
-            for _ in range(rounds_per_commit):
-                args += [entry, 0.8]
+            header = CommitHeader(
+                str(versions[x]), states[x], x, "local", 70.5, 4, now_ms + 60_000, 100, 1_000_000
+            )
+            args = commit_rounds_args(header, [(entry, 0.8)] * rounds_per_commit)
             script(keys=key_lists[x], args=args, client=pipe)
         for x, res in zip(batch, pipe.execute(), strict=True):
             if int(res[0]) == 1:

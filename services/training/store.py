@@ -34,6 +34,7 @@ from services.training.curriculum_store import CurriculumStore
 from services.training.pipelining import AutoPipeline
 from services.training.round import RoundOutcome, compute_round, new_learner_state
 from services.training.state_cache import StateCache
+from shared.commit_rounds import CommitHeader, commit_rounds_args
 from shared.domain_errors import ConflictError, LearnerExists, LearnerNotFound, VersionConflict
 from shared.keyed_locks import KeyedLocks
 from shared.keys import Keys
@@ -45,8 +46,6 @@ from shared.learner_state import (
     incarnation_marker,
 )
 from shared.readiness import (
-    DEFAULT_MAX_BELOW,
-    DEFAULT_MIN_AVG_MASTERY,
     ReadinessThresholds,
     read_thresholds,
 )
@@ -330,9 +329,8 @@ class TrainingStore:
         now = time.time()
         out = compute_round(state, curriculum, now, detail=True)
         dur = (time.perf_counter() - started) * 1000
-        args = self.commit_args(read.version or "", state, now, [out], dur)
-        if read.from_cache:
-            args.append(incarnation_marker(state))
+        guard = incarnation_marker(state) if read.from_cache else None
+        args = self.commit_args(read.version or "", state, now, [out], dur, guard)
         return PreparedRound(learner, state, curriculum, now, out, args)
 
     async def commit(self, prepared: PreparedRound, started: float) -> CommittedRound | LearnerRead:
@@ -384,28 +382,31 @@ class TrainingStore:
         raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
 
     def commit_args(
-        self, v: str, state: LearnerState, now: float, outs: list[RoundOutcome], dur_ms: float
+        self,
+        v: str,
+        state: LearnerState,
+        now: float,
+        outs: list[RoundOutcome],
+        dur_ms: float,
+        guard: str | None = None,
     ) -> list[Any]:
-        """commit_rounds' ARGV for `outs`, the rounds just run on `state` (see its header)."""
+        """commit_rounds' ARGV for `outs`, the rounds just run on `state`."""
         last = outs[-1]
-        args: list[Any] = [
-            v,
-            encode(state),
-            state.id,
-            state.region,
-            last.avg,
-            last.below,
-            last.next_review_ms,
-            DEFAULT_MIN_AVG_MASTERY,
-            DEFAULT_MAX_BELOW,
-            self.history_limit,
-            self.stream_maxlen,
-            len(outs),
-        ]
+        header = CommitHeader(
+            version=v,
+            state=encode(state),
+            learner=state.id,
+            region=state.region,
+            avg=last.avg,
+            below=last.below,
+            next_review_ms=last.next_review_ms,
+            history_limit=self.history_limit,
+            stream_maxlen=self.stream_maxlen,
+        )
         ts = int(now * 1000)
         per = round(dur_ms / len(outs), 3)
-        for out in outs:
-            args.append(
+        entries = [
+            (
                 orjson.dumps(
                     {
                         "n": out.learner_round,
@@ -415,10 +416,12 @@ class TrainingStore:
                         "avg": out.avg,
                         "ms": per,
                     }
-                ).decode()
+                ).decode(),
+                per,
             )
-            args.append(per)
-        return args
+            for out in outs
+        ]
+        return commit_rounds_args(header, entries, guard)
 
     # ---- rounds for many learners ----------------------------------------------------------------
     async def run_batch(self, learners: list[str], n: int) -> BatchOutcome:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import orjson
 
+from shared.commit_rounds import CommitHeader, commit_rounds_args
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
 from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
@@ -27,11 +28,11 @@ def commit_keys(keys: Keys, learner: str) -> list[str]:
 async def commit(scripts, keys, learner, version, seed, avg, *, guard=None, below=0, defaults=None):
     state = LearnerState(id=learner, seed=seed, region="eu", active=True, rounds=version)
     min_avg, max_below = defaults or (DEFAULT_MIN_AVG_MASTERY, DEFAULT_MAX_BELOW)
-    args = [str(version), encode(state), learner, "eu", avg, below, 5000, min_avg, max_below]
-    args += [100, 10000, 1]
-    args += [orjson.dumps({"trained": ["dsa"]}).decode(), 3]
-    if guard is not None:
-        args.append(guard)
+    header = CommitHeader(
+        str(version), encode(state), learner, "eu", avg, below, 5000, 100, 10000, min_avg, max_below
+    )
+    entry = orjson.dumps({"trained": ["dsa"]}).decode()
+    args = commit_rounds_args(header, [(entry, 3)], guard)
     return await scripts.commit_rounds(keys=commit_keys(keys, learner), args=args)
 
 

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from services.meta.engine import MetaEngine, Trigger
 from services.meta.store import MetaStore
+from shared.commit_rounds import CommitHeader, commit_rounds_args
 from shared.events import (
     CompletedEvent,
     ReadyEvent,
@@ -96,9 +97,9 @@ async def test_commit_rounds_writes_round_and_ready_events(
 ) -> None:
     await create_learner(scripts, keys, "a")
     state = LearnerState(id="a", seed=1, region="eu", active=True, rounds=2)
-    args = ["1", encode(state), "a", "eu", 1000, 82.5, 2, 5000, 100, 10000, 2]
-    for duration in (3, 0.25):
-        args += [orjson.dumps({"trained": ["dsa"]}).decode(), duration]
+    header = CommitHeader("1", encode(state), "a", "eu", 82.5, 2, 5000, 100, 10000)
+    entry = orjson.dumps({"trained": ["dsa"]}).decode()
+    args = commit_rounds_args(header, [(entry, 3), (entry, 0.25)])
     result = await scripts.commit_rounds(keys=keys.commit_rounds_keys("a"), args=args)
     assert result[0] == 1 and result[4] == 1  # became ready
 

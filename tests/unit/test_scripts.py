@@ -7,6 +7,7 @@ from importlib import resources
 
 import orjson
 
+from shared.commit_rounds import CommitHeader, commit_rounds_args
 from shared.keys import Keys
 from shared.learner_state import DomainState, LearnerState, decode, encode
 from shared.scripts import SCRIPT_NAMES, Scripts, lua_source
@@ -26,9 +27,9 @@ def commit_keys(keys: Keys, learner: str) -> list[str]:
 
 async def commit(redis, scripts, keys, learner, version, avg, below, n=1):
     state = LearnerState(id=learner, seed=7, region="eu", active=True, rounds=version)
-    args = [str(version), encode(state), learner, "eu", avg, below, 5000, 75, 3, 100, 10000, n]
-    for _ in range(n):
-        args += [orjson.dumps({"trained": ["dsa"]}).decode(), 3]
+    header = CommitHeader(str(version), encode(state), learner, "eu", avg, below, 5000, 100, 10000)
+    entry = orjson.dumps({"trained": ["dsa"]}).decode()
+    args = commit_rounds_args(header, [(entry, 3)] * n)
     return await scripts.commit_rounds(keys=commit_keys(keys, learner), args=args)
 
 
