@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.coach import routes
-from services.coach.appkeys import INSTANCE, LEASE, LOOP, META, call_timeout
+from services.coach.app_keys import INSTANCE, LEASE, LOOP, META, call_timeout
 from services.coach.lease import Lease, new_instance_token
 from services.coach.loop import CoachLoop
 from services.coach.meta_trigger import MetaTrigger

@@ -88,7 +88,6 @@ class CoachLoop:
         self.meta = meta
         self.meta_backlog_limit = meta_backlog_limit
         self.averages = AverageCache()
-        self.ticks_here = 0
 
     async def read(self) -> tuple[CoachSettings, bool, str | None]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -160,7 +159,6 @@ class CoachLoop:
         picks = await scheduler.pick(
             self.redis, self.keys, micro * batch, use_fast_lane=settings.fastLane.enabled
         )
-        self.ticks_here += 1
         if not picks:
             summary = {"needing": 0, "promoted": promoted, "rounds": 0}
             async with self.redis.pipeline(transaction=False) as pipe:

@@ -91,10 +91,6 @@ class MetaTrigger:
         self._meta_down_since: int | None = None
         self._group_ready = False
 
-    @property
-    def inflight(self) -> int:
-        return len(self._inflight)
-
     async def wait_backlog_below(self, limit: int, timeout_s: float) -> bool:
         """Wait (bounded) until fewer than `limit` meta calls are in flight. The loop calls it
         before each tick: meta triggers take priority over new rounds, so a wave of readiness

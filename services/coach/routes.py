@@ -9,7 +9,7 @@ from aiohttp import web
 
 from services.coach import boost as boost_ops
 from services.coach import settings_store
-from services.coach.appkeys import INSTANCE, LEASE, call_timeout
+from services.coach.app_keys import INSTANCE, LEASE, call_timeout
 from services.coach.models import (
     BoostRequest,
     Empty,

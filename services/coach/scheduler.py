@@ -26,7 +26,7 @@ PROMOTE_LIMIT = 1000  # due reviews moved back into the queue per tick (bounded 
 @dataclass(frozen=True, slots=True)
 class Pick:
     learner: str
-    pass_: float
+    virtual_pass: float
     fast: bool
 
 
@@ -62,12 +62,6 @@ def queue_advance(pipe: object, keys: Keys, picks: list[Pick], weight: float) ->
     meanwhile (it became ready) is not re-added."""
     for p in picks:
         pipe.zadd(keys.coach_queue, {p.learner: stride(p.fast, weight)}, xx=True, incr=True)  # type: ignore[attr-defined]
-
-
-async def advance(redis: Redis, keys: Keys, picks: list[Pick], weight: float) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        queue_advance(pipe, keys, picks, weight)
-        await pipe.execute()
 
 
 def rounds_for(

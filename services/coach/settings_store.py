@@ -77,7 +77,7 @@ class CoachSettings(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class Loaded:
+class ParsedSettings:
     settings: CoachSettings
     invalid: dict[str, str]  # fields found in Redis that did not validate (defaults used)
 
@@ -105,7 +105,7 @@ def to_fields(settings: CoachSettings) -> dict[str, str]:
     return fields
 
 
-def from_fields(raw: dict[str, str]) -> Loaded:
+def from_fields(raw: dict[str, str]) -> ParsedSettings:
     """Parse the hash; a field that does not parse or is out of bounds falls back to its
     default (and is reported), so one bad write cannot stop the loop."""
     settings = CoachSettings()
@@ -123,7 +123,7 @@ def from_fields(raw: dict[str, str]) -> Loaded:
             setattr(target, name, _from_field(value, info.annotation))
         except (ValueError, ValidationError):
             invalid[field] = value
-    return Loaded(settings, invalid)
+    return ParsedSettings(settings, invalid)
 
 
 async def load(redis: Redis, keys: Keys) -> CoachSettings:

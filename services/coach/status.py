@@ -48,10 +48,6 @@ async def set_active(redis: Redis, keys: Keys, active: bool, action: str) -> Non
     )
 
 
-async def is_active(redis: Redis, keys: Keys) -> bool:
-    return await redis.hget(keys.coach_state, ACTIVE) == "1"
-
-
 def _json(raw: str | None) -> Any:
     if not raw:
         return None
