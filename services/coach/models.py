@@ -47,6 +47,19 @@ class FastLaneRequest(StrictModel):
         Annotated[list[LearnerId], Field(max_length=MAX_FAST_LANE_CHANGE)] | FastLaneLearners | None
     ) = None
 
+    def settings_changes(self) -> dict[str, object]:
+        """The fast-lane settings this request sets (see the class docstring)."""
+        fast: dict[str, object] = {
+            "enabled": self.enable,
+            "weight": self.weight,
+            "intervalMs": self.intervalMs,
+        }
+        if self.microBatchesPerTick is not None:
+            fast["microBatchesPerTick"] = self.microBatchesPerTick
+        if self.batchSize is not None:
+            fast["batchSize"] = self.batchSize
+        return fast
+
     def learner_changes(self) -> tuple[list[str], list[str]]:
         if self.learners is None:
             return [], []

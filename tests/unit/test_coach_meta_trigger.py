@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from services.coach.meta_trigger import GROUP, MetaTrigger, batches_of
+from services.coach.lease import Lease
+from services.coach.meta_trigger import MetaTrigger, batches_of
+from services.coach.store import META_GROUP as GROUP
+from services.coach.store import CoachStore
 
 
 def entries(*learners: str) -> list[tuple[str, dict[str, str]]]:
@@ -31,14 +34,13 @@ def test_a_learner_ready_twice_in_one_read_goes_to_a_later_batch():
         assert len(learners) == len(set(learners))
 
 
-async def test_prune_drops_only_idle_consumers_with_nothing_pending(redis, keys):
+async def test_prune_drops_only_idle_consumers_with_nothing_pending(redis, scripts, keys):
     trigger = MetaTrigger(
-        redis,
-        keys,
-        client=None,
-        lease=None,
+        CoachStore(redis, keys),
+        None,  # type: ignore[arg-type]
+        Lease(redis, keys, scripts),
         consumer="me",
-        prune_idle_ms=0,  # type: ignore[arg-type]
+        prune_idle_ms=0,
     )
     await trigger.ensure_group()
     await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "a"})
