@@ -11,6 +11,7 @@ from services.coach import routes
 from services.coach.app_keys import INSTANCE, LEASE, LOOP, META, STORE, TRAINING
 from services.coach.lease import Lease, new_instance_token
 from services.coach.loop import CoachLoop
+from services.coach.meta_api import HttpMetaApi
 from services.coach.meta_trigger import MetaTrigger
 from services.coach.store import CoachStore
 from services.coach.training_api import HttpTrainingApi
@@ -40,7 +41,7 @@ async def _coach_ctx(app: web.Application) -> AsyncIterator[None]:
     app[TRAINING] = HttpTrainingApi(client, timeout_s=timeout)
     lease = Lease(redis, keys, app[SCRIPTS], token=app[INSTANCE])
     app[LEASE] = lease
-    meta = MetaTrigger(store, client, lease, consumer=app[INSTANCE], call_timeout_s=timeout)
+    meta = MetaTrigger(store, HttpMetaApi(client, timeout_s=timeout), lease, consumer=app[INSTANCE])
     app[META] = meta
     app[LOOP] = CoachLoop(store, app[TRAINING], lease, meta=meta)
     yield

@@ -31,16 +31,14 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from services.coach.lease import Leadership
+from services.coach.meta_api import MetaApi
 from services.coach.store import CoachStore, MetaServed
 from shared.clock import now_ms
 from shared.errors import UpstreamError
-from shared.http_client import ServiceClient
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-RUN_ALL_PATH = "/api/v4/meta-learning/run-all"
-RUN_BATCH_PATH = "/api/v4/meta-learning/run-batch"
 PRUNE_MAX = 100
 
 
@@ -48,7 +46,7 @@ class MetaTrigger:
     def __init__(
         self,
         store: CoachStore,
-        client: ServiceClient,
+        meta: MetaApi,
         leadership: Leadership,
         *,
         consumer: str,
@@ -60,10 +58,9 @@ class MetaTrigger:
         claim_every_s: float = 2.0,
         prune_every_s: float = 60.0,
         prune_idle_ms: int = 60_000,
-        call_timeout_s: float = 5.0,
     ) -> None:
         self.store = store
-        self.client = client
+        self.meta = meta
         self.leadership = leadership
         self.consumer = consumer
         self.block_ms = block_ms
@@ -73,7 +70,6 @@ class MetaTrigger:
         self.claim_every_s = claim_every_s
         self.prune_every_s = prune_every_s
         self.prune_idle_ms = prune_idle_ms
-        self.call_timeout_s = call_timeout_s
         self._gate = asyncio.Semaphore(concurrency)  # meta calls (batches) in flight
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -218,9 +214,7 @@ class MetaTrigger:
         if not items:
             return
         try:
-            status, body = await self.client.post(
-                "meta", RUN_BATCH_PATH, {"items": items}, timeout_s=self.call_timeout_s
-            )
+            status, body = await self.meta.run_batch(items)
         except UpstreamError as exc:
             await self._meta_down(exc.message)
             return
@@ -258,12 +252,7 @@ class MetaTrigger:
 
     async def _trigger_one(self, entry_id: str, learner: str, trigger: dict[str, int]) -> None:
         try:
-            status, body = await self.client.post(
-                "meta",
-                RUN_ALL_PATH,
-                {"learner": learner, "trigger": trigger},
-                timeout_s=self.call_timeout_s,
-            )
+            status, body = await self.meta.run_all(learner, trigger)
         except UpstreamError as exc:
             await self._meta_down(exc.message)
             return
