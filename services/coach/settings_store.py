@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FAST_LANE_PREFIX = "fastLane."
@@ -69,6 +70,21 @@ class CoachSettings(BaseModel):
 
     def thresholds(self) -> dict[str, Any]:
         return self.model_dump(exclude={"fastLane"})
+
+
+def bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """The bounds of a setting as `Field` arguments, so that a request model declaring the same
+    setting (a partial update, the fast-lane call) checks and documents the bounds written here.
+    """
+    found: dict[str, Any] = {}
+    for item in model.model_fields[name].metadata:
+        if isinstance(item, annotated_types.Ge):
+            found["ge"] = item.ge
+        elif isinstance(item, annotated_types.Le):
+            found["le"] = item.le
+        else:  # a constraint this helper does not carry over would be lost silently
+            raise TypeError(f"{model.__name__}.{name}: unsupported constraint {item!r}")
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,3 +98,26 @@ async def test_a_corrupt_field_falls_back_to_its_default(redis, keys):
     loaded = settings_store.from_fields(await redis.hgetall(keys.coach_settings))
     assert loaded.settings.batchSize == 4 and loaded.settings.intervalMs == 600
     assert set(loaded.invalid) == {"batchSize", "intervalMs"}
+
+
+def test_request_models_carry_the_settings_bounds():
+    # Each setting's bounds are written once, on CoachSettings/FastLaneSettings; the request
+    # models take theirs from there, and the OpenAPI document shows them.
+    from services.coach.models import FastLaneSettingsUpdate
+    from services.coach.settings_store import FastLaneSettings
+
+    def constraints(model, name):
+        return [repr(m) for m in model.model_fields[name].metadata]
+
+    for name in CoachSettings.model_fields:
+        if name != "fastLane":
+            assert constraints(SettingsUpdate, name) == constraints(CoachSettings, name), name
+    for name in FastLaneSettings.model_fields:
+        assert constraints(FastLaneSettingsUpdate, name) == constraints(FastLaneSettings, name)
+    for name in ("weight", "intervalMs", "microBatchesPerTick", "batchSize"):
+        assert constraints(FastLaneRequest, name) == constraints(FastLaneSettings, name), name
+    for name in ("weight", "intervalMs"):
+        default = FastLaneSettings.model_fields[name].default
+        assert FastLaneRequest.model_fields[name].default == default, name
+    schema = SettingsUpdate.model_json_schema()["properties"]["maxBelow80"]["anyOf"][0]
+    assert (schema["minimum"], schema["maximum"]) == (0, 1000)
