@@ -22,7 +22,6 @@ SCRIPT_NAMES = (
     "delete_learner",
     "lease_renew",
     "lease_release",
-    "coach_promote_due",
 )
 
 

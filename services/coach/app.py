@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.coach import routes
-from services.coach.appkeys import INSTANCE, LEASE, LOOP, META, call_timeout
+from services.coach.app_keys import INSTANCE, LEASE, LOOP, META, STORE, TRAINING
 from services.coach.lease import Lease, new_instance_token
 from services.coach.loop import CoachLoop
+from services.coach.meta_api import HttpMetaApi
 from services.coach.meta_trigger import MetaTrigger
-from services.coach.settings_store import ensure_defaults
+from services.coach.store import CoachStore
+from services.coach.training_api import HttpTrainingApi
 from shared.app_factory import (
     CLIENT,
     KEYS,
@@ -25,15 +27,23 @@ from shared.app_factory import (
 from shared.settings import FleetSettings
 
 
+def call_timeout(settings: FleetSettings) -> float:
+    """Timeout of each call to training or meta (never above the fleet's bound)."""
+    return min(settings.http_timeout_s, 5.0)
+
+
 async def _coach_ctx(app: web.Application) -> AsyncIterator[None]:
-    redis, keys, scripts, client = app[REDIS], app[KEYS], app[SCRIPTS], app[CLIENT]
-    await ensure_defaults(redis, keys)
-    lease = Lease(redis, keys, scripts, token=app[INSTANCE])
+    redis, keys, client = app[REDIS], app[KEYS], app[CLIENT]
     timeout = call_timeout(app[SETTINGS])
+    store = CoachStore(redis, keys)
+    await store.ensure_default_settings()
+    app[STORE] = store
+    app[TRAINING] = HttpTrainingApi(client, timeout_s=timeout)
+    lease = Lease(redis, keys, app[SCRIPTS], token=app[INSTANCE])
     app[LEASE] = lease
-    meta = MetaTrigger(redis, keys, client, lease, consumer=app[INSTANCE], call_timeout_s=timeout)
+    meta = MetaTrigger(store, HttpMetaApi(client, timeout_s=timeout), lease, consumer=app[INSTANCE])
     app[META] = meta
-    app[LOOP] = CoachLoop(redis, keys, scripts, client, lease, call_timeout_s=timeout, meta=meta)
+    app[LOOP] = CoachLoop(store, app[TRAINING], lease, meta=meta)
     yield
 
 

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
-from services.coach import stats
-from services.coach.status import now_ms
-from services.coach.training_api import error_of, run_batch
+from services.coach.store import CoachStore
+from services.coach.training_api import HttpTrainingApi, error_of
 from shared.errors import ApiError, Conflict, NotFound, UpstreamError
-from shared.http_client import ServiceClient
-from shared.keys import Keys
 
 
 def _learner_error(err: dict[str, Any], done: list[dict[str, Any]]) -> ApiError:
@@ -33,14 +28,12 @@ def _learner_error(err: dict[str, Any], done: list[dict[str, Any]]) -> ApiError:
 
 
 async def boost(
-    redis: Redis,
-    keys: Keys,
-    client: ServiceClient,
+    store: CoachStore,
+    training: HttpTrainingApi,
     *,
     learner: str,
     rounds: int,
     batch_size: int,
-    timeout_s: float,
 ) -> tuple[list[dict[str, Any]], int]:
     """Run `rounds` rounds for `learner`; returns (results, number of calls)."""
     results: list[dict[str, Any]] = []
@@ -50,7 +43,7 @@ async def boost(
         while remaining > 0:  # bounded: ceil(rounds / batch_size) iterations
             n = min(batch_size, remaining)
             calls += 1
-            status, body = await run_batch(client, [learner], n, timeout_s=timeout_s)
+            status, body = await training.post_rounds([learner], n)
             if status != 200 or not isinstance(body, dict):
                 code, message = error_of(body, status)
                 if 400 <= status < 500:
@@ -74,7 +67,5 @@ async def boost(
             remaining -= n
     finally:
         if results:
-            async with redis.pipeline(transaction=False) as pipe:
-                stats.record_rounds(pipe, keys, len(results), now_ms() / 1000, "boostRounds")
-                await pipe.execute()
+            await store.record_boost(len(results))
     return results, calls

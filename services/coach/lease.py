@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import time
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -28,6 +29,13 @@ from shared.logging import get_logger
 from shared.scripts import Scripts
 
 log = get_logger(__name__)
+
+
+class Leadership(Protocol):
+    """Whether this replica may act as the leader now."""
+
+    @property
+    def is_leader(self) -> bool: ...
 
 
 def new_instance_token() -> str:

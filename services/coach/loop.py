@@ -14,35 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-import orjson
-from redis.asyncio import Redis
-
-from services.coach import scheduler, stats
-from services.coach.lease import Lease
-from services.coach.meta_trigger import MetaTrigger
-from services.coach.settings_store import CoachSettings, from_fields
-from services.coach.status import (
-    ACTIVE,
-    LAST_STATUS,
-    action_fields,
-    now_ms,
-    outage_field,
-    outage_value,
-)
-from services.coach.training_api import BatchOutcome, error_of, run_batch
-from shared.errors import UpstreamError
-from shared.http_client import ServiceClient
-from shared.keys import Keys
+from services.coach.lease import Leadership
+from services.coach.settings_store import CoachSettings
+from services.coach.store import CoachStore
+from services.coach.tick import Call, plan, summarize
+from services.coach.training_api import BatchOutcome, TrainingApi
+from shared.clock import now_ms
 from shared.logging import get_logger
-from shared.scripts import Scripts
 
 log = get_logger(__name__)
 
 IDLE_POLL_S = 0.25  # how often an inactive or standby coach looks again
 SLEEP_SLICE_S = 0.25  # the interval is re-read at least this often while sleeping
 MAX_TRACKED_AVERAGES = 200_000
+
+
+class MetaBacklog(Protocol):
+    """The meta trigger, as the loop sees it: how many meta calls are still in flight."""
+
+    async def wait_backlog_below(self, limit: int, timeout_s: float) -> bool: ...
 
 
 class AverageCache:
@@ -69,46 +62,32 @@ class AverageCache:
 class CoachLoop:
     def __init__(
         self,
-        redis: Redis,
-        keys: Keys,
-        scripts: Scripts,
-        client: ServiceClient,
-        lease: Lease,
+        store: CoachStore,
+        training: TrainingApi,
+        leadership: Leadership,
         *,
-        call_timeout_s: float = 5.0,
-        meta: MetaTrigger | None = None,
+        meta: MetaBacklog | None = None,
         meta_backlog_limit: int = 8,
     ) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.scripts = scripts
-        self.client = client
-        self.lease = lease
-        self.call_timeout_s = call_timeout_s
+        self.store = store
+        self.training = training
+        self.leadership = leadership
         self.meta = meta
         self.meta_backlog_limit = meta_backlog_limit
         self.averages = AverageCache()
-        self.ticks_here = 0
-
-    async def read(self) -> tuple[CoachSettings, bool, str | None]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.coach_settings)
-            pipe.hmget(self.keys.coach_state, [ACTIVE, outage_field("training")])
-            raw, (active, outage) = await pipe.execute()
-        return from_fields(raw).settings, active == "1", outage
 
     async def run(self) -> None:
         while True:  # bounded by task cancellation at shutdown
             started = time.monotonic()
             try:
-                settings, active, outage = await self.read()
+                settings, active, outage = await self.store.loop_inputs()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("coach_read_failed", error=str(exc))
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
-            if not (active and self.lease.is_leader):
+            if not (active and self.leadership.is_leader):
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
             try:
@@ -131,7 +110,7 @@ class CoachLoop:
             await asyncio.sleep(min(remaining, SLEEP_SLICE_S))
             if remaining > SLEEP_SLICE_S:
                 try:
-                    fresh, active, _ = await self.read()
+                    fresh, active, _ = await self.store.loop_inputs()
                 except Exception:
                     continue
                 if not active:
@@ -140,12 +119,13 @@ class CoachLoop:
 
     async def _note(self, action: str) -> None:
         try:
-            await self.redis.hset(self.keys.coach_state, mapping=action_fields(action))
+            await self.store.note_action(action)
         except Exception:
             log.warning("coach_state_write_failed")
 
     # ---- one tick ----------------------------------------------------------------------------
     async def tick(self, settings: CoachSettings, outage: str | None = None) -> dict[str, Any]:
+        """One tick; `outage` is the training outage recorded before it. Returns its summary."""
         tick_started = time.perf_counter()
         if self.meta is not None:
             # Meta triggers first: hold new rounds (bounded: at most two intervals) while a wave
@@ -154,147 +134,40 @@ class CoachLoop:
                 self.meta_backlog_limit, 2 * settings.live_interval_ms / 1000
             )
         now = now_ms()
-        promoted = await scheduler.promote_due(self.redis, self.keys, self.scripts, now)
-        micro, batch = settings.live_micro_batches, settings.live_batch_size
-        weight = settings.live_weight
-        picks = await scheduler.pick(
-            self.redis, self.keys, micro * batch, use_fast_lane=settings.fastLane.enabled
+        promoted = await self.store.promote_due(now)
+        picks = await self.store.pick(
+            settings.live_micro_batches * settings.live_batch_size,
+            use_fast_lane=settings.fastLane.enabled,
         )
-        self.ticks_here += 1
-        if not picks:
-            summary = {"needing": 0, "promoted": promoted, "rounds": 0}
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(self.keys.coach_stats, "ticks", 1)
-                stats.record_coached(pipe, self.keys, [], now)
-                pipe.hset(
-                    self.keys.coach_state,
-                    mapping={
-                        **action_fields("no learners need coaching"),
-                        LAST_STATUS: orjson.dumps(summary).decode(),
-                    },
-                )
-                await pipe.execute()
-            return summary
-
-        aggressive = 0
-        assignments: list[tuple[str, int]] = []
-        for p in picks:
-            avg = self.averages.get(p.learner)
-            if settings.aggressiveMode and (avg or 0.0) < settings.aggressiveThreshold:
-                aggressive += 1
-            assignments.append(
-                (
-                    p.learner,
-                    scheduler.rounds_for(
-                        avg,
-                        max_rounds=settings.maxRoundsPerCycle,
-                        aggressive_mode=settings.aggressiveMode,
-                        aggressive_threshold=settings.aggressiveThreshold,
-                        aggressive_multiplier=settings.aggressiveMultiplier,
-                        hyper_mode=settings.hyperMode,
-                    ),
-                )
-            )
-        calls = scheduler.plan_calls(assignments, batch)
-        gate = asyncio.Semaphore(micro)
-        outcomes = await asyncio.gather(*(self._call(gate, call) for call in calls))
-
-        committed = 0
-        became_ready = 0
-        learner_errors = 0
-        avgs: list[float] = []
-        attempted: set[str] = set()
-        coached: set[str] = set()
-        upstream_errors: list[str] = []
-        for outcome in outcomes:
-            if outcome.upstream_error is not None:
-                upstream_errors.append(outcome.upstream_error)
-                continue
-            attempted.update(outcome.learners)
-            learner_errors += len(outcome.errors)
-            for r in outcome.rounds:
-                committed += 1
-                learner = str(r.get("learner"))
-                coached.add(learner)
-                if r.get("became_ready"):
-                    became_ready += 1
-                avg = r.get("avg")
-                if isinstance(avg, int | float):
-                    self.averages.set(learner, float(avg))
-        for learner in coached:
-            value = self.averages.get(learner)
-            if value is not None:
-                avgs.append(value)
+        tick_plan = plan(picks, settings, self.averages.get)
+        outcomes = await self.call(tick_plan.calls, settings.live_micro_batches)
+        result = summarize(
+            picks,
+            tick_plan,
+            outcomes,
+            settings=settings,
+            promoted=promoted,
+            outage=outage,
+            at_ms=now,
+            tick_ms=(time.perf_counter() - tick_started) * 1000,
+            average_of=self.averages.get,
+        )
+        for learner, avg in result.averages.items():
+            self.averages.set(learner, avg)
         for outcome in outcomes:
             for err in outcome.errors[:3]:
                 log.info("coach_learner_error", **{k: err.get(k) for k in ("learner", "code")})
+        await self.store.record_tick(result)
+        if result.outage_started is not None:
+            log.warning("coach_training_outage", error=result.outage_started)
+        return result.summary
 
-        label = " HYPER" if settings.hyperMode else (" aggressive" if aggressive else "")
-        summary = {
-            "needing": len(picks),
-            "coached": len(coached),
-            "rounds": committed,
-            "calls": len(calls),
-            "failedCalls": len(upstream_errors),
-            "learnerErrors": learner_errors,
-            "becameReady": became_ready,
-            "promoted": promoted,
-            "avgMastery": round(sum(avgs) / len(avgs), 1) if avgs else None,
-            "tickMs": round((time.perf_counter() - tick_started) * 1000, 1),
-        }
-        if upstream_errors and not committed:
-            action = f"training unavailable: {upstream_errors[0]}"
-        else:
-            action = (
-                f"micro-batch {len(calls) - len(upstream_errors)} calls, {committed} rounds for "
-                f"{len(coached)} learners (tick +{committed}{label})"
-            )
-            if outage is not None and not upstream_errors:
-                action += "; training is back"
-        advanced = [p for p in picks if p.learner in attempted]
-        state_fields: dict[str, str] = {
-            **action_fields(action),
-            LAST_STATUS: orjson.dumps(summary).decode(),
-        }
-        if upstream_errors and outage is None:
-            state_fields[outage_field("training")] = outage_value(now, upstream_errors[0])
-        async with self.redis.pipeline(transaction=False) as pipe:
-            stats.record_rounds(pipe, self.keys, committed, now / 1000, "roundsRun")
-            pipe.hincrby(self.keys.coach_stats, "ticks", 1)
-            if learner_errors:
-                pipe.hincrby(self.keys.coach_stats, "learnerErrors", learner_errors)
-            if upstream_errors:
-                pipe.hincrby(self.keys.coach_stats, "failedCalls", len(upstream_errors))
-            stats.record_coached(pipe, self.keys, sorted(coached), now)
-            scheduler.queue_advance(pipe, self.keys, advanced, weight)
-            pipe.hset(self.keys.coach_state, mapping=state_fields)
-            if outage is not None and not upstream_errors:
-                pipe.hdel(self.keys.coach_state, outage_field("training"))
-            await pipe.execute()
-        if upstream_errors and outage is None:
-            log.warning("coach_training_outage", error=upstream_errors[0])
-        return summary
+    async def call(self, calls: Sequence[Call], concurrency: int) -> list[BatchOutcome]:
+        """Run the calls, at most `concurrency` at once; outcomes in the order of `calls`."""
+        gate = asyncio.Semaphore(concurrency)
 
-    async def _call(self, gate: asyncio.Semaphore, call: list[tuple[str, int]]) -> BatchOutcome:
-        learners = [learner for learner, _ in call]
-        rounds = call[0][1]
-        outcome = BatchOutcome(learners)
-        async with gate:
-            try:
-                status, body = await run_batch(
-                    self.client, learners, rounds, timeout_s=self.call_timeout_s
-                )
-            except UpstreamError as exc:
-                outcome.upstream_error = exc.message
-                return outcome
-        outcome.status = status
-        if status == 200 and isinstance(body, dict):
-            outcome.rounds = list(body.get("rounds") or [])
-            outcome.errors = list(body.get("errors") or [])
-        elif status >= 500 or status == 429:
-            code, message = error_of(body, status)
-            outcome.upstream_error = f"training answered {status} {code}: {message}"
-        else:
-            code, message = error_of(body, status)
-            outcome.errors = [{"learner": x, "code": code, "message": message} for x in learners]
-        return outcome
+        async def one(call: Call) -> BatchOutcome:
+            async with gate:
+                return await self.training.run_batch([x for x, _ in call], call[0][1])
+
+        return list(await asyncio.gather(*(one(call) for call in calls)))

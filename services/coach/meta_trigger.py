@@ -28,38 +28,26 @@ import contextlib
 import time
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from services.coach import stats
-from services.coach.lease import Lease
-from services.coach.status import (
-    LAST_META_ACTION,
-    action_fields,
-    now_ms,
-    outage_field,
-    outage_value,
-)
+from services.coach.lease import Leadership
+from services.coach.meta_api import MetaApi
+from services.coach.store import CoachStore, MetaServed
+from shared.clock import now_ms
 from shared.errors import UpstreamError
-from shared.http_client import ServiceClient
-from shared.keys import Keys
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-GROUP = "coach"
-RUN_ALL_PATH = "/api/v4/meta-learning/run-all"
-RUN_BATCH_PATH = "/api/v4/meta-learning/run-batch"
 PRUNE_MAX = 100
 
 
 class MetaTrigger:
     def __init__(
         self,
-        redis: Redis,
-        keys: Keys,
-        client: ServiceClient,
-        lease: Lease,
+        store: CoachStore,
+        meta: MetaApi,
+        leadership: Leadership,
         *,
         consumer: str,
         block_ms: int = 1000,
@@ -70,12 +58,10 @@ class MetaTrigger:
         claim_every_s: float = 2.0,
         prune_every_s: float = 60.0,
         prune_idle_ms: int = 60_000,
-        call_timeout_s: float = 5.0,
     ) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.client = client
-        self.lease = lease
+        self.store = store
+        self.meta = meta
+        self.leadership = leadership
         self.consumer = consumer
         self.block_ms = block_ms
         self.count = count
@@ -84,16 +70,11 @@ class MetaTrigger:
         self.claim_every_s = claim_every_s
         self.prune_every_s = prune_every_s
         self.prune_idle_ms = prune_idle_ms
-        self.call_timeout_s = call_timeout_s
         self._gate = asyncio.Semaphore(concurrency)  # meta calls (batches) in flight
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._meta_down_since: int | None = None
         self._group_ready = False
-
-    @property
-    def inflight(self) -> int:
-        return len(self._inflight)
 
     async def wait_backlog_below(self, limit: int, timeout_s: float) -> bool:
         """Wait (bounded) until fewer than `limit` meta calls are in flight. The loop calls it
@@ -108,11 +89,7 @@ class MetaTrigger:
         return True
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.stream_meta, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self.store.ensure_meta_group()
         self._group_ready = True
 
     async def run(self) -> None:
@@ -120,7 +97,7 @@ class MetaTrigger:
         next_prune = 0.0
         try:
             while True:  # bounded by task cancellation at shutdown
-                if not self.lease.is_leader:
+                if not self.leadership.is_leader:
                     await asyncio.sleep(0.25)
                     continue
                 try:
@@ -151,36 +128,23 @@ class MetaTrigger:
                     await task
 
     async def read_once(self) -> int:
-        response = await self.redis.xreadgroup(
-            GROUP,
-            self.consumer,
-            {self.keys.stream_meta: ">"},
-            count=self.count,
-            block=self.block_ms,
+        entries = await self.store.read_meta_events(
+            self.consumer, count=self.count, block_ms=self.block_ms
         )
-        n = 0
-        for _stream, entries in response or []:
-            n += await self._dispatch(entries)
-        return n
+        return await self._dispatch(entries) if entries else 0
 
     async def claim_stale(self) -> int:
         """Take over entries pending longer than claim_idle_ms (paused/down meta, dead leader)."""
         start = "0-0"
         total = 0
         for _ in range(10):  # bounded: at most 10 pages of `count` per claim round
-            result = await self.redis.xautoclaim(
-                self.keys.stream_meta,
-                GROUP,
-                self.consumer,
-                min_idle_time=self.claim_idle_ms,
-                start_id=start,
-                count=self.count,
+            start, entries = await self.store.claim_meta_events(
+                self.consumer, min_idle_ms=self.claim_idle_ms, start=start, count=self.count
             )
-            start, entries = result[0], result[1]
             # Entries trimmed from the stream come back without fields: nothing to run, ack them.
             gone = [e[0] for e in entries if e and e[1] is None]
             if gone:
-                await self.redis.xack(self.keys.stream_meta, GROUP, *gone)
+                await self.store.ack_meta_events(gone)
             total += await self._dispatch([e for e in entries if e and e[1] is not None])
             if start in ("0-0", b"0-0") or not entries:
                 break
@@ -193,7 +157,7 @@ class MetaTrigger:
         and idle for prune_idle_ms: only the leader reads, and it reads at least every block_ms,
         so such a consumer is not reading. A coach whose consumer is deleted gets it back at its
         next read. Bounded: at most PRUNE_MAX per sweep."""
-        consumers = await self.redis.xinfo_consumers(self.keys.stream_meta, GROUP)
+        consumers = await self.store.meta_consumers()
         gone = [
             c["name"]
             for c in consumers
@@ -202,10 +166,7 @@ class MetaTrigger:
             and int(c["idle"]) >= self.prune_idle_ms
         ][:PRUNE_MAX]
         if gone:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name in gone:
-                    pipe.xgroup_delconsumer(self.keys.stream_meta, GROUP, name)
-                await pipe.execute()
+            await self.store.delete_meta_consumers(gone)
             log.info("meta_trigger_consumers_pruned", count=len(gone))
         return len(gone)
 
@@ -218,7 +179,7 @@ class MetaTrigger:
             elif entry_id not in self._inflight:
                 ready.append((entry_id, fields))
         if ignored:
-            await self.redis.xack(self.keys.stream_meta, GROUP, *ignored)
+            await self.store.ack_meta_events(ignored)
         for batch in batches_of(ready, self.batch_size):
             await self._gate.acquire()  # back-pressure: at most `concurrency` meta calls at once
             self._inflight.update(entry_id for entry_id, _ in batch)
@@ -253,9 +214,7 @@ class MetaTrigger:
         if not items:
             return
         try:
-            status, body = await self.client.post(
-                "meta", RUN_BATCH_PATH, {"items": items}, timeout_s=self.call_timeout_s
-            )
+            status, body = await self.meta.run_batch(items)
         except UpstreamError as exc:
             await self._meta_down(exc.message)
             return
@@ -275,7 +234,7 @@ class MetaTrigger:
     async def _record_batch(
         self, sent: list[str], items: list[dict[str, Any]], results: list[Any]
     ) -> None:
-        done: list[tuple[str, str, int, float]] = []  # entry, learner, round, delay
+        done: list[MetaServed] = []
         busy = 0
         for entry_id, item, result in zip(sent, items, results, strict=True):
             trigger = item["trigger"]
@@ -293,12 +252,7 @@ class MetaTrigger:
 
     async def _trigger_one(self, entry_id: str, learner: str, trigger: dict[str, int]) -> None:
         try:
-            status, body = await self.client.post(
-                "meta",
-                RUN_ALL_PATH,
-                {"learner": learner, "trigger": trigger},
-                timeout_s=self.call_timeout_s,
-            )
+            status, body = await self.meta.run_all(learner, trigger)
         except UpstreamError as exc:
             await self._meta_down(exc.message)
             return
@@ -311,60 +265,38 @@ class MetaTrigger:
         else:
             await self._give_up(entry_id, learner, f"meta answered {status}: {body}")
 
-    async def _record_done(self, done: list[tuple[str, str, int, float]]) -> None:
-        """Delays recorded and entries acknowledged in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry_id, learner, _, delay in done:
-                stats.record_meta_delay(pipe, self.keys, learner, delay)
-                pipe.xack(self.keys.stream_meta, GROUP, entry_id)
-            _, learner, round_id, delay = done[-1]
-            pipe.hset(
-                self.keys.coach_state,
-                LAST_META_ACTION,
-                f"meta-learning phases completed for {learner} ({delay:.1f} ms after round "
-                f"{round_id})" + (f" and {len(done) - 1} more learners" if len(done) > 1 else ""),
-            )
-            # Unconditional: the outage may have been recorded by a previous leader.
-            pipe.hdel(self.keys.coach_state, outage_field("meta"))
-            await pipe.execute()
+    async def _record_done(self, done: list[MetaServed]) -> None:
+        last = done[-1]
+        await self.store.record_meta_served(
+            done,
+            f"meta-learning phases completed for {last.learner} ({last.delay_ms:.1f} ms after "
+            f"round {last.round_id})"
+            + (f" and {len(done) - 1} more learners" if len(done) > 1 else ""),
+        )
         self._meta_down_since = None
 
     async def _kept_queued(self, message: str) -> None:
         """Paused or busy: the entries stay pending and claim_stale retries them later."""
-        await self.redis.hset(self.keys.coach_state, LAST_META_ACTION, message)
+        await self.store.note_meta_action(message)
 
     async def _give_up(self, entry_id: str, learner: str, reason: str) -> None:
         log.warning("meta_trigger_dropped", learner=learner, reason=reason[:300])
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(self.keys.stream_meta, GROUP, entry_id)
-            pipe.hincrby(self.keys.coach_stats, "metaFailures", 1)
-            pipe.hset(
-                self.keys.coach_state, LAST_META_ACTION, f"meta trigger dropped: {reason}"[:300]
-            )
-            await pipe.execute()
+        await self.store.record_meta_dropped(entry_id, f"meta trigger dropped: {reason}"[:300])
 
     async def _meta_down(self, error: str) -> None:
         if self._meta_down_since is None:
             self._meta_down_since = now_ms()
             log.warning("coach_meta_outage", error=error)
-            await self.redis.hset(
-                self.keys.coach_state,
-                mapping={
-                    outage_field("meta"): outage_value(self._meta_down_since, error),
-                    **action_fields(f"meta unavailable: {error}"),
-                },
-            )
+            await self.store.record_meta_outage(self._meta_down_since, error)
 
 
-def _served(
-    entry_id: str, learner: str, trigger: dict[str, int], answer: Any
-) -> tuple[str, str, int, float]:
-    """(entry, learner, round, delay ms) of a trigger meta answered 200: the delay meta measured,
-    or, if its answer lacks one, the time since the commit as the coach sees it."""
+def _served(entry_id: str, learner: str, trigger: dict[str, int], answer: Any) -> MetaServed:
+    """A trigger meta answered 200, with the delay meta measured or, if its answer lacks one,
+    the time since the commit as the coach sees it."""
     delay = answer.get("delay_ms") if isinstance(answer, dict) else None
     if not isinstance(delay, int | float):
         delay = now_ms() - trigger["ts"]
-    return entry_id, learner, trigger["round"], float(delay)
+    return MetaServed(entry_id, learner, trigger["round"], float(delay))
 
 
 def batches_of(

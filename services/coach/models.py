@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from services.coach.settings_store import CoachSettings, FastLaneSettings, bounds
 from shared.validation import LearnerId, StrictModel
 
 MAX_FAST_LANE_CHANGE = 1000  # learner ids per fast-lane call
@@ -34,18 +35,31 @@ class FastLaneLearners(StrictModel):
 
 
 class FastLaneRequest(StrictModel):
-    """`enable`, `weight` and `intervalMs` take their defaults when omitted (as the original's
-    call did); `microBatchesPerTick` and `batchSize` keep their current values when omitted.
+    """`enable`, `weight` and `intervalMs` take their defaults when omitted;
+    `microBatchesPerTick` and `batchSize` keep their current values when omitted.
     `learners` is a list of ids to put into the fast lane, or `{add: [...], remove: [...]}`."""
 
     enable: bool = True
-    weight: int = Field(2, ge=1, le=10)
-    intervalMs: int = Field(600, ge=50, le=60_000)
-    microBatchesPerTick: int | None = Field(None, ge=1, le=64)
-    batchSize: int | None = Field(None, ge=1, le=1000)
+    weight: int = Field(2, **bounds(FastLaneSettings, "weight"))
+    intervalMs: int = Field(600, **bounds(FastLaneSettings, "intervalMs"))
+    microBatchesPerTick: int | None = Field(None, **bounds(FastLaneSettings, "microBatchesPerTick"))
+    batchSize: int | None = Field(None, **bounds(FastLaneSettings, "batchSize"))
     learners: (
         Annotated[list[LearnerId], Field(max_length=MAX_FAST_LANE_CHANGE)] | FastLaneLearners | None
     ) = None
+
+    def settings_changes(self) -> dict[str, object]:
+        """The fast-lane settings this request sets (see the class docstring)."""
+        fast: dict[str, object] = {
+            "enabled": self.enable,
+            "weight": self.weight,
+            "intervalMs": self.intervalMs,
+        }
+        if self.microBatchesPerTick is not None:
+            fast["microBatchesPerTick"] = self.microBatchesPerTick
+        if self.batchSize is not None:
+            fast["batchSize"] = self.batchSize
+        return fast
 
     def learner_changes(self) -> tuple[list[str], list[str]]:
         if self.learners is None:
@@ -57,24 +71,26 @@ class FastLaneRequest(StrictModel):
 
 class FastLaneSettingsUpdate(StrictModel):
     enabled: bool | None = None
-    weight: int | None = Field(None, ge=1, le=10)
-    intervalMs: int | None = Field(None, ge=50, le=60_000)
-    microBatchesPerTick: int | None = Field(None, ge=1, le=64)
-    batchSize: int | None = Field(None, ge=1, le=1000)
+    weight: int | None = Field(None, **bounds(FastLaneSettings, "weight"))
+    intervalMs: int | None = Field(None, **bounds(FastLaneSettings, "intervalMs"))
+    microBatchesPerTick: int | None = Field(None, **bounds(FastLaneSettings, "microBatchesPerTick"))
+    batchSize: int | None = Field(None, **bounds(FastLaneSettings, "batchSize"))
 
 
 class SettingsUpdate(StrictModel):
     """A partial update of the coach settings; omitted fields keep their values."""
 
-    minAvgMastery: float | None = Field(None, ge=0, le=100)
-    maxBelow80: int | None = Field(None, ge=0, le=1000)
-    intervalMs: int | None = Field(None, ge=50, le=60_000)
-    maxRoundsPerCycle: int | None = Field(None, ge=1, le=50)
-    microBatchesPerTick: int | None = Field(None, ge=1, le=64)
-    batchSize: int | None = Field(None, ge=1, le=1000)
+    minAvgMastery: float | None = Field(None, **bounds(CoachSettings, "minAvgMastery"))
+    maxBelow80: int | None = Field(None, **bounds(CoachSettings, "maxBelow80"))
+    intervalMs: int | None = Field(None, **bounds(CoachSettings, "intervalMs"))
+    maxRoundsPerCycle: int | None = Field(None, **bounds(CoachSettings, "maxRoundsPerCycle"))
+    microBatchesPerTick: int | None = Field(None, **bounds(CoachSettings, "microBatchesPerTick"))
+    batchSize: int | None = Field(None, **bounds(CoachSettings, "batchSize"))
     aggressiveMode: bool | None = None
-    aggressiveThreshold: float | None = Field(None, ge=0, le=100)
-    aggressiveMultiplier: float | None = Field(None, ge=1, le=10)
+    aggressiveThreshold: float | None = Field(None, **bounds(CoachSettings, "aggressiveThreshold"))
+    aggressiveMultiplier: float | None = Field(
+        None, **bounds(CoachSettings, "aggressiveMultiplier")
+    )
     hyperMode: bool | None = None
     fastLane: FastLaneSettingsUpdate | None = None
 

@@ -7,6 +7,9 @@ lowest pass are coached, then each coached learner's pass grows by its stride: `
 fast lane, `1` otherwise. Under contention a fast-lane learner therefore comes round `weight`
 times as often as a normal one — the fast lane's share of rounds per learner is `weight`× the
 normal lane's. Without contention (everyone fits in one tick) everyone is coached every tick.
+
+This module is the arithmetic (strides, rounds per learner, calls per tick); the queue's reads
+and writes are `CoachStore.pick` and `CoachStore.record_tick`.
 """
 
 from __future__ import annotations
@@ -14,60 +17,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
-from shared.keys import Keys
-from shared.scripts import Scripts
-
 MAX_ROUNDS_PER_LEARNER = 50  # the training batch endpoint's bound per learner
-PROMOTE_LIMIT = 1000  # due reviews moved back into the queue per tick (bounded work)
 
 
 @dataclass(frozen=True, slots=True)
 class Pick:
     learner: str
-    pass_: float
+    virtual_pass: float
     fast: bool
-
-
-async def promote_due(redis: Redis, keys: Keys, scripts: Scripts, now_ms: int) -> int:
-    """Move ready learners whose review is due back into the queue (spaced repetition)."""
-    return int(
-        await scripts.coach_promote_due(
-            keys=[keys.coach_ready, keys.coach_queue], args=[now_ms, PROMOTE_LIMIT], client=redis
-        )
-    )
-
-
-async def pick(redis: Redis, keys: Keys, count: int, *, use_fast_lane: bool = True) -> list[Pick]:
-    """The `count` learners with the lowest pass, and whether each is in the fast lane."""
-    head: list[tuple[str, float]] = await redis.zrange(
-        keys.coach_queue, 0, count - 1, withscores=True
-    )
-    if not head:
-        return []
-    if use_fast_lane:
-        flags = await redis.smismember(keys.coach_fastlane, [learner for learner, _ in head])
-    else:
-        flags = [0] * len(head)
-    return [Pick(learner, score, bool(f)) for (learner, score), f in zip(head, flags, strict=True)]
 
 
 def stride(fast: bool, weight: float) -> float:
     return 1.0 / weight if fast else 1.0
-
-
-def queue_advance(pipe: object, keys: Keys, picks: list[Pick], weight: float) -> None:
-    """Add the pass advances to a pipeline. `ZADD XX INCR`: a learner the commit script removed
-    meanwhile (it became ready) is not re-added."""
-    for p in picks:
-        pipe.zadd(keys.coach_queue, {p.learner: stride(p.fast, weight)}, xx=True, incr=True)  # type: ignore[attr-defined]
-
-
-async def advance(redis: Redis, keys: Keys, picks: list[Pick], weight: float) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        queue_advance(pipe, keys, picks, weight)
-        await pipe.execute()
 
 
 def rounds_for(

@@ -1,4 +1,5 @@
-"""Coach settings in Redis (`keys.coach_settings`), one hash field per setting.
+"""Coach settings: the validated model and its encoding as one Redis hash field per setting
+(`keys.coach_settings`, read and written by CoachStore).
 
 Every replica and every restart sees the same values, and the loop re-reads them each tick (one
 HGETALL), so a change made through any replica applies live. Scalars are stored as plain strings
@@ -6,7 +7,7 @@ HGETALL), so a change made through any replica applies live. Scalars are stored 
 decide readiness); the fast-lane settings are the fields `fastLane.enabled`, `fastLane.weight`, …
 
 Live values rule: while the fast lane is enabled, the loop runs with the fast lane's `intervalMs`,
-`microBatchesPerTick` and `batchSize` (the original's "rush mode"); while it is disabled, with the
+`microBatchesPerTick` and `batchSize` (a "rush mode"); while it is disabled, with the
 top-level ones, and fast-lane members are scheduled like everyone else (weight 1).
 """
 
@@ -15,14 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis.asyncio import Redis
 
-from shared.keys import Keys
-from shared.logging import get_logger
 from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
-
-log = get_logger(__name__)
 
 FAST_LANE_PREFIX = "fastLane."
 
@@ -38,7 +35,7 @@ class FastLaneSettings(BaseModel):
 
 
 class CoachSettings(BaseModel):
-    """The full, validated settings (the defaults of the original's coach-settings fallback)."""
+    """The full, validated settings, with the defaults a fresh fleet starts from."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
@@ -77,8 +74,23 @@ class CoachSettings(BaseModel):
         return self.model_dump(exclude={"fastLane"})
 
 
+def bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """The bounds of a setting as `Field` arguments, so that a request model declaring the same
+    setting (a partial update, the fast-lane call) checks and documents the bounds written here.
+    """
+    found: dict[str, Any] = {}
+    for item in model.model_fields[name].metadata:
+        if isinstance(item, annotated_types.Ge):
+            found["ge"] = item.ge
+        elif isinstance(item, annotated_types.Le):
+            found["le"] = item.le
+        else:  # a constraint this helper does not carry over would be lost silently
+            raise TypeError(f"{model.__name__}.{name}: unsupported constraint {item!r}")
+    return found
+
+
 @dataclass(frozen=True, slots=True)
-class Loaded:
+class ParsedSettings:
     settings: CoachSettings
     invalid: dict[str, str]  # fields found in Redis that did not validate (defaults used)
 
@@ -106,7 +118,7 @@ def to_fields(settings: CoachSettings) -> dict[str, str]:
     return fields
 
 
-def from_fields(raw: dict[str, str]) -> Loaded:
+def from_fields(raw: dict[str, str]) -> ParsedSettings:
     """Parse the hash; a field that does not parse or is out of bounds falls back to its
     default (and is reported), so one bad write cannot stop the loop."""
     settings = CoachSettings()
@@ -124,23 +136,7 @@ def from_fields(raw: dict[str, str]) -> Loaded:
             setattr(target, name, _from_field(value, info.annotation))
         except (ValueError, ValidationError):
             invalid[field] = value
-    return Loaded(settings, invalid)
-
-
-async def load(redis: Redis, keys: Keys) -> CoachSettings:
-    loaded = from_fields(await redis.hgetall(keys.coach_settings))
-    if loaded.invalid:
-        log.warning("coach_settings_invalid_fields", fields=loaded.invalid)
-    return loaded.settings
-
-
-async def ensure_defaults(redis: Redis, keys: Keys) -> None:
-    """Write every missing field with its default (HSETNX: never overwrites a value someone set),
-    so the commit script and operators see explicit thresholds."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for field, value in to_fields(CoachSettings()).items():
-            pipe.hsetnx(keys.coach_settings, field, value)
-        await pipe.execute()
+    return ParsedSettings(settings, invalid)
 
 
 def merge(current: CoachSettings, changes: dict[str, Any]) -> CoachSettings:
@@ -151,14 +147,3 @@ def merge(current: CoachSettings, changes: dict[str, Any]) -> CoachSettings:
     data.update(changes)
     data["fastLane"].update(fast)
     return CoachSettings.model_validate(data)
-
-
-async def save(redis: Redis, keys: Keys, current: CoachSettings, new: CoachSettings) -> list[str]:
-    """Write the fields that changed (one HSET: the fields of one call land together). Fields
-    are independent, so two replicas changing different settings do not lose each other's
-    change. Returns the names of the changed fields."""
-    old_fields, new_fields = to_fields(current), to_fields(new)
-    changed = {k: v for k, v in new_fields.items() if old_fields.get(k) != v}
-    if changed:
-        await redis.hset(keys.coach_settings, mapping=changed)
-    return sorted(changed)

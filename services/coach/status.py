@@ -1,55 +1,23 @@
-"""The coach's runtime state in Redis (`keys.coach_state`) and the status document.
-
-`active` persists there, so a restarted coach that was active resumes on its own, and a stop sent
-to any replica stops the leader's loop. `lastAction`, `lastStatus` and the outages are written by
-the leader (the loop and the meta trigger), so every replica answers the same status.
-"""
+"""The coach's status document (`GET /api/v1/auto-coach/status`), the same on every replica:
+everything in it is read from Redis."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
-from services.coach import stats
-from services.coach.settings_store import CoachSettings, load
-from shared.keys import Keys
-
-ACTIVE = "active"
-LAST_ACTION = "lastAction"
-LAST_ACTION_AT = "lastActionAt"
-LAST_STATUS = "lastStatus"
-LAST_META_ACTION = "lastMetaAction"
-OUTAGE_PREFIX = "outage."
-FASTLANE_SAMPLE = 50
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def action_fields(action: str) -> dict[str, str]:
-    return {LAST_ACTION: action, LAST_ACTION_AT: str(now_ms())}
-
-
-def outage_field(service: str) -> str:
-    return OUTAGE_PREFIX + service
-
-
-def outage_value(since_ms: int, error: str) -> str:
-    return orjson.dumps({"since": since_ms, "error": error[:300]}).decode()
-
-
-async def set_active(redis: Redis, keys: Keys, active: bool, action: str) -> None:
-    await redis.hset(
-        keys.coach_state, mapping={ACTIVE: "1" if active else "0", **action_fields(action)}
-    )
-
-
-async def is_active(redis: Redis, keys: Keys) -> bool:
-    return await redis.hget(keys.coach_state, ACTIVE) == "1"
+from services.coach.settings_store import CoachSettings
+from services.coach.store import (
+    LAST_ACTION,
+    LAST_ACTION_AT,
+    LAST_META_ACTION,
+    LAST_STATUS,
+    OUTAGE_SERVICES,
+    THROUGHPUT_WINDOW_S,
+    CoachStore,
+    CounterName,
+)
 
 
 def _json(raw: str | None) -> Any:
@@ -62,48 +30,40 @@ def _json(raw: str | None) -> Any:
 
 
 async def build_status(
-    redis: Redis,
-    keys: Keys,
+    store: CoachStore,
     *,
     instance: str,
     leader: bool,
     settings: CoachSettings | None = None,
 ) -> dict[str, Any]:
-    """The status document of docs/ARCHITECTURE.md §3 (coach), plus the seed's dashboard names
+    """The status document of docs/ARCHITECTURE.md §3 (coach), plus the dashboard's names
     `throughput_rounds_per_min` and `meta_trigger_delay_ms` (the p99)."""
-    settings = settings or await load(redis, keys)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.coach_state)
-        pipe.hgetall(keys.coach_stats)
-        pipe.zcard(keys.coach_ready)
-        pipe.scard(keys.coach_fastlane)
-        pipe.srandmember(keys.coach_fastlane, FASTLANE_SAMPLE)
-        pipe.get(keys.coach_lease)
-        state, counters, ready, fast_count, fast_sample, holder = await pipe.execute()
-    per_min = await stats.rounds_per_min(redis, keys)
-    cover = await stats.coverage(redis, keys)
-    delays = await stats.meta_delays(redis, keys)
-    meta_count = int(counters.get("metaTriggers", 0))
-    outage = {service: _json(state.get(outage_field(service))) for service in ("training", "meta")}
+    settings = settings or await store.load_settings()
+    reading = await store.read_status()
+    per_min = await store.rounds_per_min()
+    cover = await store.coverage()
+    delays = await store.meta_delays()
+    state = reading.state
+    meta_count = reading.counter(CounterName.META_TRIGGERS)
     return {
-        "active": state.get(ACTIVE) == "1",
+        "active": reading.active,
         "leader": leader,
         "instance": instance,
-        "leaderInstance": holder,
-        "roundsRun": int(counters.get("roundsRun", 0)),
-        "boostRounds": int(counters.get("boostRounds", 0)),
-        "ticks": int(counters.get("ticks", 0)),
-        "learnerErrors": int(counters.get("learnerErrors", 0)),
-        "throughput": {"roundsPerMin": per_min, "windowS": stats.THROUGHPUT_WINDOW_S},
+        "leaderInstance": reading.leader_instance,
+        "roundsRun": reading.counter(CounterName.ROUNDS_RUN),
+        "boostRounds": reading.counter(CounterName.BOOST_ROUNDS),
+        "ticks": reading.counter(CounterName.TICKS),
+        "learnerErrors": reading.counter(CounterName.LEARNER_ERRORS),
+        "throughput": {"roundsPerMin": per_min, "windowS": THROUGHPUT_WINDOW_S},
         "throughput_rounds_per_min": per_min,
         "learnersNeedingCoaching": cover["needing"],
-        "learnersReady": int(ready),
+        "learnersReady": reading.ready,
         "coverage": cover["ratio"],
         "coverageDetail": cover,
         "metaTriggered": meta_count > 0,
         "metaTrigger": {
             "count": meta_count,
-            "failures": int(counters.get("metaFailures", 0)),
+            "failures": reading.counter(CounterName.META_FAILURES),
             "delayMs": {"p50": delays["p50"], "p99": delays["p99"], "last": delays["last"]},
             "samples": delays["samples"],
         },
@@ -121,8 +81,8 @@ async def build_status(
         },
         "fastLane": {
             **settings.fastLane.model_dump(),
-            "learners": int(fast_count),
-            "learnerIds": sorted(fast_sample or []),
+            "learners": reading.fast_lane_size,
+            "learnerIds": sorted(reading.fast_lane_sample),
         },
-        "outage": outage,
+        "outage": {service: _json(reading.outage(service)) for service in OUTAGE_SERVICES},
     }

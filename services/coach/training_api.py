@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from shared.errors import UpstreamError
 from shared.http_client import ServiceClient
 
 ROUNDS_PATH = "/api/v1/training/rounds"
@@ -24,16 +25,48 @@ class BatchOutcome:
     status: int = 0
 
 
-async def run_batch(
-    client: ServiceClient, learners: list[str], rounds_per_learner: int, *, timeout_s: float
-) -> tuple[int, Any]:
-    """One call; raises UpstreamError/UpstreamTimeout when training does not answer."""
-    return await client.post(
-        "training",
-        ROUNDS_PATH,
-        {"learners": learners, "rounds_per_learner": rounds_per_learner},
-        timeout_s=timeout_s,
-    )
+class TrainingApi(Protocol):
+    """What the loop needs of training: one batch of rounds, never raising for an outage."""
+
+    async def run_batch(self, learners: list[str], rounds_per_learner: int) -> BatchOutcome: ...
+
+
+class HttpTrainingApi:
+    def __init__(self, client: ServiceClient, *, timeout_s: float) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+
+    async def post_rounds(self, learners: list[str], rounds_per_learner: int) -> tuple[int, Any]:
+        """One call, answered as is; raises UpstreamError/UpstreamTimeout when training does not
+        answer."""
+        return await self.client.post(
+            "training",
+            ROUNDS_PATH,
+            {"learners": learners, "rounds_per_learner": rounds_per_learner},
+            timeout_s=self.timeout_s,
+        )
+
+    async def run_batch(self, learners: list[str], rounds_per_learner: int) -> BatchOutcome:
+        try:
+            status, body = await self.post_rounds(learners, rounds_per_learner)
+        except UpstreamError as exc:
+            return BatchOutcome(learners, upstream_error=exc.message)
+        return outcome_of(learners, status, body)
+
+
+def outcome_of(learners: list[str], status: int, body: Any) -> BatchOutcome:
+    """Training's answer to one batch call, for the loop."""
+    outcome = BatchOutcome(learners, status=status)
+    if status == 200 and isinstance(body, dict):
+        outcome.rounds = list(body.get("rounds") or [])
+        outcome.errors = list(body.get("errors") or [])
+    elif status >= 500 or status == 429:
+        code, message = error_of(body, status)
+        outcome.upstream_error = f"training answered {status} {code}: {message}"
+    else:
+        code, message = error_of(body, status)
+        outcome.errors = [{"learner": x, "code": code, "message": message} for x in learners]
+    return outcome
 
 
 def error_of(body: Any, status: int) -> tuple[str, str]:

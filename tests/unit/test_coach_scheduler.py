@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 
 from services.coach import scheduler
+from services.coach.scheduler import Pick
+from services.coach.store import CoachStore
 from shared.learner_state import LearnerState, encode
 
 
@@ -17,12 +19,20 @@ async def create(scripts, keys, learner: str) -> None:
     )
 
 
+async def advance(store: CoachStore, picks: list[Pick], weight: float) -> None:
+    """The pass advances of a tick, without the rest of its writes."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        store.queue_advance(pipe, picks, weight)
+        await pipe.execute()
+
+
 async def simulate(redis, scripts, keys, *, ticks: int, per_tick: int, weight: int) -> Counter:
+    store = CoachStore(redis, keys)
     picked: Counter = Counter()
     for _ in range(ticks):
-        picks = await scheduler.pick(redis, keys, per_tick)
+        picks = await store.pick(per_tick)
         picked.update(p.learner for p in picks)
-        await scheduler.advance(redis, keys, picks, weight)
+        await advance(store, picks, weight)
     return picked
 
 
@@ -64,17 +74,19 @@ async def test_without_contention_everyone_is_coached_every_tick(redis, scripts,
 async def test_advance_does_not_readd_a_learner_that_left_the_queue(redis, scripts, keys):
     for learner in ("a", "b"):
         await create(scripts, keys, learner)
-    picks = await scheduler.pick(redis, keys, 10)
+    store = CoachStore(redis, keys)
+    picks = await store.pick(10)
     await redis.zrem(keys.coach_queue, "a")  # the commit script found it ready meanwhile
-    await scheduler.advance(redis, keys, picks, 2)
+    await advance(store, picks, 2)
     assert await redis.zrange(keys.coach_queue, 0, -1) == ["b"]
 
 
 async def test_newcomers_join_at_the_head_pass(redis, scripts, keys):
     for learner in ("a", "b"):
         await create(scripts, keys, learner)
+    store = CoachStore(redis, keys)
     for _ in range(5):
-        await scheduler.advance(redis, keys, await scheduler.pick(redis, keys, 10), 1)
+        await advance(store, await store.pick(10), 1)
     await create(scripts, keys, "late")
     assert await redis.zscore(keys.coach_queue, "late") == 5.0
 
@@ -83,7 +95,7 @@ async def test_due_reviews_move_back_into_the_queue(redis, scripts, keys):
     await create(scripts, keys, "q")
     await redis.zadd(keys.coach_queue, {"q": 7})
     await redis.zadd(keys.coach_ready, {"due": 1000, "later": 9_000_000_000_000})
-    moved = await scheduler.promote_due(redis, keys, scripts, 2000)
+    moved = await CoachStore(redis, keys).promote_due(2000)
     assert moved == 1
     assert await redis.zrange(keys.coach_ready, 0, -1) == ["later"]
     assert await redis.zscore(keys.coach_queue, "due") == 7.0
@@ -114,15 +126,14 @@ def test_plan_calls_respects_batch_size_and_the_1000_round_bound():
 
 
 async def test_coverage_counts_queued_learners_coached_in_the_last_minute(redis, keys):
-    from services.coach import stats
-
     now = 10_000_000
     await redis.zadd(keys.coach_queue, {"a": 0, "b": 0, "c": 0, "d": 0})
     # a, b coached recently; c too long ago; gone left the queue (ready) after being coached.
     await redis.zadd(
         keys.coach_coached, {"a": now - 1000, "b": now, "c": now - 120_000, "gone": now}
     )
-    cover = await stats.coverage(redis, keys, now)
+    store = CoachStore(redis, keys)
+    cover = await store.coverage(now)
     assert cover["ratio"] == 0.5 and cover["needing"] == 4 and cover["estimated"] is False
     await redis.delete(keys.coach_queue)
-    assert (await stats.coverage(redis, keys, now))["ratio"] is None
+    assert (await store.coverage(now))["ratio"] is None

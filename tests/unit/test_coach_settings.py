@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from services.coach import settings_store
 from services.coach.models import BoostRequest, FastLaneRequest, HyperBoostRequest, SettingsUpdate
 from services.coach.settings_store import CoachSettings
+from services.coach.store import CoachStore
 
 
 @pytest.mark.parametrize(
@@ -74,21 +75,22 @@ def test_live_values_follow_the_fast_lane_rule():
 
 
 async def test_round_trip_through_redis(redis, keys):
-    await settings_store.ensure_defaults(redis, keys)
+    store = CoachStore(redis, keys)
+    await store.ensure_default_settings()
     raw = await redis.hgetall(keys.coach_settings)
     assert raw["minAvgMastery"] == "75" and raw["maxBelow80"] == "3"
     assert raw["fastLane.weight"] == "2"
-    current = await settings_store.load(redis, keys)
+    current = await store.load_settings()
     assert current == CoachSettings()
     new = settings_store.merge(current, {"minAvgMastery": 80.5, "fastLane": {"weight": 5}})
-    changed = await settings_store.save(redis, keys, current, new)
+    changed = await store.save_settings(current, new)
     assert changed == ["fastLane.weight", "minAvgMastery"]
     assert await redis.hget(keys.coach_settings, "minAvgMastery") == "80.5"
-    loaded = await settings_store.load(redis, keys)
+    loaded = await store.load_settings()
     assert loaded.minAvgMastery == 80.5 and loaded.fastLane.weight == 5
-    # ensure_defaults never overwrites what someone set.
-    await settings_store.ensure_defaults(redis, keys)
-    assert (await settings_store.load(redis, keys)).fastLane.weight == 5
+    # ensure_default_settings never overwrites what someone set.
+    await store.ensure_default_settings()
+    assert (await store.load_settings()).fastLane.weight == 5
 
 
 async def test_a_corrupt_field_falls_back_to_its_default(redis, keys):
@@ -96,3 +98,26 @@ async def test_a_corrupt_field_falls_back_to_its_default(redis, keys):
     loaded = settings_store.from_fields(await redis.hgetall(keys.coach_settings))
     assert loaded.settings.batchSize == 4 and loaded.settings.intervalMs == 600
     assert set(loaded.invalid) == {"batchSize", "intervalMs"}
+
+
+def test_request_models_carry_the_settings_bounds():
+    # Each setting's bounds are written once, on CoachSettings/FastLaneSettings; the request
+    # models take theirs from there, and the OpenAPI document shows them.
+    from services.coach.models import FastLaneSettingsUpdate
+    from services.coach.settings_store import FastLaneSettings
+
+    def constraints(model, name):
+        return [repr(m) for m in model.model_fields[name].metadata]
+
+    for name in CoachSettings.model_fields:
+        if name != "fastLane":
+            assert constraints(SettingsUpdate, name) == constraints(CoachSettings, name), name
+    for name in FastLaneSettings.model_fields:
+        assert constraints(FastLaneSettingsUpdate, name) == constraints(FastLaneSettings, name)
+    for name in ("weight", "intervalMs", "microBatchesPerTick", "batchSize"):
+        assert constraints(FastLaneRequest, name) == constraints(FastLaneSettings, name), name
+    for name in ("weight", "intervalMs"):
+        default = FastLaneSettings.model_fields[name].default
+        assert FastLaneRequest.model_fields[name].default == default, name
+    schema = SettingsUpdate.model_json_schema()["properties"]["maxBelow80"]["anyOf"][0]
+    assert (schema["minimum"], schema["maximum"]) == (0, 1000)

@@ -7,14 +7,12 @@ from aiohttp import web
 from services.coach.lease import Lease
 from services.coach.loop import CoachLoop
 from services.coach.meta_trigger import MetaTrigger
-from shared.settings import FleetSettings
+from services.coach.store import CoachStore
+from services.coach.training_api import HttpTrainingApi
 
 INSTANCE = web.AppKey("coach_instance", str)
+STORE = web.AppKey("coach_store", CoachStore)
+TRAINING = web.AppKey("coach_training", HttpTrainingApi)
 LEASE = web.AppKey("coach_lease", Lease)
 LOOP = web.AppKey("coach_loop", CoachLoop)
 META = web.AppKey("coach_meta_trigger", MetaTrigger)
-
-
-def call_timeout(settings: FleetSettings) -> float:
-    """Timeout of each call to training or meta (never above the fleet's bound)."""
-    return min(settings.http_timeout_s, 5.0)

@@ -1,0 +1,156 @@
+"""One coach tick without I/O: which calls to make (`plan`) and what they did (`summarize`).
+
+The loop reads the picks, runs the planned calls through training and hands the outcomes here;
+the `TickResult` is what the store records, in one pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.coach import scheduler
+from services.coach.scheduler import Pick
+from services.coach.settings_store import CoachSettings
+from services.coach.training_api import BatchOutcome
+
+AverageOf = Callable[[str], float | None]  # a learner's last known average mastery
+Call = list[tuple[str, int]]  # one training call: (learner, rounds), all with the same rounds
+
+
+@dataclass(frozen=True, slots=True)
+class TickPlan:
+    calls: list[Call]
+    aggressive: int  # learners given aggressive rounds (below the aggressive threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one tick did: the status it leaves and every write the store makes for it."""
+
+    at_ms: int  # when the tick started
+    summary: dict[str, Any]  # the `lastStatus` document (and the tick's return value)
+    action: str
+    rounds: int = 0
+    learner_errors: int = 0
+    failed_calls: int = 0
+    coached: list[str] = field(default_factory=list)  # sorted
+    advanced: list[Pick] = field(default_factory=list)  # picks whose pass moves on
+    weight: float = 1.0
+    outage_started: str | None = None  # training just became unreachable: the first error
+    outage_over: bool = False  # training answered again after a recorded outage
+    averages: dict[str, float] = field(default_factory=dict)  # as training reported them
+
+
+def plan(picks: Sequence[Pick], settings: CoachSettings, average_of: AverageOf) -> TickPlan:
+    """Each pick's rounds (from its last known average), cut into training calls."""
+    aggressive = 0
+    assignments: list[tuple[str, int]] = []
+    for p in picks:
+        avg = average_of(p.learner)
+        if settings.aggressiveMode and (avg or 0.0) < settings.aggressiveThreshold:
+            aggressive += 1
+        rounds = scheduler.rounds_for(
+            avg,
+            max_rounds=settings.maxRoundsPerCycle,
+            aggressive_mode=settings.aggressiveMode,
+            aggressive_threshold=settings.aggressiveThreshold,
+            aggressive_multiplier=settings.aggressiveMultiplier,
+            hyper_mode=settings.hyperMode,
+        )
+        assignments.append((p.learner, rounds))
+    return TickPlan(scheduler.plan_calls(assignments, settings.live_batch_size), aggressive)
+
+
+def reported_averages(outcomes: Sequence[BatchOutcome]) -> dict[str, float]:
+    """Each learner's latest average in training's answers, in the order last reported."""
+    averages: dict[str, float] = {}
+    for outcome in outcomes:
+        if outcome.upstream_error is not None:
+            continue
+        for r in outcome.rounds:
+            avg = r.get("avg")
+            if isinstance(avg, int | float):
+                learner = str(r.get("learner"))
+                averages.pop(learner, None)
+                averages[learner] = float(avg)
+    return averages
+
+
+def summarize(
+    picks: Sequence[Pick],
+    tick_plan: TickPlan,
+    outcomes: Sequence[BatchOutcome],
+    *,
+    settings: CoachSettings,
+    promoted: int,
+    outage: str | None,
+    at_ms: int,
+    tick_ms: float,
+    average_of: AverageOf,
+) -> TickResult:
+    """The tick's result from the calls' outcomes. `outage` is the training outage recorded
+    before the tick; `average_of` gives the averages known before it."""
+    if not picks:
+        summary = {"needing": 0, "promoted": promoted, "rounds": 0}
+        return TickResult(at_ms, summary, "no learners need coaching")
+
+    committed = 0
+    became_ready = 0
+    learner_errors = 0
+    attempted: set[str] = set()
+    coached: set[str] = set()
+    upstream_errors: list[str] = []
+    for outcome in outcomes:
+        if outcome.upstream_error is not None:
+            upstream_errors.append(outcome.upstream_error)
+            continue
+        attempted.update(outcome.learners)
+        learner_errors += len(outcome.errors)
+        for r in outcome.rounds:
+            committed += 1
+            coached.add(str(r.get("learner")))
+            if r.get("became_ready"):
+                became_ready += 1
+    averages = reported_averages(outcomes)
+    latest = [averages[x] if x in averages else average_of(x) for x in coached]
+    known = [avg for avg in latest if avg is not None]
+
+    label = " HYPER" if settings.hyperMode else (" aggressive" if tick_plan.aggressive else "")
+    calls = len(tick_plan.calls)
+    summary = {
+        "needing": len(picks),
+        "coached": len(coached),
+        "rounds": committed,
+        "calls": calls,
+        "failedCalls": len(upstream_errors),
+        "learnerErrors": learner_errors,
+        "becameReady": became_ready,
+        "promoted": promoted,
+        "avgMastery": round(sum(known) / len(known), 1) if known else None,
+        "tickMs": round(tick_ms, 1),
+    }
+    if upstream_errors and not committed:
+        action = f"training unavailable: {upstream_errors[0]}"
+    else:
+        action = (
+            f"micro-batch {calls - len(upstream_errors)} calls, {committed} rounds for "
+            f"{len(coached)} learners (tick +{committed}{label})"
+        )
+        if outage is not None and not upstream_errors:
+            action += "; training is back"
+    return TickResult(
+        at_ms,
+        summary,
+        action,
+        rounds=committed,
+        learner_errors=learner_errors,
+        failed_calls=len(upstream_errors),
+        coached=sorted(coached),
+        advanced=[p for p in picks if p.learner in attempted],
+        weight=settings.live_weight,
+        outage_started=upstream_errors[0] if upstream_errors and outage is None else None,
+        outage_over=outage is not None and not upstream_errors,
+        averages=averages,
+    )
