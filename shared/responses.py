@@ -22,5 +22,7 @@ def json_response(
     )
 
 
-def ok(status: int = 200, **fields: Any) -> web.Response:
-    return json_response({"ok": True, **fields}, status=status)
+def ok(*, http_status: int = 200, **fields: Any) -> web.Response:
+    """The success envelope `{"ok": true, **fields}`; the HTTP status is keyword-only and named
+    apart, so a payload may have a field called `status`."""
+    return json_response({"ok": True, **fields}, status=http_status)

@@ -22,7 +22,7 @@ from shared.app_factory import KEYS, REDIS
 from shared.errors import NotFound
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, client_id, enforce
-from shared.responses import json_response, ok
+from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import learner_from, parse_body
 
@@ -38,8 +38,7 @@ async def _status(request: web.Request) -> dict[str, Any]:
 
 
 def _status_response(status: dict[str, Any]) -> web.Response:
-    # `status` is also ok()'s HTTP status argument, so the body is built here.
-    return json_response({"ok": True, "status": status})
+    return ok(status=status)
 
 
 async def _fast_lane_response(request: web.Request) -> web.Response:

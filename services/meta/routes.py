@@ -20,7 +20,7 @@ from services.meta.phases import PHASES
 from shared.app_factory import KEYS, REDIS, SERVICE
 from shared.errors import NotFound, ValidationFailed
 from shared.events import emit_system_event
-from shared.responses import json_response, ok
+from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, parse_body, parse_query
 
@@ -40,9 +40,7 @@ def _learner(value: str | None) -> str:
 async def status(request: web.Request) -> web.Response:
     """Phases, metrics and the next recommended phase of one learner."""
     q = parse_query(request, LearnerQuery)
-    # `status` is also ok()'s HTTP-status parameter, so build the envelope directly.
-    view = await _engine(request).status(_learner(q.learner))
-    return json_response({"ok": True, "status": view})
+    return ok(status=await _engine(request).status(_learner(q.learner)))
 
 
 @routes.post(
@@ -51,8 +49,7 @@ async def status(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.Response:
     """Start meta-learning for a learner and capture its measured baseline (idempotent)."""
     body = await parse_body(request, LearnerBody)
-    view = await _engine(request).start(_learner(body.learner))
-    return json_response({"ok": True, "status": view})
+    return ok(status=await _engine(request).start(_learner(body.learner)))
 
 
 @routes.post(

@@ -10,7 +10,7 @@ from services.reports.dashboard import build_dashboard
 from services.reports.models import ExportQuery, TimeseriesQuery, WindowQuery
 from shared.app_factory import KEYS, REDIS
 from shared.clock import iso_ms, now_ms
-from shared.responses import json_response, ok
+from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_query
 
@@ -34,7 +34,7 @@ async def status(request: web.Request) -> web.Response:
         "last_error": state.last_error if state else None,
     }
     body["ok"] = bool(state and state.running and state.last_error is None)
-    return json_response({"ok": True, "status": body})
+    return ok(status=body)
 
 
 @api.get("/api/v1/reports/metrics", query=WindowQuery, summary="Current metrics over a window")
@@ -78,12 +78,9 @@ async def export(request: web.Request) -> web.Response:
             content_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="tooloo-reports.csv"'},
         )
-    return json_response(
-        {
-            "ok": True,
-            "minutes": q.minutes,
-            "generated_at": iso_ms(at),
-            "columns": list(queries.EXPORT_COLUMNS),
-            "rows": rows,
-        }
+    return ok(
+        minutes=q.minutes,
+        generated_at=iso_ms(at),
+        columns=list(queries.EXPORT_COLUMNS),
+        rows=rows,
     )

@@ -23,7 +23,7 @@ from services.training.models import (
 from services.training.store import TrainingStore
 from shared.errors import NotFound, ValidationFailed
 from shared.learner_state import LearnerState
-from shared.responses import json_response, ok
+from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, learner_from, parse_body, parse_query
 
@@ -79,10 +79,7 @@ async def overview(request: web.Request) -> web.Response:
 @api.get("/api/v1/training/status", query=LearnerQuery, summary="Training status")
 async def status(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
-    # `status` is also ok()'s HTTP status argument, so build the body here.
-    return json_response(
-        {"ok": True, "status": presenters.status(state, store.curriculum.current, time.time())}
-    )
+    return ok(status=presenters.status(state, store.curriculum.current, time.time()))
 
 
 @api.get("/api/v1/training/settings", query=LearnerQuery, summary="Selection settings")
@@ -167,7 +164,7 @@ async def create_learner(request: web.Request) -> web.Response:
     store = request.app[STORE]
     state = await store.create_learner(learner, body.region, body.active)
     return ok(
-        status=201,
+        http_status=201,
         learner=presenters.learner_detail(state, store.curriculum.current, time.time(), False),
     )
 

@@ -16,7 +16,7 @@ from services.web.models import EmptyBody, GatesQuery, ScaleRequest
 from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS
 from shared.errors import NotFound
 from shared.rate_limit import RateLimit, client_id, enforce
-from shared.responses import json_response, ok
+from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_body, parse_query
 
@@ -81,15 +81,11 @@ async def get_gates(request: web.Request) -> web.Response:
     result = gates.evaluate(
         request.app[GATE_TABLE], merged, metrics_available=available, unavailable_reason=reason
     )
-    # Built directly: the seed's dashboard has a `status` field, which `ok()` takes as HTTP status.
-    return json_response(
-        {
-            "ok": True,
-            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "window_s": query.window,
-            "sources": sources,
-            **result,
-        }
+    return ok(
+        generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        window_s=query.window,
+        sources=sources,
+        **result,
     )
 
 
