@@ -35,6 +35,7 @@ from services.coach.meta_api import MetaApi
 from services.coach.store import CoachStore, MetaServed
 from shared.clock import now_ms
 from shared.errors import UpstreamError
+from shared.events import ReadyEvent, meta_event
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -172,12 +173,13 @@ class MetaTrigger:
 
     async def _dispatch(self, entries: list[Any]) -> int:
         ignored: list[str] = []
-        ready: list[tuple[str, dict[str, str]]] = []
+        ready: list[tuple[str, ReadyEvent]] = []
         for entry_id, fields in entries:
-            if fields.get("type") != "ready":
+            event = meta_event(fields)
+            if not isinstance(event, ReadyEvent):
                 ignored.append(entry_id)  # completions and failures are not ours to act on
             elif entry_id not in self._inflight:
-                ready.append((entry_id, fields))
+                ready.append((entry_id, event))
         if ignored:
             await self.store.ack_meta_events(ignored)
         for batch in batches_of(ready, self.batch_size):
@@ -188,7 +190,7 @@ class MetaTrigger:
             task.add_done_callback(self._tasks.discard)
         return len(ready)
 
-    async def _handle(self, batch: list[tuple[str, dict[str, str]]]) -> None:
+    async def _handle(self, batch: list[tuple[str, ReadyEvent]]) -> None:
         try:
             await self._trigger_batch(batch)
         except asyncio.CancelledError:
@@ -199,17 +201,15 @@ class MetaTrigger:
             self._inflight.difference_update(entry_id for entry_id, _ in batch)
             self._gate.release()
 
-    async def _trigger_batch(self, batch: list[tuple[str, dict[str, str]]]) -> None:
+    async def _trigger_batch(self, batch: list[tuple[str, ReadyEvent]]) -> None:
         items: list[dict[str, Any]] = []
         sent: list[str] = []  # entry ids, in the order of `items`
-        for entry_id, fields in batch:
-            learner = fields.get("learner", "")
-            try:
-                trigger = {"round": int(fields["round"]), "ts": int(fields["ts"])}
-            except (KeyError, ValueError):
-                await self._give_up(entry_id, learner, "malformed ready event")
+        for entry_id, event in batch:
+            if event.round is None or event.ts is None:
+                await self._give_up(entry_id, event.learner, "malformed ready event")
                 continue
-            items.append({"learner": learner, "trigger": trigger})
+            trigger = {"round": event.round, "ts": event.ts}
+            items.append({"learner": event.learner, "trigger": trigger})
             sent.append(entry_id)
         if not items:
             return
@@ -300,16 +300,16 @@ def _served(entry_id: str, learner: str, trigger: dict[str, int], answer: Any) -
 
 
 def batches_of(
-    ready: list[tuple[str, dict[str, str]]], size: int
-) -> list[list[tuple[str, dict[str, str]]]]:
+    ready: list[tuple[str, ReadyEvent]], size: int
+) -> list[list[tuple[str, ReadyEvent]]]:
     """Entries in read order, cut into batches of at most `size` with each learner at most once
     per batch (meta's run-batch takes distinct learners). A learner that became ready twice in
     one read (ready, coached below the bar, ready again) gets its second entry in a later
     batch, served like any other."""
-    batches: list[list[tuple[str, dict[str, str]]]] = []
+    batches: list[list[tuple[str, ReadyEvent]]] = []
     learners: list[set[str]] = []
     for entry in ready:  # bounded by the read's `count`
-        learner = entry[1].get("learner", "")
+        learner = entry[1].learner
         for batch, seen in zip(batches, learners, strict=True):
             if len(batch) < size and learner not in seen:
                 break

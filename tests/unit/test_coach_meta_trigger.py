@@ -8,13 +8,14 @@ from services.coach.lease import Lease
 from services.coach.meta_trigger import MetaTrigger, batches_of
 from services.coach.store import META_GROUP as GROUP
 from services.coach.store import CoachStore
+from shared.events import ReadyEvent
 
 
-def entries(*learners: str) -> list[tuple[str, dict[str, str]]]:
-    return [(f"{i}-0", {"type": "ready", "learner": x}) for i, x in enumerate(learners)]
+def entries(*learners: str) -> list[tuple[str, ReadyEvent]]:
+    return [(f"{i}-0", ReadyEvent(learner=x)) for i, x in enumerate(learners)]
 
 
-def ids(batches: list[list[tuple[str, dict[str, str]]]]) -> list[list[str]]:
+def ids(batches: list[list[tuple[str, ReadyEvent]]]) -> list[list[str]]:
     return [[entry_id for entry_id, _ in batch] for batch in batches]
 
 
@@ -32,7 +33,7 @@ def test_a_learner_ready_twice_in_one_read_goes_to_a_later_batch():
     got = batches_of(entries("a", "b", "a", "c", "a"), 10)
     assert ids(got) == [["0-0", "1-0", "3-0"], ["2-0"], ["4-0"]]
     for batch in got:
-        learners = [fields["learner"] for _, fields in batch]
+        learners = [event.learner for _, event in batch]
         assert len(learners) == len(set(learners))
 
 
