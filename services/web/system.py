@@ -8,12 +8,12 @@ so the stream never shows a change that did not happen (nor misses one that did)
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.events import STREAM_MAXLEN
+from shared.clock import now_ms
+from shared.events import STREAM_MAXLEN, SystemEvent
 from shared.keys import Keys
 
 SERVICE = "web"
@@ -38,17 +38,13 @@ async def read_scale(redis: Redis, keys: Keys) -> dict[str, Any]:
 
 
 async def _change(redis: Redis, keys: Keys, fields: dict[str, str], setting: str) -> None:
-    event = {
-        "type": "settings_changed",
-        "service": SERVICE,
-        "setting": setting,
-        "ts": int(time.time() * 1000),
-        **fields,
-    }
+    event = SystemEvent(
+        type="settings_changed", service=SERVICE, ts=now_ms(), extra={"setting": setting, **fields}
+    )
     # MULTI/EXEC: the hash update and its event are applied together or not at all.
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(keys.scale, mapping=fields)
-        pipe.xadd(keys.stream_system, event, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.xadd(keys.stream_system, event.to_fields(), maxlen=STREAM_MAXLEN, approximate=True)
         await pipe.execute()
 
 
