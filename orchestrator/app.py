@@ -17,7 +17,8 @@ from orchestrator.prearm import Prearm, steps_for
 from orchestrator.service_table import TableError, load_table
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.supervisor import Supervisor
-from shared.app_factory import CLIENT, KEYS, REDIS, create_base_app
+from shared.app_factory import create_base_app
+from shared.app_keys import CLIENT, KEYS, REDIS
 from shared.events import emit_system_event
 from shared.logging import get_logger
 from shared.settings import FleetSettings

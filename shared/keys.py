@@ -216,13 +216,6 @@ class Keys:
         """Namespace of the reports service (its aggregates, cursors and series)."""
         return f"{self.prefix}:reports:{name}"
 
-    # ---- web / orchestrator ------------------------------------------------------------------
-    def web(self, name: str) -> str:
-        return f"{self.prefix}:web:{name}"
-
-    def orchestrator(self, name: str) -> str:
-        return f"{self.prefix}:orchestrator:{name}"
-
     # ---- training onboarding (added by the training service) ---------------------------------
     @property
     def onboarding_lease(self) -> str:

@@ -9,7 +9,8 @@ from aiohttp import web
 from services.meta import routes
 from services.meta.engine import MetaEngine
 from services.meta.store import MetaStore
-from shared.app_factory import KEYS, REDIS, SCRIPTS, create_base_app
+from shared.app_factory import create_base_app
+from shared.app_keys import KEYS, REDIS, SCRIPTS
 from shared.settings import FleetSettings
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from services.reports import queries
 from services.reports.app_keys import CONSUMER
 from services.reports.models import ExportQuery, TimeseriesQuery, WindowQuery
-from shared.app_factory import KEYS, REDIS
+from shared.app_keys import KEYS, REDIS
 from shared.responses import json_response, ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_query
