@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.fleetctl import free_port, terminate
+from shared import fleet
 from shared.keys import Keys
-from shared.settings import SERVICE_PORTS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMED_TARGET_S = 5.0
@@ -72,15 +72,15 @@ class HonchoFleet:
     """`honcho start` on the repository's Procfile, on free ports and a private embedded Redis."""
 
     def __init__(self, extra_env: dict[str, str] | None = None, log_dir: Path | None = None):
-        self.ports = {name: free_port() for name in SERVICE_PORTS}
+        self.ports = {name: free_port() for name in fleet.NAMES}
         self.redis_port = free_port()
         self.var_dir = Path(tempfile.mkdtemp(prefix="tooloo-fleet-"))
         self.log_path = (log_dir or self.var_dir) / "honcho.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         drop = ("TOOLOO_", "PYTEST_", "ORCHESTRATOR_", "REDIS_URL", "FAST_LANE_")
         env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-        for name in SERVICE_PORTS:
-            env.pop(f"{name.upper()}_URL", None)
+        for svc in fleet.SERVICES:
+            env.pop(svc.url_env, None)
         env.update(
             {
                 # `python` in the Procfile is this interpreter (the project's venv).
@@ -91,8 +91,8 @@ class HonchoFleet:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        for name, (var, _) in SERVICE_PORTS.items():
-            env[var] = str(self.ports[name])
+        for svc in fleet.SERVICES:
+            env[svc.port_env] = str(self.ports[svc.name])
         env.update(extra_env or {})
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None

@@ -52,8 +52,9 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.bench_fleet import ROOT, HonchoFleet, pid_alive
+from shared import fleet
 
-SERVICES = ("training", "meta", "coach", "reports", "web")
+SERVICES = fleet.SUPERVISED
 RESULTS = ROOT / "loadtests" / "results"
 ARMED_TARGET_S = 3.0
 ERROR_RATE_TARGET_PCT = 0.5

@@ -30,21 +30,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from shared import fleet
 from shared.embedded_redis import find_redis_server, server_args
-from shared.settings import SERVICE_PORTS
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = {
-    "training": "services.training",
-    "meta": "services.meta",
-    "coach": "services.coach",
-    "reports": "services.reports",
-    "web": "services.web",
-    "orchestrator": "orchestrator",
-}
-# Start order: what a service calls must already answer.
-ALL_SERVICES = ("training", "meta", "coach", "reports", "web")
-STOP_ORDER = ("coach", "orchestrator", "web", "reports", "meta", "training")
+# What `start()` starts by default: every service the orchestrator would, in start order.
+ALL_SERVICES = fleet.SUPERVISED
 
 
 def free_port() -> int:
@@ -245,7 +236,7 @@ class BenchFleet:
         self._appendonly = appendonly
         self.prefix = prefix
         self.token = token
-        self.ports = {name: free_port() for name in SERVICE_PORTS}
+        self.ports = {name: free_port() for name in fleet.NAMES}
         self.extra_env = dict(extra_env or {})
         self.procs: dict[str, ServiceProcess] = {}
 
@@ -279,8 +270,8 @@ class BenchFleet:
         )
         if self.token:
             env["TOOLOO_API_TOKEN"] = self.token
-        for name, (var, _) in SERVICE_PORTS.items():
-            env[var] = str(self.ports[name])
+        for svc in fleet.SERVICES:
+            env[svc.port_env] = str(self.ports[svc.name])
         env.update(self.extra_env)
         return env
 
@@ -288,7 +279,11 @@ class BenchFleet:
         started = []
         for name in names or ALL_SERVICES:
             proc = ServiceProcess(
-                name, MODULES[name], self.ports[name], dict(self.env, **(env or {})), self.log_dir
+                name,
+                fleet.service(name).module,
+                self.ports[name],
+                dict(self.env, **(env or {})),
+                self.log_dir,
             )
             self.procs[name] = proc.start()
             started.append(proc)
@@ -306,9 +301,7 @@ class BenchFleet:
         self.procs[name].stop()
 
     def close(self) -> None:
-        for name in sorted(
-            self.procs, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else 99
-        ):
+        for name in fleet.stop_sequence(self.procs):
             self.procs[name].stop()
         if self.redis is not None:
             self.redis.stop()
@@ -363,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=None, help="TOOLOO_API_TOKEN for the fleet")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.services.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MODULES]
+    unknown = [n for n in names if n not in fleet.BY_NAME]
     if unknown:
         parser.error(f"unknown services: {unknown}")
     with BenchFleet(token=args.token) as fleet:

@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 
 from loadtests.bench_fleet import HonchoFleet
-from shared.settings import SERVICE_PORTS
+from shared import fleet
 from tests.support.processes import ROOT, Fleet, http_json
 
 pytestmark = pytest.mark.integration
 
 TOKEN = f"tok-{secrets.token_hex(16)}"
 WRONG = f"wrong-{secrets.token_hex(16)}"
-SERVICES = list(SERVICE_PORTS)  # web, training, meta, coach, reports, orchestrator
+SERVICES = list(fleet.NAMES)
 MUTATING = ("post", "delete")
 STREAMS = {"/api/v1/system/events"}  # server-sent events: never ends, read elsewhere
 

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import fleetctl
-from shared.settings import SERVICE_PORTS
+from shared import fleet
 from tests.support.ports import free_port
 
 ROOT = fleetctl.ROOT
-MODULES = fleetctl.MODULES
 
 
 def http_json(
@@ -71,7 +70,7 @@ class Fleet:
     def __init__(
         self, redis_url: str, prefix: str, log_dir: Path, extra_env: dict[str, str] | None = None
     ) -> None:
-        self.ports = {name: free_port() for name in SERVICE_PORTS}
+        self.ports = {name: free_port() for name in fleet.NAMES}
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOLOO_", "PYTEST_"))}
@@ -83,8 +82,8 @@ class Fleet:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        for name, (var, _) in SERVICE_PORTS.items():
-            env[var] = str(self.ports[name])
+        for svc in fleet.SERVICES:
+            env[svc.port_env] = str(self.ports[svc.name])
         env.update(extra_env or {})
         self.env = env
         self.procs: dict[str, ServiceProcess] = {}
@@ -95,7 +94,8 @@ class Fleet:
         started = []
         for name in names:
             proc_env = dict(self.env, **(env or {}))
-            proc = ServiceProcess(name, MODULES[name], self.ports[name], proc_env, self.log_dir)
+            module = fleet.service(name).module
+            proc = ServiceProcess(name, module, self.ports[name], proc_env, self.log_dir)
             self.procs[name] = proc.start()
             started.append(proc)
         if wait:
@@ -110,7 +110,5 @@ class Fleet:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def stop_all(self) -> None:
-        # Coach first: it drives the others.
-        order = ["coach", "orchestrator", "web", "reports", "meta", "training"]
-        for name in sorted(self.procs, key=lambda n: order.index(n) if n in order else 99):
+        for name in fleet.stop_sequence(self.procs):
             self.procs[name].stop()
