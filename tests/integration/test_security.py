@@ -22,15 +22,17 @@ from typing import Any
 
 import pytest
 
-from loadtests.bench_fleet import HonchoFleet
-from shared import fleet
-from tests.support.processes import ROOT, Fleet, http_json
+from harness.fleet import Fleet
+from harness.honcho import ArmedFleetFactory, HonchoFleet
+from harness.http import http_json
+from harness.processes import ROOT
+from shared.fleet import NAMES
 
 pytestmark = pytest.mark.integration
 
 TOKEN = f"tok-{secrets.token_hex(16)}"
 WRONG = f"wrong-{secrets.token_hex(16)}"
-SERVICES = list(fleet.NAMES)
+SERVICES = list(NAMES)
 MUTATING = ("post", "delete")
 STREAMS = {"/api/v1/system/events"}  # server-sent events: never ends, read elsewhere
 
@@ -40,21 +42,9 @@ def _auth(token: str | None) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HonchoFleet]:
-    fleet = HonchoFleet(
-        extra_env={"TOOLOO_API_TOKEN": TOKEN, "TOOLOO_LOG_LEVEL": "debug"},
-        log_dir=tmp_path_factory.mktemp("secured"),
-    )
-    fleet.start()
-    try:
-        fleet.wait_armed(timeout_s=90)
+def secured(honcho_fleet: ArmedFleetFactory) -> Iterator[HonchoFleet]:
+    with honcho_fleet({"TOOLOO_API_TOKEN": TOKEN, "TOOLOO_LOG_LEVEL": "debug"}) as fleet:
         yield fleet
-    except BaseException:
-        print(fleet.logs(tail=200))
-        raise
-    finally:
-        fleet.stop()
-        fleet.cleanup()
 
 
 def call(

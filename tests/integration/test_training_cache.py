@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.fleet import Fleet
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
-from tests.support.processes import Fleet
 
 pytestmark = pytest.mark.integration
 
