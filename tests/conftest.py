@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from harness.fleet import Fleet
 from harness.honcho import ArmedFleetFactory, HonchoFleet, armed_fleet
+from harness.processes import ServiceProcess
 from harness.redis_server import RedisServer
 from shared.keys import Keys
 from shared.scripts import Scripts
@@ -69,6 +70,13 @@ def fleet(
     if failed is not None and failed.failed:
         for proc in fleet.procs.values():
             print(f"----- {proc.name} log -----\n{proc.logs()}")
+
+
+@pytest.fixture
+def training(fleet: Fleet) -> ServiceProcess:
+    """The training service alone, ready."""
+    fleet.start("training")
+    return fleet["training"]
 
 
 @pytest.fixture(scope="session")

@@ -20,12 +20,6 @@ ROUND = "/api/v1/training/round"
 START = "/api/v1/training/start"
 
 
-@pytest.fixture
-def training(fleet: Fleet):
-    fleet.start("training")
-    return fleet["training"]
-
-
 def test_default_learner_exists_before_start_and_round_needs_start(training):
     status, body = training.get("/api/v1/training/overview")
     assert status == 200 and body["ok"] is True

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness.fleet import Fleet
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
 
@@ -13,12 +12,6 @@ pytestmark = pytest.mark.integration
 
 ROUND = "/api/v1/training/round"
 START = "/api/v1/training/start"
-
-
-@pytest.fixture
-def training(fleet: Fleet):
-    fleet.start("training")
-    return fleet["training"]
 
 
 async def outside_write(redis, scripts, keys: Keys, learner: str, change) -> int:
