@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from orchestrator.fleet_state import FleetState, ProcState, StepRecord
 from orchestrator.settings import OrchestratorSettings
+from shared import fleet
 from shared.errors import ApiError
 
 READY_WAIT_S = 10.0
@@ -61,7 +62,7 @@ async def wait_ready(http: HttpCaller, service: str, timeout_s: float = READY_WA
     last = "no answer"
     while True:  # bounded by the deadline
         try:
-            status, body = await http.get(service, "/ready", timeout_s=1.0)
+            status, body = await http.get(service, fleet.service(service).ready_path, timeout_s=1.0)
             if status == 200:
                 return
             last = f"{status} {_short(body)}"

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState
@@ -62,12 +62,14 @@ class Supervisor:
         prearm: Prearm,
         http: HttpCaller,
         emit: Emit,
+        on_change: Callable[[], Awaitable[None]],
     ) -> None:
         self.settings = settings
         self.state = state
         self.prearm = prearm
         self.http = http
         self.emit = emit
+        self.on_change = on_change
         self.manage = settings.manage
         self._main: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -115,10 +117,8 @@ class Supervisor:
         return task
 
     async def changed(self) -> None:
-        phase, changed = self.state.update_phase()
-        if changed:
-            log.info("fleet_phase", phase=phase.value)
-            await self.emit("orchestrator", "fleet_phase", phase=phase.value)
+        """The state changed: let the phase follow (and be announced if it moved)."""
+        await self.on_change()
 
     # ---- start-up ----------------------------------------------------------------------------
     async def _start_fleet(self) -> None:
