@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState
+from orchestrator.output_relay import MAX_LINE_BYTES, OutputRelay
 from orchestrator.prearm import Emit, HttpCaller, Prearm
 from orchestrator.service_table import module_available, stop_waves
 from orchestrator.settings import OrchestratorSettings
@@ -34,6 +35,7 @@ PR_SET_PDEATHSIG = 1
 READY_POLL_S = 0.05
 PREARM_RETRY_GAP_S = 2.0
 RESTART_SEEN_TOLERANCE_S = 0.25
+OUTPUT_DRAIN_S = 1.0  # at shutdown, for the stopped children's last lines to be relayed
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
@@ -75,6 +77,9 @@ class Supervisor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawns: set[asyncio.Task[Any]] = set()
         self._initial_done = False
+        # Children's output, prefixed by service; started with the first child.
+        self._output: OutputRelay | None = None
+        self._relays: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -108,7 +113,17 @@ class Supervisor:
             for record in records:
                 if record.state is not ProcState.FAILED:
                     record.state = ProcState.STOPPED
+        await self._close_output()
         log.info("fleet_stopped")
+
+    async def _close_output(self) -> None:
+        """The children are gone: relay what they wrote last, then stop the relay (bounded)."""
+        if self._relays:
+            _, pending = await asyncio.wait(self._relays, timeout=OUTPUT_DRAIN_S)
+            for task in pending:  # a grandchild still holds the pipe open
+                task.cancel()
+        if self._output is not None:
+            await self._output.close()
 
     def _background(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -160,6 +175,9 @@ class Supervisor:
     # ---- processes ---------------------------------------------------------------------------
     async def _spawn(self, record: ProcessRecord) -> None:
         hook = _die_with_parent(os.getpid())
+        if self._output is None:
+            self._output = OutputRelay()
+        output = self._output
 
         async def spawn() -> None:
             proc = await asyncio.create_subprocess_exec(
@@ -167,6 +185,10 @@ class Supervisor:
                 "-m",
                 record.spec.module,
                 stdin=asyncio.subprocess.DEVNULL,
+                # Relayed line by line with the service's name in front (output_relay.py).
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                limit=MAX_LINE_BYTES,
                 env=dict(os.environ),
                 # Its own process group: a Ctrl-C in the terminal reaches the orchestrator only,
                 # which then stops the children in order.
@@ -181,6 +203,10 @@ class Supervisor:
             record.healthy = False
             record.health_failures = 0
             record.watcher = asyncio.create_task(self._watch(record, proc))
+            if proc.stdout is not None:  # always: a pipe was asked for
+                relay = asyncio.create_task(output.relay(record.name, proc.stdout))
+                self._relays.add(relay)
+                relay.add_done_callback(self._relays.discard)
 
         task = asyncio.create_task(spawn())
         self._spawns.add(task)

@@ -26,7 +26,7 @@ from harness.fleet import Fleet
 from harness.honcho import ArmedFleetFactory, HonchoFleet
 from harness.http import http_json
 from harness.processes import ROOT
-from shared.fleet import NAMES
+from shared.fleet import NAMES, SUPERVISED
 
 pytestmark = pytest.mark.integration
 
@@ -263,8 +263,13 @@ def test_no_token_in_any_log_line(secured: HonchoFleet) -> None:
             sock.recv(1024)
     secured.stop(timeout_s=30)  # every process flushed and gone
     logs = secured.log_path.read_text(errors="replace")
-    # The services' own lines are in it (the orchestrator's children write to honcho's output).
+    # The services' own lines are in it (the orchestrator relays its children's output).
     assert logs.count('"event":"service_started"') >= len(SERVICES) - 1, logs[-2000:]
+    # Each under its own service's name, not only honcho's `orchestrator.1`.
+    for name in SUPERVISED:
+        prefix = f"orchestrator.1 | {name} | "
+        started = [line for line in logs.splitlines() if prefix in line]
+        assert any('"event":"service_started"' in line for line in started), name
     assert TOKEN not in logs and WRONG not in logs
     for path in Path(secured.var_dir).rglob("*"):
         if path.is_file():
