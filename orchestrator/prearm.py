@@ -3,8 +3,8 @@
 training ready → learner `default` started (never reset) → meta ready and started → coach
 started with the fast lane on (weight 2, interval 600 ms). Each step waits for its service's
 /ready, checks the response, and is retried with exponential back-off (bounded); its timing and
-attempts are recorded and appended to the system events stream. Unlike the original, nothing
-is swallowed, nothing resets progress, and a restarted service gets its steps again.
+attempts are recorded and appended to the system events stream. No failure is swallowed,
+nothing resets progress, and a restarted service gets its steps again.
 """
 
 from __future__ import annotations

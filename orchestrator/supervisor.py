@@ -1,12 +1,13 @@
 """Child processes of the fleet: start, health-check, restart, stop.
 
-Designed against the original's defects (reference §4.4, §7 item 7): every health check has a
-timeout and the monitor never overlaps itself; an exit is seen at once (the child is awaited,
+What keeps supervision safe: every health check has a timeout and the monitor never overlaps
+itself; an exit is seen at once (the child is awaited,
 not polled); a restart stops the old process and waits for it to exit (port released) before
 spawning; restarts back off exponentially within a budget, beyond which the service is `failed`
 (no restart storm); one restart per service at a time (its lock, and a restart only acts on the
 process it was asked about); the steps of pre-arm that concern a restarted service run again;
-only processes started here are signalled, by pid; a dead child's pid is not reported.
+only processes started here are signalled, by pid; a dead child's pid is not reported. Each
+child's output is relayed with its service's name in front (output_relay.py).
 """
 
 from __future__ import annotations

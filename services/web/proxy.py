@@ -2,8 +2,8 @@
 
 The table is matched longest prefix first, on whole path segments (`/api/v1/training` matches
 `/api/v1/training/round` but not `/api/v1/trainingX`). Web's own `/api/v1/system/*` routes are
-registered on the router before the catch-all proxy route, so they always win — the original's
-catch-all shadowed every later route.
+registered on the router before the catch-all proxy route, so they always win (a catch-all
+registered first would shadow every later route).
 """
 
 from __future__ import annotations
