@@ -9,12 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies and the fleet's packages (pinned in pyproject.toml). Only what the services need is
-# copied (see .dockerignore): no tests, no virtualenv, no local Redis data.
+# copied (see .dockerignore): no tests, no load tests or harness, no virtualenv, no local Redis data.
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY orchestrator ./orchestrator
-COPY loadtests ./loadtests
 RUN pip install . \
     && useradd --create-home --uid 10001 tooloo
 

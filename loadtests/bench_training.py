@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import redis as sync_redis
 
-from loadtests.fleetctl import free_port
+from harness.ports import free_port
 from shared.embedded_redis import find_redis_server, server_args
 from shared.keys import Keys
 

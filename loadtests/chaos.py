@@ -5,7 +5,7 @@ acknowledged client was told is lost or counted twice.
     python -m loadtests.chaos --minutes 5 --fault-gap-s 25
 
 The fleet is started exactly as the README's run command does (`honcho start`, via
-`loadtests.bench_fleet.HonchoFleet`: free ports, the embedded Redis with its append-only file,
+`harness.honcho.HonchoFleet`: free ports, the embedded Redis with its append-only file,
 everysec, in a temporary directory). During the whole run:
 
 - Locust (subprocess, headless, `TrainingClient` + `ControlRoomOperator` of
@@ -51,9 +51,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench_fleet import ROOT, HonchoFleet, pid_alive
+from harness.honcho import HonchoFleet
+from harness.http import http_json
+from harness.processes import ROOT, pid_alive
+from shared.fleet import SUPERVISED
 
-SERVICES = ("training", "meta", "coach", "reports", "web")
+SERVICES = SUPERVISED
 RESULTS = ROOT / "loadtests" / "results"
 ARMED_TARGET_S = 3.0
 ERROR_RATE_TARGET_PCT = 0.5
@@ -96,8 +99,6 @@ class RoundWriter:
 
     def start_learners(self) -> None:
         """Start every learner (creates it; never resets), through the same URL."""
-        from loadtests.bench_fleet import http_json
-
         for learner in self.learners:
             status, body = http_json(
                 "POST", f"{self.base_url}/api/v1/training/start", {"learner": learner}

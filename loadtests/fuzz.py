@@ -43,6 +43,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from shared.fleet import NAMES
 from shared.keys import Keys
 
 SNAPSHOT_FIELDS = (
@@ -59,7 +60,7 @@ SNAPSHOT_FIELDS = (
     "curriculum_version",
     "meta_paused",
 )
-SERVICES = ("training", "meta", "coach", "reports", "web", "orchestrator")
+SERVICES = NAMES
 LEARNER = "default"
 # Thresholds no learner reaches (average mastery 100 with nothing below target): no learner
 # becomes ready, so no meta trigger changes a learner's state in the background.

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.fleetctl import ROOT, BenchFleet, http_json
+from harness.http import probe_json
+from harness.processes import ROOT
+from loadtests.fleetctl import BenchFleet
 from loadtests.report import format_table, results_path, stamp, write_json
 
 SEED_COACH_RPM = 215.0
@@ -224,13 +226,13 @@ def _num(text: str) -> float:
 
 
 def fleet_view(host: str, gate: int, window_s: int, token: str | None) -> dict[str, Any]:
-    status, body = http_json(
+    status, body = probe_json(
         "GET", f"{host}/api/v1/reports/metrics?window={window_s}", timeout=10, token=token
     )
     if status != 200:  # a window the reports service refuses: fall back to its default
-        status, body = http_json("GET", f"{host}/api/v1/reports/metrics", timeout=10, token=token)
+        status, body = probe_json("GET", f"{host}/api/v1/reports/metrics", timeout=10, token=token)
     reports = body.get("metrics") if status == 200 and isinstance(body, dict) else None
-    status, gates = http_json("GET", f"{host}/api/v1/system/gates", timeout=10, token=token)
+    status, gates = probe_json("GET", f"{host}/api/v1/system/gates", timeout=10, token=token)
     verdict = None
     if status == 200 and isinstance(gates, dict):
         for entry in gates.get("gates") or []:

@@ -241,7 +241,7 @@ class BareEndpoint:
     """The bare endpoint as a child process on a free port (a context manager)."""
 
     def __init__(self, size: int) -> None:
-        from loadtests.fleetctl import free_port
+        from harness.ports import free_port
 
         self.size = size
         self.port = free_port()
@@ -252,7 +252,7 @@ class BareEndpoint:
         return f"http://127.0.0.1:{self.port}/api/v1/training/round"
 
     def __enter__(self) -> BareEndpoint:
-        from loadtests.fleetctl import http_json
+        from harness.http import probe_json
 
         root = Path(__file__).resolve().parents[1]
         cmd = [sys.executable, "-m", "loadtests.reference", "serve"]
@@ -260,7 +260,7 @@ class BareEndpoint:
         self.proc = subprocess.Popen(cmd, cwd=root, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # bounded wait for the port to answer
-            status, _ = http_json("POST", self.url, {"learner": "x"}, timeout=1.0)
+            status, _ = probe_json("POST", self.url, {"learner": "x"}, timeout=1.0)
             if status == 200:
                 return self
             time.sleep(0.05)
@@ -354,7 +354,7 @@ def redis_commit_ceiling(
     Runs against a private redis-server unless `redis_url` is given. Each pipeline commits
     distinct learners of its own, so the expected version of every call is known.
     """
-    from loadtests.fleetctl import RedisServer
+    from harness.redis_server import RedisServer
 
     tmp = Path(tempfile.mkdtemp(prefix="tooloo-ref-redis-"))
     server = None

@@ -13,11 +13,13 @@ from aiohttp import web
 from orchestrator import routes
 from orchestrator.app_keys import FLEET, ORCH_SETTINGS, SUPERVISOR
 from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState, StepRecord
+from orchestrator.phase_events import PhaseAnnouncer
 from orchestrator.prearm import Prearm, steps_for
 from orchestrator.service_table import TableError, load_table
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.supervisor import Supervisor
-from shared.app_factory import CLIENT, KEYS, REDIS, create_base_app
+from shared.app_factory import create_base_app
+from shared.app_keys import CLIENT, KEYS, REDIS
 from shared.events import emit_system_event
 from shared.logging import get_logger
 from shared.settings import FleetSettings
@@ -76,14 +78,10 @@ async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[FLEET]
     settings = app[ORCH_SETTINGS]
     emit = _emitter(app)
-    holder: dict[str, Supervisor] = {}
-
-    async def on_change() -> None:
-        await holder["sup"].changed()
-
-    prearm = Prearm(app[CLIENT], state, settings, emit, on_change)
-    supervisor = Supervisor(settings, state, prearm, app[CLIENT], emit)
-    holder["sup"] = supervisor
+    # Pre-arm and the supervisor both change the fleet's state; either then announces the phase.
+    announce_phase = PhaseAnnouncer(state, emit)
+    prearm = Prearm(app[CLIENT], state, settings, emit, announce_phase)
+    supervisor = Supervisor(settings, state, prearm, app[CLIENT], emit, announce_phase)
     app[SUPERVISOR] = supervisor
     supervisor.start()
     yield

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.service_table import ServiceSpec
+from shared.fleet import Service
 
 
 class ProcState(StrEnum):
@@ -33,7 +33,7 @@ class Phase(StrEnum):
 
 @dataclass(eq=False)
 class ProcessRecord:
-    spec: ServiceSpec
+    spec: Service
     port: int
     state: ProcState
     pid: int | None = None

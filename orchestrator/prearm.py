@@ -3,8 +3,8 @@
 training ready → learner `default` started (never reset) → meta ready and started → coach
 started with the fast lane on (weight 2, interval 600 ms). Each step waits for its service's
 /ready, checks the response, and is retried with exponential back-off (bounded); its timing and
-attempts are recorded and appended to the system events stream. Unlike the original, nothing
-is swallowed, nothing resets progress, and a restarted service gets its steps again.
+attempts are recorded and appended to the system events stream. No failure is swallowed,
+nothing resets progress, and a restarted service gets its steps again.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from orchestrator.fleet_state import FleetState, ProcState, StepRecord
 from orchestrator.settings import OrchestratorSettings
+from shared import fleet
 from shared.errors import ApiError
 
 READY_WAIT_S = 10.0
@@ -61,7 +62,7 @@ async def wait_ready(http: HttpCaller, service: str, timeout_s: float = READY_WA
     last = "no answer"
     while True:  # bounded by the deadline
         try:
-            status, body = await http.get(service, "/ready", timeout_s=1.0)
+            status, body = await http.get(service, fleet.service(service).ready_path, timeout_s=1.0)
             if status == 200:
                 return
             last = f"{status} {_short(body)}"

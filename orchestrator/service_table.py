@@ -1,4 +1,4 @@
-"""The supervised services, as data: module, port setting, health path, dependencies, stop order.
+"""The supervised services: the fleet table's entries the orchestrator starts (all but itself).
 
 The table can be narrowed (ORCHESTRATOR_SERVICES=training,meta) and a service's module replaced
 (ORCHESTRATOR_MODULE_<NAME>=package.module), both from the environment, so running a partial
@@ -11,31 +11,12 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from shared.fleet import SERVICES, Service
 
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    name: str
-    module: str
-    port_env: str
-    health_path: str = "/health"
-    ready_path: str = "/ready"
-    # Spawned only once these answer /ready (they are called while it starts up / works).
-    depends_on: tuple[str, ...] = ()
-    # Shutdown waves, lowest first: the coach drives the others, so it stops first.
-    stop_order: int = 1
-
-
-DEFAULT_TABLE: tuple[ServiceSpec, ...] = (
-    ServiceSpec("training", "services.training", "TRAINING_PORT", stop_order=3),
-    ServiceSpec("meta", "services.meta", "META_PORT", stop_order=2),
-    ServiceSpec(
-        "coach", "services.coach", "COACH_PORT", depends_on=("training", "meta"), stop_order=0
-    ),
-    ServiceSpec("reports", "services.reports", "REPORTS_PORT", stop_order=1),
-    ServiceSpec("web", "services.web", "WEB_PORT", stop_order=1),
-)
+# Every service the orchestrator supervises, in start order.
+DEFAULT_TABLE: tuple[Service, ...] = tuple(s for s in SERVICES if s.supervised)
 
 
 class TableError(ValueError):
@@ -44,7 +25,7 @@ class TableError(ValueError):
 
 def load_table(
     selection: str | None, environ: Mapping[str, str] | None = None
-) -> tuple[ServiceSpec, ...]:
+) -> tuple[Service, ...]:
     env = os.environ if environ is None else environ
     by_name = {spec.name: spec for spec in DEFAULT_TABLE}
     if selection:
@@ -81,8 +62,8 @@ def module_available(module: str) -> bool:
         return False
 
 
-def stop_waves(table: tuple[ServiceSpec, ...]) -> list[list[ServiceSpec]]:
-    waves: dict[int, list[ServiceSpec]] = {}
+def stop_waves(table: tuple[Service, ...]) -> list[list[Service]]:
+    waves: dict[int, list[Service]] = {}
     for spec in table:
-        waves.setdefault(spec.stop_order, []).append(spec)
+        waves.setdefault(spec.stop_wave, []).append(spec)
     return [waves[k] for k in sorted(waves)]

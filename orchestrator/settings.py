@@ -37,7 +37,7 @@ class OrchestratorSettings(FleetSettings):
     prearm_backoff_max_s: float = Field(
         2.0, ge=0, le=60, validation_alias="ORCHESTRATOR_PREARM_BACKOFF_MAX"
     )
-    # The original's FAST_LANE_ON (default on) and the fast-lane defaults it pre-arms with.
+    # FAST_LANE_ON (default on) and the fast-lane settings the coach is pre-armed with.
     fast_lane_on: bool = Field(True, validation_alias="FAST_LANE_ON")
     fast_lane_weight: int = Field(2, ge=1, le=20, validation_alias="FAST_LANE_WEIGHT")
     fast_lane_interval_ms: int = Field(

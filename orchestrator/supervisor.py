@@ -1,12 +1,13 @@
 """Child processes of the fleet: start, health-check, restart, stop.
 
-Designed against the original's defects (reference §4.4, §7 item 7): every health check has a
-timeout and the monitor never overlaps itself; an exit is seen at once (the child is awaited,
+What keeps supervision safe: every health check has a timeout and the monitor never overlaps
+itself; an exit is seen at once (the child is awaited,
 not polled); a restart stops the old process and waits for it to exit (port released) before
 spawning; restarts back off exponentially within a budget, beyond which the service is `failed`
 (no restart storm); one restart per service at a time (its lock, and a restart only acts on the
 process it was asked about); the steps of pre-arm that concern a restarted service run again;
-only processes started here are signalled, by pid; a dead child's pid is not reported.
+only processes started here are signalled, by pid; a dead child's pid is not reported. Each
+child's output is relayed with its service's name in front (output_relay.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState
+from orchestrator.output_relay import MAX_LINE_BYTES, OutputRelay
 from orchestrator.prearm import Emit, HttpCaller, Prearm
 from orchestrator.service_table import module_available, stop_waves
 from orchestrator.settings import OrchestratorSettings
@@ -34,6 +36,7 @@ PR_SET_PDEATHSIG = 1
 READY_POLL_S = 0.05
 PREARM_RETRY_GAP_S = 2.0
 RESTART_SEEN_TOLERANCE_S = 0.25
+OUTPUT_DRAIN_S = 1.0  # at shutdown, for the stopped children's last lines to be relayed
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
@@ -62,17 +65,22 @@ class Supervisor:
         prearm: Prearm,
         http: HttpCaller,
         emit: Emit,
+        on_change: Callable[[], Awaitable[None]],
     ) -> None:
         self.settings = settings
         self.state = state
         self.prearm = prearm
         self.http = http
         self.emit = emit
+        self.on_change = on_change
         self.manage = settings.manage
         self._main: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawns: set[asyncio.Task[Any]] = set()
         self._initial_done = False
+        # Children's output, prefixed by service; started with the first child.
+        self._output: OutputRelay | None = None
+        self._relays: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,7 +114,17 @@ class Supervisor:
             for record in records:
                 if record.state is not ProcState.FAILED:
                     record.state = ProcState.STOPPED
+        await self._close_output()
         log.info("fleet_stopped")
+
+    async def _close_output(self) -> None:
+        """The children are gone: relay what they wrote last, then stop the relay (bounded)."""
+        if self._relays:
+            _, pending = await asyncio.wait(self._relays, timeout=OUTPUT_DRAIN_S)
+            for task in pending:  # a grandchild still holds the pipe open
+                task.cancel()
+        if self._output is not None:
+            await self._output.close()
 
     def _background(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -115,10 +133,8 @@ class Supervisor:
         return task
 
     async def changed(self) -> None:
-        phase, changed = self.state.update_phase()
-        if changed:
-            log.info("fleet_phase", phase=phase.value)
-            await self.emit("orchestrator", "fleet_phase", phase=phase.value)
+        """The state changed: let the phase follow (and be announced if it moved)."""
+        await self.on_change()
 
     # ---- start-up ----------------------------------------------------------------------------
     async def _start_fleet(self) -> None:
@@ -160,6 +176,9 @@ class Supervisor:
     # ---- processes ---------------------------------------------------------------------------
     async def _spawn(self, record: ProcessRecord) -> None:
         hook = _die_with_parent(os.getpid())
+        if self._output is None:
+            self._output = OutputRelay()
+        output = self._output
 
         async def spawn() -> None:
             proc = await asyncio.create_subprocess_exec(
@@ -167,6 +186,10 @@ class Supervisor:
                 "-m",
                 record.spec.module,
                 stdin=asyncio.subprocess.DEVNULL,
+                # Relayed line by line with the service's name in front (output_relay.py).
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                limit=MAX_LINE_BYTES,
                 env=dict(os.environ),
                 # Its own process group: a Ctrl-C in the terminal reaches the orchestrator only,
                 # which then stops the children in order.
@@ -181,6 +204,10 @@ class Supervisor:
             record.healthy = False
             record.health_failures = 0
             record.watcher = asyncio.create_task(self._watch(record, proc))
+            if proc.stdout is not None:  # always: a pipe was asked for
+                relay = asyncio.create_task(output.relay(record.name, proc.stdout))
+                self._relays.add(relay)
+                relay.add_done_callback(self._relays.discard)
 
         task = asyncio.create_task(spawn())
         self._spawns.add(task)

@@ -9,12 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import Redis
 
+# re-exported for modules not yet moved to shared.app_keys (training, coach)
+from shared.app_keys import (
+    APP_STARTED,
+    CLIENT,
+    KEYS,
+    METRICS,
+    READY_CHECKS,
+    REDIS,
+    SCRIPTS,
+    SERVICE,
+    SETTINGS,
+    STATS,
+)
 from shared.events import emit_system_event
 from shared.http_client import ServiceClient
 from shared.keys import Keys
@@ -25,22 +38,13 @@ from shared.middlewares import (
     error_middleware,
     request_context_middleware,
 )
-from shared.observability import APP_STARTED, READY_CHECKS, ReadyCheck, add_routes, redis_ready
+from shared.observability import ReadyCheck, add_routes, redis_ready
 from shared.redis_conn import connect
 from shared.request_stats import RequestStats
 from shared.scripts import Scripts
 from shared.settings import FleetSettings, get_settings
 
 log = get_logger(__name__)
-
-SERVICE = web.AppKey("service", str)
-SETTINGS = web.AppKey("settings", FleetSettings)
-KEYS = web.AppKey("keys", Keys)
-REDIS = web.AppKey("redis", Redis)
-SCRIPTS = web.AppKey("scripts", Scripts)
-CLIENT = web.AppKey("client", ServiceClient)
-METRICS = web.AppKey("metrics", RequestMetrics)
-STATS = web.AppKey("stats", RequestStats)
 
 BODY_LIMIT = 64 * 1024
 CANCEL_ATTEMPTS = 3  # background-task cancels sent at shutdown before giving up on it
@@ -76,7 +80,7 @@ def create_base_app(
     app[KEYS] = Keys(settings.redis_prefix)
     app[METRICS] = metrics
     app[STATS] = stats
-    app[APP_STARTED] = __import__("time").time()
+    app[APP_STARTED] = time.time()
     app[READY_CHECKS] = ([redis_ready] if use_redis else []) + list(ready_checks or [])
     if use_redis:
         app.cleanup_ctx.append(_redis_ctx)

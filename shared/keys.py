@@ -245,13 +245,6 @@ class Keys:
         """Hash: service -> 1, for services seen in system events before any up/down transition."""
         return self._reports("svc:seen")
 
-    # ---- web / orchestrator ------------------------------------------------------------------
-    def web(self, name: str) -> str:
-        return f"{self.prefix}:web:{name}"
-
-    def orchestrator(self, name: str) -> str:
-        return f"{self.prefix}:orchestrator:{name}"
-
     # ---- training onboarding (added by the training service) ---------------------------------
     @property
     def onboarding_lease(self) -> str:

@@ -9,18 +9,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from shared.app_keys import APP_STARTED, METRICS, READY_CHECKS, REDIS, SERVICE
 from shared.responses import json_response
 
 # A readiness check returns None when fine, else a short reason.
 ReadyCheck = Callable[[web.Application], Awaitable[str | None]]
 
-APP_STARTED = web.AppKey("started_at", float)
-READY_CHECKS = web.AppKey("ready_checks", list)
-
 
 async def redis_ready(app: web.Application) -> str | None:
-    from shared.app_factory import REDIS
-
     redis = app.get(REDIS)
     if redis is None:
         return "redis not connected"
@@ -32,8 +28,6 @@ async def redis_ready(app: web.Application) -> str | None:
 
 
 async def health(request: web.Request) -> web.Response:
-    from shared.app_factory import SERVICE
-
     app = request.app
     return json_response(
         {
@@ -47,8 +41,6 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    from shared.app_factory import SERVICE
-
     reasons = []
     for check in request.app[READY_CHECKS]:
         reason = await check(request.app)
@@ -70,8 +62,6 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    from shared.app_factory import METRICS
-
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 

@@ -1,20 +1,24 @@
-"""Session fixtures: a real redis-server on a free port, flushed between tests, and a factory
-for fleets of real service processes."""
+"""Session fixtures: a real redis-server on a free port, flushed between tests, a factory for
+fleets of real service processes, and one for the whole fleet under honcho."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from harness.fleet import Fleet
+from harness.honcho import ArmedFleetFactory, HonchoFleet, armed_fleet
+from harness.processes import ServiceProcess
+from harness.redis_server import RedisServer
 from shared.keys import Keys
 from shared.scripts import Scripts
-from tests.support.processes import Fleet
-from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +70,26 @@ def fleet(
     if failed is not None and failed.failed:
         for proc in fleet.procs.values():
             print(f"----- {proc.name} log -----\n{proc.logs()}")
+
+
+@pytest.fixture
+def training(fleet: Fleet) -> ServiceProcess:
+    """The training service alone, ready."""
+    fleet.start("training")
+    return fleet["training"]
+
+
+@pytest.fixture(scope="session")
+def honcho_fleet(tmp_path_factory: pytest.TempPathFactory) -> ArmedFleetFactory:
+    """`with honcho_fleet(extra_env) as fleet:` the Procfile under honcho, armed, its log printed
+    when the block fails, stopped after. Session-scoped, so module fixtures can share a fleet."""
+
+    def start(
+        extra_env: dict[str, str] | None = None, **kw: Any
+    ) -> AbstractContextManager[HonchoFleet]:
+        return armed_fleet(extra_env, log_dir=tmp_path_factory.mktemp("honcho"), **kw)
+
+    return start
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -10,7 +10,8 @@ from services.meta import routes
 from services.meta.app_keys import ENGINE
 from services.meta.engine import MetaEngine
 from services.meta.store import MetaStore
-from shared.app_factory import KEYS, REDIS, SCRIPTS, create_base_app
+from shared.app_factory import create_base_app
+from shared.app_keys import KEYS, REDIS, SCRIPTS
 from shared.settings import FleetSettings
 
 

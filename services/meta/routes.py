@@ -17,7 +17,7 @@ from services.meta.models import (
     RunBatchRequest,
 )
 from services.meta.phases import PHASES
-from shared.app_factory import KEYS, REDIS, SERVICE
+from shared.app_keys import KEYS, REDIS, SERVICE
 from shared.errors import NotFound, ValidationFailed
 from shared.events import emit_system_event
 from shared.responses import ok

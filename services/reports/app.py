@@ -9,13 +9,8 @@ from aiohttp import web
 from services.reports import routes
 from services.reports.app_keys import CONSUMER
 from services.reports.consumer import ReportsConsumer, consumer_name
-from shared.app_factory import (
-    KEYS,
-    REDIS,
-    SETTINGS,
-    add_background_task,
-    create_base_app,
-)
+from shared.app_factory import add_background_task, create_base_app
+from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.settings import FleetSettings
 
 

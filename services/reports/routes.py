@@ -8,7 +8,7 @@ from services.reports import queries
 from services.reports.app_keys import CONSUMER
 from services.reports.dashboard import build_dashboard
 from services.reports.models import ExportQuery, TimeseriesQuery, WindowQuery
-from shared.app_factory import KEYS, REDIS
+from shared.app_keys import KEYS, REDIS
 from shared.clock import iso_ms, now_ms
 from shared.responses import ok
 from shared.routing import ApiRoutes

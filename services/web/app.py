@@ -12,7 +12,8 @@ from services.web.cors import allowed_origins, cors_middleware
 from services.web.events import SnapshotCache, build_snapshot
 from services.web.gates import load_table
 from services.web.proxy import Forwarder, ProxyTable
-from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS, create_base_app
+from shared.app_factory import create_base_app
+from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.settings import FleetSettings
 
 

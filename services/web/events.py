@@ -22,6 +22,7 @@ from aiohttp_sse import sse_response
 
 from services.web import gates as gates_mod
 from services.web import system
+from shared import fleet
 from shared.errors import ApiError
 from shared.http_client import ServiceClient
 from shared.keys import Keys
@@ -35,7 +36,8 @@ STREAM_INTERVAL_S = 1.0
 # A stream ends after this long; EventSource reconnects by itself, so a forgotten tab cannot
 # hold a handler forever.
 STREAM_MAX_S = 3600.0
-HEALTH_SERVICES = ("training", "meta", "coach", "reports", "orchestrator")
+# Every service but the gateway itself, whose snapshot this is.
+HEALTH_SERVICES = tuple(name for name in fleet.NAMES if name != "web")
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -62,7 +64,7 @@ async def fetch(
 
 async def _health(client: ServiceClient, service: str) -> dict[str, Any]:
     started = time.perf_counter()
-    body = await fetch(client, service, "/health", timeout_s=0.5)
+    body = await fetch(client, service, fleet.service(service).health_path, timeout_s=0.5)
     if "error" in body:
         return {"up": False, "error": body["error"]["message"]}
     return {

@@ -2,8 +2,8 @@
 
 The table is matched longest prefix first, on whole path segments (`/api/v1/training` matches
 `/api/v1/training/round` but not `/api/v1/trainingX`). Web's own `/api/v1/system/*` routes are
-registered on the router before the catch-all proxy route, so they always win — the original's
-catch-all shadowed every later route.
+registered on the router before the catch-all proxy route, so they always win (a catch-all
+registered first would shadow every later route).
 """
 
 from __future__ import annotations
@@ -17,22 +17,14 @@ from aiohttp import web
 from yarl import URL
 
 from shared.errors import NotFound, UpstreamError, UpstreamTimeout
+from shared.fleet import SERVICES
 from shared.middlewares import REQUEST_ID, REQUEST_ID_HEADER
 from shared.rate_limit import client_id
 from shared.settings import FleetSettings
 
-# (prefix, service). Order here does not matter: `ProxyTable` sorts longest first.
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("/api/v1/training", "training"),
-    ("/api/v1/next-domain", "training"),
-    ("/api/v1/learners", "training"),
-    ("/api/v4/meta-learning", "meta"),
-    ("/api/v1/auto-coach", "coach"),
-    ("/api/v1/reports", "reports"),
-    ("/api/v1/system/processes", "orchestrator"),
-    ("/api/v1/system/status", "orchestrator"),
-    ("/api/v1/system/services", "orchestrator"),
-    ("/api/v1/system/prearm", "orchestrator"),
+# (prefix, service), from the fleet table. Order does not matter: `ProxyTable` sorts longest first.
+ROUTES: tuple[tuple[str, str], ...] = tuple(
+    (prefix, svc.name) for svc in SERVICES for prefix in svc.proxy_prefixes
 )
 
 # Request headers worth passing on; everything else (hop-by-hop, Host, cookies) stays here.

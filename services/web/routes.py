@@ -13,7 +13,7 @@ from aiohttp import web
 from services.web import events, gates, system
 from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY_TABLE, SNAPSHOTS
 from services.web.models import EmptyBody, GatesQuery, ScaleRequest
-from shared.app_factory import CLIENT, KEYS, REDIS, SETTINGS
+from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.errors import NotFound
 from shared.rate_limit import RateLimit, client_id, enforce
 from shared.responses import ok

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.ports import free_port
+from harness.processes import ServiceProcess
 from tests.integration.test_coach import COACH, create_learners, status, wait_until
-from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

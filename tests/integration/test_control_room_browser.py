@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, Fleet
+from harness.fleet import Fleet
+from harness.processes import ROOT
 
 pytestmark = pytest.mark.integration
 

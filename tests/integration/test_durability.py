@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from loadtests.bench_fleet import HonchoFleet
+from harness.honcho import ArmedFleetFactory, HonchoFleet
 from loadtests.chaos import (
     CRASH_WINDOW_S,
     HISTORY_LIMIT,
@@ -37,19 +36,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HonchoFleet]:
-    log_dir: Path = tmp_path_factory.mktemp("durability")
-    fleet = HonchoFleet(extra_env={"TRAINING_HISTORY_LIMIT": str(HISTORY_LIMIT)}, log_dir=log_dir)
-    fleet.start()
-    try:
-        fleet.wait_armed(timeout_s=90)
+def fleet(honcho_fleet: ArmedFleetFactory) -> Iterator[HonchoFleet]:
+    with honcho_fleet({"TRAINING_HISTORY_LIMIT": str(HISTORY_LIMIT)}) as fleet:
         yield fleet
-    except BaseException:
-        print(fleet.logs(tail=200))
-        raise
-    finally:
-        fleet.stop()
-        fleet.cleanup()
 
 
 def test_acknowledged_rounds_survive_a_redis_kill(fleet: HonchoFleet) -> None:

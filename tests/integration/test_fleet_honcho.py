@@ -11,11 +11,11 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
-from loadtests.bench_fleet import HonchoFleet, pid_alive
+from harness.honcho import ArmedFleetFactory, HonchoFleet
+from harness.processes import pid_alive
 from orchestrator.service_table import DEFAULT_TABLE
 
 pytestmark = pytest.mark.integration
@@ -45,11 +45,11 @@ def _reports_rounds(fleet: HonchoFleet) -> int:
     return int(body["metrics"]["rounds_total"]) if status == 200 else 0
 
 
-def test_fleet_under_honcho_arms_recovers_every_service_and_stops_clean(tmp_path: Path) -> None:
-    fleet = HonchoFleet(log_dir=tmp_path)
-    fleet.start()
-    try:
-        status = fleet.wait_armed(timeout_s=90)
+def test_fleet_under_honcho_arms_recovers_every_service_and_stops_clean(
+    honcho_fleet: ArmedFleetFactory,
+) -> None:
+    with honcho_fleet() as fleet:
+        status = fleet.wait_armed()  # armed already: the status it is armed with
         assert status["mode"] == "manage"
         assert [s["name"] for s in status["prearm"]["steps"]] == ["training", "meta", "coach"]
         assert all(s["ok"] and s["attempts"] >= 1 for s in status["prearm"]["steps"])
@@ -115,9 +115,3 @@ def test_fleet_under_honcho_arms_recovers_every_service_and_stops_clean(tmp_path
         assert "orchestrator.1 stopped (rc=0)" in logs and "redis.1 stopped (rc=0)" in logs
         with socket.socket() as sock:  # redis-server (the wrapper's child) is gone too
             assert sock.connect_ex(("127.0.0.1", fleet.redis_port)) != 0
-    except BaseException:
-        print(fleet.logs(tail=200))
-        raise
-    finally:
-        fleet.stop()
-        fleet.cleanup()

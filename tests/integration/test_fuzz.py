@@ -15,9 +15,9 @@ import pytest
 import requests
 import schemathesis
 
+from harness.fleet import Fleet
+from harness.redis_server import RedisServer
 from loadtests.fuzz import SERVICES, Fuzzer, ServiceResult, envelope_problem
-from tests.support.processes import Fleet
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import aiohttp
 import orjson
 import pytest
 
+from harness.fleet import Fleet
 from shared.keys import Keys
 from shared.learner_state import DomainState, LearnerState, decode, encode
 from shared.scripts import Scripts
-from tests.support.processes import Fleet
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
-from loadtests.bench_fleet import pid_alive
+from harness.fleet import Fleet
+from harness.processes import pid_alive
+from harness.redis_server import RedisServer
 from shared.keys import Keys
-from tests.support.processes import Fleet
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

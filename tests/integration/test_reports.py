@@ -13,8 +13,8 @@ from typing import Any
 
 import redis as sync_redis
 
+from harness.fleet import Fleet
 from shared.keys import Keys
-from tests.support.processes import Fleet
 
 BAD_QUERIES = [
     "/api/v1/reports/metrics?window=59",

@@ -22,15 +22,17 @@ from typing import Any
 
 import pytest
 
-from loadtests.bench_fleet import HonchoFleet
-from shared.settings import SERVICE_PORTS
-from tests.support.processes import ROOT, Fleet, http_json
+from harness.fleet import Fleet
+from harness.honcho import ArmedFleetFactory, HonchoFleet
+from harness.http import http_json
+from harness.processes import ROOT
+from shared.fleet import NAMES, SUPERVISED
 
 pytestmark = pytest.mark.integration
 
 TOKEN = f"tok-{secrets.token_hex(16)}"
 WRONG = f"wrong-{secrets.token_hex(16)}"
-SERVICES = list(SERVICE_PORTS)  # web, training, meta, coach, reports, orchestrator
+SERVICES = list(NAMES)
 MUTATING = ("post", "delete")
 STREAMS = {"/api/v1/system/events"}  # server-sent events: never ends, read elsewhere
 
@@ -40,21 +42,9 @@ def _auth(token: str | None) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HonchoFleet]:
-    fleet = HonchoFleet(
-        extra_env={"TOOLOO_API_TOKEN": TOKEN, "TOOLOO_LOG_LEVEL": "debug"},
-        log_dir=tmp_path_factory.mktemp("secured"),
-    )
-    fleet.start()
-    try:
-        fleet.wait_armed(timeout_s=90)
+def secured(honcho_fleet: ArmedFleetFactory) -> Iterator[HonchoFleet]:
+    with honcho_fleet({"TOOLOO_API_TOKEN": TOKEN, "TOOLOO_LOG_LEVEL": "debug"}) as fleet:
         yield fleet
-    except BaseException:
-        print(fleet.logs(tail=200))
-        raise
-    finally:
-        fleet.stop()
-        fleet.cleanup()
 
 
 def call(
@@ -273,8 +263,13 @@ def test_no_token_in_any_log_line(secured: HonchoFleet) -> None:
             sock.recv(1024)
     secured.stop(timeout_s=30)  # every process flushed and gone
     logs = secured.log_path.read_text(errors="replace")
-    # The services' own lines are in it (the orchestrator's children write to honcho's output).
+    # The services' own lines are in it (the orchestrator relays its children's output).
     assert logs.count('"event":"service_started"') >= len(SERVICES) - 1, logs[-2000:]
+    # Each under its own service's name, not only honcho's `orchestrator.1`.
+    for name in SUPERVISED:
+        prefix = f"orchestrator.1 | {name} | "
+        started = [line for line in logs.splitlines() if prefix in line]
+        assert any('"event":"service_started"' in line for line in started), name
     assert TOKEN not in logs and WRONG not in logs
     for path in Path(secured.var_dir).rglob("*"):
         if path.is_file():

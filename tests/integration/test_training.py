@@ -10,19 +10,14 @@ import aiohttp
 import orjson
 import pytest
 
+from harness.fleet import Fleet
+from harness.http import http_json
 from shared.keys import Keys
-from tests.support.processes import Fleet, http_json
 
 pytestmark = pytest.mark.integration
 
 ROUND = "/api/v1/training/round"
 START = "/api/v1/training/start"
-
-
-@pytest.fixture
-def training(fleet: Fleet):
-    fleet.start("training")
-    return fleet["training"]
 
 
 def test_default_learner_exists_before_start_and_round_needs_start(training):
@@ -284,8 +279,8 @@ def test_onboarding_ramps_to_target_and_respects_pause(fleet: Fleet, keys):
 async def test_two_replicas_share_state_without_lost_updates(fleet: Fleet, training, keys):
     """Rounds for one learner through two processes: the per-process lock cannot help, so the
     commit's version check and the recompute-from-returned-state path must keep every round."""
-    from tests.support.ports import free_port
-    from tests.support.processes import ServiceProcess
+    from harness.ports import free_port
+    from harness.processes import ServiceProcess
 
     env = dict(fleet.env)
     port = free_port()

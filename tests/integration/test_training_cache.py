@@ -7,18 +7,11 @@ import pytest
 
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
-from tests.support.processes import Fleet
 
 pytestmark = pytest.mark.integration
 
 ROUND = "/api/v1/training/round"
 START = "/api/v1/training/start"
-
-
-@pytest.fixture
-def training(fleet: Fleet):
-    fleet.start("training")
-    return fleet["training"]
 
 
 async def outside_write(redis, scripts, keys: Keys, learner: str, change) -> int:

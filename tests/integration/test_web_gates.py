@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
+from harness.fleet import Fleet
 from shared.keys import Keys
-from tests.support.processes import Fleet
 
 pytestmark = pytest.mark.integration
 

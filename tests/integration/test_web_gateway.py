@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.processes import Fleet
+from harness.fleet import Fleet
 
 pytestmark = pytest.mark.integration
 

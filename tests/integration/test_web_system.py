@@ -10,8 +10,8 @@ import time
 import pytest
 import redis as sync_redis
 
+from harness.fleet import Fleet
 from shared.keys import Keys
-from tests.support.processes import Fleet
 
 pytestmark = pytest.mark.integration
 
