@@ -33,7 +33,9 @@ from typing import Any
 
 from aiohttp import web
 
-from loadtests.fleetctl import RedisServer, free_port, http_json
+from harness.http import probe_json
+from harness.ports import free_port
+from harness.redis_server import RedisServer
 from loadtests.reference import load_http
 
 LEARNERS = [f"layer-{i:04d}" for i in range(256)]
@@ -141,13 +143,13 @@ def run(seconds: float) -> list[dict[str, Any]]:
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
-            while http_json("GET", base + "/ready", timeout=1.0)[0] != 200:  # bounded
+            while probe_json("GET", base + "/ready", timeout=1.0)[0] != 200:  # bounded
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the layered training process did not start")
                 time.sleep(0.1)
             for learner in LEARNERS:
-                http_json("POST", base + "/api/v1/training/start", {"learner": learner})
-            http_json("POST", base + "/layers/take-fixed", {"learner": LEARNERS[0]})
+                probe_json("POST", base + "/api/v1/training/start", {"learner": learner})
+            probe_json("POST", base + "/layers/take-fixed", {"learner": LEARNERS[0]})
             rows = []
             for path, what in LAYERS:
                 cpu0 = _cpu_s(proc.pid)

@@ -22,15 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.fleet import Fleet
-from harness.http import probe_json as http_json
-from harness.ports import free_port
 from harness.processes import ROOT, ServiceProcess
 from harness.redis_server import RedisServer
 from shared.fleet import BY_NAME, SUPERVISED
-
-# Still imported from here by loadtests.bench_layers, which polls with `http_json` (so "not up
-# yet" is status 0 there, as probe_json answers).
-__all__ = ["ROOT", "BenchFleet", "RedisServer", "free_port", "http_json", "main"]
 
 # What `start()` starts by default: every service the orchestrator would, in start order.
 ALL_SERVICES = SUPERVISED

@@ -15,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-# re-exported for modules not yet moved to shared.app_keys (training, coach)
 from shared.app_keys import (
     APP_STARTED,
     CLIENT,

@@ -15,15 +15,8 @@ from services.coach.meta_api import HttpMetaApi
 from services.coach.meta_trigger import MetaTrigger
 from services.coach.store import CoachStore
 from services.coach.training_api import HttpTrainingApi
-from shared.app_factory import (
-    CLIENT,
-    KEYS,
-    REDIS,
-    SCRIPTS,
-    SETTINGS,
-    add_background_task,
-    create_base_app,
-)
+from shared.app_factory import add_background_task, create_base_app
+from shared.app_keys import CLIENT, KEYS, REDIS, SCRIPTS, SETTINGS
 from shared.settings import FleetSettings
 
 

@@ -18,7 +18,7 @@ from services.coach.models import (
 )
 from services.coach.status import build_status
 from services.coach.store import UnknownLearners
-from shared.app_factory import KEYS, REDIS
+from shared.app_keys import KEYS, REDIS
 from shared.errors import NotFound
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, client_id, enforce

@@ -13,7 +13,8 @@ from services.training.app_keys import ONBOARDER, STORE, TRAINING_SETTINGS
 from services.training.onboarding import Onboarder, OnboardingConfig
 from services.training.settings import TrainingSettings
 from services.training.store import TrainingStore
-from shared.app_factory import KEYS, REDIS, SCRIPTS, add_background_task, create_base_app
+from shared.app_factory import add_background_task, create_base_app
+from shared.app_keys import KEYS, REDIS, SCRIPTS
 from shared.domain_errors import LearnerExists
 from shared.settings import FleetSettings
 from shared.validation import DEFAULT_LEARNER
