@@ -23,12 +23,13 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from redis.asyncio import Redis
 
 from shared.clock import now_ms
 from shared.keys import Keys
+from shared.redis_types import field_map, text
 
 STREAM_MAXLEN = 100_000
 TYPE = "type"  # the field naming an entry's kind on the meta and system streams
@@ -108,7 +109,11 @@ class _Entry:
     @classmethod
     def from_fields(cls, fields: Fields) -> Self:
         return cls(
-            **{f.name: _READERS[f.type](fields, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+            # The annotations are text (`from __future__ import annotations`): the readers' keys.
+            **{
+                f.name: _READERS[cast(str, f.type)](fields, f.name)
+                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            }
         )
 
 
@@ -220,6 +225,7 @@ async def emit_system_event(
         ts=now_ms(),
         extra={name: _text_of(v) for name, v in fields.items() if v is not None},
     )
-    return await redis.xadd(
-        keys.stream_system, event.to_fields(), maxlen=STREAM_MAXLEN, approximate=True
+    entry_id = await redis.xadd(
+        keys.stream_system, field_map(event.to_fields()), maxlen=STREAM_MAXLEN, approximate=True
     )
+    return text(entry_id)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
+from structlog.typing import EventDict, Processor
 
 _SECRET_KEYS = {"authorization", "token", "api_token", "password"}
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event: EventDict) -> EventDict:
     # Secrets must never reach a log line, whoever passes them in.
     for key in list(event):
         if key.lower() in _SECRET_KEYS:
@@ -43,6 +44,11 @@ def _redact_rendered(_: Any, __: str, line: str) -> str:
     return redact_text(line)
 
 
+# After the renderer a processor receives the rendered line, not an event dict, which
+# structlog's `Processor` type does not describe; this one runs last, on that line.
+_REDACT_RENDERED = cast(Processor, _redact_rendered)
+
+
 def configure_logging(service: str, level: str = "info") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -63,7 +69,7 @@ def configure_logging(service: str, level: str = "info") -> None:
             structlog.processors.JSONRenderer(
                 serializer=lambda obj, **_: orjson.dumps(obj).decode()
             ),
-            _redact_rendered,
+            _REDACT_RENDERED,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),

@@ -104,7 +104,7 @@ class ApiRoutes:
                 and (route.method, path) not in declared
             ):
                 declared.add((route.method, path))
-                listed.append(RouteSpec(route.method, path, route.handler))  # type: ignore[arg-type]
+                listed.append(RouteSpec(route.method, path, route.handler))
         document.update(self.openapi(listed))
 
     def openapi(self, listed: list[RouteSpec] | None = None) -> dict[str, Any]:

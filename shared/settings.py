@@ -40,7 +40,7 @@ def _address_fields() -> dict[str, Any]:
 ServiceAddresses = create_model("ServiceAddresses", __base__=BaseSettings, **_address_fields())
 
 
-class FleetSettings(ServiceAddresses):  # type: ignore[misc,valid-type]
+class FleetSettings(ServiceAddresses):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     # Without REDIS_URL, the embedded Redis of the Procfile is meant; it listens on
@@ -61,7 +61,7 @@ class FleetSettings(ServiceAddresses):  # type: ignore[misc,valid-type]
 
     def url_of(self, service: str) -> str:
         """Base URL (no trailing slash) at which `service` answers."""
-        explicit = getattr(self, f"{service}_url", None)
+        explicit: str | None = getattr(self, f"{service}_url", None)
         if explicit:
             return explicit.rstrip("/")
         host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"

@@ -90,4 +90,5 @@ def learner_from(request: web.Request, body_value: str | None = None) -> str:
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
-    return orjson.loads(model.model_dump_json(by_alias=True))
+    data: dict[str, Any] = orjson.loads(model.model_dump_json(by_alias=True))
+    return data
