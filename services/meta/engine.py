@@ -380,7 +380,9 @@ class MetaEngine:
 
     async def phase(self, learner: str, n: int) -> dict[str, Any] | None:
         snap = await self._snapshot(learner)
-        return (snap.doc or phases.new_document())["phases"].get(str(n))
+        # The document is plain JSON (dict[str, Any]); a phase entry is an object or absent.
+        phase: dict[str, Any] | None = (snap.doc or phases.new_document())["phases"].get(str(n))
+        return phase
 
     async def activity_log(self, learner: str, limit: int) -> tuple[list[dict[str, Any]], int]:
         await self._snapshot(learner)

@@ -64,7 +64,9 @@ def recall(d: DomainState, now: float) -> float:
     """Share of the skill still available after the time since last practice."""
     if d.last <= 0.0 or now <= d.last or d.half_life <= 0.0:
         return 1.0
-    return 2.0 ** (-(now - d.last) / d.half_life)
+    # typeshed types float ** float as Any (a negative base gives a complex); the base is 2.
+    factor: float = 2.0 ** (-(now - d.last) / d.half_life)
+    return factor
 
 
 def practised(state: LearnerState) -> list[tuple[str, DomainState]]:
@@ -80,7 +82,8 @@ def slope(scores: list[int]) -> float:
     if n < 2:
         return 0.0
     den = n * (n * n - 1) / 12.0
-    num = sum(map(operator.mul, range(n), scores)) - (n - 1) / 2.0 * sum(scores)
+    cross: int = sum(map(operator.mul, range(n), scores))  # operator.mul is typed Any -> Any
+    num = cross - (n - 1) / 2.0 * sum(scores)
     return num / den
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -73,9 +73,30 @@ STRATEGIES = (
 )
 
 
+class WeakDomain(TypedDict):
+    domain: str
+    mastery: float
+
+
+class FadingDomain(TypedDict):
+    domain: str
+    recall: float
+
+
+class Proposal(TypedDict):
+    """A phase-2 proposal; each carries the one planned value it is about."""
+
+    id: str
+    description: str
+    focus: NotRequired[list[str]]  # meta_loop_1
+    transferDelta: NotRequired[float]  # meta_opt_1
+    retentionDelta: NotRequired[float]  # meta_mem_1
+
+
 def _copy(doc: dict[str, Any]) -> dict[str, Any]:
     # The document is plain JSON; a JSON round trip copies it several times faster than deepcopy.
-    return orjson.loads(orjson.dumps(doc))
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(doc))
+    return copied
 
 
 # One step stamps every phase and log entry with the same `now`: format it once.
@@ -118,7 +139,9 @@ def completed_count(doc: dict[str, Any]) -> int:
     return sum(1 for p in doc["phases"].values() if p["status"] == "completed")
 
 
-def add_improvement(doc: dict[str, Any], phase: int | str, metric: str, delta: float, ts: float):
+def add_improvement(
+    doc: dict[str, Any], phase: int | str, metric: str, delta: float, ts: float
+) -> None:
     items = doc["metrics"]["improvements"]
     items.append({"phase": phase, "metric": metric, "delta": round(delta, 4), "at": iso(ts)})
     del items[:-IMPROVEMENTS_CAP]
@@ -198,13 +221,17 @@ def run_remaining(doc: dict[str, Any], state: LearnerState, now: float) -> Outco
     return out
 
 
-def _phase1(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+def _phase1(doc: dict[str, Any], readings: Readings, log: list[dict[str, Any]]) -> bool:
     state, now = readings.state, readings.now
     measured = readings.metrics()
     views = readings.views()
-    weak = [{"domain": v.key, "mastery": v.mastery} for v in views if v.mastery < TARGET_MASTERY]
+    weak: list[WeakDomain] = [
+        {"domain": v.key, "mastery": v.mastery} for v in views if v.mastery < TARGET_MASTERY
+    ]
     weak.sort(key=lambda w: w["mastery"])
-    fading = [{"domain": v.key, "recall": v.recall} for v in views if v.recall < FADING_RECALL]
+    fading: list[FadingDomain] = [
+        {"domain": v.key, "recall": v.recall} for v in views if v.recall < FADING_RECALL
+    ]
     known = set(KNOWN_DOMAINS) | set(state.domains)
     findings = [
         {"type": "metrics", "metrics": measured},
@@ -227,7 +254,7 @@ def _phase1(doc: dict[str, Any], readings: Readings, log: list) -> bool:
     return False
 
 
-def _phase2(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+def _phase2(doc: dict[str, Any], readings: Readings, log: list[dict[str, Any]]) -> bool:
     state, now = readings.state, readings.now
     measured = readings.metrics()
     kr = measured["knowledgeRetention"]
@@ -241,7 +268,7 @@ def _phase2(doc: dict[str, Any], readings: Readings, log: list) -> bool:
         for v in sorted(readings.views(), key=lambda v: v.mastery)
         if v.mastery < TARGET_MASTERY
     ][:3]
-    proposals = [{"id": pid, "description": text} for pid, text in PROPOSALS]
+    proposals: list[Proposal] = [{"id": pid, "description": text} for pid, text in PROPOSALS]
     proposals[0]["focus"] = focus
     proposals[1]["transferDelta"] = plan["transferDelta"]
     proposals[2]["retentionDelta"] = plan["retentionDelta"]
@@ -262,7 +289,7 @@ def _phase2(doc: dict[str, Any], readings: Readings, log: list) -> bool:
     return False
 
 
-def _phase3(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+def _phase3(doc: dict[str, Any], readings: Readings, log: list[dict[str, Any]]) -> bool:
     now = readings.now
     views = readings.views()
     targets = {
@@ -286,7 +313,7 @@ def _phase3(doc: dict[str, Any], readings: Readings, log: list) -> bool:
     return False
 
 
-def _phase4(doc: dict[str, Any], readings: Readings, log: list) -> bool:
+def _phase4(doc: dict[str, Any], readings: Readings, log: list[dict[str, Any]]) -> bool:
     state, now = readings.state, readings.now
     changes = doc["phases"]["2"].get("changes") or []
     plan = dict(DEFAULT_PLAN)

@@ -14,7 +14,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from shared.events import CompletedEvent
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
+from shared.redis_types import text_map
 from shared.scripts import ScriptCall, Scripts, evalsha_each, lua_source
 
 LOG_CAP = 200  # activity-log entries kept per learner (the original's log grew without bound)
@@ -29,6 +30,12 @@ LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matte
 LOCK_WAIT_S = 2.0
 LOCK_POLL_S = 0.005
 COHORT_PAGE = 500
+
+
+def _scored(reply: Any) -> list[tuple[str, float]]:
+    """A sorted-set reply WITHSCORES (str members under decode_responses, float scores), which
+    redis-py types as the union of every ZRANGE reply shape."""
+    return cast("list[tuple[str, float]]", reply)
 
 
 @dataclass(slots=True)
@@ -91,14 +98,16 @@ class MetaStore:
         """Up to `count` learners whose creation sequence is above `after`, in order (ZRANGE
         BYSCORE with LIMIT: a bounded page that deletions elsewhere cannot shift)."""
         low = "-inf" if after is None else f"({after}"
-        return await self.redis.zrange(
-            self.keys.learners_index,
-            low,
-            "+inf",
-            byscore=True,
-            offset=0,
-            num=count,
-            withscores=True,
+        return _scored(
+            await self.redis.zrange(
+                self.keys.learners_index,
+                low,
+                "+inf",
+                byscore=True,
+                offset=0,
+                num=count,
+                withscores=True,
+            )
         )
 
     # ---- writes ------------------------------------------------------------------------------
@@ -215,7 +224,7 @@ class MetaStore:
             await self.redis.delete(self.keys.meta_paused)
 
     async def stats(self) -> dict[str, str]:
-        return await self.redis.hgetall(self.keys.meta_stats)
+        return text_map(await self.redis.hgetall(self.keys.meta_stats))
 
     async def count_boosts(self, n: int) -> None:
         await self.redis.hincrby(self.keys.meta_stats, "boosts", n)

@@ -31,6 +31,7 @@ from services.reports.apply import GROUP, Entry, apply_entries, apply_script, st
 from services.reports.queries import coach_throughput
 from shared.keys import Keys
 from shared.logging import get_logger
+from shared.redis_types import texts
 
 log = get_logger(__name__)
 
@@ -210,7 +211,7 @@ async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
 async def trim_transitions(redis: Redis, keys: Keys, now_ms: int) -> None:
     """Drop service up/down transitions older than the retention, except the newest of them: it
     is the service's state at the start of the longest window."""
-    services = (await redis.hkeys(keys.reports_service_last))[:1000]
+    services = texts(await redis.hkeys(keys.reports_service_last))[:1000]
     cutoff = now_ms - RETENTION_S * 1000
     async with redis.pipeline(transaction=False) as pipe:
         for service in services:

@@ -17,7 +17,7 @@ class WindowQuery(QueryModel):
 
 
 class TimeseriesQuery(QueryModel):
-    metric: SeriesMetric = Field(description="which per-minute series")  # type: ignore[valid-type]
+    metric: SeriesMetric = Field(description="which per-minute series")
     minutes: int = Field(60, ge=1, le=1440)
 
 

@@ -27,6 +27,7 @@ from services.reports.aggregates import (
 from services.reports.apply import GROUP, stream_key
 from shared.clock import iso_ms
 from shared.keys import Keys
+from shared.redis_types import text_map, texts
 
 COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
 LAG_SCAN_LIMIT = 10_000  # bound on entries counted after the group's last delivered id
@@ -93,8 +94,10 @@ async def coach_coverage(redis: Redis, keys: Keys, at_ms: int) -> tuple[float | 
     needing = int(await redis.zcard(keys.coach_queue))
     if needing == 0:
         return None, 0
-    recent = await redis.zrangebyscore(
-        keys.coach_coached, at_ms - 60_000, "+inf", start=0, num=COVERAGE_SAMPLE
+    recent = texts(
+        await redis.zrangebyscore(
+            keys.coach_coached, at_ms - 60_000, "+inf", start=0, num=COVERAGE_SAMPLE
+        )
     )
     if not recent:
         return 0.0, needing
@@ -192,8 +195,8 @@ def export_csv(rows: Sequence[dict[str, Any]]) -> str:
 async def service_table(
     redis: Redis, keys: Keys, start_ms: int, end_ms: int, restarts: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
-    last = await redis.hgetall(keys.reports_service_last)
-    seen = await redis.hkeys(keys.reports_services_seen)
+    last = text_map(await redis.hgetall(keys.reports_service_last))
+    seen = texts(await redis.hkeys(keys.reports_services_seen))
     names = sorted(set(last) | set(seen) | set(restarts))[:200]
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
@@ -303,7 +306,9 @@ async def stream_status(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
         if lag is None:
             # Redis < 7 has no `lag`: count what lies after the last delivered id (bounded).
             start = f"({last_delivered}" if last_delivered and last_delivered != "0-0" else "-"
-            lag = len(await redis.xrange(key, start, "+", count=LAG_SCAN_LIMIT))
+            entries = await redis.xrange(key, start, "+", count=LAG_SCAN_LIMIT)
+            # redis-py types XRANGE's reply as Optional; Redis answers an array, empty at worst.
+            lag = len(entries)  # type: ignore[arg-type]
         out[kind] = {
             "length": length,
             "group": group is not None,

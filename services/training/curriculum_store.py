@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from services.training.curriculum import Curriculum, builtin_topics, make_topic, topic_from_dict
 from shared.domain_errors import ConflictError
 from shared.keys import Keys
+from shared.redis_types import text_or_none
 
 # Single rounds check the curriculum version at most this often (the batch path and every GET
 # check it on each call): a topic added on another replica reaches this one's single rounds within
@@ -61,7 +62,9 @@ class CurriculumStore:
         return self.current
 
     async def refresh_if_stale(self) -> Curriculum:
-        return await self.at_version(await self.redis.get(self.keys.curriculum_version))
+        return await self.at_version(
+            text_or_none(await self.redis.get(self.keys.curriculum_version))
+        )
 
     async def at_version(self, version: str | None) -> Curriculum:
         """The curriculum, refreshed if `version` (just read from Redis) is not the cached one."""

@@ -49,7 +49,9 @@ class AutoPipeline:
         # Connections of the same pool settings (URL, auth, db, timeouts, decode_responses), but
         # owned here, not checked out per batch: a batch is send + read, nothing else.
         self._idle: list[AbstractConnection] = [
-            redis.connection_pool.make_connection() for _ in range(connections)
+            # redis-py leaves ConnectionPool.make_connection unannotated (it returns a Connection).
+            redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            for _ in range(connections)
         ]
         self._all = list(self._idle)
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
