@@ -32,6 +32,11 @@ def texts(reply: Any) -> list[str]:
     return cast("list[str]", reply)
 
 
+def scored(reply: Any) -> list[tuple[str, float]]:
+    """A sorted-set page read WITHSCORES: (member, score) pairs."""
+    return cast("list[tuple[str, float]]", reply)
+
+
 def text_map(reply: Any) -> dict[str, str]:
     """A hash (HGETALL) or a stream entry's fields."""
     return cast("dict[str, str]", reply)

@@ -14,7 +14,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from shared.events import CompletedEvent
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
-from shared.redis_types import text_map
+from shared.redis_types import scored, text_map
 from shared.scripts import ScriptCall, Scripts, evalsha_each, lua_source
 
 LOG_CAP = 200  # activity-log entries kept per learner (the original's log grew without bound)
@@ -30,12 +30,6 @@ LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matte
 LOCK_WAIT_S = 2.0
 LOCK_POLL_S = 0.005
 COHORT_PAGE = 500
-
-
-def _scored(reply: Any) -> list[tuple[str, float]]:
-    """A sorted-set reply WITHSCORES (str members under decode_responses, float scores), which
-    redis-py types as the union of every ZRANGE reply shape."""
-    return cast("list[tuple[str, float]]", reply)
 
 
 @dataclass(slots=True)
@@ -98,7 +92,7 @@ class MetaStore:
         """Up to `count` learners whose creation sequence is above `after`, in order (ZRANGE
         BYSCORE with LIMIT: a bounded page that deletions elsewhere cannot shift)."""
         low = "-inf" if after is None else f"({after}"
-        return _scored(
+        return scored(
             await self.redis.zrange(
                 self.keys.learners_index,
                 low,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -49,7 +49,7 @@ from shared.readiness import (
     ReadinessThresholds,
     read_thresholds,
 )
-from shared.redis_types import text
+from shared.redis_types import scored, text
 from shared.retry import conflict_backoff
 from shared.scripts import Scripts
 
@@ -58,12 +58,6 @@ MAX_ATTEMPTS = 8
 # from another replica races that replica's equally fast cached commits (see state_cache.py); a
 # busy machine that deschedules one replica for a few ms can make it lose several races in a row.
 ROUND_MAX_ATTEMPTS = 16
-
-
-def _scored(reply: Any) -> list[tuple[str, float]]:
-    """A sorted-set reply WITHSCORES (str members under decode_responses, float scores), which
-    redis-py types as the union of every ZRANGE reply shape."""
-    return cast("list[tuple[str, float]]", reply)
 
 
 class TrainingNotStarted(ConflictError):
@@ -212,7 +206,7 @@ class TrainingStore:
     ) -> tuple[list[ListedLearner], int | None]:
         """Up to `limit` learners created after creation number `cursor`, and the cursor of the
         next page (None on the last)."""
-        rows = _scored(
+        rows = scored(
             await self.redis.zrangebyscore(
                 self.keys.learners_index, f"({cursor}", "+inf", start=0, num=limit, withscores=True
             )
