@@ -9,9 +9,9 @@ Groups (for --only):
   refs         the references: the bare aiohttp+uvloop endpoint (aiohttp client and, when
                installed, wrk; 32 connections) and the Redis commit_rounds ceiling
   training     loadtests.bench_training: single round, batch, Redis memory per learner
-  training-wrk training single-round driven by wrk, against a real training process (the client
-               the issue's 18,000 requests/s reference was measured with)
-  coach        loadtests.bench_coach: coach capacity, meta trigger delay, the seed's 215 rpm
+  training-wrk training single-round driven by wrk, against a real training process, judged
+               against the bare endpoint under the same wrk client
+  coach        loadtests.bench_coach: coach capacity, meta trigger delay, the required 215 rpm
   boost        POST /api/v1/auto-coach/boost with rounds=20 against a running coach: p50/p99
   fleet        loadtests.bench_fleet: start to armed, recovery after kill -9
 
@@ -51,8 +51,8 @@ BOOST_PACE_S = 0.2  # the coach allows 60 boosts per 10 s per client; stay under
 class Durations:
     load_s: float  # one HTTP load run
     redis_s: float  # the Redis commit ceiling
-    training: float  # bench_training's duration (its issue: 20 s of single rounds)
-    coach: float  # bench_coach's duration per phase (its issue: 60 s)
+    training: float  # bench_training's duration (20 s of single rounds by default)
+    coach: float  # bench_coach's duration per phase (60 s by default)
     boosts: int  # boost calls measured
 
     @classmethod
@@ -270,7 +270,7 @@ def coach_rows(refs: Refs, durations: Durations, quick: bool) -> list[dict[str, 
                     _target_text(raw),
                     raw.get("passed"),
                     reference_value=reference.SEED_THROUGHPUT_RPM,
-                    reference_name="seed 000: 215 rounds/min",
+                    reference_name="requirement: 215 rounds/min",
                 )
             )
         elif is_rpm and any(w in low for w in ("capacity", "sustained")):
@@ -380,7 +380,12 @@ def ref_rows(refs: Refs) -> list[dict[str, Any]]:
     )
     rows.append(
         row(
-            "refs", "seed throughput", reference.SEED_THROUGHPUT_RPM, "rounds/min", "seed 000", None
+            "refs",
+            "throughput requirement",
+            reference.SEED_THROUGHPUT_RPM,
+            "rounds/min",
+            "coach, at the pre-arm defaults",
+            None,
         )
     )
     return rows

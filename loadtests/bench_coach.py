@@ -1,5 +1,5 @@
 """Coach benchmark: the loop's sustained throughput over a large population, the meta trigger
-delay, coverage, and the seed's 215 rounds/min with the defaults.
+delay, coverage, and the required 215 rounds/min with the defaults.
 
     python -m loadtests.bench_coach [--duration 60] [--learners 10000]
 
@@ -14,7 +14,7 @@ here, so this is the delay of a readiness wave while the coach saturates the mac
 
 Phase 2: a fresh fleet with a small population (200 learners) and the coach as pre-arm leaves it
 (fast lane weight 2, 600 ms, everything else default): rounds/min over the same duration, which
-must reach the seed's 215, the meta trigger delay at this operating point, and the latency of a
+must reach the fleet's coach throughput requirement of 215, the meta trigger delay at this operating point, and the latency of a
 5-round boost.
 
 `run(duration_s)` returns rows {figure, measured, unit, target, passed} (loadtests.bench uses it).

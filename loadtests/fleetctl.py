@@ -1,8 +1,9 @@
 """Start and stop a fleet for benchmarks and load tests: every service on a free port, sharing a
 private redis-server, so a benchmark never touches the operator's fleet on the documented ports.
 
-Used as a library by the benchmark harness (`with BenchFleet() as fleet: fleet.start(...)`) and
-as a command that keeps a private fleet up until Ctrl-C, for Locust runs by hand:
+Used as a library by the benchmarks, the gate runner and the fuzzer
+(`with BenchFleet() as fleet: fleet.start(...)`), and as a command that keeps a private fleet up
+until Ctrl-C, for Locust runs by hand:
 
     python -m loadtests.fleetctl                       # every service, pre-armed, prints URLs
                                                        # (+ the orchestrator in observe mode)

@@ -1,4 +1,4 @@
-"""Run a gate of seed 001 as a load test and judge it.
+"""Run a rollout gate (services/web/gates.json) as a load test and judge it.
 
     python -m loadtests.gate --gate 1 --minutes 10                 # against the fleet on :3000
     python -m loadtests.gate --gate 1 --minutes 3 --start-fleet    # against a private fleet
@@ -10,7 +10,7 @@ for N minutes, then checks the gate's criteria against two independent sources:
 - Locust's own statistics, the client's view: error rate, p95 and p99 over every request, and
   the training round p99;
 - the fleet's reports (`GET /api/v1/reports/metrics` over the run's window): uptime, coach
-  throughput (at least the seed's 215 rounds/min), round time, meta trigger delay, restarts,
+  throughput (at least the fleet's requirement of 215 rounds/min), round time, meta trigger delay, restarts,
   learners; and the fleet's own verdict for the gate (`GET /api/v1/system/gates`).
 
 It prints a table of target vs measured, writes Locust's CSV and HTML report and a JSON summary
@@ -81,8 +81,8 @@ def _fleet_verdict(m: dict[str, Any]) -> str | None:
     return m.get("fleet_verdict")
 
 
-# Seed 001's pass thresholds; coach throughput uses the seed 000 figure (215 rpm), which is
-# stricter than gate 1's 90 rpm threshold.
+# The rollout gates' pass thresholds (services/web/gates.json); coach throughput uses the fleet's
+# requirement of 215 rpm, which is stricter than gate 1's 90 rpm threshold.
 GATES: dict[int, dict[str, Any]] = {
     1: {
         "title": "Gate 1: pre-ramp go/no-go (load test 5K → 10K learners)",
@@ -322,7 +322,7 @@ def run_gate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="run a seed 001 gate as a Locust load test")
+    parser = argparse.ArgumentParser(description="run a rollout gate as a Locust load test")
     parser.add_argument("--gate", type=int, choices=sorted(GATES), default=1)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--host", default="http://127.0.0.1:3000", help="the web gateway")

@@ -14,7 +14,7 @@ names start with the user kind (`operator …`, `training …`, `onboarding …`
 show who made which call. When TOOLOO_API_TOKEN is set, every request carries it.
 
     locust -f loadtests/locustfile.py --headless -u 20 -r 5 -t 2m
-    locust -f loadtests/locustfile.py,loadtests/shapes.py --headless   # the seed's ramp
+    locust -f loadtests/locustfile.py,loadtests/shapes.py --headless   # the rollout ramp
 
 This file imports nothing from the project: Locust loads it by path, under gevent.
 """
@@ -176,7 +176,7 @@ class ControlRoomOperator(FastHttpUser):
 
     @task(1)
     def toggle_fast_lane(self) -> None:
-        # Off and straight back on with the seed's defaults, so a long run keeps the fast lane.
+        # Off and straight back on with pre-arm's fast lane (weight 2, 600 ms), so a long run keeps it.
         for enable in (False, True):
             with self.client.post(
                 "/api/v1/auto-coach/fast-lane",

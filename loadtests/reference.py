@@ -7,7 +7,8 @@
 - The store's ceiling for the round commit: a pipelined redis-py client running the fleet's own
   `commit_rounds` Lua script (shared/lua/commit_rounds.lua) with realistic arguments against a
   private redis-server (`redis_commit_ceiling`).
-- The seed's figure for throughput: 215 rounds/min (seed 000).
+- The fleet's coach throughput requirement: 215 rounds/min at the pre-arm defaults, a fixed
+  figure rather than a measurement.
 
     python -m loadtests.reference bare  [--seconds 10] [--size 2500]
     python -m loadtests.reference redis [--seconds 10]
@@ -31,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SEED_THROUGHPUT_RPM = 215.0  # seed 000: "Throughput: 215 rounds/min"
+SEED_THROUGHPUT_RPM = 215.0  # the coach throughput the fleet is required to sustain
 DEFAULT_CONNECTIONS = 32
 
 

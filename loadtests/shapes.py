@@ -1,15 +1,16 @@
-"""The seed's ramp as a Locust load shape: the learner population goes 5K → 10K → 25K → 50K
-(seed 001, Gate 2: one stage an hour, then 50K sustained), and the simulated users grow with it.
+"""The rollout's population ramp as a Locust load shape: the learner population goes
+5K → 10K → 25K → 50K (rollout gate 2 in services/web/gates.json, planned at one stage an hour,
+then 50K sustained), and the simulated users grow with it.
 
 Use it beside the locustfile, whose `Onboarding` user reads `current_learners()` and posts it to
 `/api/v1/system/scale`:
 
     locust -f loadtests/locustfile.py,loadtests/shapes.py --headless
 
-Durations are the seed's, multiplied by a factor so a run fits a working session:
+Durations are the planned ramp's, multiplied by a factor so a run fits a working session:
 
     TOOLOO_RAMP_STAGES      population per stage              (default 5000,10000,25000,50000)
-    TOOLOO_RAMP_FACTOR      multiplier on the seed's 1 h per stage (default 1/60: 1 min a stage)
+    TOOLOO_RAMP_FACTOR      multiplier on the plan's 1 h per stage (default 1/60: 1 min a stage)
     TOOLOO_RAMP_STAGE_S     seconds per stage (overrides the factor)
     TOOLOO_RAMP_SUSTAIN_S   seconds the last stage is held after the ramp (default one stage)
     TOOLOO_RAMP_USERS_PER_K simulated users per 1,000 learners (default 1, at least 3 users)
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from locust import LoadTestShape
 
-SEED_STAGE_S = 3600.0  # the seed ramps one stage an hour
+SEED_STAGE_S = 3600.0  # the planned rollout ramps one stage an hour
 
 
 @dataclass(frozen=True, slots=True)

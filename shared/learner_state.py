@@ -27,7 +27,7 @@ class DomainState:
     half_life: float = DEFAULT_HALF_LIFE_S  # seconds for recall probability to halve
     last: float = 0.0  # epoch seconds of last practice (0 = never)
     attempts: int = 0
-    completed: int = 0  # attempts that scored >= 70 (the original's `completed`)
+    completed: int = 0  # attempts that scored >= 70
     mastery: float = 0.0  # 0-100, exponentially weighted average of recent scores
     confidence: float = 50.0
     next_review: float = 0.0  # epoch seconds (0 = none scheduled)
@@ -61,7 +61,8 @@ class DomainState:
 
 @dataclass(slots=True)
 class SelectionRuntime:
-    """The selection engine's memory between rounds (the original's private fields)."""
+    """The selection engine's memory between rounds, stored with the learner so that a restart
+    and every replica pick up where the last round left off."""
 
     locked_batch: list[str] = field(default_factory=list)
     join_attempts: dict[str, int] = field(default_factory=dict)

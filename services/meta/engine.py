@@ -27,7 +27,7 @@ from shared.events import CompletedEvent
 from shared.retry import conflict_backoff
 
 MAX_ATTEMPTS = 12  # commits retried on version conflict (training may commit in between)
-REPORT_LOG = 50  # activity-log entries in a report (the original's last 50)
+REPORT_LOG = 50  # activity-log entries in a report: the newest 50
 COHORT_CONCURRENCY = 32
 FALLBACK_CONCURRENCY = 8  # run_batch learners sent down the single-learner path at once
 
@@ -220,7 +220,7 @@ class MetaEngine:
                     plans.append(plan)
             outcomes = await self.store.commit_many([p.commit for p in plans])  # type: ignore[misc]
         except BaseException:
-            # Best effort: the original error is what the caller must see, and a lock left
+            # Best effort: the first error is what the caller must see, and a lock left
             # behind lapses after LOCK_TTL_MS anyway.
             with contextlib.suppress(Exception):
                 await self.store.release_locks(held)

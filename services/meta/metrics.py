@@ -1,7 +1,7 @@
 """The four meta-learning metrics, measured from a learner's training state.
 
-The original kept four numbers that only fixed arithmetic changed. Here each metric is a pure
-function of the learner's persisted `LearnerState` (read-only) and the current time, in [0, 1]:
+Each metric is a pure function of the learner's persisted `LearnerState` (read-only) and the
+current time, in [0, 1], so it moves only when the learner's training does:
 
 - **learningVelocity** — mastery gained per attempt. ``r = Σ(mastery/100) / Σ attempts`` over the
   practised domains (mastery is the stored EWMA of scores, i.e. what practice reached);
@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from shared.learner_state import DEFAULT_HALF_LIFE_S, DomainState, LearnerState
 
 METRIC_NAMES = ("learningVelocity", "adaptationSpeed", "knowledgeRetention", "transferEfficiency")
-# The original's nine domains: untouched ones count as zero skill in the spread of skill.
+# The curriculum's nine built-in domains (services/training/curriculum.json): untouched ones
+# count as zero skill in the spread of skill.
 KNOWN_DOMAINS = (
     "dsa",
     "os",

@@ -1,24 +1,26 @@
-"""The original's four meta-learning phases, run on one learner's measured training state.
+"""The four meta-learning phases, run on one learner's measured training state.
 
-The meta document of a learner (stored as JSON by `store.py`) keeps the original's shape:
+The meta document of a learner (stored as JSON by `store.py`) has the shape the meta API's
+clients read back from `/api/v4/meta-learning/report`:
 
     {started, phases: {"1".."4": {name, status, startedAt, completedAt, <payload>}},
      metrics: {baseline, current, improvements}, lastTrigger}
 
 with payloads `findings`, `changes`, `strategies`, `results` and status `not_started` |
-`in_progress` | `completed`. A completed phase is never re-run (as in the original).
+`in_progress` | `completed`. A completed phase is never re-run.
 
-What each phase does here, instead of the original's fixed increments:
+Every phase works from a measurement of the learner, never from a fixed increment:
 
 1. *Learning Analysis* measures the four metrics (see `metrics.py`) and lists findings: the
    measured metrics, weak domains (decayed mastery below 80), fading domains (recall below 0.5)
    and coverage. `current` becomes the measurement.
-2. *Meta-Learning Algorithms* turns the measurement into a plan, under the original's proposal
-   ids: `meta_mem_1` (memory consolidation) plans ``retentionDelta = 0.05 + 0.10·(1 − kr)`` and
-   `meta_opt_1` (cross-domain optimisation) plans ``transferDelta = 0.04 + 0.12·(1 − te)`` — the
-   weaker the measured metric, the larger the step (between the boost defaults and the original's
-   phase-4 gains); `meta_loop_1` names the domains to focus on.
-3. *Adaptive Learning Strategies* assigns the original's three strategies to concrete domains:
+2. *Meta-Learning Algorithms* turns the measurement into a plan, under the proposal ids the
+   clients know: `meta_mem_1` (memory consolidation) plans
+   ``retentionDelta = 0.05 + 0.10·(1 − kr)`` and `meta_opt_1` (cross-domain optimisation) plans
+   ``transferDelta = 0.04 + 0.12·(1 − te)`` — the weaker the measured metric, the larger the step
+   (the boost defaults 0.05 / 0.04, plus up to the gains of `DEFAULT_PLAN`, 0.10 / 0.12);
+   `meta_loop_1` names the domains to focus on.
+3. *Adaptive Learning Strategies* assigns the three named strategies to concrete domains:
    `adaptive_context` (weak domains), `user_personalization` (fading domains, to review) and
    `uncertainty_driven` (low-confidence or falling domains).
 4. *Learning Acceleration* applies the plan to the learner model (`effects.apply_boost`: retention
@@ -60,7 +62,8 @@ PHASES: dict[str, tuple[str, str]] = {
 PHASE_NUMBERS = (1, 2, 3, 4)
 IMPROVEMENTS_CAP = 50  # improvements kept in the document (the log keeps the rest)
 LOW_CONFIDENCE = 60.0
-DEFAULT_PLAN = {"retentionDelta": 0.10, "transferDelta": 0.12}  # the original's phase-4 gains
+# Phase 4's deltas when the meta document holds no phase-2 plan.
+DEFAULT_PLAN = {"retentionDelta": 0.10, "transferDelta": 0.12}
 PROPOSALS = (
     ("meta_loop_1", "Meta-cognitive loop to evaluate and select learning strategies per task"),
     ("meta_opt_1", "Optimize learning rate dynamically based on feedback and error signals"),
@@ -185,7 +188,7 @@ def start(
     doc: dict[str, Any], state: LearnerState, now: float, readings: Readings | None = None
 ) -> Outcome:
     """Mark the learner's meta-learning started and capture the measured baseline (no-op when
-    already started, as in the original)."""
+    already started)."""
     doc = _copy(doc)
     out = Outcome(doc)
     if doc["started"]:
@@ -349,8 +352,9 @@ def boost(
     now: float,
 ) -> tuple[Outcome, dict[str, Any]]:
     """The retention booster: apply the deltas to the learner model, measure, and record the
-    measured change (the original's `{phase: "booster", metric: "retention"}`). Returns the outcome
-    and the original's `booster` answer `{ok, before: {kr, te}, after: {kr, te}}`."""
+    measured change as the improvement `{phase: "booster", metric: "retention"}`. Returns the
+    outcome and the `booster` part of the `boost-retention` answer,
+    `{ok, before: {kr, te}, after: {kr, te}}`."""
     doc = _copy(doc)
     before = measure(state, now)
     effect = apply_boost(state, retention_delta, transfer_delta)

@@ -1,5 +1,6 @@
 """HTTP handlers of the meta service: parse, call the engine, answer. Paths, field names and
-response shapes are the original's (`/api/v4/meta-learning/...`), per learner."""
+response shapes are the ones the meta API's clients already call and read
+(`/api/v4/meta-learning/...`), with every call addressed to one learner."""
 
 from __future__ import annotations
 

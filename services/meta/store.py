@@ -25,7 +25,7 @@ from shared.learner_state import LearnerState, decode, encode
 from shared.redis_types import scored, text_map
 from shared.scripts import ScriptCall, Scripts, evalsha_each, lua_source
 
-LOG_CAP = 200  # activity-log entries kept per learner (the original's log grew without bound)
+LOG_CAP = 200  # activity-log entries kept per learner, so a long-lived learner's log stays bounded
 LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matters after a crash
 LOCK_WAIT_S = 2.0
 LOCK_POLL_S = 0.005

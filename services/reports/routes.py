@@ -57,7 +57,7 @@ async def timeseries(request: web.Request) -> web.Response:
     return ok(metric=q.metric, minutes=q.minutes, generated_at=iso_ms(at), points=points)
 
 
-@api.get("/api/v1/reports/dashboard", query=WindowQuery, summary="Seed 001 metrics dashboard")
+@api.get("/api/v1/reports/dashboard", query=WindowQuery, summary="Rollout metrics dashboard")
 async def dashboard(request: web.Request) -> web.Response:
     q = parse_query(request, WindowQuery)
     redis, keys = request.app[REDIS], request.app[KEYS]

@@ -1,10 +1,10 @@
-"""Evaluation of the execution gates of seed 001 against live metrics.
+"""Evaluation of the rollout's execution gates against live metrics.
 
 Pure: no I/O beyond reading the table file, no aiohttp. The gate table (`gates.json`) holds the
 criteria and each gate's decision branches; this module only knows how to measure a criterion,
 how to test a branch's condition and how to summarise the result for the dashboard.
 
-A criterion is `pass` when its measured value meets the pass threshold (the target when the seed
+A criterion is `pass` when its measured value meets the pass threshold (the target when the table
 gives no separate threshold), `fail` when it does not, and `not_measured` when the fleet has no
 such measurement (revenue, ROI, incidents, compliance…) or no data for it yet. `not_measured` is
 never counted as passed: branches such as `all_pass` need every named criterion to be `pass`.
@@ -367,7 +367,7 @@ def evaluate(
     metrics_available: bool = True,
     unavailable_reason: str | None = None,
 ) -> dict[str, Any]:
-    """Every gate's verdict plus the dashboard summary of seed 001 (current_phase, active_gate,
+    """Every gate's verdict plus the rollout dashboard's summary (current_phase, active_gate,
     metrics, gates_passed/pending, escalation_level)."""
     gates = [
         evaluate_gate(

@@ -1,4 +1,5 @@
-"""The gateway: which service answers which path prefix (data), and the forwarder.
+"""The gateway: which service answers which path prefix (the fleet table's `proxy_prefixes`,
+shared/fleet.py), and the forwarder.
 
 The table is matched longest prefix first, on whole path segments (`/api/v1/training` matches
 `/api/v1/training/round` but not `/api/v1/trainingX`). Web's own `/api/v1/system/*` routes are

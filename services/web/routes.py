@@ -67,7 +67,7 @@ async def resume_onboarding(request: web.Request) -> web.Response:
 # ---- gates, events, routes -------------------------------------------------------------------
 
 
-@routes.get("/api/v1/system/gates", query=GatesQuery, summary="Seed 001 gates against live metrics")
+@routes.get("/api/v1/system/gates", query=GatesQuery, summary="Rollout gates against live metrics")
 async def get_gates(request: web.Request) -> web.Response:
     query = parse_query(request, GatesQuery)
     client = request.app[CLIENT]
@@ -108,7 +108,7 @@ async def get_routes(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/health", summary="Liveness (the original's alias of /health)")
+@routes.get("/api/v1/health", summary="Liveness (alias of /health, kept for existing clients)")
 async def api_health(request: web.Request) -> web.Response:
     return ok(server="web", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 

@@ -67,7 +67,7 @@ async def test_metrics_are_measured_from_each_learners_training_state(meta, redi
     assert hi["live"] != lo["live"]
     assert hi["live"]["knowledgeRetention"] > lo["live"]["knowledgeRetention"]
     assert all(0.0 <= v <= 1.0 for v in hi["live"].values())
-    # A GET changes nothing: no meta document yet, and the baseline is the original's zeros.
+    # A GET changes nothing: no meta document yet, and the baseline is all zeros.
     assert not await redis.exists(keys.learner_meta("hi"))
     assert set(hi["metrics"]) == {"baseline", "current", "improvements"}
 
@@ -280,7 +280,7 @@ async def test_boost_retention_changes_one_learner_model(meta, redis, scripts, k
     assert after.retention == 1.2 and after.transfer == 0.3
     for k, d in before.domains.items():
         assert after.domains[k].half_life == pytest.approx(d.half_life * 1.2, rel=1e-3)
-    # Defaults are the original's 0.05 / 0.04.
+    # Without deltas in the body, the boost adds 0.05 retention and 0.04 transfer.
     meta.post(f"{BASE}/boost-retention", {"learner": "b"})
     _, again = await read_state(redis, keys, "b")
     assert again.retention == 1.25 and again.transfer == 0.34

@@ -1,5 +1,6 @@
 """Web's own system endpoints: scale and onboarding state in Redis (validated, POST only), and
-the seed's curl commands as written."""
+the rollback procedures' calls (services/web/gates.json) sent with curl as an operator types
+them, with and without a Content-Type header."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The gate table of seed 001 and its evaluation (services/web/gates.py, pure)."""
+"""The rollout gate table (services/web/gates.json) and its evaluation (services/web/gates.py,
+pure)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The selection engine: the original's policy cases and its defect fixed."""
+"""The selection engine: its policy case by case, and the defects it designs out (a threshold
+that is a setting, not a fixed 80; a topic without problems holding a gap slot)."""
 
 from __future__ import annotations
 
@@ -56,8 +57,8 @@ def test_sticky_batch_keeps_members_until_threshold_and_min_attempts():
 
 
 def test_non_sticky_batch_refills_from_the_lowest_after_a_member_leaves():
-    # As in the original, members below the threshold stay (step a); without stickiness the free
-    # slot is refilled from the lowest-mastery topics.
+    # Without stickiness, members still below the threshold stay in the batch too; only a member's
+    # free slot is refilled, from the lowest-mastery topics.
     state = LearnerState(id="a", seed=1, settings={"selection": {"stickyBatch": False}})
     for key in CUR.keys:
         practised(state, key, 90)
