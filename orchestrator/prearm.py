@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,8 +100,10 @@ def _find_fast_lane(body: Any) -> dict[str, Any] | None:
     if not isinstance(body, dict):
         return None
     for candidate in (body, body.get("status"), body.get("result"), body.get("settings")):
-        if isinstance(candidate, dict) and isinstance(candidate.get("fastLane"), dict):
-            return candidate["fastLane"]
+        if isinstance(candidate, dict):
+            lane = candidate.get("fastLane")
+            if isinstance(lane, dict):
+                return lane
     return None
 
 
@@ -180,7 +182,7 @@ class Prearm:
         self.lock = asyncio.Lock()
         self.last_run_end = 0.0
 
-    async def run(self, names: list[str] | None = None) -> bool:
+    async def run(self, names: Sequence[str] | None = None) -> bool:
         """Run the given steps (default: all) in pre-arm order; stop at the first that fails,
         since each later step relies on the earlier ones. True when all succeeded."""
         wanted = [n for n in self.specs if names is None or n in names]

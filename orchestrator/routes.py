@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -70,6 +72,8 @@ async def _run_action(request: web.Request, action: str) -> web.Response:
     record = _record(request)
     _managed(request)
     supervisor = _supervisor(request)
+    # restart and start answer whether they succeeded; stop answers nothing, so it counts as done.
+    coro: Coroutine[Any, Any, bool | None]
     if action == "restart":
         coro = supervisor.restart(record, "operator request", manual=True)
     elif action == "stop":

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState
@@ -390,7 +390,7 @@ class Supervisor:
             await self.prearm.run(self.state.steps_of(record.name))
         return ok
 
-    async def run_prearm(self, names: list[str] | None = None) -> bool:
+    async def run_prearm(self, names: Sequence[str] | None = None) -> bool:
         return await self.prearm.run(names)
 
     def in_background(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:

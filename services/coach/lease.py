@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from shared.keys import Keys
 from shared.logging import get_logger
+from shared.redis_types import text_or_none
 from shared.scripts import Scripts
 
 log = get_logger(__name__)
@@ -83,9 +84,9 @@ class Lease:
                     )
                 )
                 if not held:  # renewal failed: someone else holds it (we lapsed); try anew
-                    held = bool(await self._set_nx())
+                    held = await self._set_nx()
             else:
-                held = bool(await self._set_nx())
+                held = await self._set_nx()
         except RedisError as exc:
             log.warning("coach_lease_redis_error", error=str(exc))
             return self.is_leader
@@ -98,8 +99,11 @@ class Lease:
             log.info("coach_lease_changed", leader=held, instance=self.token)
         return held
 
-    async def _set_nx(self) -> bool | None:
-        return await self.redis.set(self.keys.coach_lease, self.token, nx=True, px=self.ttl_ms)
+    async def _set_nx(self) -> bool:
+        # SET NX replies OK (True) or nil when the key exists; without GET it never returns a value.
+        return bool(
+            await self.redis.set(self.keys.coach_lease, self.token, nx=True, px=self.ttl_ms)
+        )
 
     async def release(self) -> bool:
         self._valid_until = 0.0
@@ -111,7 +115,7 @@ class Lease:
             return False
 
     async def holder(self) -> str | None:
-        return await self.redis.get(self.keys.coach_lease)
+        return text_or_none(await self.redis.get(self.keys.coach_lease))
 
     async def run(self) -> None:
         """Hold or wait for the lease until cancelled; releases it on the way out."""

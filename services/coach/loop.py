@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.coach.lease import Leadership
 from services.coach.settings_store import CoachSettings
 from services.coach.store import CoachStore
-from services.coach.tick import Call, plan, summarize
+from services.coach.tick import Call, TickSummary, plan, summarize
 from services.coach.training_api import BatchOutcome, TrainingApi
 from shared.clock import now_ms
 from shared.logging import get_logger
@@ -124,7 +124,7 @@ class CoachLoop:
             log.warning("coach_state_write_failed")
 
     # ---- one tick ----------------------------------------------------------------------------
-    async def tick(self, settings: CoachSettings, outage: str | None = None) -> dict[str, Any]:
+    async def tick(self, settings: CoachSettings, outage: str | None = None) -> TickSummary:
         """One tick; `outage` is the training outage recorded before it. Returns its summary."""
         tick_started = time.perf_counter()
         if self.meta is not None:

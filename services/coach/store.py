@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -32,6 +32,7 @@ from shared.clock import now_ms
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
+from shared.redis_types import field_map, text_map, texts
 from shared.scripts import lua_source
 
 log = get_logger(__name__)
@@ -70,6 +71,12 @@ META_GROUP = "coach"  # the coach's consumer group on the meta stream
 
 def action_fields(action: str, at_ms: int | None = None) -> dict[str, str]:
     return {LAST_ACTION: action, LAST_ACTION_AT: str(now_ms() if at_ms is None else at_ms)}
+
+
+def scored(reply: Any) -> list[tuple[str, float]]:
+    """A ZRANGE … WITHSCORES reply: (member, score) pairs, the scores already floats. (Like the
+    helpers of shared.redis_types: redis-py's annotation also admits RESP3's and bytes' shapes.)"""
+    return cast("list[tuple[str, float]]", reply)
 
 
 def outage_field(service: str) -> str:
@@ -128,7 +135,7 @@ class CoachStore:
 
     # ---- settings ------------------------------------------------------------------------------
     async def load_settings(self) -> CoachSettings:
-        parsed = from_fields(await self.redis.hgetall(self.keys.coach_settings))
+        parsed = from_fields(text_map(await self.redis.hgetall(self.keys.coach_settings)))
         if parsed.invalid:
             log.warning("coach_settings_invalid_fields", fields=parsed.invalid)
         return parsed.settings
@@ -148,7 +155,7 @@ class CoachStore:
         old_fields, new_fields = to_fields(current), to_fields(new)
         changed = {k: v for k, v in new_fields.items() if old_fields.get(k) != v}
         if changed:
-            await self.redis.hset(self.keys.coach_settings, mapping=changed)
+            await self.redis.hset(self.keys.coach_settings, mapping=field_map(changed))
         return sorted(changed)
 
     async def update_settings(self, changes: dict[str, Any]) -> tuple[CoachSettings, list[str]]:
@@ -192,12 +199,11 @@ class CoachStore:
         return from_fields(raw).settings, active == "1", outage
 
     async def set_active(self, active: bool, action: str) -> None:
-        await self.redis.hset(
-            self.keys.coach_state, mapping={ACTIVE: "1" if active else "0", **action_fields(action)}
-        )
+        fields = {ACTIVE: "1" if active else "0", **action_fields(action)}
+        await self.redis.hset(self.keys.coach_state, mapping=field_map(fields))
 
     async def note_action(self, action: str) -> None:
-        await self.redis.hset(self.keys.coach_state, mapping=action_fields(action))
+        await self.redis.hset(self.keys.coach_state, mapping=field_map(action_fields(action)))
 
     async def promote_due(self, at_ms: int) -> int:
         """Move ready learners whose review is due back into the queue (spaced repetition)."""
@@ -209,9 +215,7 @@ class CoachStore:
 
     async def pick(self, count: int, *, use_fast_lane: bool = True) -> list[Pick]:
         """The `count` learners with the lowest pass, and whether each is in the fast lane."""
-        head: list[tuple[str, float]] = await self.redis.zrange(
-            self.keys.coach_queue, 0, count - 1, withscores=True
-        )
+        head = scored(await self.redis.zrange(self.keys.coach_queue, 0, count - 1, withscores=True))
         if not head:
             return []
         if use_fast_lane:
@@ -258,7 +262,7 @@ class CoachStore:
                 self.keys.coach_coached, "-inf", result.at_ms - COVERAGE_WINDOW_MS
             )
             self.queue_advance(pipe, result.advanced, result.weight)
-            pipe.hset(self.keys.coach_state, mapping=state_fields)
+            pipe.hset(self.keys.coach_state, mapping=field_map(state_fields))
             if result.outage_over:
                 pipe.hdel(self.keys.coach_state, outage_field("training"))
             await pipe.execute()
@@ -292,7 +296,10 @@ class CoachStore:
         response = await self.redis.xreadgroup(
             META_GROUP, consumer, {self.keys.stream_meta: ">"}, count=count, block=block_ms
         )
-        return [entry for _stream, entries in response or [] for entry in entries]
+        # The fleet's clients speak RESP2: [[stream, [(id, fields), …]], …], or nil when BLOCK
+        # timed out; redis-py's annotation also admits RESP3's dict.
+        streams = cast("list[list[Any]] | None", response)
+        return [entry for _stream, entries in streams or [] for entry in entries]
 
     async def claim_meta_events(
         self, consumer: str, *, min_idle_ms: int, start: str, count: int
@@ -347,13 +354,11 @@ class CoachStore:
         await self.redis.hset(self.keys.coach_state, LAST_META_ACTION, action)
 
     async def record_meta_outage(self, since_ms: int, error: str) -> None:
-        await self.redis.hset(
-            self.keys.coach_state,
-            mapping={
-                outage_field("meta"): outage_value(since_ms, error),
-                **action_fields(f"meta unavailable: {error}"),
-            },
-        )
+        fields = {
+            outage_field("meta"): outage_value(since_ms, error),
+            **action_fields(f"meta unavailable: {error}"),
+        }
+        await self.redis.hset(self.keys.coach_state, mapping=field_map(fields))
 
     # ---- the status ----------------------------------------------------------------------------
     async def read_status(self) -> StatusReading:
@@ -397,9 +402,9 @@ class CoachStore:
             return {"ratio": None, "needing": 0, "coachedLastMinute": coached, "estimated": False}
         estimated = needing > COVERAGE_SAMPLE
         if estimated:
-            sample = await self.redis.zrandmember(self.keys.coach_queue, COVERAGE_SAMPLE)
+            sample = texts(await self.redis.zrandmember(self.keys.coach_queue, COVERAGE_SAMPLE))
         else:
-            sample = await self.redis.zrange(self.keys.coach_queue, 0, COVERAGE_SAMPLE - 1)
+            sample = texts(await self.redis.zrange(self.keys.coach_queue, 0, COVERAGE_SAMPLE - 1))
         if not sample:
             return {"ratio": None, "needing": 0, "coachedLastMinute": coached, "estimated": False}
         scores = await self.redis.zmscore(self.keys.coach_coached, sample)

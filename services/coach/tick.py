@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from services.coach import scheduler
 from services.coach.scheduler import Pick
@@ -25,12 +25,27 @@ class TickPlan:
     aggressive: int  # learners given aggressive rounds (below the aggressive threshold)
 
 
+class TickSummary(TypedDict):
+    """The `lastStatus` document. A tick with no learners to coach writes only the first three."""
+
+    needing: int
+    promoted: int
+    rounds: int
+    coached: NotRequired[int]
+    calls: NotRequired[int]
+    failedCalls: NotRequired[int]
+    learnerErrors: NotRequired[int]
+    becameReady: NotRequired[int]
+    avgMastery: NotRequired[float | None]  # None when no coached learner's average is known
+    tickMs: NotRequired[float]
+
+
 @dataclass(frozen=True, slots=True)
 class TickResult:
     """What one tick did: the status it leaves and every write the store makes for it."""
 
     at_ms: int  # when the tick started
-    summary: dict[str, Any]  # the `lastStatus` document (and the tick's return value)
+    summary: TickSummary  # the `lastStatus` document (and the tick's return value)
     action: str
     rounds: int = 0
     learner_errors: int = 0
@@ -93,8 +108,8 @@ def summarize(
     """The tick's result from the calls' outcomes. `outage` is the training outage recorded
     before the tick; `average_of` gives the averages known before it."""
     if not picks:
-        summary = {"needing": 0, "promoted": promoted, "rounds": 0}
-        return TickResult(at_ms, summary, "no learners need coaching")
+        idle: TickSummary = {"needing": 0, "promoted": promoted, "rounds": 0}
+        return TickResult(at_ms, idle, "no learners need coaching")
 
     committed = 0
     became_ready = 0
@@ -119,7 +134,7 @@ def summarize(
 
     label = " HYPER" if settings.hyperMode else (" aggressive" if tick_plan.aggressive else "")
     calls = len(tick_plan.calls)
-    summary = {
+    summary: TickSummary = {
         "needing": len(picks),
         "coached": len(coached),
         "rounds": committed,

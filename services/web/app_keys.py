@@ -12,4 +12,5 @@ GATE_TABLE = web.AppKey("gate_table", GateTable)
 PROXY_TABLE = web.AppKey("proxy_table", ProxyTable)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 SNAPSHOTS = web.AppKey("snapshots", SnapshotCache)
-LOCAL_API_ROUTES = web.AppKey("local_api_routes", dict)
+# Each local /api/ path and the methods it takes.
+LOCAL_API_ROUTES = web.AppKey("local_api_routes", dict[str, set[str]])

@@ -102,7 +102,10 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/v1/system/routes", summary="The gateway's routing table")
 async def get_routes(request: web.Request) -> web.Response:
     table = request.app[PROXY_TABLE].describe(request.app[SETTINGS])
-    local = sorted(request.app[LOCAL_API_ROUTES])
+    # Named before sorted(): inside the call mypy infers the AppKey's type from sorted()'s
+    # parameter (AppKey[Iterable]) and refuses the key.
+    local_routes = request.app[LOCAL_API_ROUTES]
+    local = sorted(local_routes)
     return ok(
         routes=[*table, {"name": "web", "prefixes": local, "route": {"type": "local"}}],
     )

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from shared.clock import now_ms
 from shared.events import STREAM_MAXLEN, SystemEvent
 from shared.keys import Keys
+from shared.redis_types import field_map
 
 SERVICE = "web"
 
@@ -43,8 +44,10 @@ async def _change(redis: Redis, keys: Keys, fields: dict[str, str], setting: str
     )
     # MULTI/EXEC: the hash update and its event are applied together or not at all.
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.scale, mapping=fields)
-        pipe.xadd(keys.stream_system, event.to_fields(), maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.hset(keys.scale, mapping=field_map(fields))
+        pipe.xadd(
+            keys.stream_system, field_map(event.to_fields()), maxlen=STREAM_MAXLEN, approximate=True
+        )
         await pipe.execute()
 
 
