@@ -32,7 +32,7 @@ from shared.clock import now_ms
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
-from shared.redis_types import field_map, text_map, texts
+from shared.redis_types import field_map, scored, text_map, texts
 from shared.scripts import lua_source
 
 log = get_logger(__name__)
@@ -71,12 +71,6 @@ META_GROUP = "coach"  # the coach's consumer group on the meta stream
 
 def action_fields(action: str, at_ms: int | None = None) -> dict[str, str]:
     return {LAST_ACTION: action, LAST_ACTION_AT: str(now_ms() if at_ms is None else at_ms)}
-
-
-def scored(reply: Any) -> list[tuple[str, float]]:
-    """A ZRANGE … WITHSCORES reply: (member, score) pairs, the scores already floats. (Like the
-    helpers of shared.redis_types: redis-py's annotation also admits RESP3's and bytes' shapes.)"""
-    return cast("list[tuple[str, float]]", reply)
 
 
 def outage_field(service: str) -> str:
