@@ -18,11 +18,16 @@ install: $(STAMP)
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
-## Install everything the tests need (Python packages; chromium for the browser test), lint, run them.
+## Install everything the tests need (Python packages; chromium for the browser test), lint,
+## type-check, run the whole suite under coverage (service processes included) and print it.
 test: install
 	bash scripts/install-test-deps.sh
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory typecheck
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
 
 ## The fast inner loop: the unit tests only (a few seconds, a real redis-server, no processes).
 unit: install
@@ -42,9 +47,11 @@ format: install
 typecheck: install
 	$(BIN)/mypy shared services orchestrator
 
-## Coverage of the unit tests, printed per module.
+## Coverage of the unit tests alone, printed per module (`make test` reports the whole suite's).
 cov: install
+	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest tests/unit
+	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
 ## Run every benchmark against the fleet and print the comparison table.
