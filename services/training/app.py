@@ -27,7 +27,6 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SCRIPTS],
         app[KEYS],
         history_limit=tsettings.history_limit,
-        stream_maxlen=tsettings.stream_maxlen,
         state_cache=tsettings.state_cache,
         pipeline_connections=tsettings.pipeline_connections,
     )

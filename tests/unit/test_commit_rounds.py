@@ -29,7 +29,7 @@ async def commit(scripts, keys, learner, version, seed, avg, *, guard=None, belo
     state = LearnerState(id=learner, seed=seed, region="eu", active=True, rounds=version)
     min_avg, max_below = defaults or (DEFAULT_MIN_AVG_MASTERY, DEFAULT_MAX_BELOW)
     header = CommitHeader(
-        str(version), encode(state), learner, "eu", avg, below, 5000, 100, 10000, min_avg, max_below
+        str(version), encode(state), learner, "eu", avg, below, 5000, 100, min_avg, max_below
     )
     entry = orjson.dumps({"trained": ["dsa"]}).decode()
     args = commit_rounds_args(header, [(entry, 3)], guard)
