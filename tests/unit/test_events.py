@@ -119,6 +119,8 @@ async def test_meta_run_writes_the_completed_event_it_built(
 ) -> None:
     await create_learner(scripts, keys, "a")
     trigger = Trigger(round=7, ts=int(time.time() * 1000) - 50)
+    # The readiness record commit_rounds writes when the learner becomes ready: meta reads it.
+    await redis.hset(keys.learner_state("a"), mapping={"rr": trigger.round, "rt": trigger.ts})
     answer = await MetaEngine(MetaStore(redis, keys, scripts)).run_all("a", trigger)
     ((_, fields),) = await redis.xrange(keys.stream_meta)
     event = meta_event(fields)
