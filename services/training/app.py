@@ -29,6 +29,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         history_limit=tsettings.history_limit,
         state_cache=tsettings.state_cache,
         pipeline_connections=tsettings.pipeline_connections,
+        max_topics=tsettings.max_topics,
     )
     await store.curriculum.init()
     # Single-learner calls (an overview before any start) must work on a fresh fleet: the default

@@ -163,8 +163,8 @@ async def next_domain(request: web.Request) -> web.Response:
 @api.post(
     "/api/v1/training/new-topic",
     body=NewTopicRequest,
-    summary="Add a topic (duplicates need force)",
-    responses={409: "Topic exists"},
+    summary="Add a topic (duplicates need force; at most TOOLOO_MAX_TOPICS in all)",
+    responses={409: "Topic exists, or the curriculum is full"},
 )
 async def new_topic(request: web.Request) -> web.Response:
     body = await parse_body(request, NewTopicRequest)
@@ -181,6 +181,17 @@ async def new_topic(request: web.Request) -> web.Response:
         added=presenters.topic_added(body.key, body.background, updated),
         topic={"key": body.key, **(topic.to_dict() if topic else {})},
     )
+
+
+@api.delete(
+    "/api/v1/training/topics/{topic}",
+    summary="Delete a topic added at run time",
+    responses={404: "Unknown topic", 409: "Built-in topic"},
+)
+async def delete_topic(request: web.Request) -> web.Response:
+    key = request.match_info["topic"]
+    await request.app[STORE].curriculum.delete_topic(key)
+    return ok(deleted=key)
 
 
 @api.get("/api/v1/training/history", query=HistoryQuery, summary="Recorded rounds, newest first")

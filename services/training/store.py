@@ -31,7 +31,7 @@ from redis.exceptions import ResponseError
 
 from services.training import selection
 from services.training.curriculum import Curriculum
-from services.training.curriculum_store import CurriculumStore
+from services.training.curriculum_store import DEFAULT_MAX_TOPICS, CurriculumStore
 from services.training.pipelining import AutoPipeline
 from services.training.round import RoundOutcome, compute_round, new_learner_state
 from services.training.state_cache import StateCache
@@ -190,6 +190,7 @@ class TrainingStore:
         history_limit: int = 100,
         state_cache: int = 50_000,
         pipeline_connections: int = 2,
+        max_topics: int = DEFAULT_MAX_TOPICS,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
@@ -198,7 +199,7 @@ class TrainingStore:
         self.locks = KeyedLocks()
         self.cache = StateCache(state_cache)
         self.pipe = AutoPipeline(redis, connections=pipeline_connections)
-        self.curriculum = CurriculumStore(redis, keys)
+        self.curriculum = CurriculumStore(redis, keys, max_topics)
 
     async def aclose(self) -> None:
         await self.pipe.aclose()
