@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from shared.errors import ApiError
 from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
 
 # How long an idempotency record answers for its key: a client's retries come within seconds or
@@ -127,9 +128,12 @@ def read_reply(res: Sequence[Any]) -> CommitReply:
     return CommitReply("missing")
 
 
-class CommitRejected(RuntimeError):
+class CommitRejected(ApiError):
     """The script refused its arguments (an error reply raised before any write): a bug of the
-    caller, never of the request, so nothing was committed and retrying will not help."""
+    caller, never of the request, so nothing was committed and retrying will not help. Answered
+    as a 500 whose message names the refused argument, not as an anonymous internal error."""
+
+    status, code = 500, "commit_rejected"
 
 
 def rejected_of(exc: ResponseError) -> CommitRejected | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 
-from shared.commit_rounds import CommitHeader, commit_rounds_args
+from shared.commit_rounds import CommitHeader, commit_rounds_args, rejected_of
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
 from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
@@ -133,8 +133,11 @@ async def test_bad_arguments_are_refused_before_any_write(redis, scripts, keys, 
         good[:-1],
     ]
     for args in cases:
-        with pytest.raises(ResponseError, match="commit_rounds:"):
+        with pytest.raises(ResponseError, match="commit_rounds:") as caught:
             await scripts.commit_rounds(keys=commit_keys(keys, "a"), args=args)
+        rejected = rejected_of(caught.value)  # what training raises: a 500 naming the argument
+        assert rejected is not None and rejected.status == 500
+        assert rejected.message.startswith("commit_rounds:")
     with pytest.raises(ResponseError, match="commit_rounds:"):  # KEYS[9] without the hash
         await scripts.commit_rounds(keys=keys.commit_rounds_keys("a", "some-key-1"), args=good)
     assert await _everything(redis, prefix) == before
