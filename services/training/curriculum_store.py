@@ -59,6 +59,7 @@ class CurriculumStore:
         # topic: the curriculum is bounded (built-ins included).
         self.max_topics = max_topics
         self._add_script = redis.register_script(lua_source(__package__, "topic_add"))
+        self._delete_script = redis.register_script(lua_source(__package__, "topic_delete"))
         self.current = Curriculum.of(builtin_topics(), version=-1)
         self._checked = 0.0  # monotonic time the cached curriculum was last checked
 
@@ -150,11 +151,11 @@ class CurriculumStore:
         while the topic is absent, and counted again if it is added back)."""
         if key in builtin_keys():
             raise BuiltinTopic(f"Topic {key!r} is built in and cannot be deleted")
-        # MULTI/EXEC: the delete and the version bump land together, as for an add.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.keys.curriculum, key)
-            pipe.incr(self.keys.curriculum_version)
-            deleted, _ = await pipe.execute()
-        if not deleted:
+        # One script: the delete and the version bump land together, and an unknown key
+        # changes nothing (topic_delete.lua).
+        deleted = await self._delete_script(
+            keys=[self.keys.curriculum, self.keys.curriculum_version], args=[key]
+        )
+        if int(deleted) != 1:
             raise TopicNotFound(f"Unknown topic {key[:64]!r}")
         await self.refresh()
