@@ -449,7 +449,7 @@ def _commit_loop(
             batch.append(x)
             now_ms = int(time.time() * 1000)
             header = CommitHeader(
-                str(versions[x]), states[x], x, "local", 70.5, 4, now_ms + 60_000, 100, 1_000_000
+                str(versions[x]), states[x], x, "local", 70.5, 4, now_ms + 60_000, 100
             )
             args = commit_rounds_args(header, [(entry, 0.8)] * rounds_per_commit)
             script(keys=key_lists[x], args=args, client=pipe)

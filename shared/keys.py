@@ -54,8 +54,8 @@ class Keys:
             self.coach_queue,
         ]
 
-    def commit_rounds_keys(self, learner: str) -> list[str]:
-        return [
+    def commit_rounds_keys(self, learner: str, idempotency_key: str | None = None) -> list[str]:
+        keys = [
             self.learner_state(learner),
             self.learner_history(learner),
             self.rounds_seq,
@@ -65,6 +65,28 @@ class Keys:
             self.coach_ready,
             self.stream_meta,
         ]
+        if idempotency_key is not None:
+            keys.append(self.learner_idempotency(learner, idempotency_key))
+        return keys
+
+    def learner_idempotency(self, learner: str, idempotency_key: str) -> str:
+        """String (PX 24 h): the commit made under a client's Idempotency-Key for this learner
+        (request hash, version, first round id, count, ready flags; commit_rounds.lua). In the
+        learner's slot, so the commit script can check and write it with the learner's state.
+        Not erased with the learner (it cannot be listed by name): it expires, and the script
+        ignores a record newer than the learner's version (a re-created learner)."""
+        return f"{self.prefix}:{{learner:{learner}}}:idem:{idempotency_key}"
+
+    def training_idempotency(self, idempotency_key: str) -> str:
+        """String (EX 24 h): the request hash of the round/rounds call first sent under this
+        Idempotency-Key, set before any commit, so the key sent again with another body (another
+        learner, whose slot has no record) is refused before anything is committed."""
+        return f"{self.prefix}:training:idem:{idempotency_key}"
+
+    def coach_boost_idempotency(self, idempotency_key: str) -> str:
+        """String (EX 24 h): the request hash of the boost first sent under this Idempotency-Key,
+        so the same key with another body is refused before any round is run."""
+        return f"{self.prefix}:coach:idem:{idempotency_key}"
 
     def meta_commit_keys(self, learner: str) -> list[str]:
         return [

@@ -19,7 +19,8 @@ from services.coach.models import (
 from services.coach.status import build_status
 from services.coach.store import UnknownLearners
 from shared.app_keys import KEYS, REDIS
-from shared.errors import NotFound
+from shared.commit_rounds import IDEMPOTENCY_HEADER, idempotency_key_of
+from shared.errors import BadRequest, NotFound
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, client_id, enforce
 from shared.responses import ok
@@ -124,25 +125,57 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
     rule = BOOST_LIMIT if model is BoostRequest else HYPER_BOOST_LIMIT
     app = request.app
     await enforce(app[REDIS], app[KEYS], rule, client_id(request))
-    results, calls = await boost_ops.boost(
-        app[STORE], app[TRAINING], learner=learner, rounds=body.rounds, batch_size=body.batchSize
+    try:
+        key = idempotency_key_of(request.headers.get(IDEMPOTENCY_HEADER))
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_idempotency_key") from None
+    if key is not None:
+        fingerprint = boost_ops.boost_fingerprint(
+            request.path, learner, body.rounds, body.batchSize
+        )
+        await boost_ops.claim_boost_key(app[STORE], key, fingerprint)
+    results, calls, replayed = await boost_ops.boost(
+        app[STORE],
+        app[TRAINING],
+        learner=learner,
+        rounds=body.rounds,
+        batch_size=body.batchSize,
+        idempotency_key=key,
     )
-    return body, results, calls
+    return body, results, calls, replayed
 
 
-@routes.post(f"{BASE}/boost", body=BoostRequest, summary="Run N rounds (1–20) for one learner now")
-async def boost(request: web.Request) -> web.Response:
-    body, results, _ = await _boost(request, BoostRequest)
-    return ok(boosted=len(results), results=results, batchSize=body.batchSize)
+IDEMPOTENCY_RESPONSES = {
+    400: "Malformed Idempotency-Key",
+    422: "Idempotency-Key already used for a different request",
+}
 
 
 @routes.post(
-    f"{BASE}/hyper-boost", body=HyperBoostRequest, summary="Run up to 50 rounds for one learner"
+    f"{BASE}/boost",
+    body=BoostRequest,
+    summary="Run N rounds (1–20) for one learner now (Idempotency-Key: a retry adds no rounds)",
+    responses=IDEMPOTENCY_RESPONSES,
+)
+async def boost(request: web.Request) -> web.Response:
+    body, results, _, replayed = await _boost(request, BoostRequest)
+    return ok(boosted=len(results), results=results, batchSize=body.batchSize, replayed=replayed)
+
+
+@routes.post(
+    f"{BASE}/hyper-boost",
+    body=HyperBoostRequest,
+    summary="Run up to 50 rounds for one learner (Idempotency-Key: a retry adds no rounds)",
+    responses=IDEMPOTENCY_RESPONSES,
 )
 async def hyper_boost(request: web.Request) -> web.Response:
-    body, results, calls = await _boost(request, HyperBoostRequest)
+    body, results, calls, replayed = await _boost(request, HyperBoostRequest)
     return ok(
-        hyperBoosted=len(results), results=results, totalBatches=calls, batchSize=body.batchSize
+        hyperBoosted=len(results),
+        results=results,
+        totalBatches=calls,
+        batchSize=body.batchSize,
+        replayed=replayed,
     )
 
 

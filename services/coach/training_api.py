@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.commit_rounds import IDEMPOTENCY_HEADER
 from shared.errors import UpstreamError
 from shared.http_client import ServiceClient
 
@@ -36,14 +37,19 @@ class HttpTrainingApi:
         self.client = client
         self.timeout_s = timeout_s
 
-    async def post_rounds(self, learners: list[str], rounds_per_learner: int) -> tuple[int, Any]:
+    async def post_rounds(
+        self, learners: list[str], rounds_per_learner: int, idempotency_key: str | None = None
+    ) -> tuple[int, Any]:
         """One call, answered as is; raises UpstreamError/UpstreamTimeout when training does not
-        answer."""
+        answer. With `idempotency_key`, training commits the call at most once (a retry with the
+        key answers the first call's round ids)."""
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key is not None else None
         return await self.client.post(
             "training",
             ROUNDS_PATH,
             {"learners": learners, "rounds_per_learner": rounds_per_learner},
             timeout_s=self.timeout_s,
+            headers=headers,
         )
 
     async def run_batch(self, learners: list[str], rounds_per_learner: int) -> BatchOutcome:

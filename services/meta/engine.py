@@ -59,6 +59,17 @@ class Trigger:
     ts: int  # epoch ms of the commit of the round that made the learner ready
 
 
+def recorded_trigger(asked: Trigger | None, snap: Snapshot) -> Trigger | None:
+    """The trigger meta counts: when a caller says the learner became ready (`asked`), the
+    round and time come from the server's own record of that transition (commit_rounds writes
+    `rr`/`rt` in the learner's state hash), so a caller cannot forge the delay the gates read
+    nor pin `lastTrigger` with a huge round. The caller's round and ts are ignored; without a
+    record (the learner never became ready) nothing is counted as a trigger."""
+    if asked is None or snap.ready_round is None or snap.ready_ts is None:
+        return None
+    return Trigger(snap.ready_round, snap.ready_ts)
+
+
 @dataclass(slots=True)
 class RunPlan:
     """run-all for one learner computed from one snapshot: the commit to make, or None when
@@ -75,6 +86,7 @@ class RunPlan:
 def plan_run(
     learner: str, trigger: Trigger | None, snap: Snapshot, now: float, token: str | None
 ) -> RunPlan:
+    trigger = recorded_trigger(trigger, snap)
     doc = snap.doc or phases.new_document()
     out = phases.run_remaining(doc, snap.state, now)  # type: ignore[arg-type]
     now_ms = int(now * 1000)

@@ -45,6 +45,11 @@ class Snapshot:
     # commit (the log's only writer) came in between, so after it the log is exactly
     # the committed entries (newest first) followed by these.
     log: list[dict[str, Any]] = field(default_factory=list)
+    # The server's record of the learner's last readiness transition, written by commit_rounds in
+    # the state hash (`rr`, `rt`): the round id and the Redis time (epoch ms) of that commit. The
+    # meta trigger's delay is measured from these, never from what a caller sends.
+    ready_round: int | None = None
+    ready_ts: int | None = None
 
 
 @dataclass(slots=True)
@@ -79,7 +84,7 @@ class MetaStore:
 
     def _queue_snapshot(self, pipe: Any, learner: str) -> None:
         pipe.hmget(self.keys.learner_meta(learner), ["v", "s"])
-        pipe.hmget(self.keys.learner_state(learner), ["v", "s"])
+        pipe.hmget(self.keys.learner_state(learner), ["v", "s", "rr", "rt"])
 
     async def activity_log(self, learner: str, limit: int) -> tuple[list[dict[str, Any]], int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -240,12 +245,14 @@ class MetaCommit:
 
 
 def _snapshot_of(meta: list[str | None], state: list[str | None]) -> Snapshot:
-    (mv, ms), (sv, ss) = meta, state
+    (mv, ms), (sv, ss, rr, rt) = meta, state
     return Snapshot(
         meta_version=mv or "0",
         doc=orjson.loads(ms) if ms else None,
         state_version=sv,
         state=decode(ss) if ss else None,
+        ready_round=int(rr) if rr else None,
+        ready_ts=int(rt) if rt else None,
     )
 
 

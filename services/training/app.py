@@ -27,9 +27,9 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SCRIPTS],
         app[KEYS],
         history_limit=tsettings.history_limit,
-        stream_maxlen=tsettings.stream_maxlen,
         state_cache=tsettings.state_cache,
         pipeline_connections=tsettings.pipeline_connections,
+        max_topics=tsettings.max_topics,
     )
     await store.curriculum.init()
     # Single-learner calls (an overview before any start) must work on a fresh fleet: the default

@@ -42,6 +42,9 @@ class Topic:
     problems: tuple[Problem, ...]
     background: bool = False
     order: int = 0
+    # One of curriculum.json's domains: always part of readiness, and cannot be deleted. A topic
+    # added at run time counts toward a learner's readiness only once that learner practised it.
+    builtin: bool = False
     # Problem index per difficulty, nearest available when a tier is missing; computed once so the
     # round loop does no searching.
     by_difficulty: dict[str, Problem] = field(default_factory=dict, compare=False)
@@ -89,13 +92,20 @@ def make_topic(
                 DIFFICULTIES.index(p.difficulty),
             ),
         )
-    return Topic(key, name, built, background, order, tiers)
+    return Topic(key, name, built, background, order, key in builtin_keys(), tiers)
 
 
 def topic_from_dict(key: str, doc: dict[str, Any]) -> Topic:
     return make_topic(
         key, doc["name"], doc["problems"], bool(doc.get("background")), int(doc.get("order", 0))
     )
+
+
+@functools.cache
+def builtin_keys() -> frozenset[str]:
+    """The keys of curriculum.json's domains."""
+    doc = orjson.loads(resources.files(__package__).joinpath("curriculum.json").read_bytes())
+    return frozenset(str(t["key"]) for t in doc)
 
 
 # Which domains share enough ideas that practising one helps the other (meta's transfer efficiency

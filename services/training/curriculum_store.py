@@ -14,10 +14,17 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from services.training.curriculum import Curriculum, builtin_topics, make_topic, topic_from_dict
-from shared.domain_errors import ConflictError
+from services.training.curriculum import (
+    Curriculum,
+    builtin_keys,
+    builtin_topics,
+    make_topic,
+    topic_from_dict,
+)
+from shared.domain_errors import ConflictError, NotFoundError
 from shared.keys import Keys
 from shared.redis_types import text_or_none
+from shared.scripts import lua_source
 
 # Single rounds check the curriculum version at most this often (the batch path and every GET
 # check it on each call): a topic added on another replica reaches this one's single rounds within
@@ -25,14 +32,34 @@ from shared.redis_types import text_or_none
 CURRICULUM_CHECK_S = 0.1
 
 
+DEFAULT_MAX_TOPICS = 64
+
+
 class TopicExists(ConflictError):
     code = "topic_exists"
 
 
+class TooManyTopics(ConflictError):
+    code = "too_many_topics"
+
+
+class BuiltinTopic(ConflictError):
+    code = "builtin_topic"
+
+
+class TopicNotFound(NotFoundError):
+    code = "invalid_topic"
+
+
 class CurriculumStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, max_topics: int = DEFAULT_MAX_TOPICS) -> None:
         self.redis = redis
         self.keys = keys
+        # Every round costs O(topics) and every learner's readiness may come to depend on each
+        # topic: the curriculum is bounded (built-ins included).
+        self.max_topics = max_topics
+        self._add_script = redis.register_script(lua_source(__package__, "topic_add"))
+        self._delete_script = redis.register_script(lua_source(__package__, "topic_delete"))
         self.current = Curriculum.of(builtin_topics(), version=-1)
         self._checked = 0.0  # monotonic time the cached curriculum was last checked
 
@@ -90,7 +117,8 @@ class CurriculumStore:
         background: bool,
         force: bool,
     ) -> bool:
-        """Add (or, with `force`, replace) a topic; True when it replaced an existing one."""
+        """Add (or, with `force`, replace) a topic; True when it replaced an existing one.
+        TopicExists without force, TooManyTopics when the curriculum holds `max_topics`."""
         curriculum = await self.refresh()
         existing = curriculum.get(key)
         if existing is not None and not force:
@@ -100,16 +128,34 @@ class CurriculumStore:
         )
         topic = make_topic(key, name, problems, background, order)
         doc = orjson.dumps(topic.to_dict()).decode()
-        # MULTI/EXEC: topic write and version bump are one step, so every replica's cache check
-        # (which reads the version) sees the topic as soon as it exists.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if force:
-                pipe.hset(self.keys.curriculum, key, doc)
-            else:
-                pipe.hsetnx(self.keys.curriculum, key, doc)
-            pipe.incr(self.keys.curriculum_version)
-            written, _ = await pipe.execute()
-        if not force and not written:
+        # One script: the bound, the write and the version bump are one atomic step (see
+        # topic_add.lua), so replicas adding at once cannot overshoot the bound.
+        res = await self._add_script(
+            keys=[self.keys.curriculum, self.keys.curriculum_version],
+            args=[key, doc, 1 if force else 0, self.max_topics],
+        )
+        if int(res[0]) != 1:
+            if res[1] == "full":
+                raise TooManyTopics(
+                    f"The curriculum holds {self.max_topics} topics, its limit "
+                    "(TOOLOO_MAX_TOPICS); delete a topic added at run time first",
+                    details={"limit": self.max_topics},
+                )
             raise TopicExists(f"Topic {key!r} already exists")
         await self.refresh()
-        return existing is not None
+        return int(res[1]) == 1
+
+    async def delete_topic(self, key: str) -> None:
+        """Delete a topic added at run time: BuiltinTopic for one of curriculum.json's,
+        TopicNotFound for an unknown key. Learners' progress on it stays in their state (unused
+        while the topic is absent, and counted again if it is added back)."""
+        if key in builtin_keys():
+            raise BuiltinTopic(f"Topic {key!r} is built in and cannot be deleted")
+        # One script: the delete and the version bump land together, and an unknown key
+        # changes nothing (topic_delete.lua).
+        deleted = await self._delete_script(
+            keys=[self.keys.curriculum, self.keys.curriculum_version], args=[key]
+        )
+        if int(deleted) != 1:
+            raise TopicNotFound(f"Unknown topic {key[:64]!r}")
+        await self.refresh()

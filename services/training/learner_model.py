@@ -158,16 +158,25 @@ def related(key: str, present: dict[str, Topic]) -> tuple[str, ...]:
 def readiness_inputs(
     state: LearnerState, topics: tuple[Topic, ...], threshold: float, now: float
 ) -> tuple[float, int, int]:
-    """(average displayed mastery over every topic, untouched = 0; number of non-background topics
-    below `threshold`; earliest next review in epoch ms, 0 when none)."""
+    """(average displayed mastery over the topics that count, untouched = 0; number of
+    non-background topics that count below `threshold`; earliest next review in epoch ms, 0 when
+    none). The built-in topics always count; background topics (practised every few rounds, not
+    targets) never do; a target topic added at run time counts for a learner only once that
+    learner has practised it. So adding content never un-readies a trained population by itself:
+    a learner meets a new target topic through selection (its gaps), and from that round on the
+    topic weighs in like a built-in one, visible in the learner's own history."""
     total = 0.0
+    counted = 0
     below = 0
     next_review = 0.0
     for topic in topics:
         d = state.domains.get(topic.key)
+        if topic.background or (not topic.builtin and (d is None or d.attempts == 0)):
+            continue
+        counted += 1
         m = displayed_mastery(d, now) if d is not None else 0.0
         total += m
-        if not topic.background and m < threshold:
+        if m < threshold:
             below += 1
         if (
             d is not None
@@ -176,5 +185,5 @@ def readiness_inputs(
             and (next_review == 0.0 or d.next_review < next_review)
         ):
             next_review = d.next_review
-    avg = total / len(topics) if topics else 0.0
+    avg = total / counted if counted else 0.0
     return round(avg, 2), below, int(next_review * 1000)

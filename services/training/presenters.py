@@ -10,7 +10,7 @@ from typing import Any
 from services.training import learner_model, selection
 from services.training.curriculum import Curriculum, Topic
 from services.training.grader import js_round
-from services.training.store import BatchOutcome, CommittedRound, ListedLearner
+from services.training.store import BatchOutcome, CommittedRound, ListedLearner, ReplayedRounds
 from shared.learner_state import LearnerState
 from shared.readiness import ReadinessThresholds
 
@@ -21,6 +21,7 @@ BATCH_ERRORS = {
     "learner_not_found": "Learner not found",
     "training_not_started": "Training is not started for this learner",
     "version_conflict": "Concurrent writes kept conflicting; try again",
+    "idempotency_key_reused": "This Idempotency-Key was already used for a different request",
 }
 
 
@@ -85,11 +86,45 @@ def round_answer(done: CommittedRound) -> dict[str, Any]:
     }
 
 
+def round_replayed(done: ReplayedRounds) -> dict[str, Any]:
+    """A retried round's answer from its idempotency record: the round id, the learner's version
+    after it and its readiness then; the round's results are not kept, so not answered."""
+    return {
+        "success": True,
+        "replayed": True,
+        "round": done.first_round_id,
+        "totalRounds": TOTAL_ROUNDS,
+        "learner": done.learner,
+        "version": int(done.version),
+        "ready": done.ready,
+        "duration_ms": round((time.perf_counter() - done.started) * 1000, 3),
+    }
+
+
+def _replayed_rounds(done: ReplayedRounds) -> list[dict[str, Any]]:
+    last = done.count - 1
+    return [
+        {
+            "round": done.first_round_id + i,
+            "learner": done.learner,
+            "ready": done.ready if i == last else False,
+            "became_ready": done.became_ready if i == last else False,
+            "replayed": True,
+        }
+        for i in range(done.count)
+    ]
+
+
 def batch_answer(batch: BatchOutcome) -> dict[str, Any]:
     """Every committed round of a batch (readiness on each learner's last), and the learners
-    that failed."""
+    that failed. A learner committed earlier under the request's Idempotency-Key is answered
+    from its record (compact rounds marked `replayed`); `replayed` is true when every learner's
+    rounds were, i.e. this call committed nothing."""
     rounds: list[dict[str, Any]] = []
     for learner in batch.committed:
+        if learner.replay is not None:
+            rounds += _replayed_rounds(learner.replay)
+            continue
         last = len(learner.outcomes) - 1
         for i, out in enumerate(learner.outcomes):
             rounds.append(
@@ -106,8 +141,10 @@ def batch_answer(batch: BatchOutcome) -> dict[str, Any]:
         {"learner": learner, "code": code, "message": BATCH_ERRORS[code]}
         for learner, code in batch.failed
     ]
+    replayed = sum(1 for learner in batch.committed if learner.replay is not None)
     return {
         "committed": len(rounds),
+        "replayed": bool(batch.committed) and replayed == len(batch.committed),
         "rounds": rounds,
         "errors": errors,
         "duration_ms": round((time.perf_counter() - batch.started) * 1000, 3),

@@ -20,8 +20,14 @@ from services.training.models import (
     SettingsRequest,
     StartRequest,
 )
-from services.training.store import TrainingStore
-from shared.errors import NotFound, ValidationFailed
+from services.training.store import (
+    Idempotency,
+    IdempotencyKeyReused,
+    ReplayedRounds,
+    TrainingStore,
+)
+from shared.commit_rounds import IDEMPOTENCY_HEADER, idempotency_key_of, request_hash
+from shared.errors import BadRequest, NotFound, ValidationFailed
 from shared.learner_state import LearnerState
 from shared.responses import ok
 from shared.routing import ApiRoutes
@@ -43,22 +49,55 @@ async def start(request: web.Request) -> web.Response:
     return ok(result=presenters.started(learner, store.curriculum.current, body.reset))
 
 
+async def _idempotency(request: web.Request, *request_parts: str) -> Idempotency | None:
+    """The request's Idempotency-Key (400 when malformed), claimed for this request's hash
+    (422 when it was first used for another request); None without the header."""
+    try:
+        key = idempotency_key_of(request.headers.get(IDEMPOTENCY_HEADER))
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_idempotency_key") from None
+    if key is None:
+        return None
+    idem = Idempotency(key, request_hash(request.path, *request_parts))
+    try:
+        await request.app[STORE].claim_idempotency(idem)
+    except IdempotencyKeyReused as exc:
+        raise ValidationFailed(exc.message, code=exc.code) from None
+    return idem
+
+
+IDEMPOTENCY_RESPONSES = {
+    400: "Malformed Idempotency-Key",
+    422: "Idempotency-Key already used for a different request",
+}
+
+
 @api.post(
     "/api/v1/training/round",
     body=RoundRequest,
-    summary="Run one training round",
-    responses={404: "Unknown learner", 409: "Training not started"},
+    summary="Run one training round (Idempotency-Key: a retry replays the first answer's ids)",
+    responses={404: "Unknown learner", 409: "Training not started", **IDEMPOTENCY_RESPONSES},
 )
 async def one_round(request: web.Request) -> web.Response:
     body = await parse_body(request, RoundRequest)
-    done = await request.app[STORE].run_round(learner_from(request, body.learner))
+    learner = learner_from(request, body.learner)
+    idem = await _idempotency(request, learner)
+    done = await request.app[STORE].run_round(learner, idem)
+    if isinstance(done, ReplayedRounds):
+        return ok(result=presenters.round_replayed(done))
     return ok(result=presenters.round_answer(done))
 
 
-@api.post("/api/v1/training/rounds", body=BatchRequest, summary="Run rounds for many learners")
+@api.post(
+    "/api/v1/training/rounds",
+    body=BatchRequest,
+    summary="Run rounds for many learners (Idempotency-Key: a retry commits nothing twice)",
+    responses=IDEMPOTENCY_RESPONSES,
+)
 async def rounds_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, BatchRequest)
-    batch = await request.app[STORE].run_batch(body.learners, body.rounds_per_learner)
+    idem = await _idempotency(request, ",".join(body.learners), str(body.rounds_per_learner))
+    batch = await request.app[STORE].run_batch(body.learners, body.rounds_per_learner, idem)
     return ok(**presenters.batch_answer(batch))
 
 
@@ -124,8 +163,8 @@ async def next_domain(request: web.Request) -> web.Response:
 @api.post(
     "/api/v1/training/new-topic",
     body=NewTopicRequest,
-    summary="Add a topic (duplicates need force)",
-    responses={409: "Topic exists"},
+    summary="Add a topic (duplicates need force; at most TOOLOO_MAX_TOPICS in all)",
+    responses={409: "Topic exists, or the curriculum is full"},
 )
 async def new_topic(request: web.Request) -> web.Response:
     body = await parse_body(request, NewTopicRequest)
@@ -142,6 +181,17 @@ async def new_topic(request: web.Request) -> web.Response:
         added=presenters.topic_added(body.key, body.background, updated),
         topic={"key": body.key, **(topic.to_dict() if topic else {})},
     )
+
+
+@api.delete(
+    "/api/v1/training/topics/{topic}",
+    summary="Delete a topic added at run time",
+    responses={404: "Unknown topic", 409: "Built-in topic"},
+)
+async def delete_topic(request: web.Request) -> web.Response:
+    key = request.match_info["topic"]
+    await request.app[STORE].curriculum.delete_topic(key)
+    return ok(deleted=key)
 
 
 @api.get("/api/v1/training/history", query=HistoryQuery, summary="Recorded rounds, newest first")

@@ -9,9 +9,8 @@ from shared.settings import FleetSettings
 
 class TrainingSettings(FleetSettings):
     history_limit: int = Field(100, ge=1, le=10_000, validation_alias="TRAINING_HISTORY_LIMIT")
-    stream_maxlen: int = Field(
-        1_000_000, ge=1_000, le=100_000_000, validation_alias="TRAINING_STREAM_MAXLEN"
-    )
+    # Topics in the curriculum, the nine built-ins included (POST new-topic answers 409 beyond).
+    max_topics: int = Field(64, ge=9, le=1_000, validation_alias="TOOLOO_MAX_TOPICS")
     # Learner states cached in-process for single rounds (LRU; 0 = off; ~1 KB each). A stale entry
     # only costs a retry: see services/training/state_cache.py.
     state_cache: int = Field(50_000, ge=0, le=1_000_000, validation_alias="TRAINING_STATE_CACHE")

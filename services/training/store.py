@@ -20,22 +20,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from services.training import selection
 from services.training.curriculum import Curriculum
-from services.training.curriculum_store import CurriculumStore
+from services.training.curriculum_store import DEFAULT_MAX_TOPICS, CurriculumStore
 from services.training.pipelining import AutoPipeline
 from services.training.round import RoundOutcome, compute_round, new_learner_state
 from services.training.state_cache import StateCache
-from shared.commit_rounds import CommitHeader, commit_rounds_args
-from shared.domain_errors import ConflictError, LearnerExists, LearnerNotFound, VersionConflict
+from shared.commit_rounds import (
+    IDEMPOTENCY_TTL_MS,
+    CommitHeader,
+    CommitReply,
+    commit_rounds_args,
+    read_reply,
+    rejected_of,
+)
+from shared.domain_errors import (
+    ConflictError,
+    DomainError,
+    LearnerExists,
+    LearnerNotFound,
+    VersionConflict,
+)
 from shared.keyed_locks import KeyedLocks
 from shared.keys import Keys
 from shared.learner_state import (
@@ -69,6 +83,27 @@ class TrainingNotStarted(ConflictError):
         )
 
 
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key was first sent with a different request (the HTTP layer answers 422)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used for a different request; "
+            "send a new key for a new request"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A client's Idempotency-Key and the hash of the request it came with
+    (shared.commit_rounds.request_hash)."""
+
+    key: str
+    request_hash: str
+
+
 @dataclass(slots=True)
 class LearnerRead:
     """A learner as a round computes from it: (version, encoded state), both None when the
@@ -90,6 +125,7 @@ class PreparedRound:
     now: float
     outcome: RoundOutcome
     args: list[Any]  # commit_rounds' ARGV
+    idempotency_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -101,14 +137,30 @@ class CommittedRound:
 
 
 @dataclass(slots=True)
+class ReplayedRounds:
+    """A commit made earlier under the same Idempotency-Key, as its record keeps it: nothing was
+    committed now. (The rounds' results are not kept, only ids, version and readiness.)"""
+
+    learner: str
+    first_round_id: int
+    count: int
+    version: str  # the learner's version right after that commit
+    ready: bool
+    became_ready: bool
+    started: float  # perf_counter() when the request was asked for
+
+
+@dataclass(slots=True)
 class CommittedRounds:
-    """One learner's rounds of a batch, committed together."""
+    """One learner's rounds of a batch, committed together (or, with `replay`, committed by an
+    earlier request under the same Idempotency-Key; `outcomes` is then empty)."""
 
     learner: str
     outcomes: list[RoundOutcome]
     first_round_id: int
     ready: bool  # decided by the commit for the learner's final state
     became_ready: bool
+    replay: ReplayedRounds | None = None
 
 
 @dataclass(slots=True)
@@ -136,19 +188,18 @@ class TrainingStore:
         keys: Keys,
         *,
         history_limit: int = 100,
-        stream_maxlen: int = 1_000_000,
         state_cache: int = 50_000,
         pipeline_connections: int = 2,
+        max_topics: int = DEFAULT_MAX_TOPICS,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
         self.history_limit = history_limit
-        self.stream_maxlen = stream_maxlen
         self.locks = KeyedLocks()
         self.cache = StateCache(state_cache)
         self.pipe = AutoPipeline(redis, connections=pipeline_connections)
-        self.curriculum = CurriculumStore(redis, keys)
+        self.curriculum = CurriculumStore(redis, keys, max_topics)
 
     async def aclose(self) -> None:
         await self.pipe.aclose()
@@ -240,6 +291,20 @@ class TrainingStore:
     async def readiness_thresholds(self) -> ReadinessThresholds:
         return await read_thresholds(self.redis, self.keys)
 
+    async def claim_idempotency(self, idem: Idempotency) -> None:
+        """Tie the key to this request's hash for 24 h, before anything is committed; raise
+        IdempotencyKeyReused when it is tied to another request. The per-learner record in the
+        commit script is what makes a retry commit nothing; this fleet-wide one catches the key
+        sent again for another learner, whose slot holds no record. Not atomic with the commits
+        and need not be: it only ever refuses, before the first commit of the request."""
+        key = self.keys.training_idempotency(idem.key)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, idem.request_hash, nx=True, px=IDEMPOTENCY_TTL_MS)
+            pipe.get(key)
+            _, held = await pipe.execute()
+        if held is not None and text(held) != idem.request_hash:
+            raise IdempotencyKeyReused()
+
     # ---- writes other than rounds ------------------------------------------------------------
     async def _cas(
         self, learner: str, change: Callable[[LearnerState], bool], op: str
@@ -326,6 +391,7 @@ class TrainingStore:
         state: LearnerState,
         curriculum: Curriculum,
         started: float,
+        idem: Idempotency | None = None,
     ) -> PreparedRound:
         """Run the round on `state` (decoded from `read`) and build its commit; a state read from
         the cache is committed with its incarnation guard."""
@@ -333,37 +399,66 @@ class TrainingStore:
         out = compute_round(state, curriculum, now, detail=True)
         dur = (time.perf_counter() - started) * 1000
         guard = incarnation_marker(state) if read.from_cache else None
-        args = self.commit_args(read.version or "", state, now, [out], dur, guard)
-        return PreparedRound(learner, state, curriculum, now, out, args)
+        args = self.commit_args(read.version or "", state, now, [out], dur, guard, idem)
+        key = idem.key if idem is not None else None
+        return PreparedRound(learner, state, curriculum, now, out, args, key)
 
-    async def commit(self, prepared: PreparedRound, started: float) -> CommittedRound | LearnerRead:
-        """Commit one round; on a version conflict, the learner as it is now, to recompute from."""
+    async def commit(
+        self, prepared: PreparedRound, started: float
+    ) -> CommittedRound | ReplayedRounds | LearnerRead:
+        """Commit one round; on a version conflict, the learner as it is now, to recompute from;
+        the earlier commit when the Idempotency-Key's record has one."""
         learner = prepared.learner
-        res = await self.pipe.evalsha(
-            self.scripts.commit_rounds, self.keys.commit_rounds_keys(learner), prepared.args
+        keys = self.keys.commit_rounds_keys(learner, prepared.idempotency_key)
+        reply = await self._commit_reply(
+            self.pipe.evalsha(self.scripts.commit_rounds, keys, prepared.args)
         )
-        code = int(res[0])
-        if code == 1:
-            self.cache.put(learner, res[1], prepared.args[1])
-            return CommittedRound(prepared, int(res[2]), int(res[3]) == 1, started)
-        if code == -1:
+        if reply.status == "committed":
+            self.cache.put(learner, reply.version, prepared.args[1])
+            return CommittedRound(prepared, reply.first_round, reply.ready, started)
+        if reply.status == "replayed":
+            return _replayed(learner, reply, started)
+        if reply.status == "missing":
             raise LearnerNotFound(learner)
+        if reply.status == "mismatch":
+            raise IdempotencyKeyReused()
         self.cache.contend(learner)
-        return LearnerRead(res[1], res[2], False)
+        return LearnerRead(reply.version, reply.state, False)
 
-    async def run_round(self, learner: str) -> CommittedRound:
-        """One round for one learner, with the per-topic detail of its results."""
+    @staticmethod
+    async def _commit_reply(call: Awaitable[Any]) -> CommitReply:
+        return (await TrainingStore._commit_replies(_one(call)))[0]
+
+    @staticmethod
+    async def _commit_replies(call: Awaitable[list[Any]]) -> list[CommitReply]:
+        """The commits' replies, read; an argument the script refused (before writing anything)
+        becomes CommitRejected, not an anonymous Redis error."""
+        try:
+            return [read_reply(res) for res in await call]
+        except ResponseError as exc:
+            rejected = rejected_of(exc)
+            if rejected is None:
+                raise
+            raise rejected from exc
+
+    async def run_round(
+        self, learner: str, idem: Idempotency | None = None
+    ) -> CommittedRound | ReplayedRounds:
+        """One round for one learner, with the per-topic detail of its results; with `idem`, the
+        round committed earlier under that key if there is one (nothing is committed then)."""
         started = time.perf_counter()
         async with self.hold(learner):
             try:
-                return await self._run_round_held(learner, started)
+                return await self._run_round_held(learner, started, idem)
             except BaseException:
                 # Whatever happened to the commit (error, cancellation, conflicts), the entry may
                 # no longer be current: the next round reads the learner from Redis.
                 self.cache.drop(learner)
                 raise
 
-    async def _run_round_held(self, learner: str, started: float) -> CommittedRound:
+    async def _run_round_held(
+        self, learner: str, started: float, idem: Idempotency | None
+    ) -> CommittedRound | ReplayedRounds:
         read, curriculum = await self.read(learner)
         for attempt in range(ROUND_MAX_ATTEMPTS):
             if attempt and not read.from_cache:
@@ -377,9 +472,9 @@ class TrainingStore:
                     continue
                 raise TrainingNotStarted(learner)
             result = await self.commit(
-                self.compute(learner, read, state, curriculum, started), started
+                self.compute(learner, read, state, curriculum, started, idem), started
             )
-            if isinstance(result, CommittedRound):
+            if not isinstance(result, LearnerRead):
                 return result
             read = result  # a conflict: recompute from the current state, not the cache's
         raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
@@ -392,6 +487,7 @@ class TrainingStore:
         outs: list[RoundOutcome],
         dur_ms: float,
         guard: str | None = None,
+        idem: Idempotency | None = None,
     ) -> list[Any]:
         """commit_rounds' ARGV for `outs`, the rounds just run on `state`."""
         last = outs[-1]
@@ -404,7 +500,6 @@ class TrainingStore:
             below=last.below,
             next_review_ms=last.next_review_ms,
             history_limit=self.history_limit,
-            stream_maxlen=self.stream_maxlen,
         )
         ts = int(now * 1000)
         per = round(dur_ms / len(outs), 3)
@@ -424,12 +519,18 @@ class TrainingStore:
             )
             for out in outs
         ]
-        return commit_rounds_args(header, entries, guard)
+        return commit_rounds_args(
+            header, entries, guard, idem.request_hash if idem is not None else None
+        )
 
     # ---- rounds for many learners ----------------------------------------------------------------
-    async def run_batch(self, learners: list[str], n: int) -> BatchOutcome:
+    async def run_batch(
+        self, learners: list[str], n: int, idem: Idempotency | None = None
+    ) -> BatchOutcome:
         """`n` rounds for each learner: one pipelined read, compute, one pipelined commit (one
-        EVALSHA per learner carrying all its rounds); only conflicted learners are retried."""
+        EVALSHA per learner carrying all its rounds); only conflicted learners are retried. With
+        `idem`, each learner's commit carries the key: a learner committed earlier under it is
+        answered from its record (a retry after a partial failure commits only the rest)."""
         started = time.perf_counter()
         failed: list[tuple[str, str]] = []
         committed: list[CommittedRounds] = []
@@ -461,24 +562,55 @@ class TrainingStore:
                 t0 = time.perf_counter()
                 outs = [compute_round(state, curriculum, now) for _ in range(n)]
                 dur = (time.perf_counter() - t0) * 1000
-                args = self.commit_args(v, state, now, outs, dur)
+                args = self.commit_args(v, state, now, outs, dur, None, idem)
                 encoded[learner] = args[1]
-                calls.append((self.keys.commit_rounds_keys(learner), args))
+                key = idem.key if idem is not None else None
+                calls.append((self.keys.commit_rounds_keys(learner, key), args))
                 computed.append((learner, outs))
-            results = await pipe.evalsha_many(self.scripts.commit_rounds, calls) if calls else []
+            results = await self._commit_replies(
+                pipe.evalsha_many(self.scripts.commit_rounds, calls) if calls else _no_calls()
+            )
             pending = []
-            for (learner, outs), res in zip(computed, results, strict=True):
-                code = int(res[0])
-                if code == 1:
-                    self.cache.refresh(learner, res[1], encoded[learner])
+            for (learner, outs), reply in zip(computed, results, strict=True):
+                if reply.status == "committed":
+                    self.cache.refresh(learner, reply.version, encoded[learner])
                     committed.append(
                         CommittedRounds(
-                            learner, outs, int(res[2]), int(res[3]) == 1, int(res[4]) == 1
+                            learner, outs, reply.first_round, reply.ready, reply.became_ready
                         )
                     )
-                elif code == 0:
-                    pending.append((learner, res[1], res[2]))
+                elif reply.status == "replayed":
+                    replay = _replayed(learner, reply, started)
+                    committed.append(
+                        CommittedRounds(
+                            learner, [], reply.first_round, reply.ready, reply.became_ready, replay
+                        )
+                    )
+                elif reply.status == "conflict":
+                    pending.append((learner, reply.version, text(reply.state)))
+                elif reply.status == "mismatch":
+                    failed.append((learner, IdempotencyKeyReused.code))
                 else:
                     failed.append((learner, LearnerNotFound.code))
         failed.extend((learner, VersionConflict.code) for learner, _, _ in pending)
         return BatchOutcome(committed, failed, started)
+
+
+async def _no_calls() -> list[Any]:
+    return []
+
+
+async def _one(call: Awaitable[Any]) -> list[Any]:
+    return [await call]
+
+
+def _replayed(learner: str, reply: CommitReply, started: float) -> ReplayedRounds:
+    return ReplayedRounds(
+        learner,
+        reply.first_round,
+        reply.rounds,
+        reply.version,
+        reply.ready,
+        reply.became_ready,
+        started,
+    )

@@ -194,6 +194,8 @@ async def test_pause_refuses_changes_and_resume_restores(meta, redis, scripts, k
 async def test_run_batch_answers_each_learner_and_refuses_bad_batches(meta, redis, scripts, keys):
     for learner in ("r1", "r2"):
         await create(redis, scripts, keys, practised_state(learner, level=0.6))
+    # r1 became ready at round 5 (the record commit_rounds writes); the trigger names it.
+    await redis.hset(keys.learner_state("r1"), mapping={"rr": 5, "rt": int(time.time() * 1000)})
     item = {"learner": "r1", "trigger": {"round": 5, "ts": int(time.time() * 1000)}}
     bad = [
         {},
@@ -300,6 +302,9 @@ async def test_boost_retention_for_the_whole_cohort(meta, redis, scripts, keys):
 async def test_trigger_appends_one_completed_event_with_its_delay(meta, redis, scripts, keys):
     await create(redis, scripts, keys, practised_state("t", level=0.7))
     ts = int(time.time() * 1000) - 40
+    # The server's record of the readiness transition (written by commit_rounds): the delay is
+    # measured from it whatever the trigger says.
+    await redis.hset(keys.learner_state("t"), mapping={"rr": 7, "rt": ts})
     status, body = meta.post(f"{BASE}/run-all", {"learner": "t", "trigger": {"round": 7, "ts": ts}})
     assert status == 200 and body["ran"] == [1, 2, 3, 4]
     assert body["delay_ms"] >= 40
@@ -314,6 +319,7 @@ async def test_trigger_appends_one_completed_event_with_its_delay(meta, redis, s
     assert status == 200 and body["ran"] == [] and "delay_ms" in body
     assert await redis.xlen(keys.stream_meta) == 1
     # A later readiness transition: phases stay done, the trigger is acknowledged once more.
+    await redis.hset(keys.learner_state("t"), mapping={"rr": 9, "rt": ts})
     status, body = meta.post(f"{BASE}/run-all", {"learner": "t", "trigger": {"round": 9, "ts": ts}})
     assert status == 200 and body["ran"] == []
     assert await redis.xlen(keys.stream_meta) == 2

@@ -97,7 +97,7 @@ async def test_commit_rounds_writes_round_and_ready_events(
 ) -> None:
     await create_learner(scripts, keys, "a")
     state = LearnerState(id="a", seed=1, region="eu", active=True, rounds=2)
-    header = CommitHeader("1", encode(state), "a", "eu", 82.5, 2, 5000, 100, 10000)
+    header = CommitHeader("1", encode(state), "a", "eu", 82.5, 2, 5000, 100)
     entry = orjson.dumps({"trained": ["dsa"]}).decode()
     args = commit_rounds_args(header, [(entry, 3), (entry, 0.25)])
     result = await scripts.commit_rounds(keys=keys.commit_rounds_keys("a"), args=args)
@@ -119,6 +119,8 @@ async def test_meta_run_writes_the_completed_event_it_built(
 ) -> None:
     await create_learner(scripts, keys, "a")
     trigger = Trigger(round=7, ts=int(time.time() * 1000) - 50)
+    # The readiness record commit_rounds writes when the learner becomes ready: meta reads it.
+    await redis.hset(keys.learner_state("a"), mapping={"rr": trigger.round, "rt": trigger.ts})
     answer = await MetaEngine(MetaStore(redis, keys, scripts)).run_all("a", trigger)
     ((_, fields),) = await redis.xrange(keys.stream_meta)
     event = meta_event(fields)

@@ -3,8 +3,11 @@ between meta's read and meta's commit is retried, never overwritten."""
 
 from __future__ import annotations
 
+import orjson
+
 from services.meta.engine import MetaEngine, Trigger
 from services.meta.store import MetaStore, Snapshot
+from shared.commit_rounds import CommitHeader, commit_rounds_args
 from shared.learner_state import DomainState, LearnerState, decode, encode
 
 
@@ -91,6 +94,8 @@ async def test_run_all_answers_the_log_as_stored_and_frees_the_lock(redis, scrip
 async def test_run_batch_runs_each_learner_once_and_answers_each(redis, scripts, keys):
     for learner in ("d1", "d2", "d3"):
         await make(redis, scripts, keys, learner)
+    # d1 became ready at round 7 (the record commit_rounds writes on that transition).
+    await redis.hset(keys.learner_state("d1"), mapping={"rr": 7, "rt": 1000})
     engine = MetaEngine(MetaStore(redis, keys, scripts))
     items = [("d1", Trigger(7, 1000)), ("nobody", Trigger(8, 1000)), ("d2", None), ("d3", None)]
     results = await engine.run_batch(items)
@@ -157,3 +162,33 @@ async def test_run_batch_recomputes_a_learner_whose_commit_met_a_training_write(
         assert state.retention > 1.0  # and phase 4's effect applied on top, once
         assert not await redis.exists(keys.learner_meta_lock(learner))
     assert await redis.hget(keys.meta_stats, "phasesRun") == "8"
+
+
+async def test_trigger_delay_comes_from_the_servers_record_not_the_caller(redis, scripts, keys):
+    await make(redis, scripts, keys, "t1")
+    state = decode(await redis.hget(keys.learner_state("t1"), "s"))
+    entry = orjson.dumps({"trained": ["dsa"]}).decode()
+    header = CommitHeader("1", encode(state), "t1", "local", 95.0, 0, 5000, 100)
+    res = await scripts.commit_rounds(
+        keys=keys.commit_rounds_keys("t1"), args=commit_rounds_args(header, [(entry, 1)])
+    )
+    assert res[4] == 1  # became ready: the commit recorded rr/rt
+    rr, rt = (int(x) for x in await redis.hmget(keys.learner_state("t1"), ["rr", "rt"]))
+    sec, usec = await redis.time()
+    engine = MetaEngine(MetaStore(redis, keys, scripts))
+    # A forged trigger: ts 0 would make the delay ~56 years, a huge round would pin lastTrigger.
+    result = await engine.run_all("t1", Trigger(2**63, 0))
+    sec2, usec2 = await redis.time()
+    assert 0 <= result["delay_ms"] <= sec2 * 1000 + usec2 // 1000 - rt + 1000
+    doc = orjson.loads(await redis.hget(keys.learner_meta("t1"), "s"))
+    assert doc["lastTrigger"]["round"] == rr and doc["lastTrigger"]["ts"] == rt
+    assert int(await redis.hget(keys.meta_stats, "delayMaxMs") or 0) < 60_000
+    assert sec * 1000 + usec // 1000 >= rt
+
+
+async def test_a_trigger_without_a_readiness_record_counts_nothing(redis, scripts, keys):
+    await make(redis, scripts, keys, "t2")  # never became ready: no rr/rt
+    result = await MetaEngine(MetaStore(redis, keys, scripts)).run_all("t2", Trigger(5, 0))
+    assert result["ran"] == [1, 2, 3, 4] and "delay_ms" not in result
+    events = [f for _, f in await redis.xrange(keys.stream_meta) if f.get("type") == "completed"]
+    assert len(events) == 1 and "delay_ms" not in events[0]

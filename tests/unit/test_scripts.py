@@ -27,7 +27,7 @@ def commit_keys(keys: Keys, learner: str) -> list[str]:
 
 async def commit(redis, scripts, keys, learner, version, avg, below, n=1):
     state = LearnerState(id=learner, seed=7, region="eu", active=True, rounds=version)
-    header = CommitHeader(str(version), encode(state), learner, "eu", avg, below, 5000, 100, 10000)
+    header = CommitHeader(str(version), encode(state), learner, "eu", avg, below, 5000, 100)
     entry = orjson.dumps({"trained": ["dsa"]}).decode()
     args = commit_rounds_args(header, [(entry, 3)] * n)
     return await scripts.commit_rounds(keys=commit_keys(keys, learner), args=args)
