@@ -14,6 +14,7 @@ from orchestrator.fleet_state import FleetState, ProcessRecord
 from orchestrator.models import PrearmRequest, ServiceAction
 from orchestrator.supervisor import Supervisor
 from shared.errors import Conflict, NotFound
+from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_body
@@ -67,8 +68,15 @@ async def status(request: web.Request) -> web.Response:
     return ok(**_fleet(request).status_view())
 
 
+# Per client, fleet-wide, for restart/stop/start/prearm together: each queues behind the service's
+# lock, and a manual restart resets the restart budget, so unbounded calls mean unbounded restarts.
+ACTION_LIMIT = RateLimit("orchestrator-action", 20, 60)
+ACTION_429 = {429: "More than 20 actions a minute from this client"}
+
+
 async def _run_action(request: web.Request, action: str) -> web.Response:
     await parse_body(request, ServiceAction)
+    await limit(request, ACTION_LIMIT)
     record = _record(request)
     _managed(request)
     supervisor = _supervisor(request)
@@ -90,7 +98,7 @@ async def _run_action(request: web.Request, action: str) -> web.Response:
     "/api/v1/system/services/{name}/restart",
     body=ServiceAction,
     summary="Restart one service (resets its restart budget)",
-    responses={404: "Unknown service", 409: "Observe mode or stopping"},
+    responses={404: "Unknown service", 409: "Observe mode or stopping", **ACTION_429},
 )
 async def restart_service(request: web.Request) -> web.Response:
     return await _run_action(request, "restart")
@@ -100,7 +108,7 @@ async def restart_service(request: web.Request) -> web.Response:
     "/api/v1/system/services/{name}/stop",
     body=ServiceAction,
     summary="Stop one service (not restarted until started again)",
-    responses={404: "Unknown service", 409: "Observe mode or stopping"},
+    responses={404: "Unknown service", 409: "Observe mode or stopping", **ACTION_429},
 )
 async def stop_service(request: web.Request) -> web.Response:
     return await _run_action(request, "stop")
@@ -110,7 +118,7 @@ async def stop_service(request: web.Request) -> web.Response:
     "/api/v1/system/services/{name}/start",
     body=ServiceAction,
     summary="Start a stopped or failed service",
-    responses={404: "Unknown service", 409: "Observe mode or stopping"},
+    responses={404: "Unknown service", 409: "Observe mode or stopping", **ACTION_429},
 )
 async def start_service(request: web.Request) -> web.Response:
     return await _run_action(request, "start")
@@ -120,10 +128,11 @@ async def start_service(request: web.Request) -> web.Response:
     "/api/v1/system/prearm",
     body=PrearmRequest,
     summary="Run the pre-arm steps now (never resets progress)",
-    responses={409: "Stopping"},
+    responses={409: "Stopping", **ACTION_429},
 )
 async def prearm(request: web.Request) -> web.Response:
     body = await parse_body(request, PrearmRequest)
+    await limit(request, ACTION_LIMIT)
     fleet = _fleet(request)
     if fleet.stopping:
         raise Conflict("the fleet is stopping", code="stopping")

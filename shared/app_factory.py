@@ -32,8 +32,10 @@ from shared.http_client import ServiceClient
 from shared.keys import Keys
 from shared.logging import configure_logging, get_logger
 from shared.middlewares import (
+    EdgePolicy,
     RequestMetrics,
     auth_middleware,
+    edge_middleware,
     error_middleware,
     request_context_middleware,
 )
@@ -68,6 +70,9 @@ def create_base_app(
         middlewares=[
             metrics.middleware(),
             request_context_middleware,
+            # Before anything reads the request: a foreign Host or a cross-site unsafe call is
+            # refused whatever the route, the token or the body.
+            edge_middleware(EdgePolicy.of(settings)),
             error_middleware,
             # Only when a token is set: without one it would be a no-op layer on every request.
             *([auth_middleware(token)] if (token := settings.token()) else []),

@@ -230,8 +230,16 @@ class Keys:
         """Hash: `<service>:requests`, `<service>:errors` (5xx) for one minute."""
         return f"{self.prefix}:stats:http:{epoch_minute}"
 
-    def rate_limit(self, scope: str, client: str, window: int) -> str:
-        return f"{self.prefix}:ratelimit:{scope}:{client}:{window}"
+    @property
+    def rate_limit_prefix(self) -> str:
+        """Prefix of the rate limiter's keys (shared/rate_limit.py): the `limits` library appends
+        `:LIMIT/<scope>/<client>/<limit>/<window>/second`, a list of call times per client."""
+        return f"{self.prefix}:ratelimit"
+
+    @property
+    def gateway_hop_secret(self) -> str:
+        """String: the secret the gateway sends with the client it forwards (rate limits)."""
+        return f"{self.prefix}:gateway:hop-secret"
 
     # ---- reports (written by its apply script and consumer, read by its queries) --------------
     def _reports(self, name: str) -> str:

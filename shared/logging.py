@@ -31,7 +31,21 @@ _HEADER_VALUE = re.compile(
 )
 
 
+# Credentials in a URL's user-info (`redis://:pw@host`, `rediss://user:pw@host`, any scheme):
+# REDIS_URL reaches logs through start-up messages and redis-py's exception texts. The user-info
+# runs to the last `@` before the host part ends (a raw `@` in a password is common), and its
+# password (after the first `:`), or the whole of it when there is no `:`, becomes `***`.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s'\"<>]*)@")
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match[2].partition(":")
+    return f"{match[1]}{user}:***@" if colon else f"{match[1]}***@"
+
+
 def redact_text(text: str) -> str:
+    """`text` with bearer/basic credentials, Authorization values and URL passwords masked."""
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
     return _HEADER_VALUE.sub(r"\1***", _SCHEME_VALUE.sub(r"\1\2***", text))
 
 

@@ -1,5 +1,5 @@
-"""Middlewares shared by every service: request id + logging context, JSON errors, bearer-token
-auth for mutating calls, and request metrics."""
+"""Middlewares shared by every service: request id + logging context, the edge check (Host and
+cross-site origin), JSON errors, bearer-token auth for every unsafe call, and request metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -16,18 +17,25 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from yarl import URL
 
 from shared.domain_errors import DomainError
 from shared.errors import ApiError, Unauthorized, api_error_of
-from shared.logging import get_logger
+from shared.fleet import SERVICES
+from shared.logging import get_logger, redact_text
 from shared.request_stats import RequestStats
 from shared.responses import json_response
+from shared.settings import FleetSettings
 
 log = get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = web.RequestKey("request_id", str)
-MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# An allow-list: every other method (POST, PUT, PATCH, DELETE, and any a router might one day
+# take) is unsafe, needs the token when one is set and may not come from a foreign origin.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 def _route_name(request: web.Request) -> str:
@@ -64,6 +72,98 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         return response
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "learner")
+
+
+def _envelope(code: str, message: str, status: int, **headers: str) -> web.Response:
+    body = {"ok": False, "error": {"code": code, "message": message, "details": None}}
+    return json_response(body, status=status, headers=headers or None)
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a `Host` header, lower-case: `[::1]:3000` -> `::1`, `a.b.:80` -> `a.b`."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePolicy:
+    """Which origins may drive the fleet from a browser and which names it answers to.
+
+    Origins: every service's `http://127.0.0.1:<port>` and `http://localhost:<port>` (and
+    `[::1]`), the origin of every `*_URL` setting, plus `TOOLOO_CORS_ORIGINS`. Host names:
+    loopback, the host of every `*_URL` setting (compose's service names), the bind host when it
+    is not a wildcard, the hosts of the extra origins, plus `TOOLOO_ALLOWED_HOSTS` (`*`: any)."""
+
+    origins: frozenset[str]
+    hosts: frozenset[str]
+    any_host: bool = False
+
+    @classmethod
+    def of(cls, settings: FleetSettings) -> EdgePolicy:
+        origins: set[str] = set()
+        hosts: set[str] = set(LOOPBACK_HOSTS)
+        for svc in SERVICES:
+            port = settings.port_of(svc.name)
+            origins |= {f"http://{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+            explicit: str | None = getattr(settings, f"{svc.name}_url", None)
+            if explicit:
+                url = URL(explicit)
+                if url.host:
+                    hosts.add(url.host.lower())
+                    origins.add(str(url.origin()))
+        extra = {o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip()}
+        origins |= extra
+        hosts |= {h.lower() for o in extra if (h := URL(o).host)}
+        if settings.host not in WILDCARD_HOSTS:
+            hosts.add(host_name(settings.host))
+        listed = {host_name(h) for h in settings.allowed_hosts.split(",") if h.strip()}
+        return cls(frozenset(origins), frozenset(hosts | listed - {"*"}), "*" in listed)
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        # No Host at all is an HTTP/1.0 client, not a browser (which always sends one).
+        return self.any_host or host_header is None or host_name(host_header) in self.hosts
+
+    def cross_site(self, request: web.Request) -> bool:
+        """An unsafe request a browser sent on behalf of a page the fleet does not trust: its
+        `Origin` is not allowed, or it has none and the browser says it is cross-site. Without
+        either header it is not a browser's (curl, scripts, the services) and goes through. An
+        allowed origin is believed over `Sec-Fetch-Site`: a Control Room the operator listed in
+        TOOLOO_CORS_ORIGINS may well be on another site."""
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            return origin not in self.origins
+        return request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site"
+
+
+def edge_middleware(policy: EdgePolicy) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Refuses, before any handler runs: a `Host` that is not one of the fleet's names, on every
+    method (DNS rebinding: a page on attacker.example rebound to 127.0.0.1 sends its own name),
+    with 421; an unsafe request from a foreign page (cross-site request forgery: a "simple"
+    text/plain POST needs no preflight, and the services parse any content type) with 403."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        if not policy.host_allowed(host):
+            return _envelope(
+                "host_not_allowed",
+                f"Host {str(host)[:200]!r} is not a name of this fleet (TOOLOO_ALLOWED_HOSTS)",
+                421,
+            )
+        if request.method not in SAFE_METHODS and policy.cross_site(request):
+            origin = request.headers.get("Origin") or "(cross-site)"
+            return _envelope(
+                "cors_forbidden",
+                f"Origin {origin[:200]!r} may not call this API (TOOLOO_CORS_ORIGINS)",
+                403,
+            )
+        return await handler(request)
+
+    return middleware
 
 
 @web.middleware
@@ -111,13 +211,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (RedisConnectionError, RedisTimeoutError) as exc:
         # Redis restarting (refused, or still loading its append-only file): a 503 the caller
         # can retry, not an anonymous 500 (found by the chaos run: reports during a Redis crash).
-        log.warning("redis_unavailable", path=request.path, error=str(exc))
+        # redis-py's message names the server it tried; the scrub masks any credentials in it.
+        reason = redact_text(str(exc))
+        log.warning("redis_unavailable", path=request.path, error=reason)
         body = {
             "ok": False,
             "error": {
                 "code": "redis_unavailable",
                 "message": "Redis is not answering; try again shortly",
-                "details": str(exc),
+                "details": reason,
             },
         }
         return json_response(body, status=503, headers={"Retry-After": "1"})
@@ -135,12 +237,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Mutating methods need `Authorization: Bearer <token>` (installed only when a token is set)."""
+    """Every method but GET/HEAD/OPTIONS needs `Authorization: Bearer <token>` (installed only
+    when a token is set)."""
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in MUTATING_METHODS:
+        if request.method not in SAFE_METHODS:
             given = request.headers.get("Authorization", "").encode()
             # Constant-time compare, so the token cannot be guessed byte by byte from timings.
             if not hmac.compare_digest(given, expected):

@@ -1,53 +1,212 @@
-"""Per-client rate limits for expensive operator calls (boost, hyper-boost, scale).
+"""Per-client rate limits for expensive calls (boosts, scale, cohort boosts, new topics, learner
+creation, orchestrator actions, long reports windows), fleet-wide in Redis.
 
-A fixed window counter in Redis (INCR + PEXPIRE in one MULTI/EXEC, so the counter and its expiry
-are set together) makes the limit fleet-wide: every replica of a service counts against the same
-window. The client is the peer address, or the first X-Forwarded-For hop when the peer is the
-fleet's own gateway on loopback.
+The limiter is the `limits` library's moving window (`MovingWindowRateLimiter` on its redis-py
+asyncio storage, over the service's own connection pool): one EVALSHA per call, the same one
+round trip the hand-written fixed window took, but without its 2x burst at a window's edge. The
+script checks and records a call atomically (Redis runs it alone), so replicas cannot both take
+the last slot. The 429's `Retry-After` costs a second round trip, on refusals only.
+
+Who the client is: the peer address, unless the peer is believed to speak for someone else:
+- the fleet's gateway: it forwards the client it saw in `X-Forwarded-For`, with the hop secret
+  (`X-Tooloo-Gateway`, a random value the gateway keeps in Redis) that a client cannot know;
+- a proxy listed in `TOOLOO_TRUSTED_PROXIES`: its `X-Forwarded-For` is read right to left,
+  skipping trusted proxies, and the right-most hop that is not one is the client (the hops to
+  its left were written by that client and prove nothing).
+Anything else's `X-Forwarded-For` is ignored: rotating it no longer buys a fresh budget.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import ipaddress
 import math
+import secrets
 import time
+import weakref
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from aiohttp import web
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.errors import TooManyRequests
 from shared.keys import Keys
+
+FORWARDED_FOR = "X-Forwarded-For"
+GATEWAY_HOP_HEADER = "X-Tooloo-Gateway"
+# More hops than this in one X-Forwarded-For are not read (a bound on the walk).
+MAX_HOPS = 16
+# How long a process keeps the gateway's hop secret before reading it again.
+HOP_SECRET_TTL_S = 60.0
+HOP_READ_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     scope: str
-    limit: int  # calls allowed per window
-    window_s: float
+    limit: int  # calls (tokens) allowed in any window of `window_s`
+    window_s: int
+
+    @property
+    def item(self) -> RateLimitItemPerSecond:
+        return RateLimitItemPerSecond(self.limit, self.window_s, namespace="LIMIT")
 
 
-def client_id(request: web.Request) -> str:
+# ---- who the client is -------------------------------------------------------------------------
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def parse_proxies(listed: str) -> tuple[Network, ...]:
+    """`TOOLOO_TRUSTED_PROXIES` (IPs or CIDRs, comma-separated) as networks; a bad entry is a
+    start-up error, not a silently ignored proxy."""
+    return tuple(
+        ipaddress.ip_network(p.strip(), strict=False) for p in listed.split(",") if p.strip()
+    )
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def rightmost_untrusted(peer: str, forwarded: str | None, proxies: tuple[Network, ...]) -> str:
+    """The client of a request that reached us from `peer` with `forwarded` (X-Forwarded-For):
+    walk from the peer leftwards while the hop is a trusted proxy; the first hop that is not is
+    the client. A hop that is not an IP address ends the walk at the proxy that wrote it, so
+    nothing but addresses ever names a bucket."""
+    client = peer
+    peer_ip = _ip(peer)
+    if not forwarded or peer_ip is None or not any(peer_ip in net for net in proxies):
+        return client
+    for hop in reversed(forwarded.split(",")[-MAX_HOPS:]):  # bounded
+        ip = _ip(hop)
+        if ip is None:
+            break
+        client = str(ip)
+        if not any(ip in net for net in proxies):
+            break
+    return client
+
+
+class HopSecret:
+    """The gateway's hop secret, created once in Redis (SET NX: the first gateway to start picks
+    it, every later one reads the same) and cached per process for HOP_SECRET_TTL_S."""
+
+    def __init__(self) -> None:
+        self._value: str | None = None
+        self._at = 0.0
+
+    async def get(self, redis: Redis, keys: Keys, *, create: bool) -> str | None:
+        now = time.monotonic()
+        if self._value is None or now - self._at > HOP_SECRET_TTL_S:
+            try:
+                # Bounded: the gateway forwards reads while Redis is away (the orchestrator's
+                # status during a Redis restart); it then goes on with what it knew, or without
+                # the hop, and the services count its calls against its own address.
+                value = await asyncio.wait_for(self._read(redis, keys, create), HOP_READ_TIMEOUT_S)
+            except (RedisError, OSError, TimeoutError):
+                return self._value
+            self._value, self._at = (str(value) if value else None), now
+        return self._value
+
+    @staticmethod
+    async def _read(redis: Redis, keys: Keys, create: bool) -> str | None:
+        key = keys.gateway_hop_secret
+        if create:
+            # SET NX: whichever gateway comes first picks the secret; the GET reads the winner's.
+            await redis.set(key, secrets.token_urlsafe(32), nx=True)
+        value = await redis.get(key)  # str: the fleet's clients decode responses
+        return str(value) if value else None
+
+
+_HOP_SECRETS: dict[str, HopSecret] = {}
+
+
+def hop_secret(keys: Keys) -> HopSecret:
+    return _HOP_SECRETS.setdefault(keys.prefix, HopSecret())
+
+
+async def client_of(request: web.Request) -> str:
+    """The client this request counts against (see the module docstring)."""
+    app = request.app
     peer = request.remote or "unknown"
-    forwarded = request.headers.get("X-Forwarded-For")
-    # Trust the header only from loopback (our gateway); anyone else could forge it.
-    if forwarded and peer in ("127.0.0.1", "::1"):
-        return forwarded.split(",")[0].strip()[:64] or peer
-    return peer
+    forwarded = request.headers.get(FORWARDED_FOR)
+    given = request.headers.get(GATEWAY_HOP_HEADER)
+    if forwarded and given:
+        secret = await hop_secret(app[KEYS]).get(app[REDIS], app[KEYS], create=False)
+        # Constant-time compare: the secret cannot be guessed byte by byte from timings.
+        if secret and hmac.compare_digest(given.encode(), secret.encode()):
+            ip = _ip(forwarded.split(",")[-1])
+            return str(ip) if ip is not None else peer
+    return rightmost_untrusted(peer, forwarded, parse_proxies(app[SETTINGS].trusted_proxies))
 
 
-async def enforce(redis: Redis, keys: Keys, rule: RateLimit, client: str) -> None:
-    """Count one call of `client` against `rule`; raise 429 with Retry-After beyond the limit."""
-    now = time.time()
-    window = int(now // rule.window_s)
-    key = keys.rate_limit(rule.scope, client, window)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.pexpire(key, int(rule.window_s * 1000) + 1000)
-        count, _ = await pipe.execute()
-    if int(count) > rule.limit:
-        retry_after = max(1, math.ceil((window + 1) * rule.window_s - now))
-        raise TooManyRequests(
-            f"Too many {rule.scope} calls: at most {rule.limit} per {rule.window_s:g}s",
-            details={"limit": rule.limit, "window_s": rule.window_s, "retry_after_s": retry_after},
-            headers={"Retry-After": str(retry_after)},
+async def gateway_hop_headers(request: web.Request) -> dict[str, str]:
+    """What the gateway adds to a forwarded call: the client it resolved, and its hop secret."""
+    app = request.app
+    secret = await hop_secret(app[KEYS]).get(app[REDIS], app[KEYS], create=True)
+    headers = {FORWARDED_FOR: await client_of(request)}
+    if secret:
+        headers[GATEWAY_HOP_HEADER] = secret
+    return headers
+
+
+# ---- counting ----------------------------------------------------------------------------------
+
+# One limiter per Redis client (and key prefix): the storage only wraps the client's pool.
+_LIMITERS: weakref.WeakKeyDictionary[Redis, dict[str, MovingWindowRateLimiter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _limiter(redis: Redis, keys: Keys) -> MovingWindowRateLimiter:
+    per_prefix = _LIMITERS.setdefault(redis, {})
+    limiter = per_prefix.get(keys.prefix)
+    if limiter is None:
+        # The service's own pool (its timeouts, retry and password); the URI is then unused.
+        # `limits` types its pass-through options as scalars, hence the Any.
+        pool: dict[str, Any] = {"connection_pool": redis.connection_pool}
+        storage = RedisStorage(
+            "async+redis://", implementation="redispy", key_prefix=keys.rate_limit_prefix, **pool
         )
+        limiter = per_prefix[keys.prefix] = MovingWindowRateLimiter(storage)
+    return limiter
+
+
+async def enforce(redis: Redis, keys: Keys, rule: RateLimit, client: str, cost: int = 1) -> None:
+    """Count `cost` tokens of `client` against `rule`; raise 429 with Retry-After beyond it."""
+    limiter = _limiter(redis, keys)
+    if await limiter.hit(rule.item, rule.scope, client, cost=min(cost, rule.limit)):
+        return
+    stats = await limiter.get_window_stats(rule.item, rule.scope, client)
+    retry_after = max(1, min(rule.window_s, math.ceil(stats.reset_time - time.time())))
+    raise TooManyRequests(
+        f"Too many {rule.scope} calls: at most {rule.limit} per {rule.window_s}s"
+        + (f" (this one costs {cost})" if cost > 1 else ""),
+        details={
+            "limit": rule.limit,
+            "window_s": rule.window_s,
+            "cost": cost,
+            "retry_after_s": retry_after,
+        },
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+async def limit(request: web.Request, rule: RateLimit, cost: int = 1) -> None:
+    """`enforce` for the client of `request`, on the app's own Redis."""
+    app = request.app
+    await enforce(app[REDIS], app[KEYS], rule, await client_of(request), cost)

@@ -10,7 +10,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.logging import get_logger
+from shared.logging import get_logger, redact_text
 
 log = get_logger(__name__)
 
@@ -57,7 +57,11 @@ async def connect(url: str, *, attempts: int = 5, delay_s: float = 0.25) -> Redi
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             last_error = exc
             if attempt == 1 or attempt % 10 == 0:
-                log.warning("redis_unavailable", attempt=attempt, error=str(exc))
+                log.warning("redis_unavailable", attempt=attempt, error=redact_text(str(exc)))
             await asyncio.sleep(delay_s)
     await client.aclose()
-    raise RuntimeError(f"Redis at {url} did not answer after {attempts} attempts: {last_error}")
+    # The URL may hold a password (redis://:pw@host): masked, since this message ends up in the
+    # start-up traceback on stderr.
+    raise RuntimeError(
+        redact_text(f"Redis at {url} did not answer after {attempts} attempts: {last_error}")
+    )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+import threading
+import traceback
 from collections.abc import Callable
+from types import TracebackType
 
 import uvloop
 from aiohttp import web
 
+from shared.logging import redact_text
 from shared.settings import FleetSettings, get_settings
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -34,7 +38,27 @@ def check_bind_allowed(settings: FleetSettings) -> None:
         raise SystemExit(2)
 
 
+def _print_redacted(
+    kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """sys.excepthook: the traceback Python prints for an uncaught exception, scrubbed like a log
+    line first (a REDIS_URL password in a connection error's message must not reach stderr)."""
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, exc, tb))))
+    sys.stderr.flush()
+
+
+def _print_redacted_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        _print_redacted(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+def install_redacting_excepthook() -> None:
+    sys.excepthook = _print_redacted
+    threading.excepthook = _print_redacted_thread
+
+
 def run_service(service: str, create_app: Callable[[FleetSettings], web.Application]) -> None:
+    install_redacting_excepthook()
     settings = get_settings()
     check_bind_allowed(settings)
     app = create_app(settings)

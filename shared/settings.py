@@ -55,6 +55,18 @@ class FleetSettings(ServiceAddresses):
     # Upper bound for any service-to-service call; callers may pass a shorter one.
     http_timeout_s: float = Field(5.0, gt=0, le=120, validation_alias="TOOLOO_HTTP_TIMEOUT")
     var_dir: str = Field("./var", validation_alias="TOOLOO_VAR_DIR")
+    # ---- the edge: which browsers, host names and proxies the fleet believes (docs/SECURITY.md)
+    # Extra origins (exact `scheme://host[:port]`, comma-separated) allowed to call any service
+    # from a browser, besides the fleet's own (every service's loopback and `*_URL` origin).
+    cors_origins: str = Field("", validation_alias="TOOLOO_CORS_ORIGINS")
+    # Extra names the `Host` header may carry (comma-separated, no port; `*` turns the check
+    # off), besides loopback, the `*_URL` hosts and a non-wildcard bind host: DNS rebinding.
+    allowed_hosts: str = Field("", validation_alias="TOOLOO_ALLOWED_HOSTS")
+    # Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed, e.g. a reverse
+    # proxy in front of the gateway. Default none: a client cannot choose its rate-limit bucket.
+    trusted_proxies: str = Field("", validation_alias="TOOLOO_TRUSTED_PROXIES")
+    # Concurrent server-sent event streams the gateway serves (one per open Control Room).
+    sse_max_streams: int = Field(32, ge=1, le=10_000, validation_alias="TOOLOO_SSE_MAX_STREAMS")
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -22,15 +22,15 @@ from shared.app_keys import KEYS, REDIS
 from shared.commit_rounds import IDEMPOTENCY_HEADER, idempotency_key_of
 from shared.errors import BadRequest, NotFound
 from shared.events import emit_system_event
-from shared.rate_limit import RateLimit, client_id, enforce
+from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import learner_from, parse_body
 
 routes = ApiRoutes("coach")
 BASE = "/api/v1/auto-coach"
-BOOST_LIMIT = RateLimit("coach-boost", 60, 10.0)
-HYPER_BOOST_LIMIT = RateLimit("coach-hyper-boost", 20, 10.0)
+BOOST_LIMIT = RateLimit("coach-boost", 60, 10)
+HYPER_BOOST_LIMIT = RateLimit("coach-hyper-boost", 20, 10)
 
 
 async def _status(request: web.Request) -> dict[str, Any]:
@@ -124,7 +124,7 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
     learner = learner_from(request, body.learner)
     rule = BOOST_LIMIT if model is BoostRequest else HYPER_BOOST_LIMIT
     app = request.app
-    await enforce(app[REDIS], app[KEYS], rule, client_id(request))
+    await limit(request, rule)
     try:
         key = idempotency_key_of(request.headers.get(IDEMPOTENCY_HEADER))
     except ValueError as exc:

@@ -21,12 +21,18 @@ from services.meta.phases import PHASES
 from shared.app_keys import KEYS, REDIS, SERVICE
 from shared.errors import NotFound, ValidationFailed
 from shared.events import emit_system_event
+from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, parse_body, parse_query
 
 BASE = "/api/v4/meta-learning"
 routes = ApiRoutes("meta")
+# Per client, fleet-wide: a learner's boost is one script call; a cohort boost walks every learner
+# (up to millions, in one handler) and raises everyone's retention again on each call, so a
+# client's retry after a gateway timeout must not start a second walk: one a minute.
+BOOST_LIMIT = RateLimit("meta-boost-retention", 30, 60)
+COHORT_BOOST_LIMIT = RateLimit("meta-boost-cohort", 1, 60)
 
 
 def _engine(request: web.Request) -> MetaEngine:
@@ -131,11 +137,16 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.post(
     f"{BASE}/boost-retention",
     body=BoostRequest,
-    responses={404: "Unknown learner", 409: "Meta paused"},
+    responses={
+        404: "Unknown learner",
+        409: "Meta paused",
+        429: "More than 30 learner boosts, or more than one cohort boost, a minute",
+    },
 )
 async def boost_retention(request: web.Request) -> web.Response:
     """Raise retention (longer half-lives) and transfer, for one learner or `cohort: "all"`."""
     body = await parse_body(request, BoostRequest)
+    await limit(request, COHORT_BOOST_LIMIT if body.cohort == "all" else BOOST_LIMIT)
     engine = _engine(request)
     if body.cohort == "all":
         result = await engine.boost_cohort(body.retentionDelta, body.transferDelta)

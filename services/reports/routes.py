@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from services.reports import queries
@@ -10,11 +12,26 @@ from services.reports.dashboard import build_dashboard
 from services.reports.models import ExportQuery, TimeseriesQuery, WindowQuery
 from shared.app_keys import KEYS, REDIS
 from shared.clock import iso_ms, now_ms
+from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_query
 
 api = ApiRoutes("reports")
+# Windows up to an hour are free (the Control Room reads 60 s every second). Longer ones read one
+# hash per minute in one MULTI/EXEC that holds Redis (~19 ms at 24 h, during which no round
+# commits): each costs a token per started hour of window, from a per-client budget of 96 a
+# minute, so four 24 h reads a minute, or 96 one-hour-and-a-bit ones.
+FREE_WINDOW_MIN = 60
+LONG_WINDOW_LIMIT = RateLimit("reports-long-window", 96, 60)
+LONG_WINDOW_429 = {
+    429: "Windows beyond an hour: more than 96 hour-tokens a minute from this client"
+}
+
+
+async def _long_window(request: web.Request, minutes: int) -> None:
+    if minutes > FREE_WINDOW_MIN:
+        await limit(request, LONG_WINDOW_LIMIT, cost=math.ceil(minutes / 60))
 
 
 def register(app: web.Application) -> None:
@@ -37,19 +54,29 @@ async def status(request: web.Request) -> web.Response:
     return ok(status=body)
 
 
-@api.get("/api/v1/reports/metrics", query=WindowQuery, summary="Current metrics over a window")
+@api.get(
+    "/api/v1/reports/metrics",
+    query=WindowQuery,
+    summary="Current metrics over a window",
+    responses=LONG_WINDOW_429,
+)
 async def metrics(request: web.Request) -> web.Response:
     q = parse_query(request, WindowQuery)
+    await _long_window(request, math.ceil(q.window / 60))
     at = now_ms()
     body = await queries.metrics(request.app[REDIS], request.app[KEYS], q.window, at)
     return ok(window_s=q.window, generated_at=iso_ms(at), metrics=body)
 
 
 @api.get(
-    "/api/v1/reports/timeseries", query=TimeseriesQuery, summary="One metric, one point a minute"
+    "/api/v1/reports/timeseries",
+    query=TimeseriesQuery,
+    summary="One metric, one point a minute",
+    responses=LONG_WINDOW_429,
 )
 async def timeseries(request: web.Request) -> web.Response:
     q = parse_query(request, TimeseriesQuery)
+    await _long_window(request, q.minutes)
     at = now_ms()
     points = await queries.timeseries(
         request.app[REDIS], request.app[KEYS], q.metric, q.minutes, at
@@ -57,9 +84,15 @@ async def timeseries(request: web.Request) -> web.Response:
     return ok(metric=q.metric, minutes=q.minutes, generated_at=iso_ms(at), points=points)
 
 
-@api.get("/api/v1/reports/dashboard", query=WindowQuery, summary="Rollout metrics dashboard")
+@api.get(
+    "/api/v1/reports/dashboard",
+    query=WindowQuery,
+    summary="Rollout metrics dashboard",
+    responses=LONG_WINDOW_429,
+)
 async def dashboard(request: web.Request) -> web.Response:
     q = parse_query(request, WindowQuery)
+    await _long_window(request, math.ceil(q.window / 60))
     redis, keys = request.app[REDIS], request.app[KEYS]
     at = now_ms()
     m = await queries.metrics(redis, keys, q.window, at)
@@ -67,9 +100,15 @@ async def dashboard(request: web.Request) -> web.Response:
     return ok(**build_dashboard(m, q.window, at, fast_lane))
 
 
-@api.get("/api/v1/reports/export", query=ExportQuery, summary="Per-minute series as CSV or JSON")
+@api.get(
+    "/api/v1/reports/export",
+    query=ExportQuery,
+    summary="Per-minute series as CSV or JSON",
+    responses=LONG_WINDOW_429,
+)
 async def export(request: web.Request) -> web.Response:
     q = parse_query(request, ExportQuery)
+    await _long_window(request, q.minutes)
     at = now_ms()
     rows = await queries.series_rows(request.app[REDIS], request.app[KEYS], q.minutes, at)
     if q.format == "csv":

@@ -29,11 +29,17 @@ from services.training.store import (
 from shared.commit_rounds import IDEMPOTENCY_HEADER, idempotency_key_of, request_hash
 from shared.errors import BadRequest, NotFound, ValidationFailed
 from shared.learner_state import LearnerState
+from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import DEFAULT_LEARNER, learner_from, parse_body, parse_query
 
 api = ApiRoutes("training")
+# Per client, fleet-wide. A new topic changes every learner's curriculum (and each round's cost);
+# a created learner is a state hash, history and index entries kept forever. Onboarding at scale
+# goes through web's scale loop, not this endpoint.
+NEW_TOPIC_LIMIT = RateLimit("training-new-topic", 10, 60)
+CREATE_LEARNER_LIMIT = RateLimit("training-create-learner", 100, 10)
 
 
 def register(app: web.Application) -> None:
@@ -164,10 +170,14 @@ async def next_domain(request: web.Request) -> web.Response:
     "/api/v1/training/new-topic",
     body=NewTopicRequest,
     summary="Add a topic (duplicates need force; at most TOOLOO_MAX_TOPICS in all)",
-    responses={409: "Topic exists, or the curriculum is full"},
+    responses={
+        409: "Topic exists, or the curriculum is full",
+        429: "More than 10 calls a minute from this client",
+    },
 )
 async def new_topic(request: web.Request) -> web.Response:
     body = await parse_body(request, NewTopicRequest)
+    await limit(request, NEW_TOPIC_LIMIT)
     store = request.app[STORE]
     updated = await store.curriculum.add_topic(
         body.key,
@@ -206,10 +216,11 @@ async def history(request: web.Request) -> web.Response:
     "/api/v1/learners",
     body=CreateLearnerRequest,
     summary="Create a learner",
-    responses={409: "Learner exists"},
+    responses={409: "Learner exists", 429: "More than 100 calls in 10 s from this client"},
 )
 async def create_learner(request: web.Request) -> web.Response:
     body = await parse_body(request, CreateLearnerRequest)
+    await limit(request, CREATE_LEARNER_LIMIT)
     learner = body.id or f"u-{secrets.token_hex(6)}"
     store = request.app[STORE]
     state = await store.create_learner(learner, body.region, body.active)

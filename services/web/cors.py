@@ -1,16 +1,18 @@
-"""CORS for the gateway: only its own origin may use the API from a browser.
+"""CORS for the gateway: which browser pages may read the API's answers.
 
-Allowed origins: `http://127.0.0.1:<WEB_PORT>` and `http://localhost:<WEB_PORT>` (where the
-Control Room is served), plus any listed in `TOOLOO_CORS_ORIGINS` (comma-separated, exact
-`scheme://host[:port]`). For a request with an `Origin` header:
+The allow-list is the fleet's own (shared/middlewares.py `EdgePolicy`): every service's loopback
+origin (the Control Room is served at `http://127.0.0.1:<WEB_PORT>` and
+`http://localhost:<WEB_PORT>`), the `*_URL` origins, plus `TOOLOO_CORS_ORIGINS` (comma-separated,
+exact `scheme://host[:port]`). For a request with an `Origin` header:
 
 - allowed origin: the answer carries `Access-Control-Allow-Origin: <origin>` (and `Vary: Origin`);
   a preflight (`OPTIONS` with `Access-Control-Request-Method`) answers 204 with the methods and
   headers the API takes (`Authorization`, `Content-Type`, `X-Request-ID`);
-- any other origin: no `Access-Control-Allow-Origin`, so the browser withholds the answer; its
-  preflight is refused (403 `cors_forbidden`), and so is a mutating request that needs no
-  preflight (a "simple" cross-site POST, which a browser sends without asking and would otherwise
-  change state: cross-site request forgery while no token is set).
+- any other origin: no `Access-Control-Allow-Origin`, so the browser withholds the answer, and
+  its preflight is refused (403 `cors_forbidden`). Its unsafe requests that need no preflight (a
+  "simple" cross-site POST) are refused by the shared edge middleware every service runs, just
+  inside this one (so the refusal gets this layer's `Vary: Origin`); this layer does not check
+  twice.
 
 Requests without `Origin` (curl, Locust, services) are not affected.
 """
@@ -20,10 +22,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.middlewares import MUTATING_METHODS
+from shared.middlewares import EdgePolicy
 from shared.responses import json_response
 from shared.settings import FleetSettings
 
@@ -34,17 +34,8 @@ EXPOSE_HEADERS = "X-Request-ID, Retry-After, X-Upstream-Service"
 PREFLIGHT_MAX_AGE_S = 600
 
 
-class CorsSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
-    cors_origins: str = Field("", validation_alias="TOOLOO_CORS_ORIGINS")
-
-
-def allowed_origins(settings: FleetSettings, extra: str | None = None) -> frozenset[str]:
-    port = settings.port_of("web")
-    configured = CorsSettings().cors_origins if extra is None else extra
-    listed = {o.strip().rstrip("/") for o in configured.split(",") if o.strip()}
-    return frozenset({f"http://127.0.0.1:{port}", f"http://localhost:{port}", *listed})
+def allowed_origins(settings: FleetSettings) -> frozenset[str]:
+    return EdgePolicy.of(settings).origins
 
 
 def _forbidden(origin: str) -> web.Response:
@@ -72,7 +63,7 @@ def cors_middleware(allowed: frozenset[str]) -> Callable[..., Awaitable[web.Stre
         preflight = (
             request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
         )
-        if not permitted and (preflight or request.method in MUTATING_METHODS):
+        if not permitted and preflight:
             return _forbidden(origin)
         if preflight:
             return web.Response(

@@ -23,7 +23,7 @@ from aiohttp_sse import sse_response
 from services.web import gates as gates_mod
 from services.web import system
 from shared import fleet
-from shared.errors import ApiError
+from shared.errors import ApiError, ServiceUnavailable
 from shared.http_client import ServiceClient
 from shared.keys import Keys
 from shared.logging import get_logger
@@ -157,6 +157,8 @@ class SnapshotCache:
         # shutdown for its whole timeout (twice: wait, then cancel) with a handler that never
         # returns by itself.
         self._closing = asyncio.Event()
+        # Streams open now (each holds a connection and a handler for up to STREAM_MAX_S).
+        self.streams = 0
 
     def close(self) -> None:
         self._closing.set()
@@ -181,8 +183,29 @@ class SnapshotCache:
             return self._value
 
 
-async def stream(request: web.Request, cache: SnapshotCache) -> web.StreamResponse:
-    """One snapshot per second until the client goes away (or STREAM_MAX_S passes)."""
+async def stream(
+    request: web.Request, cache: SnapshotCache, *, max_streams: int
+) -> web.StreamResponse:
+    """One snapshot per second until the client goes away (or STREAM_MAX_S passes). Beyond
+    `max_streams` open streams the answer is 503: each holds a connection, a file descriptor and
+    a handler for an hour, so their number is bounded, not the process's file limit."""
+    if cache.streams >= max_streams:
+        raise ServiceUnavailable(
+            f"{max_streams} event streams are open already (TOOLOO_SSE_MAX_STREAMS)",
+            code="too_many_streams",
+            details={"max_streams": max_streams},
+            headers={"Retry-After": "5"},
+        )
+    # Counted and released on this one event loop, with no await between check and increment:
+    # two requests cannot both take the last slot.
+    cache.streams += 1
+    try:
+        return await _stream(request, cache)
+    finally:
+        cache.streams -= 1
+
+
+async def _stream(request: web.Request, cache: SnapshotCache) -> web.StreamResponse:
     deadline = time.monotonic() + STREAM_MAX_S
     async with sse_response(request) as resp:
         first = True

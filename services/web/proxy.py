@@ -20,7 +20,7 @@ from yarl import URL
 from shared.errors import NotFound, UpstreamError, UpstreamTimeout
 from shared.fleet import SERVICES
 from shared.middlewares import REQUEST_ID, REQUEST_ID_HEADER
-from shared.rate_limit import client_id
+from shared.rate_limit import gateway_hop_headers
 from shared.settings import FleetSettings
 
 # (prefix, service), from the fleet table. Order does not matter: `ProxyTable` sorts longest first.
@@ -94,9 +94,10 @@ class Forwarder:
         headers = {h: request.headers[h] for h in FORWARD_REQUEST_HEADERS if h in request.headers}
         headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
         # The caller, for the per-client rate limits behind the gateway (the coach's boosts): the
-        # services trust this header from loopback only, and it replaces any the client sent
-        # unless the gateway's own peer is loopback (a local reverse proxy's hop is kept).
-        headers["X-Forwarded-For"] = client_id(request)
+        # client the gateway resolved (its peer, or what a TOOLOO_TRUSTED_PROXIES proxy said) in
+        # X-Forwarded-For, with the hop secret the services check before believing it. What the
+        # client sent in X-Forwarded-For is never passed on as is.
+        headers.update(await gateway_hop_headers(request))
         # raw_path keeps the query string and the client's percent-encoding untouched.
         url = URL(self.settings.url_of(service) + request.raw_path, encoded=True)
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_s)

@@ -15,7 +15,7 @@ from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY
 from services.web.models import EmptyBody, GatesQuery, ScaleRequest
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.errors import NotFound
-from shared.rate_limit import RateLimit, client_id, enforce
+from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_body, parse_query
@@ -26,7 +26,7 @@ PAGE = STATIC_DIR / "control-room.html"
 routes = ApiRoutes("web")
 # Per client, fleet-wide (shared/rate_limit.py): a scale change sets onboarding of up to millions
 # of learners in motion; an operator or the Locust onboarding user needs a few a minute.
-SCALE_LIMIT = RateLimit("system-scale", 30, 10.0)
+SCALE_LIMIT = RateLimit("system-scale", 30, 10)
 
 
 # ---- scale and onboarding ---------------------------------------------------------------------
@@ -45,7 +45,7 @@ async def get_scale(request: web.Request) -> web.Response:
 )
 async def post_scale(request: web.Request) -> web.Response:
     body = await parse_body(request, ScaleRequest)
-    await enforce(request.app[REDIS], request.app[KEYS], SCALE_LIMIT, client_id(request))
+    await limit(request, SCALE_LIMIT)
     state = await system.set_scale(request.app[REDIS], request.app[KEYS], body.learners, body.hold)
     return ok(scale=state)
 
@@ -94,9 +94,14 @@ def _error_message(body: dict[str, Any]) -> str | None:
     return err.get("message") if isinstance(err, dict) else None
 
 
-@routes.get("/api/v1/system/events", summary="Server-sent events: fleet, coach, metrics, gates")
+@routes.get(
+    "/api/v1/system/events",
+    summary="Server-sent events: fleet, coach, metrics, gates",
+    responses={503: "TOOLOO_SSE_MAX_STREAMS streams are open already"},
+)
 async def get_events(request: web.Request) -> web.StreamResponse:
-    return await events.stream(request, request.app[SNAPSHOTS])
+    cap = request.app[SETTINGS].sse_max_streams
+    return await events.stream(request, request.app[SNAPSHOTS], max_streams=cap)
 
 
 @routes.get("/api/v1/system/routes", summary="The gateway's routing table")

@@ -43,7 +43,15 @@ def _auth(token: str | None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def secured(honcho_fleet: ArmedFleetFactory) -> Iterator[HonchoFleet]:
-    with honcho_fleet({"TOOLOO_API_TOKEN": TOKEN, "TOOLOO_LOG_LEVEL": "debug"}) as fleet:
+    # Loopback is a trusted proxy here (as behind a local reverse proxy), so the rate-limit test
+    # can play several clients with X-Forwarded-For; by default no proxy is believed
+    # (tests/integration/test_rate_limits.py).
+    env = {
+        "TOOLOO_API_TOKEN": TOKEN,
+        "TOOLOO_LOG_LEVEL": "debug",
+        "TOOLOO_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    with honcho_fleet(env) as fleet:
         yield fleet
 
 
