@@ -55,6 +55,16 @@ class FleetSettings(ServiceAddresses):
     # Upper bound for any service-to-service call; callers may pass a shorter one.
     http_timeout_s: float = Field(5.0, gt=0, le=120, validation_alias="TOOLOO_HTTP_TIMEOUT")
     var_dir: str = Field("./var", validation_alias="TOOLOO_VAR_DIR")
+    # Streams (shared/stream_trim.py): trimmed by consumer progress every interval (by reports);
+    # a stream without any consumer group is capped at `stream_cap` entries instead; a group
+    # whose lag (undelivered + pending entries) exceeds `stream_lag_alert` raises an alert.
+    stream_trim_interval_s: float = Field(
+        10.0, gt=0, le=3600, validation_alias="TOOLOO_STREAM_TRIM_INTERVAL"
+    )
+    stream_cap: int = Field(1_000_000, ge=1, le=1_000_000_000, validation_alias="TOOLOO_STREAM_CAP")
+    stream_lag_alert: int = Field(
+        100_000, ge=1, le=1_000_000_000, validation_alias="TOOLOO_STREAM_LAG_ALERT"
+    )
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

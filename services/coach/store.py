@@ -29,6 +29,7 @@ from services.coach.scheduler import Pick, stride
 from services.coach.settings_store import CoachSettings, from_fields, merge, to_fields
 from services.coach.tick import TickResult
 from shared.clock import now_ms
+from shared.events import COACH_META_GROUP
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
@@ -66,7 +67,7 @@ COVERAGE_SAMPLE = 5000  # coached learners checked against the queue per status 
 META_DELAYS_KEPT = 1000
 FASTLANE_SAMPLE = 50  # fast-lane members listed by the status
 PROMOTE_LIMIT = 1000  # due reviews moved back into the queue per tick (bounded work)
-META_GROUP = "coach"  # the coach's consumer group on the meta stream
+META_GROUP = COACH_META_GROUP  # the coach's consumer group on the meta stream
 
 
 def action_fields(action: str, at_ms: int | None = None) -> dict[str, str]:
