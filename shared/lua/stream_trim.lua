@@ -10,11 +10,12 @@
 -- Redis for long; approximate only ever keeps more than asked, never less.
 -- Used by shared/stream_trim.py. KEYS: 1 stream; ARGV: 1 length cap for a stream without
 -- groups, 2 LIMIT (most entries evicted by this call).
--- Returns {entries trimmed, groups, floor id ('' when capped by length or nothing to do)}.
+-- Returns {entries trimmed, groups, floor id ('' when capped by length or nothing to do)}, or
+-- an `INVALID stream_trim: …` error reply (nothing trimmed) for a bad cap or limit.
 local cap = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 if cap == nil or cap < 0 or cap % 1 ~= 0 or limit == nil or limit < 1 or limit % 1 ~= 0 then
-  return redis.error_reply('ERR stream_trim: cap and limit must be whole numbers')
+  return redis.error_reply('INVALID stream_trim: cap and limit must be whole numbers')
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {0, 0, ''}
