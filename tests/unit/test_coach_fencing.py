@@ -5,8 +5,10 @@ lands); and the move of the coach's keys to the `{coach}` hash tag keeps stored 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from services.coach.lease import Lease
@@ -113,3 +115,28 @@ async def test_coach_keys_move_to_the_hash_tag_keeping_settings(redis: Redis, ke
     ]  # fmt: skip
     assert await store.migrate_keys() == 0  # idempotent
     assert (await store.load_settings()).maxRoundsPerCycle == 7
+
+
+async def test_an_acquisition_between_check_and_write_aborts_the_write(
+    redis: Redis, keys: Keys, scripts: Scripts, prefix: str, redis_server: Any
+) -> None:
+    """The fence is checked, then another replica acquires before EXEC: the WATCH on the fence
+    makes EXEC apply nothing (the check and the writes are one atomic step)."""
+    lease = Lease(redis, keys, scripts, token="a")
+    store = CoachStore(redis, keys, fencing=lease)
+    assert await lease.try_acquire()
+    other = sync_redis.Redis.from_url(redis_server.url)
+
+    def fill(pipe: Any) -> None:
+        pipe.hincrby(keys.coach_stats, "ticks", 1)
+        other.incr(keys.coach_fence)  # a new holder acquires right now, on its own connection
+
+    before = await snapshot(redis, prefix)
+    with pytest.raises(Fenced):
+        await store._fenced(fill)
+    after = await snapshot(redis, prefix)
+    fence = keys.coach_fence.encode()
+    assert {k: v for k, v in after.items() if k != fence} == {
+        k: v for k, v in before.items() if k != fence
+    }  # only the other replica's acquisition changed anything
+    other.close()
