@@ -56,12 +56,17 @@ class FleetSettings(ServiceAddresses):
     http_timeout_s: float = Field(5.0, gt=0, le=120, validation_alias="TOOLOO_HTTP_TIMEOUT")
     var_dir: str = Field("./var", validation_alias="TOOLOO_VAR_DIR")
     # Streams (shared/stream_trim.py): trimmed by consumer progress every interval (by reports);
-    # a stream without any consumer group is capped at `stream_cap` entries instead; a group
+    # acknowledged entries are kept for `stream_retention_s`; a stream without any consumer group
+    # is capped at `stream_cap` entries instead; a group
     # whose lag (undelivered + pending entries) exceeds `stream_lag_alert` raises an alert.
     stream_trim_interval_s: float = Field(
         10.0, gt=0, le=3600, validation_alias="TOOLOO_STREAM_TRIM_INTERVAL"
     )
     stream_cap: int = Field(1_000_000, ge=1, le=1_000_000_000, validation_alias="TOOLOO_STREAM_CAP")
+    # Acknowledged entries younger than this stay (the streams are the recent event log too).
+    stream_retention_s: float = Field(
+        60.0, ge=0, le=86_400, validation_alias="TOOLOO_STREAM_RETENTION"
+    )
     stream_lag_alert: int = Field(
         100_000, ge=1, le=1_000_000_000, validation_alias="TOOLOO_STREAM_LAG_ALERT"
     )

@@ -6,6 +6,8 @@ measured 2,500 rounds committed and 1,083 counted. So no writer caps its XADD; i
 `trim_stream` (the `stream_trim` script, shared/lua/) deletes only entries below what every
 group of the stream has acknowledged, and caps by length only a stream that has no group at all.
 It takes any stream key, so it applies unchanged to more streams (per-shard streams later).
+Acknowledged entries younger than `retention_ms` are kept as well: the streams are also the
+fleet's recent event log (`XRANGE …:events:system` when something went wrong a minute ago).
 
 Who runs it: the reports service, every `TOOLOO_STREAM_TRIM_INTERVAL` seconds, for the three
 fleet streams (see services/reports/app.py). Running it from several replicas (or any other
@@ -47,11 +49,12 @@ def trim_script(redis: Redis) -> AsyncScript:
 
 
 async def trim_stream(
-    script: AsyncScript, stream: str, *, cap: int, limit: int = TRIM_LIMIT
+    script: AsyncScript, stream: str, *, cap: int, retention_ms: int = 0, limit: int = TRIM_LIMIT
 ) -> TrimResult:
-    """Trim `stream` below what all its groups have acknowledged, or to about `cap` entries when
-    it has no group. Never deletes an entry a group has not been given or has not acknowledged."""
-    trimmed, groups, floor = await script(keys=[stream], args=[cap, limit])
+    """Trim `stream` below what all its groups have acknowledged and below now - retention_ms,
+    or to about `cap` entries when it has no group. Never deletes an entry a group has not been
+    given or has not acknowledged."""
+    trimmed, groups, floor = await script(keys=[stream], args=[cap, limit, retention_ms])
     return TrimResult(stream, int(trimmed), int(groups), text(floor) or None)
 
 

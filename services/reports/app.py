@@ -33,7 +33,12 @@ async def _consume(app: web.Application) -> None:
 
 async def _trim(app: web.Application) -> None:
     settings = app[SETTINGS]
-    trimmer = StreamTrimmer(app[REDIS], app[KEYS], cap=settings.stream_cap)
+    trimmer = StreamTrimmer(
+        app[REDIS],
+        app[KEYS],
+        cap=settings.stream_cap,
+        retention_ms=int(settings.stream_retention_s * 1000),
+    )
     await trimmer.run(settings.stream_trim_interval_s)
 
 

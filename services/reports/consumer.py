@@ -234,12 +234,13 @@ class StreamTrimmer:
     stream, trimming only below every group's floor). A reports replica that is down trims
     nothing, which is what its own group's floor would allow anyway."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, cap: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, cap: int, retention_ms: int = 0) -> None:
         self.redis = redis
         self.keys = keys
         self.script = trim_script(redis)
         self.streams = [stream_key(keys, kind) for kind in STREAM_KINDS]
         self.cap = cap
+        self.retention_ms = retention_ms
 
     async def ensure_groups(self) -> None:
         """The groups whose progress bounds the trim exist before the first trim, so a stream
@@ -257,7 +258,10 @@ class StreamTrimmer:
 
     async def run_once(self) -> list[TrimResult]:
         await self.ensure_groups()
-        results = [await trim_stream(self.script, s, cap=self.cap) for s in self.streams]
+        results = [
+            await trim_stream(self.script, s, cap=self.cap, retention_ms=self.retention_ms)
+            for s in self.streams
+        ]
         trimmed = {r.stream: r.trimmed for r in results if r.trimmed}
         if trimmed:
             log.info("streams_trimmed", trimmed=trimmed)

@@ -5,17 +5,22 @@
 -- Per group the floor is the lower of its oldest pending id (delivered, not yet acknowledged:
 -- XPENDING's summary) and the id just after its last-delivered id (the first entry it has not
 -- been given yet); the stream is trimmed below the lowest floor over its groups (XTRIM MINID).
+-- Acknowledged entries younger than a retention (ARGV[3] ms, by Redis' own clock, the clock of
+-- the ids) are kept too: the streams double as the fleet's recent event log (an operator's or a
+-- test's XRANGE of `events:system`), so the floor is never above now - retention.
 -- A stream without any group keeps a length cap instead (XTRIM MAXLEN).
 -- Trimming is approximate (`~`, whole macro nodes) and bounded (LIMIT), so one call never holds
 -- Redis for long; approximate only ever keeps more than asked, never less.
 -- Used by shared/stream_trim.py. KEYS: 1 stream; ARGV: 1 length cap for a stream without
--- groups, 2 LIMIT (most entries evicted by this call).
+-- groups, 2 LIMIT (most entries evicted by this call), 3 retention of acknowledged entries (ms).
 -- Returns {entries trimmed, groups, floor id ('' when capped by length or nothing to do)}, or
 -- an `INVALID stream_trim: …` error reply (nothing trimmed) for a bad cap or limit.
 local cap = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
-if cap == nil or cap < 0 or cap % 1 ~= 0 or limit == nil or limit < 1 or limit % 1 ~= 0 then
-  return redis.error_reply('INVALID stream_trim: cap and limit must be whole numbers')
+local retention = tonumber(ARGV[3])
+if #ARGV ~= 3 or cap == nil or cap < 0 or cap % 1 ~= 0 or limit == nil or limit < 1
+    or limit % 1 ~= 0 or retention == nil or retention < 0 or retention % 1 ~= 0 then
+  return redis.error_reply('INVALID stream_trim: cap, limit and retention must be whole numbers')
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {0, 0, ''}
@@ -34,7 +39,10 @@ local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
 if #groups == 0 then
   return {redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', cap, 'LIMIT', limit), 0, ''}
 end
-local floor = nil
+-- The oldest id the retention keeps: (server time in ms - retention)-0.
+local now = redis.call('TIME')
+local floor = string.format('%d', math.max(0, tonumber(now[1]) * 1000
+  + math.floor(tonumber(now[2]) / 1000) - retention)) .. '-0'
 for _, flat in ipairs(groups) do
   local info = {}
   for i = 1, #flat - 1, 2 do
@@ -47,7 +55,7 @@ for _, flat in ipairs(groups) do
   if tonumber(pending[1]) > 0 and lower(pending[2], candidate) then
     candidate = pending[2]
   end
-  if floor == nil or lower(candidate, floor) then
+  if lower(candidate, floor) then
     floor = candidate
   end
 end

@@ -81,7 +81,8 @@ CASES: list[tuple[str, Script, Callable[[Keys], list[str]], list[Any]]] = [
     ("meta: delay", own("services.meta", "meta_commit"), lambda k: k.meta_commit_keys("a"), meta_args(sv="1", state=STATE, event=(*COMPLETED, "delay_ms", "1e9"))),
     # The review's case (3.4): the delay sum overflows, after state, meta, log and event.
     ("meta: delay overflow", own("services.meta", "meta_commit"), lambda k: k.meta_commit_keys("a"), meta_args(sv="1", state=STATE, n=1, log=(LOG,), event=(*COMPLETED, "delay_ms", 5))),
-    ("trim: cap", shared("stream_trim"), lambda k: [k.stream_rounds], ["many", 10]),
+    ("trim: cap", shared("stream_trim"), lambda k: [k.stream_rounds], ["many", 10, 0]),
+    ("trim: retention", shared("stream_trim"), lambda k: [k.stream_rounds], [10, 10, -1]),
 ]  # fmt: skip
 
 

@@ -55,6 +55,18 @@ async def test_trims_only_below_what_every_group_has_acknowledged(redis: Redis, 
     assert ids[500] in left and len(left) <= 700
 
 
+async def test_acknowledged_entries_younger_than_the_retention_stay(
+    redis: Redis, keys: Keys
+) -> None:
+    stream = keys.stream_rounds
+    ids = await fill(redis, stream, 1000)
+    await redis.xgroup_create(stream, "reports", id="$")  # everything counts as acknowledged
+    kept = await trim_stream(trim_script(redis), stream, cap=10, retention_ms=3_600_000)
+    assert kept.trimmed == 0 and await ids_of(redis, stream) == ids  # all of the last hour
+    gone = await trim_stream(trim_script(redis), stream, cap=10, retention_ms=0)
+    assert gone.trimmed >= 900
+
+
 async def test_a_group_that_read_nothing_keeps_everything(redis: Redis, keys: Keys) -> None:
     stream = keys.stream_meta
     ids = await fill(redis, stream, 1000)
