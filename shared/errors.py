@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import OutOfMemoryError, ResponseError
+
 from shared.domain_errors import ConflictError, DomainError, NotFoundError
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class ApiError(Exception):
@@ -91,3 +96,48 @@ def api_error_of(exc: DomainError) -> ApiError:
     """The HTTP form of a domain error: its status from `DOMAIN_STATUS`, its code and message."""
     status = next(DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS)
     return ApiError(exc.message, code=exc.code, details=exc.details, status=status)
+
+
+# ---- Redis refusals --------------------------------------------------------------------------
+# Matched on redis-py's class (which drops the `OOM` code from the text) and on the reply text:
+# a refusal inside a Lua script reaches the caller as a plain ResponseError on Redis 6.2
+# (`Error running script … -OOM command not allowed …`).
+OOM_MARK = "command not allowed when used memory"
+# The prefix of the error reply a fleet script returns when it refuses its arguments, before
+# any write (shared/lua/*.lua, meta_commit.lua, reports_apply.lua, promote_due.lua).
+SCRIPT_INVALID_MARK = "INVALID "
+
+
+class RedisOutOfMemory(ServiceUnavailable):
+    status, code = 503, "redis_out_of_memory"
+
+
+class ScriptRejected(ApiError):
+    """A fleet script refused its arguments (and wrote nothing): the caller's bug, not the
+    client's, so a 500 — but one that says what was refused and that nothing changed."""
+
+    status, code = 500, "script_rejected_input"
+
+
+def redis_error_of(exc: BaseException) -> ApiError | None:
+    """The API error for a Redis error reply the fleet knows (None for any other exception):
+    Redis at `maxmemory` refusing a write -> 503 `redis_out_of_memory` (retry later; the
+    dashboard raises an alert), a script refusing its input -> 500 `script_rejected_input`.
+    The error middleware calls this, so every service answers these the same way."""
+    if not isinstance(exc, ResponseError):
+        return None
+    message = str(exc)
+    if isinstance(exc, OutOfMemoryError) or OOM_MARK in message:
+        log.warning("redis_out_of_memory", error=message[:300])
+        return RedisOutOfMemory(
+            "Redis is out of memory (maxmemory reached) and refuses writes; nothing was "
+            "written. Try again after memory is freed or the limit raised.",
+            headers={"Retry-After": "5"},
+        )
+    if message.startswith(SCRIPT_INVALID_MARK) or f" {SCRIPT_INVALID_MARK}" in message:
+        log.error("script_rejected_input", error=message[:300])
+        return ScriptRejected(
+            "A Redis script refused its arguments; nothing was written.",
+            details=message[message.find(SCRIPT_INVALID_MARK) :][:300],
+        )
+    return None

@@ -31,8 +31,11 @@ from shared.clock import now_ms
 from shared.keys import Keys
 from shared.redis_types import field_map, text
 
-STREAM_MAXLEN = 100_000
 TYPE = "type"  # the field naming an entry's kind on the meta and system streams
+# The coach's consumer group on the meta stream. Named here because the stream trimmer
+# (reports) creates it too when missing: a ready event must stay until the coach has read it,
+# even if no coach has started yet (shared/stream_trim.py trims below every group's progress).
+COACH_META_GROUP = "coach"
 
 Fields = Mapping[str, str]  # one stream entry as redis-py returns it (decode_responses=True)
 
@@ -225,7 +228,7 @@ async def emit_system_event(
         ts=now_ms(),
         extra={name: _text_of(v) for name, v in fields.items() if v is not None},
     )
-    entry_id = await redis.xadd(
-        keys.stream_system, field_map(event.to_fields()), maxlen=STREAM_MAXLEN, approximate=True
-    )
+    # No MAXLEN: a length cap would delete entries reports has not read yet; the stream is
+    # trimmed by its consumers' progress instead (shared/stream_trim.py).
+    entry_id = await redis.xadd(keys.stream_system, field_map(event.to_fields()))
     return text(entry_id)

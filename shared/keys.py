@@ -161,60 +161,90 @@ class Keys:
         return f"{self.prefix}:events:system"
 
     # ---- coach -------------------------------------------------------------------------------
+    # Every coach key carries the hash tag `{coach}`: one Cluster slot, so the leader's fenced
+    # writes (a MULTI/EXEC watching `coach_fence`, the promote_due script) can check the fencing
+    # token in the same atomic step as the keys they write. The names before the tag are kept by
+    # `legacy_coach_keys` so that a coach starting on an existing fleet moves them
+    # (services/coach/migrate_keys.lua) and no stored setting, queue or counter is lost.
+    def _coach(self, name: str) -> str:
+        return f"{self.prefix}:{{coach}}:{name}"
+
     @property
     def coach_settings(self) -> str:
         """Hash, one field per setting. `minAvgMastery` and `maxBelow80` are read by the
         round-commit script to decide readiness, so they stay plain numeric fields."""
-        return f"{self.prefix}:coach:settings"
+        return self._coach("settings")
 
     @property
     def coach_state(self) -> str:
         """Hash: runtime state that must survive a coach restart (active, lastAction, ...)."""
-        return f"{self.prefix}:coach:state"
+        return self._coach("state")
 
     @property
     def coach_stats(self) -> str:
         """Hash of counters (roundsRun, ticks, metaTriggers, ...)."""
-        return f"{self.prefix}:coach:stats"
+        return self._coach("stats")
 
     @property
     def coach_lease(self) -> str:
-        return f"{self.prefix}:coach:lease"
+        return self._coach("lease")
+
+    @property
+    def coach_fence(self) -> str:
+        """Counter: the fencing token, incremented each time a replica acquires the lease; the
+        leader's writes are refused once it no longer equals the token the writer acquired."""
+        return self._coach("fence")
 
     @property
     def coach_queue(self) -> str:
         """Sorted set of active learners that need coaching, scored by their virtual pass
         (stride scheduling). Maintained by the round-commit script and the coach."""
-        return f"{self.prefix}:coach:queue"
+        return self._coach("queue")
 
     @property
     def coach_ready(self) -> str:
         """Sorted set of ready learners, scored by their next review time (epoch ms)."""
-        return f"{self.prefix}:coach:ready"
+        return self._coach("ready")
 
     @property
     def coach_fastlane(self) -> str:
         """Set of learner ids in the fast lane."""
-        return f"{self.prefix}:coach:fastlane"
+        return self._coach("fastlane")
 
     @property
     def coach_coached(self) -> str:
         """Sorted set: learner -> last time (ms) the coach ran a round for it."""
-        return f"{self.prefix}:coach:coached"
+        return self._coach("coached")
 
     def coach_throughput(self, epoch_second: int) -> str:
         """Counter of rounds the coach ran in one second (expires after two minutes)."""
-        return f"{self.prefix}:coach:tput:{epoch_second}"
+        return self._coach(f"tput:{epoch_second}")
 
     @property
     def coach_meta_delays(self) -> str:
         """List of recent meta trigger delays in ms, newest first, capped."""
-        return f"{self.prefix}:coach:meta:delays"
+        return self._coach("meta:delays")
 
     @property
     def coach_meta_delay_by_learner(self) -> str:
         """Hash: learner -> last meta trigger delay in ms."""
-        return f"{self.prefix}:coach:meta:delay"
+        return self._coach("meta:delay")
+
+    def legacy_coach_keys(self) -> list[tuple[str, str]]:
+        """(name before the `{coach}` tag, current name) of every lasting coach key; the lease
+        and the per-second throughput counters expire within seconds and are not moved."""
+        names = {
+            "settings": self.coach_settings,
+            "state": self.coach_state,
+            "stats": self.coach_stats,
+            "queue": self.coach_queue,
+            "ready": self.coach_ready,
+            "fastlane": self.coach_fastlane,
+            "coached": self.coach_coached,
+            "meta:delays": self.coach_meta_delays,
+            "meta:delay": self.coach_meta_delay_by_learner,
+        }
+        return [(f"{self.prefix}:coach:{old}", new) for old, new in names.items()]
 
     # ---- meta --------------------------------------------------------------------------------
     @property

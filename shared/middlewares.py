@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
 from shared.domain_errors import DomainError
-from shared.errors import ApiError, Unauthorized, api_error_of
+from shared.errors import ApiError, Unauthorized, api_error_of, redis_error_of
 from shared.fleet import SERVICES
 from shared.logging import get_logger, redact_text
 from shared.request_stats import RequestStats
@@ -223,7 +223,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             },
         }
         return json_response(body, status=503, headers={"Retry-After": "1"})
-    except Exception:
+    except Exception as exc:
+        if known := redis_error_of(exc):  # Redis at maxmemory -> 503, a script's refusal -> 500
+            return json_response(known.body(), status=known.status, headers=known.headers)
         log.exception("unhandled_error", path=request.path, method=request.method)
         body = {
             "ok": False,

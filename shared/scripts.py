@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "delete_learner",
     "lease_renew",
     "lease_release",
+    "stream_trim",
 )
 
 

@@ -67,6 +67,21 @@ class FleetSettings(ServiceAddresses):
     trusted_proxies: str = Field("", validation_alias="TOOLOO_TRUSTED_PROXIES")
     # Concurrent server-sent event streams the gateway serves (one per open Control Room).
     sse_max_streams: int = Field(32, ge=1, le=10_000, validation_alias="TOOLOO_SSE_MAX_STREAMS")
+    # Streams (shared/stream_trim.py): trimmed by consumer progress every interval (by reports);
+    # acknowledged entries are kept for `stream_retention_s`; a stream without any consumer group
+    # is capped at `stream_cap` entries instead; a group
+    # whose lag (undelivered + pending entries) exceeds `stream_lag_alert` raises an alert.
+    stream_trim_interval_s: float = Field(
+        10.0, gt=0, le=3600, validation_alias="TOOLOO_STREAM_TRIM_INTERVAL"
+    )
+    stream_cap: int = Field(1_000_000, ge=1, le=1_000_000_000, validation_alias="TOOLOO_STREAM_CAP")
+    # Acknowledged entries younger than this stay (the streams are the recent event log too).
+    stream_retention_s: float = Field(
+        60.0, ge=0, le=86_400, validation_alias="TOOLOO_STREAM_RETENTION"
+    )
+    stream_lag_alert: int = Field(
+        100_000, ge=1, le=1_000_000_000, validation_alias="TOOLOO_STREAM_LAG_ALERT"
+    )
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

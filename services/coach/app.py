@@ -28,12 +28,16 @@ def call_timeout(settings: FleetSettings) -> float:
 async def _coach_ctx(app: web.Application) -> AsyncIterator[None]:
     redis, keys, client = app[REDIS], app[KEYS], app[CLIENT]
     timeout = call_timeout(app[SETTINGS])
-    store = CoachStore(redis, keys)
+    lease = Lease(redis, keys, app[SCRIPTS], token=app[INSTANCE])
+    app[LEASE] = lease
+    # The leader-only writes carry the lease's fencing token (see services/coach/store.py).
+    store = CoachStore(redis, keys, fencing=lease)
+    # Before anything reads or writes them: keys from before the `{coach}` tag are moved, so an
+    # upgraded fleet keeps its stored settings (idempotent; concurrent replicas are safe).
+    await store.migrate_keys()
     await store.ensure_default_settings()
     app[STORE] = store
     app[TRAINING] = HttpTrainingApi(client, timeout_s=timeout)
-    lease = Lease(redis, keys, app[SCRIPTS], token=app[INSTANCE])
-    app[LEASE] = lease
     meta = MetaTrigger(store, HttpMetaApi(client, timeout_s=timeout), lease, consumer=app[INSTANCE])
     app[META] = meta
     app[LOOP] = CoachLoop(store, app[TRAINING], lease, meta=meta)

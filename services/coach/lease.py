@@ -9,6 +9,13 @@ killed the lease lapses after at most `ttl_ms` and a standby holds it a moment l
 Safety: a holder that cannot reach Redis cannot know whether it still holds the lease, so it
 counts itself leader only until its last successful renewal plus the TTL minus a margin — before
 any other replica could acquire it.
+
+Fencing: that margin does not cover a leader stalled in the middle of a tick (an event-loop
+stall, a partition) whose writes land after a standby took over. So each acquisition
+(`lease_acquire`, beside this module) also increments `keys.coach_fence` and the new holder
+keeps the value as its fencing token; the leader's writes (services/coach/store.py) check in
+the same atomic step that the fence still equals their token and are refused (`Fenced`) once a
+newer holder exists.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from redis.exceptions import RedisError
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.redis_types import text_or_none
-from shared.scripts import Scripts
+from shared.scripts import Scripts, lua_source
 
 log = get_logger(__name__)
 
@@ -37,6 +44,13 @@ class Leadership(Protocol):
 
     @property
     def is_leader(self) -> bool: ...
+
+
+class Fencing(Protocol):
+    """The fencing token the leader's writes carry (None: never acquired, or lost)."""
+
+    @property
+    def fence_token(self) -> int | None: ...
 
 
 def new_instance_token() -> str:
@@ -63,6 +77,14 @@ class Lease:
         self.renew_s = renew_s
         self.retry_s = retry_s
         self._valid_until = 0.0  # monotonic time until which we may act as leader
+        # The fencing token of our current tenure: kept past a local expiry (Redis decides
+        # whether a write with it is stale), dropped when another holder is seen.
+        self._fence: int | None = None
+        self._acquire = redis.register_script(lua_source(__package__, "lease_acquire"))
+
+    @property
+    def fence_token(self) -> int | None:
+        return self._fence
 
     @property
     def is_leader(self) -> bool:
@@ -95,18 +117,25 @@ class Lease:
             self._granted(at)
         else:
             self._valid_until = 0.0
+            self._fence = None
         if was != held:
             log.info("coach_lease_changed", leader=held, instance=self.token)
         return held
 
     async def _set_nx(self) -> bool:
-        # SET NX replies OK (True) or nil when the key exists; without GET it never returns a value.
-        return bool(
-            await self.redis.set(self.keys.coach_lease, self.token, nx=True, px=self.ttl_ms)
+        """Acquire as a new holder: SET NX and the next fencing token in one script."""
+        fence = int(
+            await self._acquire(
+                keys=[self.keys.coach_lease, self.keys.coach_fence], args=[self.token, self.ttl_ms]
+            )
         )
+        if fence:
+            self._fence = fence
+        return fence > 0
 
     async def release(self) -> bool:
         self._valid_until = 0.0
+        self._fence = None
         try:
             return bool(
                 await self.scripts.lease_release(keys=[self.keys.coach_lease], args=[self.token])

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from services.coach.lease import Leadership
 from services.coach.settings_store import CoachSettings
-from services.coach.store import CoachStore
+from services.coach.store import CoachStore, Fenced
 from services.coach.tick import Call, TickSummary, plan, summarize
 from services.coach.training_api import BatchOutcome, TrainingApi
 from shared.clock import now_ms
@@ -94,6 +94,10 @@ class CoachLoop:
                 await self.tick(settings, outage)
             except asyncio.CancelledError:
                 raise
+            except Fenced as exc:
+                # Another replica acquired the lease while this tick ran (a stall): its record
+                # was refused whole; the lease task notices on its next renewal.
+                log.warning("coach_tick_fenced", error=str(exc))
             except Exception as exc:  # a tick never kills the loop
                 log.exception("coach_tick_failed")
                 await self._note(f"tick failed: {exc.__class__.__name__}: {exc}")
@@ -120,7 +124,7 @@ class CoachLoop:
     async def _note(self, action: str) -> None:
         try:
             await self.store.note_action(action)
-        except Exception:
+        except Exception:  # Redis away, or Fenced: a newer leader notes its own
             log.warning("coach_state_write_failed")
 
     # ---- one tick ----------------------------------------------------------------------------

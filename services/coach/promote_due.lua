@@ -2,10 +2,29 @@
 -- Atomic: a learner leaves `coach:ready` and joins `coach:queue` in the same step, so it is never
 -- in both sets or in neither (a concurrent commit that finds it ready again puts it back in
 -- `ready`; one that finds it not ready leaves it queued — either way exactly one index holds it).
--- KEYS: 1 coach ready, 2 coach queue
--- ARGV: 1 now (epoch ms), 2 max learners to move
--- Returns the number of learners moved.
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+-- Fenced: a leader-only write, so it runs only while the fence still holds the caller's token
+-- (services/coach/lease.py); the fence shares the coach keys' `{coach}` hash tag.
+-- KEYS: 1 coach ready, 2 coach queue, 3 coach fence
+-- ARGV: 1 now (epoch ms), 2 max learners to move, 3 fencing token ('' = unfenced caller)
+-- Returns the number of learners moved, -1 when a newer lease holder exists (nothing written),
+-- or an `INVALID promote_due: …` error reply, having written nothing (the arguments are
+-- checked before the first write).
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if #ARGV ~= 3 or now == nil or not string.match(ARGV[1], '^%d+$') then
+  return redis.error_reply('INVALID promote_due: now must be epoch ms')
+end
+if limit == nil or not string.match(ARGV[2], '^%d+$') or limit < 1 or limit > 100000 then
+  return redis.error_reply('INVALID promote_due: limit must be 1..100000')
+end
+if ARGV[3] ~= '' then
+  if not string.match(ARGV[3], '^%d+$') then
+    return redis.error_reply('INVALID promote_due: fencing token')
+  end
+  if redis.call('GET', KEYS[3]) ~= ARGV[3] then
+    return -1
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 if #due == 0 then
   return 0
 end

@@ -11,11 +11,20 @@
 - `keys.coach_settings` (one field per setting, see settings_store), the fast-lane members
   (`keys.coach_fastlane`), the queue of learners needing coaching and the reviews waiting in
   `keys.coach_ready` (see scheduler), and the coach's consumer group on `keys.stream_meta`.
+
+Fencing: the leader-only writes (a tick's record, due reviews, the meta trigger's records and
+the state notes) carry the lease's fencing token (services/coach/lease.py) and are refused with
+`Fenced`, writing nothing, once another replica has acquired the lease since: each is one
+MULTI/EXEC that WATCHes `keys.coach_fence` and checks its value first (EXEC aborts if an
+acquisition increments it in between), or the promote_due script checking it. Every key they
+write shares the fence's `{coach}` hash tag. The meta stream's XACKs follow a fenced record
+instead of sitting in it (the stream is not in that slot): a refused leader acknowledges
+nothing, so the new leader's claim serves those entries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -23,16 +32,18 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, WatchError
 
+from services.coach.lease import Fencing
 from services.coach.scheduler import Pick, stride
 from services.coach.settings_store import CoachSettings, from_fields, merge, to_fields
 from services.coach.tick import TickResult
 from shared.clock import now_ms
+from shared.events import COACH_META_GROUP
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
-from shared.redis_types import field_map, scored, text_map, texts
+from shared.redis_types import field_map, scored, text_map, text_or_none, texts
 from shared.scripts import lua_source
 
 log = get_logger(__name__)
@@ -66,7 +77,7 @@ COVERAGE_SAMPLE = 5000  # coached learners checked against the queue per status 
 META_DELAYS_KEPT = 1000
 FASTLANE_SAMPLE = 50  # fast-lane members listed by the status
 PROMOTE_LIMIT = 1000  # due reviews moved back into the queue per tick (bounded work)
-META_GROUP = "coach"  # the coach's consumer group on the meta stream
+META_GROUP = COACH_META_GROUP  # the coach's consumer group on the meta stream
 
 
 def action_fields(action: str, at_ms: int | None = None) -> dict[str, str]:
@@ -79,6 +90,11 @@ def outage_field(service: str) -> str:
 
 def outage_value(since_ms: int, error: str) -> str:
     return orjson.dumps({"since": since_ms, "error": error[:300]}).decode()
+
+
+class Fenced(Exception):
+    """A leader-only write was refused: another replica acquired the lease (a newer fencing
+    token exists), or this one holds none. Nothing of the write was applied."""
 
 
 class UnknownLearners(Exception):
@@ -122,10 +138,51 @@ class StatusReading:
 
 
 class CoachStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, fencing: Fencing | None = None) -> None:
+        """`fencing`: the lease whose token the leader-only writes carry; None writes them
+        unfenced (a tool or test that is not a replica of the running coach)."""
         self.redis = redis
         self.keys = keys
+        self.fencing = fencing
         self._promote_due = redis.register_script(lua_source(__package__, "promote_due"))
+        self._migrate = redis.register_script(lua_source(__package__, "migrate_keys"))
+
+    # ---- fencing and migration -----------------------------------------------------------------
+    def _token(self) -> str:
+        """The fencing token to check ('' = unfenced store); Fenced when we hold none."""
+        if self.fencing is None:
+            return ""
+        token = self.fencing.fence_token
+        if token is None:
+            raise Fenced("this replica holds no coach lease")
+        return str(token)
+
+    async def _fenced(self, fill: Callable[[Pipeline], object]) -> None:
+        """Run the writes `fill` queues as one MULTI/EXEC that applies only while the fence
+        still holds our token: WATCH the fence, read it, then MULTI … EXEC; an acquisition in
+        between increments the fence and EXEC applies nothing (WatchError)."""
+        token = self._token()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if token:
+                await pipe.watch(self.keys.coach_fence)
+                current = text_or_none(await pipe.get(self.keys.coach_fence))
+                if current != token:  # the context manager's reset un-WATCHes
+                    raise Fenced(f"fencing token {token} is stale (fence is now {current})")
+                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            fill(pipe)
+            try:
+                await pipe.execute()
+            except WatchError:
+                raise Fenced(f"fencing token {token} went stale during the write") from None
+
+    async def migrate_keys(self) -> int:
+        """Move coach keys from their names before the `{coach}` tag (idempotent, atomic; see
+        migrate_keys.lua). Returns how many were moved; run at start, before anything else."""
+        pairs = [name for pair in self.keys.legacy_coach_keys() for name in pair]
+        moved = int(await self._migrate(keys=pairs, args=[]))
+        if moved:
+            log.info("coach_keys_migrated", keys=moved)
+        return moved
 
     # ---- settings ------------------------------------------------------------------------------
     async def load_settings(self) -> CoachSettings:
@@ -197,15 +254,23 @@ class CoachStore:
         await self.redis.hset(self.keys.coach_state, mapping=field_map(fields))
 
     async def note_action(self, action: str) -> None:
-        await self.redis.hset(self.keys.coach_state, mapping=field_map(action_fields(action)))
+        """The leader's lastAction (fenced)."""
+        await self._fenced(
+            lambda pipe: pipe.hset(self.keys.coach_state, mapping=field_map(action_fields(action)))
+        )
 
     async def promote_due(self, at_ms: int) -> int:
-        """Move ready learners whose review is due back into the queue (spaced repetition)."""
-        return int(
+        """Move ready learners whose review is due back into the queue (spaced repetition);
+        fenced inside the script."""
+        moved = int(
             await self._promote_due(
-                keys=[self.keys.coach_ready, self.keys.coach_queue], args=[at_ms, PROMOTE_LIMIT]
+                keys=[self.keys.coach_ready, self.keys.coach_queue, self.keys.coach_fence],
+                args=[at_ms, PROMOTE_LIMIT, self._token()],
             )
         )
+        if moved < 0:
+            raise Fenced("promote_due refused: a newer coach lease holder exists")
+        return moved
 
     async def pick(self, count: int, *, use_fast_lane: bool = True) -> list[Pick]:
         """The `count` learners with the lowest pass, and whether each is in the fast lane."""
@@ -231,7 +296,8 @@ class CoachStore:
             )
 
     async def record_tick(self, result: TickResult) -> None:
-        """Everything a tick changes, in one pipeline."""
+        """Everything a tick changes, in one fenced MULTI/EXEC (all or nothing; Fenced when a
+        newer leader exists)."""
         state_fields = {
             **action_fields(result.action),
             LAST_STATUS: orjson.dumps(result.summary).decode(),
@@ -240,7 +306,8 @@ class CoachStore:
             state_fields[outage_field("training")] = outage_value(
                 result.at_ms, result.outage_started
             )
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def fill(pipe: Pipeline) -> None:
             self._count_rounds(pipe, result.rounds, result.at_ms / 1000, CounterName.ROUNDS_RUN)
             pipe.hincrby(self.keys.coach_stats, CounterName.TICKS, 1)
             if result.learner_errors:
@@ -259,7 +326,8 @@ class CoachStore:
             pipe.hset(self.keys.coach_state, mapping=field_map(state_fields))
             if result.outage_over:
                 pipe.hdel(self.keys.coach_state, outage_field("training"))
-            await pipe.execute()
+
+        await self._fenced(fill)
 
     async def record_boost(self, rounds: int) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -322,37 +390,43 @@ class CoachStore:
             await pipe.execute()
 
     async def record_meta_served(self, served: Sequence[MetaServed], action: str) -> None:
-        """Delays recorded and entries acknowledged in one round trip; the meta outage, if one
-        was recorded (perhaps by a previous leader), is over."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        """Delays recorded (fenced, one MULTI/EXEC), then the entries acknowledged; the meta
+        outage, if one was recorded (perhaps by a previous leader), is over. A crash between
+        the two leaves the entries pending: served again later, which meta de-duplicates."""
+
+        def fill(pipe: Pipeline) -> None:
             for s in served:
                 value = round(s.delay_ms, 3)
                 pipe.lpush(self.keys.coach_meta_delays, value)
                 pipe.ltrim(self.keys.coach_meta_delays, 0, META_DELAYS_KEPT - 1)
                 pipe.hset(self.keys.coach_meta_delay_by_learner, s.learner, value)
                 pipe.hincrby(self.keys.coach_stats, CounterName.META_TRIGGERS, 1)
-                pipe.xack(self.keys.stream_meta, META_GROUP, s.entry_id)
             pipe.hset(self.keys.coach_state, LAST_META_ACTION, action)
             pipe.hdel(self.keys.coach_state, outage_field("meta"))
-            await pipe.execute()
+
+        await self._fenced(fill)
+        if served:
+            await self.ack_meta_events([s.entry_id for s in served])
 
     async def record_meta_dropped(self, entry_id: str, action: str) -> None:
-        """A trigger that can never succeed: acknowledged and counted as a failure."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(self.keys.stream_meta, META_GROUP, entry_id)
+        """A trigger that can never succeed: counted as a failure (fenced), then acknowledged."""
+
+        def fill(pipe: Pipeline) -> None:
             pipe.hincrby(self.keys.coach_stats, CounterName.META_FAILURES, 1)
             pipe.hset(self.keys.coach_state, LAST_META_ACTION, action)
-            await pipe.execute()
+
+        await self._fenced(fill)
+        await self.ack_meta_events([entry_id])
 
     async def note_meta_action(self, action: str) -> None:
-        await self.redis.hset(self.keys.coach_state, LAST_META_ACTION, action)
+        await self._fenced(lambda pipe: pipe.hset(self.keys.coach_state, LAST_META_ACTION, action))
 
     async def record_meta_outage(self, since_ms: int, error: str) -> None:
         fields = {
             outage_field("meta"): outage_value(since_ms, error),
             **action_fields(f"meta unavailable: {error}"),
         }
-        await self.redis.hset(self.keys.coach_state, mapping=field_map(fields))
+        await self._fenced(lambda pipe: pipe.hset(self.keys.coach_state, mapping=field_map(fields)))
 
     # ---- the status ----------------------------------------------------------------------------
     async def read_status(self) -> StatusReading:

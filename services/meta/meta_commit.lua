@@ -19,7 +19,53 @@
 --       the newest at the head), then optionally the completed event as field/value pairs (its
 --       `delay_ms` also feeds the delay stats).
 -- Returns {1, new meta version, new state version or 0} | {0, 'meta', current meta version}
---       | {0, 'state', current state version} | {-1} when the learner does not exist.
+--       | {0, 'state', current state version} | {-1} when the learner does not exist
+--       | an `INVALID meta_commit: …` error reply, having written nothing.
+-- Redis does not roll a script back when it fails half-way, so every input (and every stored
+-- value the writes depend on) is checked before the first write: a bad argument, or a delay
+-- that would overflow the stats, is refused with nothing written.
+-- The completed event is appended without MAXLEN: a length cap would drop entries the coach or
+-- reports have not read; shared/stream_trim.py trims the stream by their progress.
+local function invalid(what)
+  return redis.error_reply('INVALID meta_commit: ' .. what)
+end
+local function whole(x)  -- a non-negative integer written in digits, or nil
+  if type(x) ~= 'string' or not string.match(x, '^%d+$') or #x > 15 then return nil end
+  return tonumber(x)
+end
+local function json_ok(x)
+  return pcall(cjson.decode, x)
+end
+local MAX_SAFE = 9007199254740991  -- 2^53 - 1: counters stay exact as Lua numbers and floats
+if whole(ARGV[1]) == nil then return invalid('expected meta version') end
+if not json_ok(ARGV[2]) then return invalid('meta document is not JSON') end
+local cap = whole(ARGV[3])
+if cap == nil or cap < 1 then return invalid('log cap') end
+if ARGV[4] ~= '' then
+  if whole(ARGV[4]) == nil then return invalid('expected state version') end
+  if ARGV[5] == nil or ARGV[5] == '' then return invalid('new state missing') end
+end
+local ran = whole(ARGV[6])
+if ran == nil then return invalid('phases run') end
+local n = whole(ARGV[7])
+if n == nil then return invalid('log entry count') end
+if ARGV[8] == nil or #ARGV < 8 + n then return invalid('fewer log entries than counted') end
+for i = 1, n do
+  if not json_ok(ARGV[8 + i]) then return invalid('log entry ' .. i .. ' is not JSON') end
+end
+local first = 9 + n
+if (#ARGV - first + 1) % 2 ~= 0 then return invalid('event fields are not pairs') end
+local delay = nil
+for i = first, #ARGV - 1, 2 do
+  if ARGV[i] == 'delay_ms' then
+    delay = whole(ARGV[i + 1])
+    if delay == nil then return invalid('delay_ms') end
+  end
+end
+if delay ~= nil then
+  local sum = tonumber(redis.call('HGET', KEYS[5], 'delaySumMs') or '0')
+  if sum == nil or sum + delay > MAX_SAFE then return invalid('delay sum would overflow') end
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1}
 end
@@ -33,34 +79,34 @@ if ARGV[4] ~= '' then
   if cur ~= ARGV[4] then
     return {0, 'state', cur}
   end
-  sv = tonumber(cur) + 1
+  sv = tonumber(cur)
+  if sv == nil then return invalid('stored state version') end
+  sv = sv + 1
+end
+local newmv = tonumber(mv)
+if newmv == nil then return invalid('stored meta version') end
+newmv = newmv + 1
+-- Every check above is a read; the writes start here.
+if sv > 0 then
   redis.call('HSET', KEYS[1], 'v', sv, 's', ARGV[5])
 end
-local newmv = tonumber(mv) + 1
 redis.call('HSET', KEYS[2], 'v', newmv, 's', ARGV[2])
-local n = tonumber(ARGV[7])
 for i = 1, n do
   redis.call('LPUSH', KEYS[3], ARGV[8 + i])
 end
 if n > 0 then
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+  redis.call('LTRIM', KEYS[3], 0, cap - 1)
 end
-local ran = tonumber(ARGV[6])
 if ran > 0 then
   redis.call('HINCRBY', KEYS[5], 'phasesRun', ran)
 end
-local first = 9 + n
 if #ARGV >= first then
   local event = {}
-  local delay = nil
   for i = first, #ARGV - 1, 2 do
     event[#event + 1] = ARGV[i]
     event[#event + 1] = ARGV[i + 1]
-    if ARGV[i] == 'delay_ms' then
-      delay = tonumber(ARGV[i + 1])
-    end
   end
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', unpack(event))
+  redis.call('XADD', KEYS[4], '*', unpack(event))
   redis.call('HINCRBY', KEYS[5], 'completed', 1)
   if delay ~= nil then
     redis.call('HINCRBY', KEYS[5], 'delayCount', 1)

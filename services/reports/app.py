@@ -8,7 +8,7 @@ from aiohttp import web
 
 from services.reports import routes
 from services.reports.app_keys import CONSUMER
-from services.reports.consumer import ReportsConsumer, consumer_name
+from services.reports.consumer import ReportsConsumer, StreamTrimmer, consumer_name
 from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.settings import FleetSettings
@@ -31,10 +31,22 @@ async def _consume(app: web.Application) -> None:
     await app[CONSUMER].run()
 
 
+async def _trim(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    trimmer = StreamTrimmer(
+        app[REDIS],
+        app[KEYS],
+        cap=settings.stream_cap,
+        retention_ms=int(settings.stream_retention_s * 1000),
+    )
+    await trimmer.run(settings.stream_trim_interval_s)
+
+
 def create_app(settings: FleetSettings | None = None) -> web.Application:
     app = create_base_app("reports", settings, ready_checks=[consumer_ready])
     routes.register(app)
     # After the Redis context (registered by the base app), which provides REDIS.
     app.cleanup_ctx.append(_consumer_ctx)
     add_background_task(app, _consume, "reports-consumer")
+    add_background_task(app, _trim, "stream-trimmer")
     return app

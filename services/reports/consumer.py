@@ -29,9 +29,11 @@ from redis.exceptions import ResponseError
 from services.reports.aggregates import RETENTION_S, STREAM_KINDS, minute_of
 from services.reports.apply import GROUP, Entry, apply_entries, apply_script, stream_key
 from services.reports.queries import coach_throughput
+from shared.events import COACH_META_GROUP
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.redis_types import texts
+from shared.stream_trim import TrimResult, trim_script, trim_stream
 
 log = get_logger(__name__)
 
@@ -222,3 +224,55 @@ async def trim_transitions(redis: Redis, keys: Keys, now_ms: int) -> None:
             if int(old) > 1:
                 pipe.zremrangebyrank(keys.reports_service(service), 0, int(old) - 2)
         await pipe.execute()
+
+
+class StreamTrimmer:
+    """Trims the fleet's streams by their consumers' progress (shared/stream_trim.py), run by
+    reports every `TOOLOO_STREAM_TRIM_INTERVAL`. Reports runs it because its group is on every
+    stream: it is the reader whose progress decides what may go, and the one process that has
+    to run anyway for the streams to drain. Safe with several replicas (one atomic script per
+    stream, trimming only below every group's floor). A reports replica that is down trims
+    nothing, which is what its own group's floor would allow anyway."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, cap: int, retention_ms: int = 0) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.script = trim_script(redis)
+        self.streams = [stream_key(keys, kind) for kind in STREAM_KINDS]
+        self.cap = cap
+        self.retention_ms = retention_ms
+
+    async def ensure_groups(self) -> None:
+        """The groups whose progress bounds the trim exist before the first trim, so a stream
+        is never taken for group-less (and capped) just because its readers have not started:
+        reports' own groups, and the coach's on the meta stream (created at 0, as the coach
+        does itself, so ready events written before any coach started are kept for it)."""
+        await ensure_groups(self.redis, self.keys)
+        try:
+            await self.redis.xgroup_create(
+                self.keys.stream_meta, COACH_META_GROUP, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run_once(self) -> list[TrimResult]:
+        await self.ensure_groups()
+        results = [
+            await trim_stream(self.script, s, cap=self.cap, retention_ms=self.retention_ms)
+            for s in self.streams
+        ]
+        trimmed = {r.stream: r.trimmed for r in results if r.trimmed}
+        if trimmed:
+            log.info("streams_trimmed", trimmed=trimmed)
+        return results
+
+    async def run(self, interval_s: float) -> None:
+        while True:  # bounded by task cancellation at shutdown; one pass per interval
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away or refusing: try again next interval
+                log.warning("stream_trim_failed", error=f"{exc.__class__.__name__}: {exc}")
+            await asyncio.sleep(interval_s)

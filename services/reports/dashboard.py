@@ -3,6 +3,7 @@ from them. Pure: the route reads the metrics and the coach's fast-lane switch an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from shared.clock import iso_ms
@@ -32,12 +33,25 @@ def alert_level(values: dict[str, float | None]) -> tuple[str, list[str]]:
     return level, fired
 
 
+# Colours of the alerts that do not come from the window's metrics but from the state of Redis
+# and its streams (queries.lag_alerts, queries.memory_alerts): a group lagging behind holds the
+# stream's memory (hold the ramp); Redis at maxmemory refuses every write (throttle).
+STREAM_LAG_COLOUR = "yellow"
+OUT_OF_MEMORY_COLOUR = "red"
+
+
 def build_dashboard(
-    m: dict[str, Any], window_s: int, at_ms: int, fast_lane: bool | None
+    m: dict[str, Any],
+    window_s: int,
+    at_ms: int,
+    fast_lane: bool | None,
+    *,
+    lag_alerts: Sequence[str] = (),
+    memory_alerts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The dashboard document (alert level, recommendation, coach status) and its `dashboard`
     block (status, metrics, insights, next actions), built from `metrics()`'s answer and filled
-    with measured values only."""
+    with measured values only; `lag_alerts`/`memory_alerts` are fired triggers of their own."""
     latency = m["round_latency_ms"]
     level, fired = alert_level(
         {
@@ -46,6 +60,13 @@ def build_dashboard(
             "latency_p95_ms": latency["p95"],
         }
     )
+    for triggers, colour in (
+        (lag_alerts, STREAM_LAG_COLOUR),
+        (memory_alerts, OUT_OF_MEMORY_COLOUR),
+    ):
+        fired += list(triggers)
+        if triggers and (colour == "red" or level == "normal"):
+            level = colour
     insights = [
         f"{m['rounds_total']} rounds recorded; {m['rounds_per_min']} rounds/min over the last "
         f"{window_s} s",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from services.reports.aggregates import (
     STREAM_KINDS,
@@ -28,9 +29,9 @@ from services.reports.apply import GROUP, stream_key
 from shared.clock import iso_ms
 from shared.keys import Keys
 from shared.redis_types import text_map, texts
+from shared.stream_trim import group_lags
 
 COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
-LAG_SCAN_LIMIT = 10_000  # bound on entries counted after the group's last delivered id
 
 COUNTERS = (
     "rounds",
@@ -109,17 +110,30 @@ async def coach_coverage(redis: Redis, keys: Keys, at_ms: int) -> tuple[float | 
 # ---- minute rows -----------------------------------------------------------------------------
 
 
-async def read_minutes(
-    redis: Redis, keys: Keys, minutes: Sequence[int]
-) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
-    """(totals, [minute hash], [http stats hash]) read as one atomic snapshot."""
-    async with redis.pipeline(transaction=True) as pipe:
+async def _read_minutes(
+    redis: Redis, keys: Keys, minutes: Sequence[int], *, transaction: bool
+) -> list[Any]:
+    async with redis.pipeline(transaction=transaction) as pipe:
         pipe.hgetall(keys.reports_totals)
         for minute in minutes:
             pipe.hgetall(keys.reports_minute(minute))
         for minute in minutes:
             pipe.hgetall(keys.http_stats(minute))
-        replies = await pipe.execute()
+        return list(await pipe.execute())
+
+
+async def read_minutes(
+    redis: Redis, keys: Keys, minutes: Sequence[int]
+) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
+    """(totals, [minute hash], [http stats hash]) read as one atomic snapshot.
+
+    At `maxmemory` Redis refuses every command queued in a MULTI, reads included, so the
+    dashboard could not show the out-of-memory alert; the same reads are then sent without
+    MULTI, which is still a snapshot: while Redis refuses writes, nothing changes in between."""
+    try:
+        replies = await _read_minutes(redis, keys, minutes, transaction=True)
+    except OutOfMemoryError:
+        replies = await _read_minutes(redis, keys, minutes, transaction=False)
     n = len(minutes)
     return replies[0], replies[1 : n + 1], replies[n + 1 :]
 
@@ -286,46 +300,77 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
 # ---- status ----------------------------------------------------------------------------------
 
 
-async def stream_status(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
-    """Per stream: length, the group's pending count, entries not yet delivered (lag), the last
-    applied id and how many entries were applied."""
+async def stream_status(
+    redis: Redis, keys: Keys, lag_alert: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per stream: length, the reports group's pending count, entries not yet delivered, lag
+    (both together), the last applied id and how many entries were applied; and every group of
+    the stream (the coach's too, on the meta stream) with its own lag and whether it is above
+    `lag_alert` (shared.stream_trim.group_lags: no reliance on XINFO's `lag`, absent < Redis 7)."""
     cursor = await redis.hgetall(keys.reports_cursor)
     totals = await redis.hgetall(keys.reports_totals)
     out: dict[str, dict[str, Any]] = {}
     for kind in STREAM_KINDS:
         key = stream_key(keys, kind)
         length = int(await redis.xlen(key))
-        group = None
-        if length or await redis.exists(key):
-            for info in await redis.xinfo_groups(key):
-                if info.get("name") == GROUP:
-                    group = info
-        pending = int(group.get("pending", 0)) if group else 0
-        last_delivered = group.get("last-delivered-id") if group else None
-        lag = group.get("lag") if group else None
-        if lag is None:
-            # Redis < 7 has no `lag`: count what lies after the last delivered id (bounded).
-            start = f"({last_delivered}" if last_delivered and last_delivered != "0-0" else "-"
-            entries = await redis.xrange(key, start, "+", count=LAG_SCAN_LIMIT)
-            # redis-py types XRANGE's reply as Optional; Redis answers an array, empty at worst.
-            lag = len(entries)  # type: ignore[arg-type]
+        lags = await group_lags(redis, key)
+        ours = next((g for g in lags if g.group == GROUP), None)
         out[kind] = {
             "length": length,
-            "group": group is not None,
-            "pending": pending,
-            "undelivered": int(lag),
-            "lag": int(lag) + pending,
-            "last_delivered_id": last_delivered,
+            "group": ours is not None,
+            "pending": ours.pending if ours else 0,
+            "undelivered": ours.undelivered if ours else 0,
+            "lag": ours.lag if ours else 0,
+            "last_delivered_id": ours.last_delivered_id if ours else None,
             "last_applied_id": cursor.get(kind),
             "applied": _int(totals.get(f"events:{kind}")),
+            "groups": [
+                {**g.as_dict(), "alert": lag_alert is not None and g.lag > lag_alert} for g in lags
+            ],
         }
     return out
 
 
-async def status(redis: Redis, keys: Keys) -> dict[str, Any]:
-    streams = await stream_status(redis, keys)
+def lag_alerts(streams: dict[str, dict[str, Any]], lag_alert: int) -> list[str]:
+    """One alert per group whose lag is above the threshold: its entries are neither delivered
+    nor acknowledged, so the stream cannot be trimmed below them and grows in memory."""
+    return [
+        f"stream_lag {kind}/{g['group']} {g['lag']} > {lag_alert}"
+        for kind, s in streams.items()
+        for g in s["groups"]
+        if g["lag"] > lag_alert
+    ]
+
+
+async def redis_memory(redis: Redis) -> dict[str, Any]:
+    """Redis' used memory against its `maxmemory` (0: no limit): at or above the limit with
+    `noeviction`, Redis refuses every write (the fleet answers 503 redis_out_of_memory)."""
+    info = await redis.info("memory")
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    return {
+        "used_bytes": used,
+        "maxmemory_bytes": limit,
+        "used_pct": round(100 * used / limit, 2) if limit else None,
+        "policy": info.get("maxmemory_policy"),
+    }
+
+
+def memory_alerts(memory: dict[str, Any]) -> list[str]:
+    """`redis_out_of_memory` once used memory reaches maxmemory: writes are being refused."""
+    pct = memory["used_pct"]
+    return (
+        [f"redis_out_of_memory used {pct} % of maxmemory"] if pct is not None and pct >= 100 else []
+    )
+
+
+async def status(redis: Redis, keys: Keys, lag_alert: int | None = None) -> dict[str, Any]:
+    streams = await stream_status(redis, keys, lag_alert)
     totals = await redis.hgetall(keys.reports_totals)
     last_ms = _int(totals.get("last_event_ms")) or None
+    memory = await redis_memory(redis)
+    alerts = (lag_alerts(streams, lag_alert) if lag_alert is not None else []) + memory_alerts(
+        memory
+    )
     return {
         "consumer_lag": sum(s["lag"] for s in streams.values()),
         "events_applied": _int(totals.get("events")),
@@ -333,6 +378,9 @@ async def status(redis: Redis, keys: Keys) -> dict[str, Any]:
         "last_event_time": iso_ms(last_ms) if last_ms else None,
         "last_event_ms": last_ms,
         "streams": streams,
+        "lag_alert_threshold": lag_alert,
+        "redis_memory": memory,
+        "alerts": alerts,
     }
 
 

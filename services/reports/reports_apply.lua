@@ -20,11 +20,76 @@
 --       op, target index (1 = KEYS[3]), a, b
 --   ops: 'i' HINCRBY key a b | 'f' HINCRBYFLOAT key a b | 's' HSET key a b
 --        'm' HSET key a b only if b > the current numeric value | 'z' ZADD key a(score) b(member)
--- Returns {applied, skipped}.
+-- Returns {applied, skipped}, or an `INVALID reports_apply: …` error reply, having written
+-- nothing: Redis does not roll a script back when it fails half-way (a poison batch would
+-- re-apply its first entries on every retry), so the whole ARGV layout, every op and every value
+-- is checked before the first write, including that no HINCRBY/HINCRBYFLOAT leaves the range in
+-- which counters stay exact.
+local function invalid(what)
+  return redis.error_reply('INVALID reports_apply: ' .. what)
+end
+local MAX_SAFE = 9007199254740991  -- 2^53 - 1
+local function int_arg(x)  -- an integer written in digits (optionally negative), or nil
+  if type(x) ~= 'string' or not string.match(x, '^%-?%d+$') or #x > 16 then return nil end
+  return tonumber(x)
+end
+local function finite(x)
+  local v = tonumber(x)
+  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
+  return v
+end
 local group = ARGV[1]
-local ttl = tonumber(ARGV[3])
-local n_ttl = tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+local ttl = int_arg(ARGV[3])
+local n_ttl = int_arg(ARGV[4])
+local n = int_arg(ARGV[5])
+local n_targets = #KEYS - 2
+if group == nil or group == '' or ARGV[2] == nil or ARGV[2] == '' then
+  return invalid('group and cursor field')
+end
+if ttl == nil or ttl < 1 then return invalid('ttl') end
+if n_ttl == nil or n_ttl < 0 or n_ttl > n_targets then return invalid('ttl key count') end
+if n == nil or n < 0 then return invalid('entry count') end
+do
+  local at = 6
+  -- the sums of this batch's increments per key and field, to check the result's range
+  local sums = {}
+  for e = 1, n do
+    local id, nops = ARGV[at], int_arg(ARGV[at + 1])
+    if id == nil or not string.match(id, '^%d+%-%d+$') then return invalid('entry id ' .. e) end
+    if nops == nil or nops < 0 then return invalid('op count of entry ' .. e) end
+    at = at + 2
+    if #ARGV < at + 4 * nops - 1 then return invalid('fewer ops than counted') end
+    for _ = 1, nops do
+      local op, index, a, b = ARGV[at], int_arg(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3]
+      if index == nil or index < 1 or index > n_targets then return invalid('target index') end
+      if op == 'i' or op == 'f' then
+        local v
+        if op == 'i' then v = int_arg(b) else v = finite(b) end
+        if v == nil then return invalid('increment of ' .. op .. ' op') end
+        sums[index] = sums[index] or {}
+        sums[index][a] = (sums[index][a] or 0) + math.abs(v)
+      elseif op == 'm' then
+        if finite(b) == nil then return invalid('value of m op') end
+      elseif op == 'z' then
+        if finite(a) == nil then return invalid('score of z op') end
+      elseif op ~= 's' then
+        return invalid('unknown op ' .. tostring(op))
+      end
+      at = at + 4
+    end
+  end
+  if at - 1 ~= #ARGV then return invalid('arguments left over') end
+  for index, fields in pairs(sums) do
+    for field, sum in pairs(fields) do
+      local cur = redis.call('HGET', KEYS[2 + index], field)
+      local value = (cur and tonumber(cur)) or 0
+      if math.abs(value) + sum > MAX_SAFE then
+        return invalid('counter would overflow: ' .. field)
+      end
+    end
+  end
+end
+-- Every check above is a read; the writes start below.
 local pos = 6
 local applied, skipped = 0, 0
 local ids = {}
@@ -67,8 +132,6 @@ for _ = 1, n do
         end
       elseif op == 'z' then
         redis.call('ZADD', key, a, b)
-      else
-        return redis.error_reply('reports_apply: unknown op ' .. tostring(op))
       end
     end
     pos = pos + 4

@@ -10,7 +10,7 @@ from services.reports import queries
 from services.reports.app_keys import CONSUMER
 from services.reports.dashboard import build_dashboard
 from services.reports.models import ExportQuery, TimeseriesQuery, WindowQuery
-from shared.app_keys import KEYS, REDIS
+from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.clock import iso_ms, now_ms
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
@@ -40,7 +40,8 @@ def register(app: web.Application) -> None:
 
 @api.get("/api/v1/reports/status", summary="Consumer lag, events applied, last event time")
 async def status(request: web.Request) -> web.Response:
-    body = await queries.status(request.app[REDIS], request.app[KEYS])
+    settings = request.app[SETTINGS]
+    body = await queries.status(request.app[REDIS], request.app[KEYS], settings.stream_lag_alert)
     consumer = request.app.get(CONSUMER)
     state = consumer.state if consumer is not None else None
     body["consumer"] = {
@@ -97,7 +98,17 @@ async def dashboard(request: web.Request) -> web.Response:
     at = now_ms()
     m = await queries.metrics(redis, keys, q.window, at)
     fast_lane = await queries.fast_lane_enabled(redis, keys)
-    return ok(**build_dashboard(m, q.window, at, fast_lane))
+    streams = await queries.stream_status(redis, keys)
+    memory = await queries.redis_memory(redis)
+    doc = build_dashboard(
+        m,
+        q.window,
+        at,
+        fast_lane,
+        lag_alerts=queries.lag_alerts(streams, request.app[SETTINGS].stream_lag_alert),
+        memory_alerts=queries.memory_alerts(memory),
+    )
+    return ok(**doc)
 
 
 @api.get(

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.clock import now_ms
-from shared.events import STREAM_MAXLEN, SystemEvent
+from shared.events import SystemEvent
 from shared.keys import Keys
 from shared.redis_types import field_map
 
@@ -45,9 +45,8 @@ async def _change(redis: Redis, keys: Keys, fields: dict[str, str], setting: str
     # MULTI/EXEC: the hash update and its event are applied together or not at all.
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(keys.scale, mapping=field_map(fields))
-        pipe.xadd(
-            keys.stream_system, field_map(event.to_fields()), maxlen=STREAM_MAXLEN, approximate=True
-        )
+        # Not capped by length: trimmed by its consumers' progress (shared/stream_trim.py).
+        pipe.xadd(keys.stream_system, field_map(event.to_fields()))
         await pipe.execute()
 
 

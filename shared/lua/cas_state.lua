@@ -4,7 +4,19 @@
 -- KEYS: 1 state, 2 coach queue, 3 coach ready
 -- ARGV: 1 expected version, 2 new encoded state, 3 learner id,
 --       4 index op: 'keep' | 'queue' (needs coaching again: not ready, queued) | 'unqueue'
--- Returns {1, new version} | {0, current version, current state} on conflict | {-1} if missing.
+-- Returns {1, new version} | {0, current version, current state} on conflict | {-1} if missing
+--       | an `INVALID cas_state: …` error reply, having written nothing.
+-- Every argument is checked before the first write (Redis does not roll a failed script back).
+local function invalid(what)
+  return redis.error_reply('INVALID cas_state: ' .. what)
+end
+if #ARGV ~= 4 then return invalid('expected 4 arguments, got ' .. #ARGV) end
+if not string.match(ARGV[1], '^%d+$') or #ARGV[1] > 15 then return invalid('expected version') end
+if ARGV[2] == '' or not pcall(cjson.decode, ARGV[2]) then return invalid('state is not JSON') end
+if #ARGV[3] > 64 or not string.match(ARGV[3], '^[%w_.%-]+$') then return invalid('learner id') end
+if ARGV[4] ~= 'keep' and ARGV[4] ~= 'queue' and ARGV[4] ~= 'unqueue' then
+  return invalid('index op')
+end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if cur == false then
   return {-1}
@@ -13,6 +25,7 @@ if cur ~= ARGV[1] then
   return {0, cur, redis.call('HGET', KEYS[1], 's')}
 end
 local newv = tonumber(cur) + 1
+-- Every check above is a read; the writes start here.
 redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2])
 if ARGV[4] == 'queue' then
   redis.call('HSET', KEYS[1], 'r', '0')

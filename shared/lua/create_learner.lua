@@ -2,7 +2,17 @@
 -- region count and (for an active learner) the coach queue change together or not at all.
 -- KEYS: 1 state, 2 learners index, 3 learners seq, 4 regions hash, 5 coach queue
 -- ARGV: 1 learner id, 2 encoded state, 3 region, 4 active (1/0)
--- Returns the learner's creation sequence number, or 0 when it already existed.
+-- Returns the learner's creation sequence number, or 0 when it already existed, or an
+-- `INVALID create_learner: …` error reply, having written nothing (every argument is checked
+-- before the first write: Redis does not roll a failed script back).
+local function invalid(what)
+  return redis.error_reply('INVALID create_learner: ' .. what)
+end
+if #ARGV ~= 4 then return invalid('expected 4 arguments, got ' .. #ARGV) end
+if #ARGV[1] > 64 or not string.match(ARGV[1], '^[%w_.%-]+$') then return invalid('learner id') end
+if ARGV[2] == '' or not pcall(cjson.decode, ARGV[2]) then return invalid('state is not JSON') end
+if #ARGV[3] > 32 or not string.match(ARGV[3], '^[%w_.%-]+$') then return invalid('region') end
+if ARGV[4] ~= '1' and ARGV[4] ~= '0' then return invalid('active must be 1 or 0') end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end

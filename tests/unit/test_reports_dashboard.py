@@ -56,3 +56,14 @@ def test_a_down_service_and_a_fired_trigger_are_next_actions() -> None:
         "restart or inspect service coach (down)",
     ]
     assert doc["coach_status"]["fast_lane_enabled"] is None
+
+
+def test_stream_lag_holds_the_ramp_and_out_of_memory_throttles() -> None:
+    lag = ["stream_lag rounds/reports 200000 > 100000"]
+    doc = build_dashboard(metrics(), 60, 0, True, lag_alerts=lag)
+    assert doc["alert_level"] == "yellow" and doc["alerts"] == lag
+    assert doc["recommendation"] == "hold_ramp"
+    oom = ["redis_out_of_memory used 100.4 % of maxmemory"]
+    doc = build_dashboard(metrics(), 60, 0, True, lag_alerts=lag, memory_alerts=oom)
+    assert doc["alert_level"] == "red" and doc["alerts"] == lag + oom
+    assert doc["recommendation"] == "throttle"
