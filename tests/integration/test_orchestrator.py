@@ -86,7 +86,8 @@ def test_crash_on_start_ends_failed_and_operator_controls(
     status = fleet_status(fleet)
     assert status["phase"] == "degraded" and status["armed"] is False
     assert status["services"]["meta"]["state"] == "failed"
-    assert processes(fleet)["training"]["state"] == "running"
+    # Training starts alongside; on a loaded machine meta may fail before it is ready.
+    wait_for(lambda: processes(fleet)["training"]["state"] == "running", "training running")
     wait_for(lambda: steps(fleet)["meta"]["ok"] is False, "meta step failed")
     assert steps(fleet)["training"]["ok"] is True
     assert "coach" not in steps(fleet)  # not supervised here, so not required
