@@ -25,12 +25,14 @@ class RedisServer:
         appendonly: bool = False,
         password: str | None = None,
         fsync: str = "everysec",
+        maxmemory: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
         self.fsync = fsync
+        self.maxmemory = maxmemory
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,6 +53,7 @@ class RedisServer:
                     appendonly=self.appendonly,
                     password=self.password,
                     fsync=self.fsync,
+                    maxmemory=self.maxmemory,
                 ),
             ],
             stdout=subprocess.DEVNULL,

@@ -122,10 +122,16 @@ def test_a_squatter_on_a_port_is_not_taken_for_the_service_nor_sent_the_token(
 
 
 def test_orchestrator_waits_for_redis_then_arms(tmp_path: Path, prefix: str) -> None:
-    redis = RedisServer(tmp_path / "redis", port=free_port())  # not started yet
+    # Not started yet. Its maxmemory, with an alert threshold far below what Redis uses on
+    # start, shows the memory alert once it is up.
+    redis = RedisServer(tmp_path / "redis", port=free_port(), maxmemory=256 * 1024**2)
     fleet = Fleet(redis.url, prefix, tmp_path / "logs")
     try:
-        fleet.start("orchestrator", wait=False, env={"ORCHESTRATOR_SERVICES": "training,meta"})
+        fleet.start(
+            "orchestrator",
+            wait=False,
+            env={"ORCHESTRATOR_SERVICES": "training,meta", "TOOLOO_REDIS_MEMORY_ALERT_PCT": "0.01"},
+        )
         orch = fleet["orchestrator"]
 
         def status() -> dict[str, Any] | None:
@@ -148,6 +154,12 @@ def test_orchestrator_waits_for_redis_then_arms(tmp_path: Path, prefix: str) -> 
             lambda: (s := status()) and s["phase"] == "armed" and s["redis"]["state"] == "up",
             "the fleet armed once Redis is up",
         )
+        body = wait_for(
+            lambda: (s := status()) and s["redis"].get("memory_alert") and s,
+            "the memory alert",
+        )
+        assert body["redis"]["maxmemory"] == 256 * 1024**2
+        assert any(a.startswith("redis memory at") for a in body["alerts"]), body["alerts"]
     finally:
         fleet.stop_all()
         redis.stop()
