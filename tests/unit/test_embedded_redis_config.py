@@ -81,3 +81,30 @@ def test_maxmemory_setting() -> None:
     assert maxmemory_bytes("512mb") == 512 * 1024**2
     assert maxmemory_bytes("0") == 0
     assert 0 < maxmemory_bytes("50%") < maxmemory_bytes("100%")
+
+
+def test_fsync_always_reaches_redis_server(tmp_path: Path) -> None:
+    from harness.redis_server import RedisServer
+
+    server = RedisServer(tmp_path, appendonly=True, fsync="always").start()
+    try:
+        import redis
+
+        with redis.Redis(port=server.port, decode_responses=True) as client:
+            assert client.config_get("appendfsync") == {"appendfsync": "always"}
+            assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    finally:
+        server.stop()
+
+
+def test_fsync_setting_accepts_only_everysec_or_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import FleetSettings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("TOOLOO_FSYNC", "always")
+    assert FleetSettings().fsync == "always"
+    monkeypatch.setenv("TOOLOO_FSYNC", "no")
+    with pytest.raises(ValidationError):
+        FleetSettings()
