@@ -17,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from shared.logging import get_logger, redact_text
 
@@ -107,6 +108,10 @@ def make_client(url: str, *, max_connections: int = 64) -> Redis:
         # No retry once a command was sent (it may have run); connecting retries (see
         # _ConnectRetryMixin). A caller whose command failed gets the error and decides.
         retry=Retry(NoBackoff(), 0),
+        # Off, not redis-py's "auto": the pool skips its check for a connection the server
+        # closed while it idled when this is anything truthy ("auto" is), and that check is what
+        # keeps a stale connection from being sent a command after a Redis restart.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     # Set on the pool, not passed to from_url: the URL's scheme would override that argument.
     client.connection_pool.connection_class = _connection_class(url)

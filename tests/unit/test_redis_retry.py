@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -91,3 +92,25 @@ async def test_incr_runs_once_when_its_reply_is_lost(
     finally:
         await client.aclose()
         await proxy.close()
+
+
+@pytest.mark.asyncio
+async def test_pooled_connections_ride_out_a_redis_restart(tmp_path: Path) -> None:
+    """Not re-sending after a lost reply must not cost the restart tolerance: a connection that
+    Redis closed while it idled in the pool is reconnected before it is used, not sent a command
+    that fails."""
+    server = RedisServer(tmp_path, appendonly=True).start()
+    client = make_client(server.url)
+    try:
+        await asyncio.gather(*(client.incr("n") for _ in range(10)))  # several pooled connections
+        server.kill()
+        server = RedisServer(tmp_path, port=server.port, appendonly=True).start()
+        await asyncio.sleep(0.2)  # the closed connections' EOF reaches the client
+        for _ in range(20):  # each would take a stale pooled connection first
+            assert int(await client.get("n")) == 10
+        pipe = client.pipeline(transaction=False)
+        pipe.get("n")
+        assert await pipe.execute() == ["10"]
+    finally:
+        await client.aclose()
+        server.stop()
