@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+## The venv, and Debian's redis-server for the embedded Redis (as root; scripts/install-redis.sh).
 install: $(STAMP)
+	bash scripts/install-redis.sh
 
 ## Start the whole fleet on the embedded Redis (Ctrl-C stops it).
 run: install

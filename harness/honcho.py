@@ -21,6 +21,7 @@ from typing import Any
 from harness.http import http_json
 from harness.ports import free_port
 from harness.processes import ROOT, pid_alive, terminate
+from shared.embedded_redis import fleet_password, fleet_url
 from shared.fleet import NAMES, SERVICES
 from shared.keys import Keys
 
@@ -159,10 +160,15 @@ class HonchoFleet:
 
         return self.wait_for(armed, timeout_s, "phase armed")
 
+    @property
+    def redis_url(self) -> str:
+        """The embedded Redis's URL, with the fleet user's password from the var directory."""
+        return fleet_url(self.redis_port, fleet_password(self.var_dir))
+
     def redis(self) -> Any:
         import redis as sync_redis
 
-        return sync_redis.Redis(port=self.redis_port, decode_responses=True)
+        return sync_redis.Redis.from_url(self.redis_url, decode_responses=True)
 
     def rounds_committed(self) -> int:
         with self.redis() as client:

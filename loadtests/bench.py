@@ -7,7 +7,9 @@ same run, on the same machine, with the same client and concurrency.
 
 Groups (for --only):
   refs         the references: the bare aiohttp+uvloop endpoint (aiohttp client and, when
-               installed, wrk; 32 connections) and the Redis commit_rounds ceiling
+               installed, wrk; 32 connections), the Redis commit_rounds ceiling, and
+               commit_rounds with an append-only file fsynced everysec vs always
+               (TOOLOO_FSYNC; pipelined and one commit at a time), in the same run
   training     loadtests.bench_training: single round, batch, Redis memory per learner
   training-wrk training single-round driven by wrk, against a real training process, judged
                against the bare endpoint under the same wrk client
@@ -67,6 +69,7 @@ class Refs:
         self.d = durations
         self._bare: dict[tuple[str, int], reference.LoadResult] = {}
         self._commit: reference.CommitResult | None = None
+        self._fsync: dict[tuple[str, bool], reference.CommitResult] = {}
         self.body_bytes = 2500  # replaced by a real round response's size when one is measured
 
     def bare(self, client: str) -> reference.LoadResult:
@@ -82,10 +85,28 @@ class Refs:
             self._commit = reference.redis_commit_ceiling(seconds=self.d.redis_s)
         return self._commit
 
+    def fsync_commit(self, mode: str, pipelined: bool) -> reference.CommitResult:
+        """commit_rounds on a Redis with its append-only file fsynced as `mode` (TOOLOO_FSYNC):
+        pipelined from 2 clients (throughput), or 1 client, one commit at a time (what each
+        acknowledged round waits for)."""
+        key = (mode, pipelined)
+        if key not in self._fsync:
+            self._fsync[key] = reference.redis_commit_ceiling(
+                seconds=self.d.redis_s,
+                appendonly=True,
+                fsync=mode,
+                **({} if pipelined else {"pipeline": 1, "clients": 1}),
+            )
+        return self._fsync[key]
+
     def details(self) -> dict[str, Any]:
         return {
             "bare": {f"{c}/{size}B": r.as_dict() for (c, size), r in self._bare.items()},
             "redis_commit": self._commit.as_dict() if self._commit else None,
+            "redis_commit_fsync": {
+                f"{mode}/{'pipelined' if piped else 'single'}": r.as_dict()
+                for (mode, piped), r in self._fsync.items()
+            },
             "seed_throughput_rpm": reference.SEED_THROUGHPUT_RPM,
         }
 
@@ -378,6 +399,7 @@ def ref_rows(refs: Refs) -> list[dict[str, Any]]:
             None,
         )
     )
+    rows += fsync_rows(refs)
     rows.append(
         row(
             "refs",
@@ -388,6 +410,32 @@ def ref_rows(refs: Refs) -> list[dict[str, Any]]:
             None,
         )
     )
+    return rows
+
+
+def fsync_rows(refs: Refs) -> list[dict[str, Any]]:
+    """TOOLOO_FSYNC's cost, measured in this run: `always` against the default `everysec`
+    (which may lose the last second of acknowledged rounds on a power loss)."""
+    rows = []
+    for pipelined in (True, False):
+        everysec = refs.fsync_commit("everysec", pipelined)
+        always = refs.fsync_commit("always", pipelined)
+        how = f"{everysec.clients} pipelined clients" if pipelined else "1 client, unpipelined"
+        for mode, result in (("everysec", everysec), ("always", always)):
+            rows.append(
+                row(
+                    "refs",
+                    f"Redis commit_rounds, AOF appendfsync {mode} ({how})",
+                    result.rounds_per_min,
+                    "rounds/min",
+                    "TOOLOO_FSYNC cost: ratio to everysec"
+                    if mode == "always"
+                    else "default: may lose the last ~1 s on power loss",
+                    None,
+                    reference_value=everysec.rounds_per_min if mode == "always" else None,
+                    reference_name=f"appendfsync everysec ({how})",
+                )
+            )
     return rows
 
 

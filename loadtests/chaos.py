@@ -225,8 +225,8 @@ def redis_answers(fleet: HonchoFleet) -> bool:
 
     try:
         # No retries: the client's default back-off would blur the moment Redis is back.
-        with sync_redis.Redis(
-            port=fleet.redis_port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        with sync_redis.Redis.from_url(
+            fleet.redis_url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
         ) as client:
             return bool(client.ping())
     except sync_redis.RedisError:  # refused, or still loading the append-only file

@@ -346,6 +346,8 @@ def redis_commit_ceiling(
     rounds_per_commit: int = 1,
     clients: int = 2,
     redis_url: str | None = None,
+    appendonly: bool = False,
+    fsync: str = "everysec",
 ) -> CommitResult:
     """Commits per second that Redis sustains running `commit_rounds`, from `clients` pipelined
     client processes (one Python client cannot keep Redis busy: it spends more time building
@@ -353,7 +355,9 @@ def redis_commit_ceiling(
     the client, was the limit).
 
     Runs against a private redis-server unless `redis_url` is given. Each pipeline commits
-    distinct learners of its own, so the expected version of every call is known.
+    distinct learners of its own, so the expected version of every call is known. With
+    `appendonly`, the private server writes an append-only file fsynced as `fsync` says
+    (`everysec` or `always`, TOOLOO_FSYNC): what durability across a power loss costs.
     """
     from harness.redis_server import RedisServer
 
@@ -361,7 +365,7 @@ def redis_commit_ceiling(
     server = None
     try:
         if redis_url is None:
-            server = RedisServer(tmp).start()
+            server = RedisServer(tmp, appendonly=appendonly, fsync=fsync).start()
             redis_url = server.url
         return _commit_clients(redis_url, clients, seconds, learners, pipeline, rounds_per_commit)
     finally:

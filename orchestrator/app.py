@@ -1,6 +1,7 @@
-"""The orchestrator's application: the control API is up from the start; supervision and
-pre-arm run in the background, and stopping the app stops the children (cleanup context), also
-when SIGTERM arrives in the middle of start-up."""
+"""The orchestrator's application: the control API is up from the start, with or without Redis
+(it reports `waiting_for_redis` until Redis answers; redis_watch.py); supervision and pre-arm
+run in the background, and stopping the app stops the children (cleanup context), also when
+SIGTERM arrives in the middle of start-up."""
 
 from __future__ import annotations
 
@@ -11,17 +12,20 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import routes
-from orchestrator.app_keys import FLEET, ORCH_SETTINGS, SUPERVISOR
+from orchestrator.app_keys import FLEET, ORCH_SETTINGS, REDIS_WATCH, SUPERVISOR
 from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState, StepRecord
 from orchestrator.phase_events import PhaseAnnouncer
 from orchestrator.prearm import Prearm, steps_for
+from orchestrator.redis_watch import RedisWatch
 from orchestrator.service_table import TableError, load_table
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.supervisor import Supervisor
-from shared.app_factory import create_base_app
-from shared.app_keys import CLIENT, KEYS, REDIS
+from shared.app_factory import add_background_task, create_base_app
+from shared.app_keys import CLIENT, KEYS, REDIS, STATS
 from shared.events import emit_system_event
 from shared.logging import get_logger
+from shared.observability import redis_ready
+from shared.redis_conn import make_client
 from shared.settings import FleetSettings
 
 log = get_logger(__name__)
@@ -36,8 +40,15 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
         table = load_table(osettings.services)
     except TableError as exc:
         raise SystemExit(f"orchestrator: {exc}") from None
-    app = create_base_app("orchestrator", osettings, use_redis=True, use_client=True)
+    # Not the base app's Redis context, which waits for Redis before the API listens and exits
+    # when it does not come (review 5.1): a client that connects on first use instead.
+    app = create_base_app(
+        "orchestrator", osettings, use_redis=False, use_client=True, ready_checks=[redis_ready]
+    )
     app[ORCH_SETTINGS] = osettings
+    app.cleanup_ctx.append(_redis_ctx)
+    add_background_task(app, _flush_stats, "request-stats")
+    add_background_task(app, _watch_redis, "redis-watch")
     manage = osettings.manage
     records = [
         ProcessRecord(
@@ -49,9 +60,29 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
     ]
     steps = [StepRecord(s.name, s.service) for s in steps_for([spec.name for spec in table])]
     app[FLEET] = FleetState("manage" if manage else "observe", records, steps)
+    app[FLEET].waiting_for_redis = True
     routes.register(app)
     app.cleanup_ctx.append(_supervisor_ctx)
     return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[ORCH_SETTINGS]
+    redis = make_client(settings.redis_url)  # connects on first use: no wait here
+    app[REDIS] = redis
+    app[REDIS_WATCH] = RedisWatch(
+        redis, settings.health_interval_s, settings.redis_memory_alert_pct
+    )
+    yield
+    await redis.aclose()
+
+
+async def _flush_stats(app: web.Application) -> None:
+    await app[STATS].run(app[REDIS], app[KEYS])
+
+
+async def _watch_redis(app: web.Application) -> None:
+    await app[REDIS_WATCH].run()
 
 
 def _emitter(app: web.Application) -> Any:
@@ -59,8 +90,9 @@ def _emitter(app: web.Application) -> Any:
         # Events are a record, not a dependency: a slow or absent Redis (e.g. already stopped
         # by honcho during shutdown) must not hold up supervision.
         redis = app.get(REDIS)
-        if redis is None:
-            return
+        watch = app.get(REDIS_WATCH)
+        if redis is None or (watch is not None and watch.up is False):
+            return  # known to be down: no 1 s wait per event
         try:
             await asyncio.wait_for(
                 emit_system_event(
@@ -81,7 +113,15 @@ async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     # Pre-arm and the supervisor both change the fleet's state; either then announces the phase.
     announce_phase = PhaseAnnouncer(state, emit)
     prearm = Prearm(app[CLIENT], state, settings, emit, announce_phase)
-    supervisor = Supervisor(settings, state, prearm, app[CLIENT], emit, announce_phase)
+    supervisor = Supervisor(
+        settings,
+        state,
+        prearm,
+        app[CLIENT],
+        emit,
+        announce_phase,
+        wait_redis=app[REDIS_WATCH].wait_up,
+    )
     app[SUPERVISOR] = supervisor
     supervisor.start()
     yield

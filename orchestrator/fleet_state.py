@@ -24,6 +24,7 @@ class ProcState(StrEnum):
 
 
 class Phase(StrEnum):
+    WAITING_FOR_REDIS = "waiting_for_redis"
     STARTING = "starting"
     PRE_ARMING = "pre-arming"
     ARMED = "armed"
@@ -45,6 +46,9 @@ class ProcessRecord:
     health_failures: int = 0  # consecutive
     # Monotonic times of the restarts inside the budget window.
     restart_times: deque[float] = field(default_factory=deque)
+    # Monotonic time it was marked failed for spending its restart budget: it is started again
+    # ORCHESTRATOR_FAILED_RETRY seconds later (None: not failed, or failed for good).
+    failed_at: float | None = None
     # In observe mode: the service's own uptime at the last check, to notice a platform restart
     # that was quicker than the health-check failure threshold.
     seen_uptime_s: float | None = None
@@ -123,6 +127,8 @@ class FleetState:
         self.prearm_running = False
         self.armed_at: float | None = None
         self.last_phase: Phase | None = None
+        # Until Redis has answered once: nothing is started before (each service needs it).
+        self.waiting_for_redis = False
 
     def invalidate_steps_of(self, service: str) -> None:
         for step in self.steps.values():
@@ -135,6 +141,8 @@ class FleetState:
     def phase(self) -> Phase:
         if self.stopping:
             return Phase.STOPPING
+        if self.waiting_for_redis:
+            return Phase.WAITING_FOR_REDIS
         records = self.processes.values()
         # A failed service, or one an operator stopped, leaves the fleet short of a service.
         if any(r.state in (ProcState.FAILED, ProcState.STOPPED) for r in records):

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.app_keys import FLEET, SUPERVISOR
+from orchestrator.app_keys import FLEET, REDIS_WATCH, SUPERVISOR
 from orchestrator.fleet_state import FleetState, ProcessRecord
 from orchestrator.models import PrearmRequest, ServiceAction
 from orchestrator.supervisor import Supervisor
@@ -65,7 +65,8 @@ async def processes(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/system/status", summary="Fleet phase, pre-arm steps and services")
 async def status(request: web.Request) -> web.Response:
-    return ok(**_fleet(request).status_view())
+    watch = request.app[REDIS_WATCH]
+    return ok(**_fleet(request).status_view(), redis=watch.view(), alerts=watch.alerts())
 
 
 # Per client, fleet-wide, for restart/stop/start/prearm together: each queues behind the service's

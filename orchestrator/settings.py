@@ -32,6 +32,12 @@ class OrchestratorSettings(FleetSettings):
     )
     backoff_base_s: float = Field(0.2, ge=0, le=60, validation_alias="ORCHESTRATOR_BACKOFF_BASE")
     backoff_max_s: float = Field(5.0, ge=0, le=300, validation_alias="ORCHESTRATOR_BACKOFF_MAX")
+    # A service that spent its restart budget (`failed`) is started again this long after, with
+    # a fresh budget, rather than never: what failed it (Redis, a squatted port, a full disk)
+    # may have been fixed meanwhile. 0 turns the retry off.
+    failed_retry_s: float = Field(
+        120.0, ge=0, le=86_400, validation_alias="ORCHESTRATOR_FAILED_RETRY"
+    )
 
     prearm_attempts: int = Field(6, ge=1, le=50, validation_alias="ORCHESTRATOR_PREARM_ATTEMPTS")
     prearm_backoff_max_s: float = Field(

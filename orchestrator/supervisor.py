@@ -57,6 +57,12 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     return hook
 
 
+def answering_pid(body: Any) -> int | None:
+    """The pid a service's /health or /ready answer names (shared/observability.py)."""
+    pid = body.get("pid") if isinstance(body, dict) else None
+    return pid if isinstance(pid, int) else None
+
+
 class Supervisor:
     def __init__(
         self,
@@ -66,6 +72,7 @@ class Supervisor:
         http: HttpCaller,
         emit: Emit,
         on_change: Callable[[], Awaitable[None]],
+        wait_redis: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -73,6 +80,7 @@ class Supervisor:
         self.http = http
         self.emit = emit
         self.on_change = on_change
+        self.wait_redis = wait_redis
         self.manage = settings.manage
         self._main: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -87,6 +95,14 @@ class Supervisor:
         self._main = asyncio.create_task(self._run(), name="orchestrator-supervisor")
 
     async def _run(self) -> None:
+        if self.wait_redis is not None:
+            # Every service needs Redis to start: none is started (and no restart budget spent)
+            # before it answers; meanwhile the phase is `waiting_for_redis`.
+            self.state.waiting_for_redis = True
+            await self.changed()
+            await self.wait_redis()
+        self.state.waiting_for_redis = False
+        await self.changed()
         if self.manage:
             await self._start_fleet()
             await self.prearm.run()
@@ -230,25 +246,50 @@ class Supervisor:
             return False
         proc = record.proc
         deadline = time.monotonic() + self.settings.ready_timeout_s
+        squatter: int | None = None
         while True:  # bounded by the ready deadline and the child's exit
             if proc.returncode is not None:
                 record.error = f"exited with code {proc.returncode} while starting"
+                if squatter is not None:
+                    record.error += f"; {self._squatted(record, squatter)}"
                 await self._terminate(record)
                 return False
             try:
-                status, _ = await self.http.get(record.name, record.spec.ready_path, timeout_s=1.0)
+                status, body = await self.http.get(
+                    record.name, record.spec.ready_path, timeout_s=1.0
+                )
                 if status == 200 and proc.returncode is None:
-                    record.healthy = True
-                    record.health_failures = 0
-                    record.error = None
-                    return True
+                    # Ready only if our child is the one answering: a stale or hostile process
+                    # on the port answers too while the child is still importing (review 1.2).
+                    answered = answering_pid(body)
+                    if answered == proc.pid:
+                        record.healthy = True
+                        record.health_failures = 0
+                        record.error = None
+                        return True
+                    if squatter is None:
+                        log.warning(
+                            "port_squatted",
+                            service=record.name,
+                            port=record.port,
+                            child=proc.pid,
+                            answered_by=answered,
+                        )
+                    squatter = answered if answered is not None else -1
             except ApiError:
                 pass
             if time.monotonic() >= deadline:
                 record.error = f"not ready after {self.settings.ready_timeout_s}s"
+                if squatter is not None:
+                    record.error += f"; {self._squatted(record, squatter)}"
                 await self._terminate(record)
                 return False
             await asyncio.sleep(READY_POLL_S)
+
+    @staticmethod
+    def _squatted(record: ProcessRecord, answered: int) -> str:
+        who = f"pid {answered}" if answered >= 0 else "a process that gives no pid"
+        return f"port {record.port} is answered by {who}, not by the service's child"
 
     async def _watch(self, record: ProcessRecord, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
@@ -331,6 +372,7 @@ class Supervisor:
                 record.restart_times.popleft()
             if len(record.restart_times) >= budget:
                 record.state = ProcState.FAILED
+                record.failed_at = time.monotonic()
                 record.error = (
                     f"{budget} restarts within {window:g}s; last: {record.error or reason}"
                 )
@@ -377,6 +419,7 @@ class Supervisor:
                 return True
             record.restart_times.clear()
             record.error = None
+            record.failed_at = None
             record.state = ProcState.STARTING
             self.state.invalidate_steps_of(record.name)
             await self.changed()
@@ -403,6 +446,7 @@ class Supervisor:
         while not self.state.stopping:  # ends by cancellation at shutdown
             t0 = time.monotonic()
             await asyncio.gather(*(self._check(r) for r in self.state.processes.values()))
+            self._retry_failed()
             self._reconcile_prearm()
             await self.changed()
             await asyncio.sleep(max(0.05, interval - (time.monotonic() - t0)))
@@ -418,6 +462,10 @@ class Supervisor:
             )
             ok = status == 200
         except ApiError:
+            ok = False
+        if ok and self.manage and answering_pid(body) != record.pid:
+            # Something else answers on the port (our child died and a squatter took it).
+            log.warning("port_squatted", service=record.name, port=record.port)
             ok = False
         if ok:
             self._healthy(record, body)
@@ -440,6 +488,22 @@ class Supervisor:
         else:
             # Down: its pre-arm steps run again once it answers.
             self.state.invalidate_steps_of(record.name)
+
+    def _retry_failed(self) -> None:
+        """Start again, with a fresh budget, each service that failed for spending its restart
+        budget ORCHESTRATOR_FAILED_RETRY seconds ago (each retry failing again waits as long)."""
+        retry_s = self.settings.failed_retry_s
+        if not self.manage or self.state.stopping or retry_s <= 0:
+            return
+        now = time.monotonic()
+        for record in self.state.processes.values():
+            failed_at = record.failed_at
+            if record.state is not ProcState.FAILED or failed_at is None or record.lock.locked():
+                continue
+            if now - failed_at >= retry_s:
+                record.failed_at = None  # once per failure: a new failure sets it again
+                log.warning("process_failed_retry", service=record.name, after_s=retry_s)
+                self._background(self.start_service(record), f"retry-{record.name}")
 
     def _healthy(self, record: ProcessRecord, body: Any) -> None:
         record.health_failures = 0

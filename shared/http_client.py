@@ -13,6 +13,9 @@ import structlog
 from shared.errors import UpstreamError, UpstreamTimeout
 from shared.settings import FleetSettings
 
+# The methods the services serve without the token (auth covers every other one).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class ServiceClient:
     def __init__(self, settings: FleetSettings, *, limit: int = 100) -> None:
@@ -39,13 +42,15 @@ class ServiceClient:
             raise RuntimeError("ServiceClient.start() was not awaited")
         return self._session
 
-    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+    def _headers(self, method: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers: dict[str, str] = {}
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if request_id:
             headers["X-Request-ID"] = str(request_id)
         token = self.settings.token()
-        if token:
+        # Only where the callee asks for it: reads (health probes above all, every 0.5 s) do not
+        # hand the token to whatever answers on the port (security review 1.2).
+        if token and method.upper() not in SAFE_METHODS:
             headers["Authorization"] = f"Bearer {token}"
         if extra:
             headers.update(extra)
@@ -71,7 +76,7 @@ class ServiceClient:
         url = f"{self.settings.url_of(service)}{path}"
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.settings.http_timeout_s)
         data = orjson.dumps(json) if json is not None else None
-        hdrs = self._headers(headers)
+        hdrs = self._headers(method, headers)
         if data is not None:
             hdrs["Content-Type"] = "application/json"
         try:

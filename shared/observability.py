@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -36,6 +37,9 @@ async def health(request: web.Request) -> web.Response:
             "service": app[SERVICE],
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "uptime_s": round(time.time() - app[APP_STARTED], 3),
+            # The orchestrator compares it with its child's pid: a process squatting the port
+            # is not taken for the service (security review 1.2).
+            "pid": os.getpid(),
         }
     )
 
@@ -53,12 +57,14 @@ async def ready(request: web.Request) -> web.Response:
                 "error": {
                     "code": "not_ready",
                     "message": "; ".join(reasons),
-                    "details": {"service": request.app[SERVICE]},
+                    "details": {"service": request.app[SERVICE], "pid": os.getpid()},
                 },
             },
             status=503,
         )
-    return json_response({"ok": True, "ready": True, "service": request.app[SERVICE]})
+    return json_response(
+        {"ok": True, "ready": True, "service": request.app[SERVICE], "pid": os.getpid()}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,7 +19,12 @@ from shared.fleet import SERVICES
 
 
 def default_redis_url() -> str:
-    return f"redis://127.0.0.1:{os.environ.get('TOOLOO_REDIS_PORT') or 6390}/0"
+    """The embedded Redis (shared/embedded_redis.py): its port, its fleet user and the password
+    it keeps in the var directory (generated here if this process is the first to need it)."""
+    from shared.embedded_redis import DEFAULT_PORT, fleet_password, fleet_url, var_dir
+
+    port = int(os.environ.get("TOOLOO_REDIS_PORT") or DEFAULT_PORT)
+    return fleet_url(port, fleet_password(var_dir()))
 
 
 def _address_fields() -> dict[str, Any]:
@@ -81,6 +86,19 @@ class FleetSettings(ServiceAddresses):
     )
     stream_lag_alert: int = Field(
         100_000, ge=1, le=1_000_000_000, validation_alias="TOOLOO_STREAM_LAG_ALERT"
+    )
+    # The embedded Redis (docs/OPERATIONS.md, "Redis"): appendfsync `everysec` (a power loss may
+    # drop the last second of acknowledged writes) or `always` (none; costs commit throughput);
+    # maxmemory as a share of RAM ("50%") or a size ("4gb", 0 = none), with noeviction; the
+    # share of maxmemory at which the orchestrator and /metrics raise the memory alert.
+    fsync: Literal["everysec", "always"] = Field("everysec", validation_alias="TOOLOO_FSYNC")
+    redis_maxmemory: str = Field(
+        "50%",
+        validation_alias="TOOLOO_REDIS_MAXMEMORY",
+        pattern=r"^\s*(\d+(\.\d+)?%|\d+(\.\d+)?(?i:kb|mb|gb|b)?)\s*$",
+    )
+    redis_memory_alert_pct: float = Field(
+        80.0, gt=0, le=100, validation_alias="TOOLOO_REDIS_MEMORY_ALERT_PCT"
     )
 
     def port_of(self, service: str) -> int:

@@ -1,0 +1,107 @@
+"""The orchestrator's view of Redis: whether it answers, and how full it is.
+
+The orchestrator's control API does not need Redis (events are a record, not a dependency), so
+it comes up without it and reports `waiting_for_redis` until Redis answers (security review
+5.1); the supervisor starts the services only then, since each of them needs Redis to start.
+The same loop reads `INFO memory` now and then and raises the memory alert when `used_memory`
+reaches TOOLOO_REDIS_MEMORY_ALERT_PCT of `maxmemory` (the embedded Redis refuses writes at the
+limit, noeviction): shown in `GET /api/v1/system/status` (`redis`, `alerts`) and logged once per
+crossing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared.logging import get_logger, redact_text
+
+log = get_logger(__name__)
+
+PING_TIMEOUT_S = 1.0
+MEMORY_EVERY_S = 5.0
+
+
+def memory_view(info: dict[str, Any], alert_pct: float) -> dict[str, Any]:
+    """Used and maximum memory from `INFO memory`, the share used and whether it is at or past
+    the alert threshold (never with no maxmemory set)."""
+    used = int(info.get("used_memory", 0))
+    limit = int(info.get("maxmemory", 0))
+    pct = round(100.0 * used / limit, 1) if limit else None
+    return {
+        "used_memory": used,
+        "maxmemory": limit or None,
+        "memory_pct": pct,
+        "memory_alert": pct is not None and pct >= alert_pct,
+    }
+
+
+class RedisWatch:
+    def __init__(self, redis: Redis, interval_s: float, alert_pct: float) -> None:
+        self.redis = redis
+        self.interval_s = interval_s
+        self.alert_pct = alert_pct
+        self.up: bool | None = None  # None: not asked yet
+        self.error: str | None = None
+        self.memory: dict[str, Any] = {}
+        self._became_up = asyncio.Event()
+        self._memory_at = 0.0
+
+    async def wait_up(self) -> None:
+        """Until Redis has answered once (ends by cancellation at shutdown otherwise)."""
+        await self._became_up.wait()
+
+    async def check(self) -> bool:
+        try:
+            await asyncio.wait_for(self.redis.ping(), PING_TIMEOUT_S)
+        except Exception as exc:
+            if self.up is not False:
+                log.warning("redis_down", error=redact_text(f"{exc.__class__.__name__}: {exc}"))
+            self.up = False
+            self.error = redact_text(f"{exc.__class__.__name__}: {exc}")
+            return False
+        if self.up is not True:
+            log.info("redis_up")
+        self.up = True
+        self.error = None
+        self._became_up.set()
+        if time.monotonic() - self._memory_at >= MEMORY_EVERY_S:
+            await self._read_memory()
+        return True
+
+    async def _read_memory(self) -> None:
+        self._memory_at = time.monotonic()
+        try:
+            info = await asyncio.wait_for(self.redis.info("memory"), PING_TIMEOUT_S)
+        except Exception as exc:  # the alert is advisory: keep the last reading
+            log.warning("redis_memory_unread", error=redact_text(str(exc)))
+            return
+        memory = memory_view(info, self.alert_pct)
+        if memory["memory_alert"] and not self.memory.get("memory_alert"):
+            log.warning("redis_memory_high", **memory, alert_pct=self.alert_pct)
+        self.memory = memory
+
+    async def run(self) -> None:
+        while True:  # ends by cancellation at shutdown; one bounded check per interval
+            await self.check()
+            await asyncio.sleep(self.interval_s)
+
+    def view(self) -> dict[str, Any]:
+        state = {True: "up", False: "down", None: "unknown"}[self.up]
+        if self.up is not True and not self._became_up.is_set():
+            state = "waiting_for_redis"
+        return {"state": state, "error": self.error, **self.memory}
+
+    def alerts(self) -> list[str]:
+        alerts = []
+        if self.up is False:
+            alerts.append("redis is down")
+        if self.memory.get("memory_alert"):
+            alerts.append(
+                f"redis memory at {self.memory['memory_pct']}% of maxmemory "
+                f"(alert at {self.alert_pct:g}%)"
+            )
+        return alerts
