@@ -13,10 +13,12 @@ never be misattributed; commands queued while every connection is busy go out to
 next batch. Commands of different batches may run in either order — callers that need an order
 (the rounds of one learner) already serialise themselves (training's per-learner lock).
 
-Retries: a batch whose connection turns out dead before any reply (the server dropped it while we
-idled) is resent once on a fresh connection, as redis-py's client does. A connection lost after
-some replies fails the rest of the batch: a commit whose reply was lost may have been applied, so
-the caller gets the error (a 503 to retry) rather than a blind resend.
+Retries: nothing is ever sent twice. A connection the server closed while it idled (a Redis
+restart, CLIENT KILL) has already seen its end of stream by the time a batch wants it, so it is
+replaced before anything is written. Once a batch is written, a lost connection fails every
+command still owed a reply: Redis may have run them (a commit whose reply was lost may have been
+applied), so the caller gets the error (a 503; a retry with the same Idempotency-Key replays the
+round instead of committing another) rather than a blind resend.
 """
 
 from __future__ import annotations
@@ -116,19 +118,12 @@ class AutoPipeline:
         payload = b"".join([_pack(args) for args, _ in batch])
         done = 0
         try:
-            for attempt in (1, 2):  # bounded: one resend on a dead connection
-                try:
-                    done = await self._send_and_read(conn, payload, batch)
-                    return
-                except RedisConnectionError as exc:
-                    # A pooled connection the server dropped while we idled (Redis restarted,
-                    # CLIENT KILL) fails before any reply: resend once on a fresh connection, as
-                    # redis-py's own retry would. A reply already read means the server was
-                    # working on the batch: the rest is not resent (a commit may have applied).
-                    done = getattr(exc, "replies_read", 0)
-                    await conn.disconnect(nowait=True)
-                    if attempt == 2 or done > 0:
-                        raise
+            reader = conn._reader
+            if reader is not None and reader.at_eof():
+                # Closed by the server while idle: nothing of this batch was written to it, so
+                # a fresh connection (made by the send) is safe.
+                await conn.disconnect(nowait=True)
+            done = await self._send_and_read(conn, payload, batch)
         except BaseException as exc:
             # Connection lost or timed out mid-batch: the replies still owed cannot be matched
             # any more. Drop the connection (the next batch reconnects) and fail what is left.

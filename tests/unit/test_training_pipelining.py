@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from harness.proxy import ReplyDroppingProxy
 from services.training.pipelining import AutoPipeline
 from services.training.state_cache import StateCache
+from shared.redis_conn import make_client
 
 
 async def test_commands_of_one_loop_turn_share_a_batch_and_keep_their_replies(redis, prefix):
@@ -74,3 +77,24 @@ async def test_a_connection_dropped_while_idle_is_replaced_without_failing_the_b
         assert await pipe.execute("CLIENT", "ID") != conn_id
     finally:
         await pipe.aclose()
+
+
+async def test_a_batch_whose_reply_is_lost_is_not_resent(redis_server, redis, prefix):
+    # Redis ran the INCR, then the connection died before its reply: resending would run it again
+    # (for a commit, a second round nobody asked for).
+    proxy = ReplyDroppingProxy(redis_server.port, b"INCR")
+    await proxy.start()
+    client = make_client(f"redis://127.0.0.1:{proxy.port}/0")
+    pipe = AutoPipeline(client, connections=1)
+    key = f"{prefix}:counter"
+    try:
+        assert await pipe.execute("PING") == "PONG"  # an established connection, as in service
+        with pytest.raises(RedisConnectionError):
+            await pipe.execute("INCR", key)
+        assert proxy.dropped == 1
+        assert await redis.get(key) == "1"
+        assert await pipe.execute("INCR", key) == 2  # the next batch reconnects
+    finally:
+        await pipe.aclose()
+        await client.aclose()
+        await proxy.close()
