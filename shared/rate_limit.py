@@ -206,7 +206,30 @@ async def enforce(redis: Redis, keys: Keys, rule: RateLimit, client: str, cost: 
     )
 
 
+@lru_cache(maxsize=8)
+def parse_overrides(listed: str) -> dict[str, tuple[int, int]]:
+    """`TOOLOO_RATE_LIMITS` (`scope=calls/seconds`, comma-separated; its pattern is checked when
+    the settings load) as {scope: (calls, seconds)}."""
+    overrides: dict[str, tuple[int, int]] = {}
+    for part in listed.split(","):
+        if part.strip():
+            scope, _, rate = part.strip().partition("=")
+            calls, _, seconds = rate.partition("/")
+            overrides[scope.strip()] = (int(calls), int(seconds))
+    return overrides
+
+
+def effective(rule: RateLimit, overrides: str) -> RateLimit:
+    """`rule` as the operator set it in `TOOLOO_RATE_LIMITS`, or as the code sets it."""
+    if not overrides:
+        return rule
+    override = parse_overrides(overrides).get(rule.scope)
+    return rule if override is None else RateLimit(rule.scope, *override)
+
+
 async def limit(request: web.Request, rule: RateLimit, cost: int = 1) -> None:
-    """`enforce` for the client of `request`, on the app's own Redis."""
+    """`enforce` for the client of `request`, on the app's own Redis, at the operator's rate
+    for this scope if one is set."""
     app = request.app
+    rule = effective(rule, app[SETTINGS].rate_limits)
     await enforce(app[REDIS], app[KEYS], rule, await client_of(request), cost)

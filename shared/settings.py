@@ -70,6 +70,13 @@ class FleetSettings(ServiceAddresses):
     # Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed, e.g. a reverse
     # proxy in front of the gateway. Default none: a client cannot choose its rate-limit bucket.
     trusted_proxies: str = Field("", validation_alias="TOOLOO_TRUSTED_PROXIES")
+    # Per-scope rate limits in place of the built-in ones, e.g.
+    # `training-new-topic=100/60,coach-boost=120/10` (calls per seconds; docs/SECURITY.md).
+    rate_limits: str = Field(
+        "",
+        validation_alias="TOOLOO_RATE_LIMITS",
+        pattern=r"^\s*([a-z0-9-]+=[1-9]\d{0,8}/[1-9]\d{0,6}\s*(,\s*|$))*$",
+    )
     # Concurrent server-sent event streams the gateway serves (one per open Control Room).
     sse_max_streams: int = Field(32, ge=1, le=10_000, validation_alias="TOOLOO_SSE_MAX_STREAMS")
     # Streams (shared/stream_trim.py): trimmed by consumer progress every interval (by reports);

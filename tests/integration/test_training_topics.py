@@ -17,6 +17,14 @@ NEW_TOPIC = "/api/v1/training/new-topic"
 ROUNDS = "/api/v1/training/rounds"
 
 
+@pytest.fixture
+def training(fleet: Fleet) -> ServiceProcess:
+    """Training alone, with room for the dozens of new-topic calls these tests make (its default
+    rate limit is 10 a minute per client)."""
+    fleet.start("training", env={"TOOLOO_RATE_LIMITS": "training-new-topic=1000/60"})
+    return fleet["training"]
+
+
 def _topic(key: str, background: bool = True) -> dict[str, Any]:
     return {
         "key": key,

@@ -50,3 +50,14 @@ def test_forwarded_for_is_read_only_from_trusted_proxies_right_to_left():
     # Garbage instead of an address ends the walk at the proxy that wrote it.
     assert rightmost_untrusted("127.0.0.1", "x:y{z}", proxies) == "127.0.0.1"
     assert rightmost_untrusted("127.0.0.1", "evil, 10.0.0.5", proxies) == "10.0.0.5"
+
+
+def test_an_operator_override_replaces_only_its_scope():
+    from shared.rate_limit import RateLimit, effective
+
+    boost = RateLimit("coach-boost", 60, 10)
+    topic = RateLimit("training-new-topic", 10, 60)
+    overrides = "training-new-topic=100/60, meta-boost-cohort=2/60"
+    assert effective(topic, overrides) == RateLimit("training-new-topic", 100, 60)
+    assert effective(boost, overrides) is boost
+    assert effective(boost, "") is boost
