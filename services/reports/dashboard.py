@@ -35,8 +35,10 @@ def alert_level(values: dict[str, float | None]) -> tuple[str, list[str]]:
 
 # Colours of the alerts that do not come from the window's metrics but from the state of Redis
 # and its streams (queries.lag_alerts, queries.memory_alerts): a group lagging behind holds the
-# stream's memory (hold the ramp); Redis at maxmemory refuses every write (throttle).
+# stream's memory (hold the ramp); Redis nearing maxmemory will soon refuse writes (hold the ramp);
+# Redis at maxmemory refuses every write (throttle).
 STREAM_LAG_COLOUR = "yellow"
+MEMORY_HIGH_COLOUR = "yellow"
 OUT_OF_MEMORY_COLOUR = "red"
 
 
@@ -48,10 +50,11 @@ def build_dashboard(
     *,
     lag_alerts: Sequence[str] = (),
     memory_alerts: Sequence[str] = (),
+    memory_high_alerts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The dashboard document (alert level, recommendation, coach status) and its `dashboard`
     block (status, metrics, insights, next actions), built from `metrics()`'s answer and filled
-    with measured values only; `lag_alerts`/`memory_alerts` are fired triggers of their own."""
+    with measured values only; the `*_alerts` are fired triggers of their own."""
     latency = m["round_latency_ms"]
     level, fired = alert_level(
         {
@@ -62,6 +65,7 @@ def build_dashboard(
     )
     for triggers, colour in (
         (lag_alerts, STREAM_LAG_COLOUR),
+        (memory_high_alerts, MEMORY_HIGH_COLOUR),
         (memory_alerts, OUT_OF_MEMORY_COLOUR),
     ):
         fired += list(triggers)

@@ -363,7 +363,18 @@ def memory_alerts(memory: dict[str, Any]) -> list[str]:
     )
 
 
-async def status(redis: Redis, keys: Keys, lag_alert: int | None = None) -> dict[str, Any]:
+def memory_high_alerts(memory: dict[str, Any], alert_pct: float) -> list[str]:
+    """`redis_memory_high` from `alert_pct` of maxmemory until it is reached: time to act
+    (throttle the population, add memory) before writes are refused."""
+    pct = memory["used_pct"]
+    if pct is None or not alert_pct <= pct < 100:
+        return []
+    return [f"redis_memory_high used {pct} % of maxmemory >= {alert_pct:g} %"]
+
+
+async def status(
+    redis: Redis, keys: Keys, lag_alert: int | None = None, memory_alert_pct: float = 80.0
+) -> dict[str, Any]:
     streams = await stream_status(redis, keys, lag_alert)
     totals = await redis.hgetall(keys.reports_totals)
     last_ms = _int(totals.get("last_event_ms")) or None
@@ -371,6 +382,7 @@ async def status(redis: Redis, keys: Keys, lag_alert: int | None = None) -> dict
     alerts = (lag_alerts(streams, lag_alert) if lag_alert is not None else []) + memory_alerts(
         memory
     )
+    alerts += memory_high_alerts(memory, memory_alert_pct)
     return {
         "consumer_lag": sum(s["lag"] for s in streams.values()),
         "events_applied": _int(totals.get("events")),

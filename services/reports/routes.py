@@ -41,7 +41,12 @@ def register(app: web.Application) -> None:
 @api.get("/api/v1/reports/status", summary="Consumer lag, events applied, last event time")
 async def status(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await queries.status(request.app[REDIS], request.app[KEYS], settings.stream_lag_alert)
+    body = await queries.status(
+        request.app[REDIS],
+        request.app[KEYS],
+        settings.stream_lag_alert,
+        settings.redis_memory_alert_pct,
+    )
     consumer = request.app.get(CONSUMER)
     state = consumer.state if consumer is not None else None
     body["consumer"] = {
@@ -107,6 +112,9 @@ async def dashboard(request: web.Request) -> web.Response:
         fast_lane,
         lag_alerts=queries.lag_alerts(streams, request.app[SETTINGS].stream_lag_alert),
         memory_alerts=queries.memory_alerts(memory),
+        memory_high_alerts=queries.memory_high_alerts(
+            memory, request.app[SETTINGS].redis_memory_alert_pct
+        ),
     )
     return ok(**doc)
 

@@ -67,3 +67,20 @@ def test_stream_lag_holds_the_ramp_and_out_of_memory_throttles() -> None:
     doc = build_dashboard(metrics(), 60, 0, True, lag_alerts=lag, memory_alerts=oom)
     assert doc["alert_level"] == "red" and doc["alerts"] == lag + oom
     assert doc["recommendation"] == "throttle"
+
+
+def test_redis_memory_past_the_alert_share_holds_the_ramp() -> None:
+    from services.reports.queries import memory_alerts, memory_high_alerts
+
+    def memory(pct: float | None) -> dict[str, Any]:
+        return {"used_bytes": 0, "maxmemory_bytes": 0, "used_pct": pct, "policy": "noeviction"}
+
+    assert memory_high_alerts(memory(79.9), 80) == []
+    assert memory_high_alerts(memory(None), 80) == []  # no maxmemory: nothing to warn of
+    high = memory_high_alerts(memory(85.0), 80)
+    assert high == ["redis_memory_high used 85.0 % of maxmemory >= 80 %"]
+    assert memory_high_alerts(memory(100.0), 80) == []  # that is the red alert's case
+    assert memory_alerts(memory(100.0)) != []
+    doc = build_dashboard(metrics(), 60, 0, True, memory_high_alerts=high)
+    assert doc["alert_level"] == "yellow" and doc["alerts"] == high
+    assert doc["recommendation"] == "hold_ramp"
