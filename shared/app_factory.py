@@ -96,7 +96,7 @@ def create_base_app(
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    redis = await connect(app[SETTINGS].redis_url)
+    redis = await connect(app[SETTINGS].redis_url, wait_s=app[SETTINGS].redis_wait_s)
     app[REDIS] = redis
     scripts = Scripts(redis)
     await scripts.load_all(redis)

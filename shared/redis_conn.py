@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,16 +119,21 @@ def make_client(url: str, *, max_connections: int = 64) -> Redis:
     return client
 
 
-async def connect(url: str, *, attempts: int = 5, delay_s: float = 0.25) -> Redis:
-    """Connect and PING, retrying while Redis starts (bounded: about 10 s by default; each
-    attempt's PING itself retries a refused connection for about 2 s, see make_client).
+async def connect(url: str, *, wait_s: float = 10.0, delay_s: float = 0.25) -> Redis:
+    """Connect and PING, retrying until Redis answers or `wait_s` has passed (each PING itself
+    retries a refused connection for about 2 s, see make_client); between attempts the pause
+    doubles from `delay_s` up to 2 s.
 
-    Services start in parallel with the embedded Redis under honcho; a short bounded retry lets
-    them come up in any order instead of crashing and being restarted.
+    Services start in parallel with the embedded Redis under honcho, and a Redis may be down when
+    a service (re)starts under compose: waiting lets them come up in any order, and in a Redis
+    outage, instead of exiting and being restarted in a loop.
     """
     client = make_client(url)
     last_error: Exception | None = None
-    for attempt in range(1, attempts + 1):
+    deadline = time.monotonic() + wait_s
+    attempt = 0
+    while True:  # bounded by the deadline
+        attempt += 1
         try:
             await client.ping()
             return client
@@ -135,10 +141,12 @@ async def connect(url: str, *, attempts: int = 5, delay_s: float = 0.25) -> Redi
             last_error = exc
             if attempt == 1 or attempt % 10 == 0:
                 log.warning("redis_unavailable", attempt=attempt, error=redact_text(str(exc)))
-            await asyncio.sleep(delay_s)
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(delay_s * 2 ** min(attempt - 1, 4), 2.0))
     await client.aclose()
     # The URL may hold a password (redis://:pw@host): masked, since this message ends up in the
     # start-up traceback on stderr.
     raise RuntimeError(
-        redact_text(f"Redis at {url} did not answer after {attempts} attempts: {last_error}")
+        redact_text(f"Redis at {url} did not answer within {wait_s:g} s: {last_error}")
     )

@@ -60,6 +60,9 @@ class FleetSettings(ServiceAddresses):
     # Upper bound for any service-to-service call; callers may pass a shorter one.
     http_timeout_s: float = Field(5.0, gt=0, le=120, validation_alias="TOOLOO_HTTP_TIMEOUT")
     var_dir: str = Field("./var", validation_alias="TOOLOO_VAR_DIR")
+    # How long a starting service waits for Redis before it gives up (and its supervisor, the
+    # orchestrator or compose, restarts it).
+    redis_wait_s: float = Field(120.0, ge=0, le=3600, validation_alias="TOOLOO_REDIS_WAIT")
     # ---- the edge: which browsers, host names and proxies the fleet believes (docs/SECURITY.md)
     # Extra origins (exact `scheme://host[:port]`, comma-separated) allowed to call any service
     # from a browser, besides the fleet's own (every service's loopback and `*_URL` origin).

@@ -163,3 +163,20 @@ def test_orchestrator_waits_for_redis_then_arms(tmp_path: Path, prefix: str) -> 
     finally:
         fleet.stop_all()
         redis.stop()
+
+
+def test_a_service_started_before_redis_waits_for_it(tmp_path: Path, prefix: str) -> None:
+    # Under compose a service may start (or restart) while Redis is down: it waits for Redis
+    # instead of exiting after a few seconds, and is ready once Redis answers.
+    redis = RedisServer(tmp_path / "redis", port=free_port())
+    fleet = Fleet(redis.url, prefix, tmp_path / "logs")
+    try:
+        fleet.start("meta", wait=False)
+        meta = fleet["meta"]
+        time.sleep(15.0)  # well past the old ~11 s of retries after which it exited
+        assert meta.alive, meta.logs()
+        redis.start()
+        wait_for(lambda: fleet.call("meta", "GET", "/ready", timeout=2.0)[0] == 200, "meta ready")
+    finally:
+        fleet.stop_all()
+        redis.stop()

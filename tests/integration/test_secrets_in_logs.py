@@ -36,6 +36,8 @@ def test_a_redis_password_never_appears_in_a_services_output(redis_server: Redis
                 "REDIS_URL": url,
                 "REPORTS_PORT": str(free_port()),
                 "TOOLOO_LOG_LEVEL": "debug",
+                # It waits this long for Redis before it gives up and exits.
+                "TOOLOO_REDIS_WAIT": "8",
             },
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -44,7 +46,7 @@ def test_a_redis_password_never_appears_in_a_services_output(redis_server: Redis
         for url in urls
     ]
     for url, proc in zip(urls, procs, strict=True):
-        out, err = proc.communicate(timeout=60)  # it gives up after ~11 s of retries
+        out, err = proc.communicate(timeout=60)  # it gives up after TOOLOO_REDIS_WAIT
         assert proc.returncode != 0, (url, out[-2000:], err[-2000:])
         # It did report the failure, with the URL masked...
         assert "did not answer" in err and ":***@127.0.0.1" in err, err[-2000:]
