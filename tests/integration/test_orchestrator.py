@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 import redis as sync_redis
 
 from harness.fleet import Fleet
+from harness.polling import wait_for
 from harness.processes import pid_alive
 from harness.redis_server import RedisServer
 from shared.keys import Keys
@@ -22,16 +22,6 @@ from shared.keys import Keys
 pytestmark = pytest.mark.integration
 
 SYSTEM = "/api/v1/system"
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded poll
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not seen within {timeout_s}s")
 
 
 def processes(fleet: Fleet) -> dict[str, dict[str, Any]]:

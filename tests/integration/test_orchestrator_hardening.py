@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.fleet import Fleet
+from harness.polling import wait_for
 from harness.ports import free_port
 from harness.redis_server import RedisServer
 
@@ -21,16 +22,6 @@ pytestmark = pytest.mark.integration
 
 STATUS = "/api/v1/system/status"
 TOKEN = "squat-test-token-0123456789abcdef"
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded poll
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not seen within {timeout_s}s")
 
 
 class Squatter:

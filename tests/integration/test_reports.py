@@ -8,12 +8,11 @@ import io
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
-from typing import Any
 
 import redis as sync_redis
 
 from harness.fleet import Fleet
+from harness.polling import wait_for
 from shared.keys import Keys
 
 BAD_QUERIES = [
@@ -33,16 +32,6 @@ BAD_QUERIES = [
 
 def client(fleet: Fleet) -> sync_redis.Redis:
     return sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded poll
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def applied_rounds(fleet: Fleet) -> int:

@@ -5,8 +5,7 @@ and reports' dashboard raises the alert."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 import redis as sync_redis
 
 from harness.fleet import Fleet
+from harness.polling import wait_for
 from harness.redis_server import RedisServer
 from shared.keys import Keys
 from shared.scripts import script_source
@@ -24,16 +24,6 @@ SMALL_CAP = {
     "TOOLOO_STREAM_RETENTION": "0",  # acknowledged entries may go at once
 }
 LEARNERS = [f"l{i}" for i in range(10)]
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded poll
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def reports_status(fleet: Fleet) -> dict[str, Any]:
