@@ -6,24 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from harness.polling import wait_for
+
 pytestmark = pytest.mark.integration
 
 COACH = "/api/v1/auto-coach"
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded poll
-        value = check()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"condition not met within {timeout_s}s")
 
 
 def status(fleet, name: str = "coach") -> dict[str, Any]:
@@ -54,7 +45,7 @@ async def test_fast_lane_learners_reach_readiness_and_meta_runs_once_each(fleet,
     code, body = fleet["coach"].post(f"{COACH}/start")
     assert code == 200 and body["status"]["active"] is True
 
-    done = wait_until(
+    done = wait_for(
         lambda: (s := status(fleet))["learnersReady"] == 6 and s["metaTrigger"]["count"] == 6 and s,
         timeout_s=60,
     )
@@ -131,7 +122,7 @@ async def test_fast_lane_changes_apply_at_once_and_survive_a_restart(fleet, redi
     assert (await redis.xrange(keys.stream_system))[-1][1]["type"] == "settings_changed"
 
     fleet["coach"].post(f"{COACH}/start")
-    before = wait_until(lambda: (s := status(fleet))["roundsRun"] > 0 and s)
+    before = wait_for(lambda: (s := status(fleet))["roundsRun"] > 0 and s)
 
     # A GET only reads, whatever its query says.
     code, _ = fleet["coach"].get(f"{COACH}/fast-lane?weight=9&enable=false")
@@ -144,7 +135,7 @@ async def test_fast_lane_changes_apply_at_once_and_survive_a_restart(fleet, redi
     assert after["fastLane"]["learnerIds"] == ["a", "b"]
     assert after["active"] is True  # it was active: it resumes on its own
     assert after["roundsRun"] >= before["roundsRun"]  # counters are not reset
-    wait_until(lambda: status(fleet)["roundsRun"] > after["roundsRun"])
+    wait_for(lambda: status(fleet)["roundsRun"] > after["roundsRun"])
 
     code, body = fleet["coach"].post(
         f"{COACH}/fast-lane", {"enable": False, "learners": {"remove": ["a"]}}
@@ -159,13 +150,13 @@ async def test_paused_meta_keeps_triggers_queued_until_resumed(fleet, redis, key
     assert fleet["meta"].post("/api/v4/meta-learning/pause")[0] == 200
     fleet["coach"].post(f"{COACH}/fast-lane", {"intervalMs": 100})
     fleet["coach"].post(f"{COACH}/start")
-    wait_until(lambda: status(fleet)["learnersReady"] == 2, timeout_s=60)
-    wait_until(lambda: "paused" in (status(fleet)["lastMetaAction"] or ""), timeout_s=10)
+    wait_for(lambda: status(fleet)["learnersReady"] == 2, timeout_s=60)
+    wait_for(lambda: "paused" in (status(fleet)["lastMetaAction"] or ""), timeout_s=10)
     assert status(fleet)["metaTrigger"]["count"] == 0
     assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 2
 
     assert fleet["meta"].post("/api/v4/meta-learning/resume")[0] == 200
-    wait_until(lambda: status(fleet)["metaTrigger"]["count"] == 2, timeout_s=20)
+    wait_for(lambda: status(fleet)["metaTrigger"]["count"] == 2, timeout_s=20)
     assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
 
 
@@ -184,7 +175,7 @@ async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis
             )
         await pipe.execute()
     fleet.start("coach")  # its group starts at 0: all three come in its first read
-    done = wait_until(lambda: (m := status(fleet)["metaTrigger"])["failures"] == 2 and m)
+    done = wait_for(lambda: (m := status(fleet)["metaTrigger"])["failures"] == 2 and m)
     assert done["count"] == 1
     completed = [e["learner"] for e in await meta_events(redis, keys) if e["type"] == "completed"]
     assert completed == ["good"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness.polling import wait_for
 from harness.ports import free_port
 from harness.processes import ServiceProcess
-from tests.integration.test_coach import COACH, create_learners, status, wait_until
+from tests.integration.test_coach import COACH, create_learners, status
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ async def test_killed_leader_is_replaced_by_the_standby(fleet):
     fleet["coach"].post(f"{COACH}/fast-lane", {"intervalMs": 100})
     fleet["coach"].post(f"{COACH}/start")
     first = fleet["coach"]
-    wait_until(lambda: coach_status(first)["leader"])
+    wait_for(lambda: coach_status(first)["leader"])
 
     port = free_port()
     standby = ServiceProcess(
@@ -38,14 +39,14 @@ async def test_killed_leader_is_replaced_by_the_standby(fleet):
     standby.wait_ready()
     assert coach_status(standby)["leader"] is False
     assert coach_status(standby)["leaderInstance"] == coach_status(first)["instance"]
-    rounds = wait_until(lambda: (n := coach_status(standby)["roundsRun"]) > 0 and n)
+    rounds = wait_for(lambda: (n := coach_status(standby)["roundsRun"]) > 0 and n)
 
     first.kill()
-    taken = wait_until(lambda: (s := coach_status(standby))["leader"] and s, timeout_s=15)
+    taken = wait_for(lambda: (s := coach_status(standby))["leader"] and s, timeout_s=15)
     assert taken["leaderInstance"] == taken["instance"]
     assert taken["active"] is True
     # The standby coaches now, continuing the counters.
-    wait_until(lambda: coach_status(standby)["roundsRun"] > max(rounds, taken["roundsRun"]))
+    wait_for(lambda: coach_status(standby)["roundsRun"] > max(rounds, taken["roundsRun"]))
 
 
 async def test_training_outage_is_reported_and_coaching_resumes(fleet):
@@ -53,10 +54,10 @@ async def test_training_outage_is_reported_and_coaching_resumes(fleet):
     create_learners(fleet, [f"o{i}" for i in range(40)])
     fleet["coach"].post(f"{COACH}/fast-lane", {"intervalMs": 100})
     fleet["coach"].post(f"{COACH}/start")
-    wait_until(lambda: status(fleet)["roundsRun"] > 0)
+    wait_for(lambda: status(fleet)["roundsRun"] > 0)
 
     fleet["training"].stop()
-    down = wait_until(lambda: (s := status(fleet))["outage"]["training"] and s)
+    down = wait_for(lambda: (s := status(fleet))["outage"]["training"] and s)
     assert "training unavailable" in down["lastAction"]
     assert down["outage"]["training"]["since"] > 0
     assert fleet["coach"].alive and down["active"] is True
@@ -65,5 +66,5 @@ async def test_training_outage_is_reported_and_coaching_resumes(fleet):
     assert code in (502, 504) and body["error"]["code"].startswith("upstream")
 
     fleet.start("training")
-    back = wait_until(lambda: (s := status(fleet))["outage"]["training"] is None and s, 20)
-    wait_until(lambda: status(fleet)["roundsRun"] > back["roundsRun"])
+    back = wait_for(lambda: (s := status(fleet))["outage"]["training"] is None and s, timeout_s=20)
+    wait_for(lambda: status(fleet)["roundsRun"] > back["roundsRun"])
