@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from shared.commit_rounds import IDEMPOTENCY_HEADER, idempotency_key_of
 from shared.errors import BadRequest, ValidationFailed
 
 LEARNER_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -92,3 +93,18 @@ def learner_from(request: web.Request, body_value: str | None = None) -> str:
 def dump(model: BaseModel) -> dict[str, Any]:
     data: dict[str, Any] = orjson.loads(model.model_dump_json(by_alias=True))
     return data
+
+
+# What a route that takes an Idempotency-Key adds to its documented answers.
+IDEMPOTENCY_RESPONSES = {
+    400: "Malformed Idempotency-Key",
+    422: "Idempotency-Key already used for a different request",
+}
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's Idempotency-Key, None without one; 400 when it is malformed."""
+    try:
+        return idempotency_key_of(request.headers.get(IDEMPOTENCY_HEADER))
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_idempotency_key") from None

@@ -19,13 +19,12 @@ from services.coach.models import (
 from services.coach.status import build_status
 from services.coach.store import UnknownLearners
 from shared.app_keys import KEYS, REDIS
-from shared.commit_rounds import IDEMPOTENCY_HEADER, idempotency_key_of
-from shared.errors import BadRequest, NotFound
+from shared.errors import NotFound
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
-from shared.validation import learner_from, parse_body
+from shared.validation import IDEMPOTENCY_RESPONSES, idempotency_key, learner_from, parse_body
 
 routes = ApiRoutes("coach")
 BASE = "/api/v1/auto-coach"
@@ -125,10 +124,7 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
     rule = BOOST_LIMIT if model is BoostRequest else HYPER_BOOST_LIMIT
     app = request.app
     await limit(request, rule)
-    try:
-        key = idempotency_key_of(request.headers.get(IDEMPOTENCY_HEADER))
-    except ValueError as exc:
-        raise BadRequest(str(exc), code="invalid_idempotency_key") from None
+    key = idempotency_key(request)
     if key is not None:
         fingerprint = boost_ops.boost_fingerprint(
             request.path, learner, body.rounds, body.batchSize
@@ -143,12 +139,6 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
         idempotency_key=key,
     )
     return body, results, calls, replayed
-
-
-IDEMPOTENCY_RESPONSES = {
-    400: "Malformed Idempotency-Key",
-    422: "Idempotency-Key already used for a different request",
-}
 
 
 @routes.post(

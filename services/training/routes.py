@@ -26,13 +26,20 @@ from services.training.store import (
     ReplayedRounds,
     TrainingStore,
 )
-from shared.commit_rounds import IDEMPOTENCY_HEADER, idempotency_key_of, request_hash
-from shared.errors import BadRequest, NotFound, ValidationFailed
+from shared.commit_rounds import request_hash
+from shared.errors import NotFound, ValidationFailed
 from shared.learner_state import LearnerState
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes
-from shared.validation import DEFAULT_LEARNER, learner_from, parse_body, parse_query
+from shared.validation import (
+    DEFAULT_LEARNER,
+    IDEMPOTENCY_RESPONSES,
+    idempotency_key,
+    learner_from,
+    parse_body,
+    parse_query,
+)
 
 api = ApiRoutes("training")
 # Per client, fleet-wide. A new topic changes every learner's curriculum (and each round's cost);
@@ -58,10 +65,7 @@ async def start(request: web.Request) -> web.Response:
 async def _idempotency(request: web.Request, *request_parts: str) -> Idempotency | None:
     """The request's Idempotency-Key (400 when malformed), claimed for this request's hash
     (422 when it was first used for another request); None without the header."""
-    try:
-        key = idempotency_key_of(request.headers.get(IDEMPOTENCY_HEADER))
-    except ValueError as exc:
-        raise BadRequest(str(exc), code="invalid_idempotency_key") from None
+    key = idempotency_key(request)
     if key is None:
         return None
     idem = Idempotency(key, request_hash(request.path, *request_parts))
@@ -70,12 +74,6 @@ async def _idempotency(request: web.Request, *request_parts: str) -> Idempotency
     except IdempotencyKeyReused as exc:
         raise ValidationFailed(exc.message, code=exc.code) from None
     return idem
-
-
-IDEMPOTENCY_RESPONSES = {
-    400: "Malformed Idempotency-Key",
-    422: "Idempotency-Key already used for a different request",
-}
 
 
 @api.post(
