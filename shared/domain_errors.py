@@ -51,3 +51,20 @@ class VersionConflict(ConflictError):
     """Concurrent writers kept changing the state between this caller's read and its commit."""
 
     code = "version_conflict"
+
+
+class RequestMismatch(DomainError):
+    """The request contradicts what an earlier one established (an Idempotency-Key sent again
+    with another body)."""
+
+    code = "request_mismatch"
+
+
+class IdempotencyKeyReused(RequestMismatch):
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used for a different request; "
+            "send a new key for a new request"
+        )

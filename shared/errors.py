@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.exceptions import OutOfMemoryError, ResponseError
 
-from shared.domain_errors import ConflictError, DomainError, NotFoundError
+from shared.domain_errors import ConflictError, DomainError, NotFoundError, RequestMismatch
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -88,6 +88,7 @@ class ServiceUnavailable(ApiError):
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
+    RequestMismatch: 422,
     DomainError: 400,
 }
 

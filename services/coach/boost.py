@@ -16,9 +16,9 @@ from typing import Any
 
 from services.coach.store import CoachStore
 from services.coach.training_api import HttpTrainingApi, error_of
-from shared.commit_rounds import IDEMPOTENCY_TTL_MS, request_hash
-from shared.errors import ApiError, Conflict, NotFound, UpstreamError, ValidationFailed
-from shared.redis_types import text_or_none
+from shared import idempotency
+from shared.commit_rounds import request_hash
+from shared.errors import ApiError, Conflict, NotFound, UpstreamError
 
 
 def call_key(key: str, call: int) -> str:
@@ -30,17 +30,7 @@ def call_key(key: str, call: int) -> str:
 async def claim_boost_key(store: CoachStore, key: str, fingerprint: str) -> None:
     """Tie the client's Idempotency-Key to this boost's request hash for 24 h (SET NX, then
     read: whichever boost set it first owns it); 422 when it is tied to another request."""
-    redis_key = store.keys.coach_boost_idempotency(key)
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.set(redis_key, fingerprint, nx=True, px=IDEMPOTENCY_TTL_MS)
-        pipe.get(redis_key)
-        _, held = await pipe.execute()
-    if text_or_none(held) not in (None, fingerprint):
-        raise ValidationFailed(
-            "This Idempotency-Key was already used for a different request; "
-            "send a new key for a new request",
-            code="idempotency_key_reused",
-        )
+    await idempotency.claim(store.redis, store.keys.coach_boost_idempotency(key), fingerprint)
 
 
 def boost_fingerprint(path: str, learner: str, rounds: int, batch_size: int) -> str:

@@ -22,7 +22,6 @@ from services.training.models import (
 )
 from services.training.store import (
     Idempotency,
-    IdempotencyKeyReused,
     ReplayedRounds,
     TrainingStore,
 )
@@ -69,10 +68,7 @@ async def _idempotency(request: web.Request, *request_parts: str) -> Idempotency
     if key is None:
         return None
     idem = Idempotency(key, request_hash(request.path, *request_parts))
-    try:
-        await request.app[STORE].claim_idempotency(idem)
-    except IdempotencyKeyReused as exc:
-        raise ValidationFailed(exc.message, code=exc.code) from None
+    await request.app[STORE].claim_idempotency(idem)
     return idem
 
 

@@ -35,8 +35,8 @@ from services.training.curriculum_store import DEFAULT_MAX_TOPICS, CurriculumSto
 from services.training.pipelining import AutoPipeline
 from services.training.round import RoundOutcome, compute_round, new_learner_state
 from services.training.state_cache import StateCache
+from shared import idempotency
 from shared.commit_rounds import (
-    IDEMPOTENCY_TTL_MS,
     CommitHeader,
     CommitReply,
     commit_rounds_args,
@@ -45,7 +45,7 @@ from shared.commit_rounds import (
 )
 from shared.domain_errors import (
     ConflictError,
-    DomainError,
+    IdempotencyKeyReused,
     LearnerExists,
     LearnerNotFound,
     VersionConflict,
@@ -80,18 +80,6 @@ class TrainingNotStarted(ConflictError):
     def __init__(self, learner: str) -> None:
         super().__init__(
             f"Training is not started for learner {learner!r}; POST /api/v1/training/start first"
-        )
-
-
-class IdempotencyKeyReused(DomainError):
-    """The Idempotency-Key was first sent with a different request (the HTTP layer answers 422)."""
-
-    code = "idempotency_key_reused"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "This Idempotency-Key was already used for a different request; "
-            "send a new key for a new request"
         )
 
 
@@ -295,15 +283,10 @@ class TrainingStore:
         """Tie the key to this request's hash for 24 h, before anything is committed; raise
         IdempotencyKeyReused when it is tied to another request. The per-learner record in the
         commit script is what makes a retry commit nothing; this fleet-wide one catches the key
-        sent again for another learner, whose slot holds no record. Not atomic with the commits
-        and need not be: it only ever refuses, before the first commit of the request."""
-        key = self.keys.training_idempotency(idem.key)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(key, idem.request_hash, nx=True, px=IDEMPOTENCY_TTL_MS)
-            pipe.get(key)
-            _, held = await pipe.execute()
-        if held is not None and text(held) != idem.request_hash:
-            raise IdempotencyKeyReused()
+        sent again for another learner, whose slot holds no record."""
+        await idempotency.claim(
+            self.redis, self.keys.training_idempotency(idem.key), idem.request_hash
+        )
 
     # ---- writes other than rounds ------------------------------------------------------------
     async def _cas(
