@@ -438,6 +438,9 @@ def full_restart(fleet: HonchoFleet, timeout_s: float = 60.0) -> dict[str, Any]:
     fleet.start()
     fleet.wait_for(lambda: redis_answers(fleet), timeout_s, "redis after restart", 0.005)
     after_raw = raw_states(fleet)  # before the services are up: exactly what was persisted
+    # Read with it, not after the fleet is armed: pre-arm starts the coach again, and its first
+    # rounds would count as if they had survived the restart.
+    seq_after = fleet.rounds_committed()
     fleet.wait_armed(timeout_s)
     armed_s = time.monotonic() - t_start
     after_api = {}
@@ -446,7 +449,6 @@ def full_restart(fleet: HonchoFleet, timeout_s: float = 60.0) -> dict[str, Any]:
         if stored_now.get(learner) == after_raw.get(learner):  # untouched since the restart
             after_api[learner] = api_state(fleet, learner)
     states = compare_states(before_raw, after_raw, before_api, after_api)
-    seq_after = fleet.rounds_committed()
     return {
         "fault": "SIGTERM fleet + honcho start",
         "honcho_exit": code,
