@@ -294,18 +294,29 @@ class Fuzzer:
         if data is not None:
             all_headers.setdefault("Content-Type", "application/json")
         before = self.snapshot()
-        try:
-            response = self.http.request(
-                op_key[0],
-                self.urls[service] + path,
-                params=query,
-                data=data,
-                headers=all_headers,
-                timeout=self.timeout_s,
-            )
-        except requests.RequestException as exc:
-            self._no_answer(where, exc, result)
-            return
+        # A kept-alive connection the server closed while idle can be picked for the next request
+        # at the same moment (RemoteDisconnected, nothing sent back): HTTP clients retry an
+        # idempotent request once on a new connection (RFC 9110 §9.2.2), and so does this one. A
+        # server that really drops requests fails the second try too; POSTs are never re-sent.
+        attempts = 2 if op_key[0] in ("GET", "HEAD", "DELETE", "OPTIONS") else 1
+        for attempt in range(1, attempts + 1):  # bounded: at most one retry
+            try:
+                response = self.http.request(
+                    op_key[0],
+                    self.urls[service] + path,
+                    params=query,
+                    data=data,
+                    headers=all_headers,
+                    timeout=self.timeout_s,
+                )
+                break
+            except requests.ConnectionError as exc:
+                if attempt == attempts or "RemoteDisconnected" not in repr(exc):
+                    self._no_answer(where, exc, result)
+                    return
+            except requests.RequestException as exc:
+                self._no_answer(where, exc, result)
+                return
         self._check(service, op_key, where, response, before, result)
 
     def _no_answer(self, where: str, exc: Exception, result: ServiceResult) -> None:
