@@ -47,7 +47,7 @@ format: install
 
 ## Type-check the production packages (settings in pyproject.toml, [tool.mypy]).
 typecheck: install
-	$(BIN)/mypy shared services orchestrator
+	$(BIN)/mypy shared services orchestrator tooloo_cli
 
 ## Coverage of the unit tests alone, printed per module (`make test` reports the whole suite's).
 cov: install

@@ -59,8 +59,18 @@ VERSION_TIMEOUT_S = 5.0
 # SAVE/BGSAVE, FLUSHALL/FLUSHDB, KEYS, SHUTDOWN, MONITOR, ACL, REPLICAOF, ...), plus INFO, which
 # the wrapper, the orchestrator's memory alert and the benchmarks read. Checked by running the
 # whole fleet and its tests against it: SCRIPT LOAD, EVALSHA, XINFO, XREADGROUP, TIME and CLIENT
-# SETNAME/SETINFO are outside @dangerous.
-FLEET_ACL = ("~*", "&*", "+@all", "-@dangerous", "+info")
+# SETNAME/SETINFO are outside @dangerous. `tooloo backup` pauses writes while it DUMPs
+# (CLIENT PAUSE/UNPAUSE) and `tooloo restore` RESTOREs, with the same credentials.
+FLEET_ACL = (
+    "~*",
+    "&*",
+    "+@all",
+    "-@dangerous",
+    "+info",
+    "+restore",
+    "+client|pause",
+    "+client|unpause",
+)
 
 
 def project_root() -> Path:
