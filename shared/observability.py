@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from shared import domain_metrics
 from shared.app_keys import APP_STARTED, METRICS, READY_CHECKS, REDIS, SERVICE
 from shared.responses import json_response
 
@@ -68,6 +69,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await domain_metrics.refresh(request.app)  # gauges that are a reading of Redis
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 

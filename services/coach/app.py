@@ -15,6 +15,7 @@ from services.coach.meta_api import HttpMetaApi
 from services.coach.meta_trigger import MetaTrigger
 from services.coach.store import CoachStore
 from services.coach.training_api import HttpTrainingApi
+from shared import domain_metrics
 from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import CLIENT, KEYS, REDIS, SCRIPTS, SETTINGS
 from shared.settings import FleetSettings
@@ -66,4 +67,12 @@ def create_app(settings: FleetSettings) -> web.Application:
     add_background_task(app, _run_meta, "coach-meta-trigger")
     add_background_task(app, _run_loop, "coach-loop")
     routes.register(app)
+    domain_metrics.on_scrape(app, _scrape)
     return app
+
+
+async def _scrape(app: web.Application) -> None:
+    store = app[STORE]
+    cover = await store.coverage()
+    active = (await store.read_status()).active
+    domain_metrics.set_coach(app, active, await store.rounds_per_min(), cover["ratio"])

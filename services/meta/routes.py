@@ -18,6 +18,7 @@ from services.meta.models import (
     RunBatchRequest,
 )
 from services.meta.phases import PHASES
+from shared import domain_metrics
 from shared.app_keys import KEYS, REDIS, SERVICE
 from shared.errors import NotFound, ValidationFailed
 from shared.events import emit_system_event
@@ -67,6 +68,7 @@ async def run_all(request: web.Request) -> web.Response:
     body = await parse_body(request, RunAllRequest)
     trigger = Trigger(body.trigger.round, body.trigger.ts) if body.trigger else None
     result = await _engine(request).run_all(_learner(body.learner), trigger)
+    domain_metrics.meta_triggers_served(request.app, [result])
     return ok(**result)
 
 
@@ -80,7 +82,9 @@ async def run_batch(request: web.Request) -> web.Response:
         (item.learner, Trigger(item.trigger.round, item.trigger.ts) if item.trigger else None)
         for item in body.items
     ]
-    return ok(results=await _engine(request).run_batch(items))
+    results = await _engine(request).run_batch(items)
+    domain_metrics.meta_triggers_served(request.app, results)
+    return ok(results=results)
 
 
 @routes.get(f"{BASE}/report", query=LearnerQuery, responses={404: "Unknown learner"})

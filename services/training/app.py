@@ -13,6 +13,7 @@ from services.training.app_keys import ONBOARDER, STORE, TRAINING_SETTINGS
 from services.training.onboarding import Onboarder, OnboardingConfig
 from services.training.settings import TrainingSettings
 from services.training.store import TrainingStore
+from shared import domain_metrics
 from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import KEYS, REDIS, SCRIPTS
 from shared.domain_errors import LearnerExists
@@ -66,7 +67,12 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
     app.cleanup_ctx.append(_store_ctx)
     add_background_task(app, _onboard, "onboarding")
     app.on_startup.append(_tune_gc)  # after the cleanup contexts: the store exists by now
+    domain_metrics.on_scrape(app, _scrape)
     return app
+
+
+async def _scrape(app: web.Application) -> None:
+    domain_metrics.set_learners(app, await app[STORE].count_learners())
 
 
 # Young-generation collections every GC_GEN0 net allocations instead of 700. Measured under 32

@@ -25,6 +25,7 @@ from services.training.store import (
     ReplayedRounds,
     TrainingStore,
 )
+from shared import domain_metrics
 from shared.commit_rounds import request_hash
 from shared.errors import NotFound, ValidationFailed
 from shared.learner_state import LearnerState
@@ -85,6 +86,7 @@ async def one_round(request: web.Request) -> web.Response:
     done = await request.app[STORE].run_round(learner, idem)
     if isinstance(done, ReplayedRounds):
         return ok(result=presenters.round_replayed(done))
+    domain_metrics.rounds_committed(request.app, 1, time.perf_counter() - done.started, "single")
     return ok(result=presenters.round_answer(done))
 
 
@@ -98,6 +100,10 @@ async def rounds_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, BatchRequest)
     idem = await _idempotency(request, ",".join(body.learners), str(body.rounds_per_learner))
     batch = await request.app[STORE].run_batch(body.learners, body.rounds_per_learner, idem)
+    committed = sum(len(c.outcomes) for c in batch.committed)
+    domain_metrics.rounds_committed(
+        request.app, committed, time.perf_counter() - batch.started, "batch"
+    )
     return ok(**presenters.batch_answer(batch))
 
 

@@ -12,6 +12,7 @@ from services.web.cors import allowed_origins, cors_middleware
 from services.web.events import SnapshotCache, build_snapshot
 from services.web.gates import load_table
 from services.web.proxy import Forwarder, ProxyTable
+from shared import domain_metrics
 from shared.app_factory import create_base_app
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.settings import FleetSettings
@@ -27,6 +28,7 @@ def create_app(settings: FleetSettings) -> web.Application:
     routes.register(app)
     app.cleanup_ctx.append(_gateway_ctx)
     app.on_shutdown.append(_end_streams)
+    domain_metrics.on_scrape(app, routes.scrape_gates)
     return app
 
 

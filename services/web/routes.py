@@ -13,6 +13,7 @@ from aiohttp import web
 from services.web import events, gates, system
 from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY_TABLE, SNAPSHOTS
 from services.web.models import EmptyBody, GatesQuery, ScaleRequest
+from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.errors import NotFound
 from shared.rate_limit import RateLimit, limit
@@ -70,23 +71,33 @@ async def resume_onboarding(request: web.Request) -> web.Response:
 @routes.get("/api/v1/system/gates", query=GatesQuery, summary="Rollout gates against live metrics")
 async def get_gates(request: web.Request) -> web.Response:
     query = parse_query(request, GatesQuery)
-    client = request.app[CLIENT]
-    metrics, processes = await asyncio.gather(
-        events.fetch(client, "reports", f"/api/v1/reports/metrics?window={query.window}", 2.0),
-        events.fetch(client, "orchestrator", "/api/v1/system/processes", 2.0),
-    )
-    merged, available, reason, sources = gates.compose_metrics(
-        metrics, processes, reports_error=_error_message(metrics)
-    )
-    result = gates.evaluate(
-        request.app[GATE_TABLE], merged, metrics_available=available, unavailable_reason=reason
-    )
+    result, sources = await evaluate_gates(request.app, query.window)
     return ok(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         window_s=query.window,
         sources=sources,
         **result,
     )
+
+
+async def evaluate_gates(app: web.Application, window: int) -> tuple[dict[str, Any], Any]:
+    """The gates against reports' metrics over `window` s and the orchestrator's restarts."""
+    client = app[CLIENT]
+    metrics, processes = await asyncio.gather(
+        events.fetch(client, "reports", f"/api/v1/reports/metrics?window={window}", 2.0),
+        events.fetch(client, "orchestrator", "/api/v1/system/processes", 2.0),
+    )
+    merged, available, reason, sources = gates.compose_metrics(
+        metrics, processes, reports_error=_error_message(metrics)
+    )
+    result = gates.evaluate(
+        app[GATE_TABLE], merged, metrics_available=available, unavailable_reason=reason
+    )
+    return result, sources
+
+
+async def scrape_gates(app: web.Application) -> None:
+    domain_metrics.set_gates(app, (await evaluate_gates(app, 60))[0])
 
 
 def _error_message(body: dict[str, Any]) -> str | None:
