@@ -6,11 +6,27 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test unit lint format typecheck cov bench clean clean-data
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+UV_VERSION := 0.13.9
+
+.PHONY: lock
+
+# Exactly the locked packages, each checked against its hash, then the project itself without
+# resolving anything again: a fresh machine installs what CI tested.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+## Re-resolve requirements.lock (every package, test tools too, with hashes) from pyproject.toml's
+## pins: run after changing a dependency, and commit both files.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
+		--output-file $(LOCK) --quiet
 
 ## The venv, and Debian's redis-server for the embedded Redis (as root; scripts/install-redis.sh).
 install: $(STAMP)
