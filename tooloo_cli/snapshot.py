@@ -35,6 +35,7 @@ import gzip
 import hashlib
 import json
 import math
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -93,15 +94,25 @@ DEFAULT_PAUSE_MS = 10_000
 Progress = Callable[[int], None]  # called with the number of keys just done
 
 
+def _one_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    # One compiled alternation: tens of thousands of keys are checked inside the write pause.
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+_COUNTER = _one_regex(COUNTER_PATTERNS)
+_VERSION = _one_regex(VERSION_PATTERNS)
+_EPHEMERAL = _one_regex(EPHEMERAL_PATTERNS)
+
+
 def is_counter(name: str) -> bool:
     """`name` is a key name after the prefix and its colon."""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in COUNTER_PATTERNS)
+    return _COUNTER.match(name) is not None
 
 
 def is_ephemeral(name: str) -> bool:
     if is_counter(name):
         return False  # a lease's fencing counter is kept
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in EPHEMERAL_PATTERNS)
+    return _EPHEMERAL.match(name) is not None
 
 
 def id_gap(created_ms: int, now_ms: int) -> int:
@@ -207,11 +218,7 @@ def take(
         for node in target.nodes:
             for page in scan_names(node, prefix):
                 names = [k for k in page if not is_ephemeral(k[start:].decode(errors="replace"))]
-                pipe = node.pipeline(transaction=False)
-                for key in names:
-                    pipe.pttl(key)
-                    pipe.dump(key)
-                replies = pipe.execute()
+                replies = _dump_batch(node, names, target.cluster)
                 for i, key in enumerate(names):
                     ttl, payload = replies[2 * i], replies[2 * i + 1]
                     if payload is None:  # expired before the pause
@@ -243,6 +250,34 @@ def take(
             "it may not be one moment, so nothing was written (run again with a longer --pause-ms)"
         )
     return snap
+
+
+# PTTL and DUMP of every key of a batch in one call. `no-writes`: a read-only script, which Redis
+# runs while writes are paused (an unflagged script would wait for the pause like a write).
+DUMP_LUA = """#!lua flags=no-writes
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[2 * i - 1] = redis.call('PTTL', key)
+  out[2 * i] = redis.call('DUMP', key) or false
+end
+return out
+"""
+
+
+def _dump_batch(node: Redis, names: list[bytes], cluster: bool) -> list[Any]:
+    """[ttl, payload, ttl, payload, ...]: one script call on a single Redis (measured ~10 times
+    faster than a pipeline of 2 commands a key); on a Cluster node, whose keys span slots a
+    script may not mix, a pipeline."""
+    if not names:
+        return []
+    if not cluster:
+        replies = node.eval(DUMP_LUA, len(names), *names)
+        return [None if r is False else r for r in cast(list[Any], replies)]
+    pipe = node.pipeline(transaction=False)
+    for key in names:
+        pipe.pttl(key)
+        pipe.dump(key)
+    return list(pipe.execute())
 
 
 def write(snap: Snapshot, path: Path, fleet_version: str, redis_version: str) -> dict[str, Any]:
@@ -429,7 +464,7 @@ def restore(
 
     values: dict[str, int] = {}
     for name, backup_value in backup.manifest["counters"].items():
-        version = any(fnmatch.fnmatchcase(name, p) for p in VERSION_PATTERNS)
+        version = _VERSION.match(name) is not None
         value = counter_value(backup_value, current[name], gap, version=version)
         # Only ever raised: a value another writer put there meanwhile is kept if larger
         # (a counter that is not there yet is created at `value`).
