@@ -14,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY orchestrator ./orchestrator
+COPY tooloo_cli ./tooloo_cli
 RUN pip install . \
     && useradd --create-home --uid 10001 tooloo
 
