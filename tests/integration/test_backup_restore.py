@@ -212,3 +212,70 @@ def test_backup_while_the_fleet_writes_is_one_moment(fleet: Fleet, tmp_path: Pat
     unmatched = [name for name in found if not snapshot.is_counter(name)]
     assert not unmatched, f"counters the restore would move back: {unmatched}"
     client.close()
+
+
+def test_backup_and_restore_on_the_embedded_redis(tmp_path: Path) -> None:
+    """The embedded Redis with its ACL (`make run`'s), found as the services find it: no
+    REDIS_URL, its port and the password file in the var directory. Its fleet user may pause
+    writes, DUMP through the read-only script and RESTORE."""
+    import time as clock
+
+    from harness.ports import free_port
+    from harness.processes import ROOT, terminate
+    from shared.embedded_redis import FLEET_USER
+
+    port, var = free_port(), tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOLOO_", "REDIS_URL"))}
+    env.update(TOOLOO_VAR_DIR=str(var), TOOLOO_REDIS_PORT=str(port))
+    with (tmp_path / "redis.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.embedded_redis"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def connect() -> sync_redis.Redis | None:
+            try:
+                client = sync_redis.Redis(
+                    port=port,
+                    username=FLEET_USER,
+                    password=(var / "redis.pass").read_text().strip(),
+                )
+                client.ping()
+                return client
+            except (OSError, sync_redis.RedisError):
+                assert proc.poll() is None
+                clock.sleep(0.05)
+                return None
+
+        client = wait_for(connect, "embedded redis", timeout_s=30)
+        client.hset("emb:{learner:a}:state", mapping={"v": 2, "s": "x"})
+        client.set("emb:rounds:seq", 17)
+        client.xadd("emb:events:rounds", {"r": 1})
+        client.xgroup_create("emb:events:rounds", "reports", id="0")
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "tooloo_cli", "--json", *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=dict(env, TOOLOO_URL=f"http://127.0.0.1:{free_port()}"),
+            )
+
+        file = tmp_path / "emb.tlb"
+        made = ok(cli("backup", str(file), "--prefix", "emb"))
+        assert made["manifest"]["keys"] == 3
+        assert ok(cli("restore", str(file), "--prefix", "copy", "--id-gap", "0"))["keys"] == 3
+        assert client.hgetall("copy:{learner:a}:state") == {b"v": b"2", b"s": b"x"}
+        assert client.get("copy:rounds:seq") == b"17"
+        assert client.xinfo_groups("copy:events:rounds")[0]["name"] == b"reports"
+        with pytest.raises(sync_redis.exceptions.NoPermissionError):
+            client.flushall()  # the rest of @dangerous stays refused
+        client.close()
+    finally:
+        terminate(proc, 10)
