@@ -30,16 +30,20 @@ def _supervisor(request: web.Request) -> Supervisor:
     return request.app[SUPERVISOR]
 
 
-def _record(request: web.Request) -> ProcessRecord:
+def _records(request: web.Request) -> list[ProcessRecord]:
+    """The processes a name means: one (`coach`, or a replica `coach#2`, written `coach%232` in
+    a URL), or every replica of a service run as several (`coach`)."""
     name = request.match_info["name"]
-    record = _fleet(request).processes.get(name)
-    if record is None:
+    fleet = _fleet(request)
+    record = fleet.processes.get(name)
+    records = [record] if record is not None else fleet.replicas_of(name)
+    if not records:
         raise NotFound(
             f"unknown service {name!r}",
             code="unknown_service",
-            details={"services": list(_fleet(request).processes)},
+            details={"services": list(fleet.processes)},
         )
-    return record
+    return records
 
 
 def _managed(request: web.Request) -> None:
@@ -78,21 +82,38 @@ ACTION_429 = {429: "More than 20 actions a minute from this client"}
 async def _run_action(request: web.Request, action: str) -> web.Response:
     await parse_body(request, ServiceAction)
     await limit(request, ACTION_LIMIT)
-    record = _record(request)
+    records = _records(request)
     _managed(request)
     supervisor = _supervisor(request)
-    # restart and start answer whether they succeeded; stop answers nothing, so it counts as done.
-    coro: Coroutine[Any, Any, bool | None]
-    if action == "restart":
-        coro = supervisor.restart(record, "operator request", manual=True)
-    elif action == "stop":
-        coro = supervisor.stop_service(record)
-    else:
-        coro = supervisor.start_service(record)
-    task = supervisor.in_background(coro, f"{action}-{record.name}")
+    name = request.match_info["name"]
+    task = supervisor.in_background(_act(supervisor, action, records), f"{action}-{name}")
     # Shielded: a client hanging up does not leave a service half-restarted.
-    result = await asyncio.shield(task)
-    return ok(action=action, service=record.name, done=result is not False, process=record.view())
+    done = await asyncio.shield(task)
+    single: dict[str, Any] = {"process": records[0].view()} if len(records) == 1 else {}
+    return ok(
+        action=action,
+        service=name,
+        done=done,
+        processes=[r.view() for r in records],
+        **single,
+    )
+
+
+async def _act(supervisor: Supervisor, action: str, records: list[ProcessRecord]) -> bool:
+    """The action on each process in turn: the replicas of a service are restarted one after
+    the other, so the others keep serving its port meanwhile. Whether all succeeded."""
+    done = True
+    for record in records:  # bounded by the service's replica count
+        # restart and start answer whether they succeeded; stop answers nothing (done).
+        coro: Coroutine[Any, Any, bool | None]
+        if action == "restart":
+            coro = supervisor.restart(record, "operator request", manual=True)
+        elif action == "stop":
+            coro = supervisor.stop_service(record)
+        else:
+            coro = supervisor.start_service(record)
+        done = (await coro) is not False and done
+    return done
 
 
 @routes.post(
