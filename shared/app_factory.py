@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -35,6 +36,7 @@ from shared.keys import Keys
 from shared.logging import configure_logging, get_logger
 from shared.middlewares import (
     EdgePolicy,
+    Handler,
     RequestMetrics,
     auth_middleware,
     edge_middleware,
@@ -74,8 +76,11 @@ def create_base_app(
     stats = RequestStats(service)
     metrics = RequestMetrics(service, stats)
     edge = edge_middleware(EdgePolicy.of(settings))
+    replica = ReplicaSettings()
+    recycle = replica.recycle_every()
     app = web.Application(
         middlewares=[
+            *([connection_recycle_middleware(recycle)] if recycle else []),
             metrics.middleware(),
             request_context_middleware,
             # Before anything reads the request: a foreign Host or a cross-site unsafe call is
@@ -94,7 +99,6 @@ def create_base_app(
     app[STATS] = stats
     app[APP_STARTED] = time.time()
     app[READY_CHECKS] = ([redis_ready] if use_redis else []) + list(ready_checks or [])
-    replica = ReplicaSettings()
     app[REPLICA_SETTINGS] = replica
     app[CONTROL_PORT] = 0
     if replica.control_fd is not None or replica.control_port is not None:
@@ -109,6 +113,25 @@ def create_base_app(
         app.cleanup_ctx.append(_client_ctx)
     add_routes(app)
     return app
+
+
+def connection_recycle_middleware(every: int) -> Callable[..., Any]:
+    """Close a kept-alive connection after `every` requests on average (each answer with
+    probability 1/every: no per-connection state). Replicas sharing a listening socket each
+    keep the connections they accepted, and a client's pool is placed once, at connect time,
+    often all on one replica (the one awake when a burst of connects came); a client that
+    reconnects now and then is placed again, and an idle replica tends to accept first."""
+    chance = 1.0 / every
+    draw = random.random
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if not response.prepared and draw() < chance:  # a stream already sent keeps its own
+            response.force_close()
+        return response
+
+    return middleware
 
 
 def _control_ctx(control: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:

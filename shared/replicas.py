@@ -37,6 +37,9 @@ log = get_logger(__name__)
 # the hash itself expires this long after the last heartbeat of any replica.
 PRUNE_AFTER_TTLS = 10
 PRUNE_EVERY_BEATS = 10
+# Requests per kept-alive connection, on average, for a replica on a shared socket: a new TCP
+# connection on loopback costs about what one request does, so 1 % overhead at most.
+DEFAULT_CONN_RECYCLE = 100
 MAX_REPLICAS_LISTED = 256  # bound on what one answer lists (a hash gone wild, never in practice)
 
 
@@ -49,8 +52,19 @@ class ReplicaSettings(BaseSettings):
     listen_fd: int | None = Field(None, ge=0, validation_alias="TOOLOO_LISTEN_FD")
     control_fd: int | None = Field(None, ge=0, validation_alias="TOOLOO_CONTROL_FD")
     control_port: int | None = Field(None, ge=1, le=65535, validation_alias="TOOLOO_CONTROL_PORT")
+    # Requests a kept-alive connection serves on average before the answer closes it, so that
+    # clients reconnect now and then and their connections spread again over the replicas
+    # (0: never; unset: DEFAULT_CONN_RECYCLE for a replica handed a shared socket, else 0).
+    conn_recycle: int | None = Field(
+        None, ge=0, le=1_000_000, validation_alias="TOOLOO_CONN_RECYCLE"
+    )
     heartbeat_s: float = Field(1.0, ge=0.05, le=60, validation_alias="TOOLOO_REPLICA_HEARTBEAT")
     ttl_s: float = Field(5.0, ge=0.2, le=600, validation_alias="TOOLOO_REPLICA_TTL")
+
+    def recycle_every(self) -> int:
+        if self.conn_recycle is not None:
+            return self.conn_recycle
+        return DEFAULT_CONN_RECYCLE if self.listen_fd is not None else 0
 
     def name(self) -> str:
         """This process's replica name: the orchestrator's, else host and pid (unique per

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
+import requests
 
 from harness.fleet import Fleet
 from harness.http import probe_json
@@ -56,6 +57,9 @@ def test_replicas_share_the_port_are_probed_alone_and_restarted_alone(fleet: Fle
             "ORCHESTRATOR_SERVICES": "training,meta,coach",
             "TRAINING_REPLICAS": "2",
             "COACH_REPLICAS": "2",
+            # Kept-alive connections closed after 5 answers on average (100 by default), so
+            # that one keep-alive client below reconnects often enough to be seen moving.
+            "TOOLOO_CONN_RECYCLE": "5",
         },
     )
     orch = fleet["orchestrator"]
@@ -98,6 +102,18 @@ def test_replicas_share_the_port_are_probed_alone_and_restarted_alone(fleet: Fle
         for p in replicas:
             assert by_name[p["name"]]["pid"] == p["pid"]
             assert by_name[p["name"]]["control_port"] == p["control_port"]
+
+    # One keep-alive client is not pinned to the replica that accepted its first connection:
+    # the replicas close a kept-alive connection now and then, and its next one may land on
+    # the other replica.
+    training_pids = {p["pid"] for p in replicas_of(table, "training")}
+    with requests.Session() as session:
+        seen: set[int] = set()
+        for _ in range(1000):  # bounded
+            seen.add(session.get(fleet.url("training") + "/health", timeout=5).json()["pid"])
+            if seen == training_pids:
+                break
+    assert seen == training_pids
 
     # A training round through the shared port works (the replicas share Redis, not memory).
     status, body = fleet.call("training", "POST", "/api/v1/training/round", {"learner": "default"})
