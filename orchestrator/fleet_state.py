@@ -13,6 +13,9 @@ from typing import Any
 
 from shared.fleet import Service
 
+# Start times remembered per observed service: more than the replicas a platform would run.
+SEEN_STARTS_KEPT = 64
+
 
 class ProcState(StrEnum):
     STARTING = "starting"
@@ -56,10 +59,12 @@ class ProcessRecord:
     # Monotonic time it was marked failed for spending its restart budget: it is started again
     # ORCHESTRATOR_FAILED_RETRY seconds later (None: not failed, or failed for good).
     failed_at: float | None = None
-    # In observe mode: the service's own uptime at the last check, to notice a platform restart
-    # that was quicker than the health-check failure threshold.
+    # In observe mode: the service's own uptime at the last check, and the start times (by its
+    # clock) of the processes seen answering, to notice a platform restart that was quicker than
+    # the health-check failure threshold. Several: a service scaled by the platform answers from
+    # any of its replicas, each with its own start time.
     seen_uptime_s: float | None = None
-    seen_started_at: float | None = None
+    seen_starts: deque[float] = field(default_factory=lambda: deque(maxlen=SEEN_STARTS_KEPT))
     # One restart (or stop/start) of this service at a time.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     proc: Any = None  # asyncio.subprocess.Process of the current child

@@ -572,14 +572,16 @@ class Supervisor:
             return
         uptime = body.get("uptime_s") if isinstance(body, dict) else None
         if isinstance(uptime, int | float):
-            # When the service started, by its own clock: a different start than last time means
-            # the platform restarted it between two checks (quicker than the failure threshold).
+            # When the answering process started, by its own clock: a start not seen before
+            # means the platform restarted it between two checks (quicker than the failure
+            # threshold), or started one more replica; either way its steps run again.
             started = time.time() - float(uptime)
-            previous = record.seen_started_at
-            if previous is not None and abs(started - previous) > RESTART_SEEN_TOLERANCE_S:
-                log.info("external_restart_seen", service=record.name)
-                self.state.invalidate_steps_of(record.service)
-            record.seen_started_at = started
+            seen = record.seen_starts
+            if not any(abs(started - s) <= RESTART_SEEN_TOLERANCE_S for s in seen):
+                if seen:
+                    log.info("external_restart_seen", service=record.name)
+                    self.state.invalidate_steps_of(record.service)
+                seen.append(started)
             record.seen_uptime_s = float(uptime)
         record.healthy = True
 
