@@ -167,3 +167,25 @@ async def test_long_dead_records_are_pruned_by_the_heartbeat(redis: Redis, keys:
     for _ in range(PRUNE_EVERY_BEATS):
         await one.beat()
     assert sorted(await redis.hkeys(key)) == ["coach#1", "recent"]
+
+
+def test_compose_scales_every_service_and_has_a_cluster_profile() -> None:
+    import yaml
+
+    from harness.processes import ROOT
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    # Only web publishes to the host (a range, so that web scales too): nothing else clashes.
+    assert [name for name, s in services.items() if s.get("ports")] == ["web"]
+    nodes = [n for n, s in services.items() if "cluster" in s.get("profiles", [])]
+    assert nodes == ["redis-node-1", "redis-node-2", "redis-node-3", "redis-cluster-init"]
+    for node in nodes[:3]:
+        assert "--cluster-enabled yes" in services[node]["command"][-1]
+    init = services["redis-cluster-init"]
+    assert (
+        "--cluster create" in init["command"][-1] and "--cluster-replicas 0" in init["command"][-1]
+    )
+    assert set(init["depends_on"]) == set(nodes[:3])
+    # The fleet's services do not depend on the profile's containers (absent without it).
+    for name in ("training", "meta", "coach", "reports", "orchestrator", "web"):
+        assert not set(services[name].get("depends_on", {})) & set(nodes), name
