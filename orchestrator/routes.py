@@ -13,8 +13,10 @@ from orchestrator.app_keys import FLEET, REDIS_WATCH, SUPERVISOR
 from orchestrator.fleet_state import FleetState, ProcessRecord
 from orchestrator.models import PrearmRequest, ServiceAction
 from orchestrator.supervisor import Supervisor
-from shared.errors import Conflict, NotFound
+from shared.app_keys import KEYS, REDIS
+from shared.errors import Conflict, NotFound, ServiceUnavailable
 from shared.rate_limit import RateLimit, limit
+from shared.replicas import ReplicaSettings, live_replicas
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_body
@@ -71,6 +73,33 @@ async def processes(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     watch = request.app[REDIS_WATCH]
     return ok(**_fleet(request).status_view(), redis=watch.view(), alerts=watch.alerts())
+
+
+REPLICAS_READ_TIMEOUT_S = 2.0
+
+
+@routes.get(
+    "/api/v1/system/replicas",
+    summary="Every service's live replicas, from their heartbeats in Redis",
+    responses={503: "Redis does not answer"},
+)
+async def replicas(request: web.Request) -> web.Response:
+    # What the services say of themselves (each process's heartbeat), beside what the process
+    # table says: under observe mode (compose) it is the only list of the platform's replicas.
+    redis, keys = request.app[REDIS], request.app[KEYS]
+    ttl_s = ReplicaSettings().ttl_s
+    services: dict[str, Any] = {}
+    for name in dict.fromkeys(r.service for r in _fleet(request).processes.values()):
+        try:
+            live = await asyncio.wait_for(
+                live_replicas(redis, keys.replicas(name), ttl_s), REPLICAS_READ_TIMEOUT_S
+            )
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"the replica list needs Redis: {exc.__class__.__name__}", code="redis_unavailable"
+            ) from None
+        services[name] = {"count": len(live), "replicas": live}
+    return ok(ttl_s=ttl_s, services=services)
 
 
 # Per client, fleet-wide, for restart/stop/start/prearm together: each queues behind the service's

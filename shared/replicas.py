@@ -144,28 +144,10 @@ class ReplicaRegistry:
         await self.redis.hdel(self.key, self.me.replica)
 
     async def _records(self) -> list[dict[str, Any]]:
-        raw = await self.redis.hgetall(self.key)
-        records = []
-        for value in list(raw.values())[:MAX_REPLICAS_LISTED]:
-            try:
-                record = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("last_seen_ms"), int):
-                records.append(record)
-        return records
+        return await _records(self.redis, self.key)
 
     async def live(self) -> list[dict[str, Any]]:
-        """The records seen within the TTL, by replica name, each with its `age_ms` (by this
-        process's clock: replicas on other hosts need clocks within the TTL of each other)."""
-        now = now_ms()
-        horizon = int(self.ttl_s * 1000)
-        live = [
-            r | {"age_ms": max(0, now - r["last_seen_ms"])}
-            for r in await self._records()
-            if now - r["last_seen_ms"] <= horizon
-        ]
-        return sorted(live, key=lambda r: str(r.get("replica")))
+        return await live_replicas(self.redis, self.key, self.ttl_s)
 
     async def run(self) -> None:
         """Heartbeat until cancelled; a failed beat is logged and retried at the next one."""
@@ -175,3 +157,30 @@ class ReplicaRegistry:
             except Exception as exc:  # Redis away: the record ages out, and comes back with it
                 log.warning("replica_heartbeat_failed", error=f"{exc.__class__.__name__}: {exc}")
             await asyncio.sleep(self.heartbeat_s)
+
+
+async def _records(redis: Redis, key: str) -> list[dict[str, Any]]:
+    raw = await redis.hgetall(key)
+    records = []
+    for value in list(raw.values())[:MAX_REPLICAS_LISTED]:
+        try:
+            record = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("last_seen_ms"), int):
+            records.append(record)
+    return records
+
+
+async def live_replicas(redis: Redis, key: str, ttl_s: float) -> list[dict[str, Any]]:
+    """The records of `key` (Keys.replicas) seen within `ttl_s`, by replica name, each with its
+    `age_ms` (by this process's clock: replicas on other hosts need clocks within the TTL of
+    each other)."""
+    now = now_ms()
+    horizon = int(ttl_s * 1000)
+    live = [
+        r | {"age_ms": max(0, now - r["last_seen_ms"])}
+        for r in await _records(redis, key)
+        if now - r["last_seen_ms"] <= horizon
+    ]
+    return sorted(live, key=lambda r: str(r.get("replica")))

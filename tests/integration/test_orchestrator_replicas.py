@@ -103,6 +103,16 @@ def test_replicas_share_the_port_are_probed_alone_and_restarted_alone(fleet: Fle
             assert by_name[p["name"]]["pid"] == p["pid"]
             assert by_name[p["name"]]["control_port"] == p["control_port"]
 
+    # The fleet-wide list, from the same heartbeats, on the orchestrator (and its gateway path).
+    def fleet_listed() -> dict[str, Any] | None:
+        status, body = orch.get(f"{SYSTEM}/replicas")
+        assert status == 200, body
+        counts = {name: part["count"] for name, part in body["services"].items()}
+        return body if counts == {"training": 2, "meta": 1, "coach": 2} else None
+
+    body = wait_for(fleet_listed, "every service's replicas listed by the orchestrator")
+    assert {r["pid"] for r in body["services"]["meta"]["replicas"]} == {table["meta"]["pid"]}
+
     # One keep-alive client is not pinned to the replica that accepted its first connection:
     # the replicas close a kept-alive connection now and then, and its next one may land on
     # the other replica.
