@@ -189,3 +189,12 @@ def test_compose_scales_every_service_and_has_a_cluster_profile() -> None:
     # The fleet's services do not depend on the profile's containers (absent without it).
     for name in ("training", "meta", "coach", "reports", "orchestrator", "web"):
         assert not set(services[name].get("depends_on", {})) & set(nodes), name
+
+
+def test_reports_replicas_read_the_streams_under_names_of_their_own() -> None:
+    from services.reports.consumer import consumer_name
+
+    host = socket.gethostname()
+    assert consumer_name(3008) == f"{host}:3008"  # a single process: as before
+    assert consumer_name(3008, "reports#1") == f"{host}:3008:reports#1"
+    assert consumer_name(3008, "reports#1") != consumer_name(3008, "reports#2")
