@@ -104,14 +104,15 @@ def create_base_app(
     if replica.control_fd is not None or replica.control_port is not None:
         # First, so the control port answers /health while Redis is still awaited; the same
         # edge check as the main port, and JSON errors.
-        app.cleanup_ctx.append(_control_ctx(control_app(app, [edge, error_middleware])))
+        control = control_app(app, [edge, error_middleware], with_replicas=use_redis)
+        app.cleanup_ctx.append(_control_ctx(control))
     if use_redis:
         app.cleanup_ctx.append(_redis_ctx)
         add_background_task(app, _flush_stats, "request-stats")
         add_background_task(app, _heartbeat, "replica-heartbeat")
     if use_client:
         app.cleanup_ctx.append(_client_ctx)
-    add_routes(app)
+    add_routes(app, with_replicas=use_redis)
     return app
 
 

@@ -106,17 +106,22 @@ async def replicas(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, with_replicas: bool = True) -> None:
+    """`with_replicas`: a process that keeps no heartbeat (the orchestrator, which has no Redis
+    context of its own) has no /replicas to answer."""
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/replicas", replicas)
+    if with_replicas:
+        app.router.add_get("/replicas", replicas)
 
 
-def control_app(main: web.Application, middlewares: list[Any]) -> web.Application:
+def control_app(
+    main: web.Application, middlewares: list[Any], *, with_replicas: bool = True
+) -> web.Application:
     """The replica's control port: /health, /ready, /metrics and /replicas of `main`, nothing
     else (no API: the control port is for the orchestrator and Prometheus)."""
     control = web.Application(middlewares=middlewares)
     control[MAIN_APP] = main
-    add_routes(control)
+    add_routes(control, with_replicas=with_replicas)
     return control
