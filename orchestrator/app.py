@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from orchestrator import routes
 from orchestrator.app_keys import FLEET, ORCH_SETTINGS, REDIS_WATCH, SUPERVISOR
@@ -18,11 +19,12 @@ from orchestrator.phase_events import PhaseAnnouncer
 from orchestrator.prearm import Prearm, steps_for
 from orchestrator.redis_watch import RedisWatch
 from orchestrator.service_table import TableError, load_table
-from orchestrator.settings import OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings, settings_error
 from orchestrator.supervisor import Supervisor
 from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import CLIENT, KEYS, REDIS, STATS
 from shared.events import emit_system_event
+from shared.fleet import Service
 from shared.logging import get_logger
 from shared.observability import redis_ready
 from shared.redis_conn import make_client
@@ -34,8 +36,12 @@ EMIT_TIMEOUT_S = 1.0
 
 
 def create_app(settings: FleetSettings | None = None) -> web.Application:
-    # The fleet settings plus the orchestrator's own tunables, from the same environment.
-    osettings = OrchestratorSettings()
+    # The fleet settings plus the orchestrator's own tunables, from the same environment. A bad
+    # value (COACH_REPLICAS=0) ends the process here, before anything is started or bound.
+    try:
+        osettings = OrchestratorSettings()
+    except ValidationError as exc:
+        raise SystemExit(f"orchestrator: refusing to start: {settings_error(exc)}") from None
     try:
         table = load_table(osettings.services)
     except TableError as exc:
@@ -49,21 +55,34 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
     app.cleanup_ctx.append(_redis_ctx)
     add_background_task(app, _flush_stats, "request-stats")
     add_background_task(app, _watch_redis, "redis-watch")
-    manage = osettings.manage
-    records = [
-        ProcessRecord(
-            spec=spec,
-            port=osettings.port_of(spec.name),
-            state=ProcState.STARTING if manage else ProcState.EXTERNAL,
-        )
-        for spec in table
-    ]
+    records = _records(osettings, table)
     steps = [StepRecord(s.name, s.service) for s in steps_for([spec.name for spec in table])]
-    app[FLEET] = FleetState("manage" if manage else "observe", records, steps)
+    app[FLEET] = FleetState("manage" if osettings.manage else "observe", records, steps)
     app[FLEET].waiting_for_redis = True
     routes.register(app)
     app.cleanup_ctx.append(_supervisor_ctx)
     return app
+
+
+def _records(settings: OrchestratorSettings, table: tuple[Service, ...]) -> list[ProcessRecord]:
+    """One record per process: a service, or each of its replicas (`<NAME>_REPLICAS` > 1). In
+    observe mode the platform decides how many run; the orchestrator sees the service's port."""
+    records = []
+    for spec in table:
+        port = settings.port_of(spec.name)
+        count = settings.replicas_of(spec.name)
+        if not settings.manage:
+            if count > 1:
+                log.warning("replicas_ignored_in_observe_mode", service=spec.name, replicas=count)
+            records.append(ProcessRecord(spec=spec, port=port, state=ProcState.EXTERNAL))
+        elif count == 1:
+            records.append(ProcessRecord(spec=spec, port=port, state=ProcState.STARTING))
+        else:
+            records.extend(
+                ProcessRecord(spec=spec, port=port, state=ProcState.STARTING, replica=k)
+                for k in range(1, count + 1)
+            )
+    return records
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:

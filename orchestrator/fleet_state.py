@@ -13,6 +13,9 @@ from typing import Any
 
 from shared.fleet import Service
 
+# Start times remembered per observed service: more than the replicas a platform would run.
+SEEN_STARTS_KEPT = 64
+
 
 class ProcState(StrEnum):
     STARTING = "starting"
@@ -34,9 +37,16 @@ class Phase(StrEnum):
 
 @dataclass(eq=False)
 class ProcessRecord:
+    """One supervised process: a service, or one replica of a service run as several."""
+
     spec: Service
     port: int
     state: ProcState
+    # 1..N when the service runs as N > 1 replicas behind its port; None for a single process.
+    replica: int | None = None
+    # The replica's private control port (health, ready, metrics); None for a single process,
+    # which is probed on the service's port.
+    control_port: int | None = None
     pid: int | None = None
     healthy: bool = False
     restarts: int = 0
@@ -49,10 +59,12 @@ class ProcessRecord:
     # Monotonic time it was marked failed for spending its restart budget: it is started again
     # ORCHESTRATOR_FAILED_RETRY seconds later (None: not failed, or failed for good).
     failed_at: float | None = None
-    # In observe mode: the service's own uptime at the last check, to notice a platform restart
-    # that was quicker than the health-check failure threshold.
+    # In observe mode: the service's own uptime at the last check, and the start times (by its
+    # clock) of the processes seen answering, to notice a platform restart that was quicker than
+    # the health-check failure threshold. Several: a service scaled by the platform answers from
+    # any of its replicas, each with its own start time.
     seen_uptime_s: float | None = None
-    seen_started_at: float | None = None
+    seen_starts: deque[float] = field(default_factory=lambda: deque(maxlen=SEEN_STARTS_KEPT))
     # One restart (or stop/start) of this service at a time.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     proc: Any = None  # asyncio.subprocess.Process of the current child
@@ -62,6 +74,11 @@ class ProcessRecord:
 
     @property
     def name(self) -> str:
+        """`coach` for a single process, `coach#2` for a replica."""
+        return self.spec.name if self.replica is None else f"{self.spec.name}#{self.replica}"
+
+    @property
+    def service(self) -> str:
         return self.spec.name
 
     @property
@@ -78,7 +95,10 @@ class ProcessRecord:
             uptime = round(max(0.0, time.time() - self.started_at), 3)
         return {
             "name": self.name,
+            "service": self.service,
+            "replica": self.replica,
             "port": self.port,
+            "control_port": self.control_port,
             "pid": self.pid,
             "state": self.state.value,
             "healthy": self.healthy,
@@ -129,6 +149,22 @@ class FleetState:
         self.last_phase: Phase | None = None
         # Until Redis has answered once: nothing is started before (each service needs it).
         self.waiting_for_redis = False
+
+    def replicas_of(self, service: str) -> list[ProcessRecord]:
+        """The records of `service`: one, or one per replica."""
+        return [r for r in self.processes.values() if r.service == service]
+
+    def service_up(self, service: str) -> bool:
+        """Whether calls to the service's port are answered: by any one of its replicas."""
+        return any(r.up for r in self.replicas_of(service))
+
+    def service_given_up(self, service: str) -> bool:
+        """Whether no replica of `service` will answer unless an operator acts (all failed or
+        stopped)."""
+        records = self.replicas_of(service)
+        return bool(records) and all(
+            r.state in (ProcState.FAILED, ProcState.STOPPED) for r in records
+        )
 
     def invalidate_steps_of(self, service: str) -> None:
         for step in self.steps.values():

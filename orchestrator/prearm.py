@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.fleet_state import FleetState, ProcState, StepRecord
+from orchestrator.fleet_state import FleetState, StepRecord
 from orchestrator.settings import OrchestratorSettings
 from shared import fleet
 from shared.errors import ApiError
@@ -202,8 +202,7 @@ class Prearm:
                 await self.on_change()
 
     def _given_up(self, service: str) -> bool:
-        record = self.state.processes.get(service)
-        return record is not None and record.state in (ProcState.FAILED, ProcState.STOPPED)
+        return self.state.service_given_up(service)
 
     async def _run_step(self, spec: StepSpec) -> bool:
         record: StepRecord = self.state.steps[spec.name]
@@ -221,7 +220,8 @@ class Prearm:
             if self._given_up(spec.service):
                 # Waiting for a service that failed or was stopped would only hold the lock.
                 record.ok = False
-                record.error = f"{spec.service} is {self.state.processes[spec.service].state}"
+                states = sorted({r.state.value for r in self.state.replicas_of(spec.service)})
+                record.error = f"{spec.service} is {'/'.join(states)}"
                 break
             try:
                 detail = await spec.run(self.http, self.settings)

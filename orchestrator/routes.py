@@ -13,8 +13,10 @@ from orchestrator.app_keys import FLEET, REDIS_WATCH, SUPERVISOR
 from orchestrator.fleet_state import FleetState, ProcessRecord
 from orchestrator.models import PrearmRequest, ServiceAction
 from orchestrator.supervisor import Supervisor
-from shared.errors import Conflict, NotFound
+from shared.app_keys import KEYS, REDIS
+from shared.errors import Conflict, NotFound, ServiceUnavailable
 from shared.rate_limit import RateLimit, limit
+from shared.replicas import ReplicaSettings, live_replicas
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_body
@@ -30,16 +32,20 @@ def _supervisor(request: web.Request) -> Supervisor:
     return request.app[SUPERVISOR]
 
 
-def _record(request: web.Request) -> ProcessRecord:
+def _records(request: web.Request) -> list[ProcessRecord]:
+    """The processes a name means: one (`coach`, or a replica `coach#2`, written `coach%232` in
+    a URL), or every replica of a service run as several (`coach`)."""
     name = request.match_info["name"]
-    record = _fleet(request).processes.get(name)
-    if record is None:
+    fleet = _fleet(request)
+    record = fleet.processes.get(name)
+    records = [record] if record is not None else fleet.replicas_of(name)
+    if not records:
         raise NotFound(
             f"unknown service {name!r}",
             code="unknown_service",
-            details={"services": list(_fleet(request).processes)},
+            details={"services": list(fleet.processes)},
         )
-    return record
+    return records
 
 
 def _managed(request: web.Request) -> None:
@@ -69,6 +75,33 @@ async def status(request: web.Request) -> web.Response:
     return ok(**_fleet(request).status_view(), redis=watch.view(), alerts=watch.alerts())
 
 
+REPLICAS_READ_TIMEOUT_S = 2.0
+
+
+@routes.get(
+    "/api/v1/system/replicas",
+    summary="Every service's live replicas, from their heartbeats in Redis",
+    responses={503: "Redis does not answer"},
+)
+async def replicas(request: web.Request) -> web.Response:
+    # What the services say of themselves (each process's heartbeat), beside what the process
+    # table says: under observe mode (compose) it is the only list of the platform's replicas.
+    redis, keys = request.app[REDIS], request.app[KEYS]
+    ttl_s = ReplicaSettings().ttl_s
+    services: dict[str, Any] = {}
+    for name in dict.fromkeys(r.service for r in _fleet(request).processes.values()):
+        try:
+            live = await asyncio.wait_for(
+                live_replicas(redis, keys.replicas(name), ttl_s), REPLICAS_READ_TIMEOUT_S
+            )
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"the replica list needs Redis: {exc.__class__.__name__}", code="redis_unavailable"
+            ) from None
+        services[name] = {"count": len(live), "replicas": live}
+    return ok(ttl_s=ttl_s, services=services)
+
+
 # Per client, fleet-wide, for restart/stop/start/prearm together: each queues behind the service's
 # lock, and a manual restart resets the restart budget, so unbounded calls mean unbounded restarts.
 ACTION_LIMIT = RateLimit("orchestrator-action", 20, 60)
@@ -78,21 +111,38 @@ ACTION_429 = {429: "More than 20 actions a minute from this client"}
 async def _run_action(request: web.Request, action: str) -> web.Response:
     await parse_body(request, ServiceAction)
     await limit(request, ACTION_LIMIT)
-    record = _record(request)
+    records = _records(request)
     _managed(request)
     supervisor = _supervisor(request)
-    # restart and start answer whether they succeeded; stop answers nothing, so it counts as done.
-    coro: Coroutine[Any, Any, bool | None]
-    if action == "restart":
-        coro = supervisor.restart(record, "operator request", manual=True)
-    elif action == "stop":
-        coro = supervisor.stop_service(record)
-    else:
-        coro = supervisor.start_service(record)
-    task = supervisor.in_background(coro, f"{action}-{record.name}")
+    name = request.match_info["name"]
+    task = supervisor.in_background(_act(supervisor, action, records), f"{action}-{name}")
     # Shielded: a client hanging up does not leave a service half-restarted.
-    result = await asyncio.shield(task)
-    return ok(action=action, service=record.name, done=result is not False, process=record.view())
+    done = await asyncio.shield(task)
+    single: dict[str, Any] = {"process": records[0].view()} if len(records) == 1 else {}
+    return ok(
+        action=action,
+        service=name,
+        done=done,
+        processes=[r.view() for r in records],
+        **single,
+    )
+
+
+async def _act(supervisor: Supervisor, action: str, records: list[ProcessRecord]) -> bool:
+    """The action on each process in turn: the replicas of a service are restarted one after
+    the other, so the others keep serving its port meanwhile. Whether all succeeded."""
+    done = True
+    for record in records:  # bounded by the service's replica count
+        # restart and start answer whether they succeeded; stop answers nothing (done).
+        coro: Coroutine[Any, Any, bool | None]
+        if action == "restart":
+            coro = supervisor.restart(record, "operator request", manual=True)
+        elif action == "stop":
+            coro = supervisor.stop_service(record)
+        else:
+            coro = supervisor.start_service(record)
+        done = (await coro) is not False and done
+    return done
 
 
 @routes.post(

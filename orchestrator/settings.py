@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, ValidationError
 
 from shared.settings import FleetSettings
+
+# The services that can run as several processes behind their one port (`<NAME>_REPLICAS`).
+REPLICATED = ("training", "meta", "coach", "reports", "web")
+MAX_REPLICAS = 16
+# The control ports of replicas (ORCHESTRATOR_CONTROL_PORT_BASE) are laid out in blocks of this
+# many per service, so a replica's port does not move when another service's count changes.
+CONTROL_PORT_BLOCK = MAX_REPLICAS
+
+
+def _whole_number(value: Any) -> Any:
+    """A replica count is written as digits only: "2.0", "1e1" or "true" are refused rather
+    than read as a number the operator may not have meant."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= MAX_REPLICAS:
+            raise ValueError(f"must be a whole number from 1 to {MAX_REPLICAS}")
+        return int(text)
+    return value
+
+
+ReplicaCount = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_REPLICAS)]
 
 
 class OrchestratorSettings(FleetSettings):
@@ -39,6 +63,22 @@ class OrchestratorSettings(FleetSettings):
         120.0, ge=0, le=86_400, validation_alias="ORCHESTRATOR_FAILED_RETRY"
     )
 
+    # ---- replicas: N processes of a service behind its one port (docs/OPERATIONS.md, "Replicas")
+    training_replicas: ReplicaCount = Field(1, validation_alias="TRAINING_REPLICAS")
+    meta_replicas: ReplicaCount = Field(1, validation_alias="META_REPLICAS")
+    coach_replicas: ReplicaCount = Field(1, validation_alias="COACH_REPLICAS")
+    reports_replicas: ReplicaCount = Field(1, validation_alias="REPORTS_REPLICAS")
+    web_replicas: ReplicaCount = Field(1, validation_alias="WEB_REPLICAS")
+    # First control port of the replicas: replica k of the i-th service of the table answers on
+    # base + i*16 + k-1, stable across restarts (for a static Prometheus scrape list). 0: each
+    # replica's control port is chosen by the OS when the orchestrator first binds it.
+    control_port_base: int = Field(
+        0,
+        ge=0,
+        le=65535 - CONTROL_PORT_BLOCK * len(REPLICATED),
+        validation_alias="ORCHESTRATOR_CONTROL_PORT_BASE",
+    )
+
     prearm_attempts: int = Field(6, ge=1, le=50, validation_alias="ORCHESTRATOR_PREARM_ATTEMPTS")
     prearm_backoff_max_s: float = Field(
         2.0, ge=0, le=60, validation_alias="ORCHESTRATOR_PREARM_BACKOFF_MAX"
@@ -49,3 +89,26 @@ class OrchestratorSettings(FleetSettings):
     fast_lane_interval_ms: int = Field(
         600, ge=50, le=60_000, validation_alias="FAST_LANE_INTERVAL_MS"
     )
+
+    def replicas_of(self, service: str) -> int:
+        """How many processes of `service` run behind its port (1 for a service that is not
+        replicated)."""
+        return int(getattr(self, f"{service}_replicas", 1)) if service in REPLICATED else 1
+
+    def control_port_for(self, service: str, replica: int) -> int:
+        """The control port replica `replica` (1-based) of `service` asks for: 0 (the OS picks)
+        unless ORCHESTRATOR_CONTROL_PORT_BASE lays them out."""
+        if not self.control_port_base:
+            return 0
+        block = REPLICATED.index(service) if service in REPLICATED else len(REPLICATED)
+        return self.control_port_base + block * CONTROL_PORT_BLOCK + replica - 1
+
+
+def settings_error(exc: ValidationError) -> str:
+    """One line per refused variable, naming it and what it must be, for an operator's eyes."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}={error.get('input')!r}: {message}")
+    return "; ".join(lines)

@@ -8,6 +8,11 @@ spawning; restarts back off exponentially within a budget, beyond which the serv
 process it was asked about); the steps of pre-arm that concern a restarted service run again;
 only processes started here are signalled, by pid; a dead child's pid is not reported. Each
 child's output is relayed with its service's name in front (output_relay.py).
+
+A service run as N > 1 replicas (`<NAME>_REPLICAS`) is N records, `coach#1` … `coach#N`, each
+started, probed, restarted and stopped on its own exactly as a single process is. They share the
+service's listening socket, bound here once and inherited (listeners.py); each is probed on its
+own control port, since through the shared port any replica may answer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from orchestrator.fleet_state import FleetState, ProcessRecord, ProcState
+from orchestrator.listeners import Listeners
 from orchestrator.output_relay import MAX_LINE_BYTES, OutputRelay
 from orchestrator.prearm import Emit, HttpCaller, Prearm
 from orchestrator.service_table import module_available, stop_waves
@@ -37,6 +43,8 @@ READY_POLL_S = 0.05
 PREARM_RETRY_GAP_S = 2.0
 RESTART_SEEN_TOLERANCE_S = 0.25
 OUTPUT_DRAIN_S = 1.0  # at shutdown, for the stopped children's last lines to be relayed
+# What the orchestrator hands a replica; never passed on to a single process.
+REPLICA_ENV = ("TOOLOO_REPLICA", "TOOLOO_LISTEN_FD", "TOOLOO_CONTROL_FD", "TOOLOO_CONTROL_PORT")
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
@@ -89,6 +97,8 @@ class Supervisor:
         # Children's output, prefixed by service; started with the first child.
         self._output: OutputRelay | None = None
         self._relays: set[asyncio.Task[None]] = set()
+        # The replicated services' listening sockets and the replicas' control sockets.
+        self.listeners = Listeners(settings.host)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,13 +133,14 @@ class Supervisor:
         await asyncio.gather(*self._spawns, return_exceptions=True)
         if not self.manage:
             return
-        table = tuple(r.spec for r in self.state.processes.values())
+        table = tuple({r.spec.name: r.spec for r in self.state.processes.values()}.values())
         for wave in stop_waves(table):
-            records = [self.state.processes[spec.name] for spec in wave]
+            records = [r for spec in wave for r in self.state.replicas_of(spec.name)]
             await asyncio.gather(*(self._terminate(r) for r in records))
             for record in records:
                 if record.state is not ProcState.FAILED:
                     record.state = ProcState.STOPPED
+        self.listeners.close_all()
         await self._close_output()
         log.info("fleet_stopped")
 
@@ -155,18 +166,22 @@ class Supervisor:
     # ---- start-up ----------------------------------------------------------------------------
     async def _start_fleet(self) -> None:
         # Each service starts as soon as the services it depends on are up (or have failed:
-        # then it starts anyway and copes, rather than waiting forever).
-        settled = {name: asyncio.Event() for name in self.state.processes}
+        # then it starts anyway and copes, rather than waiting forever); a service's replicas
+        # start together, and it is settled once all of them are.
+        services = {r.service: r.spec for r in self.state.processes.values()}
+        settled = {name: asyncio.Event() for name in services}
 
-        async def start_one(record: ProcessRecord) -> None:
+        async def start_service(name: str) -> None:
             try:
-                for dep in record.spec.depends_on:
+                for dep in services[name].depends_on:
                     await settled[dep].wait()
-                await self._initial_start(record)
+                await asyncio.gather(
+                    *(self._initial_start(r) for r in self.state.replicas_of(name))
+                )
             finally:
-                settled[record.name].set()
+                settled[name].set()
 
-        await asyncio.gather(*(start_one(r) for r in self.state.processes.values()))
+        await asyncio.gather(*(start_service(name) for name in services))
 
     async def _initial_start(self, record: ProcessRecord) -> None:
         async with record.lock:
@@ -197,6 +212,7 @@ class Supervisor:
         output = self._output
 
         async def spawn() -> None:
+            env, fds = self._child_env(record)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -206,7 +222,8 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 limit=MAX_LINE_BYTES,
-                env=dict(os.environ),
+                env=env,
+                pass_fds=fds,
                 # Its own process group: a Ctrl-C in the terminal reaches the orchestrator only,
                 # which then stops the children in order.
                 start_new_session=True,
@@ -236,13 +253,47 @@ class Supervisor:
             pid=record.pid,
             port=record.port,
             module=record.spec.module,
+            **({"control_port": record.control_port} if record.control_port else {}),
         )
+
+    def _child_env(self, record: ProcessRecord) -> tuple[dict[str, str], tuple[int, ...]]:
+        """The child's environment and the descriptors it inherits: for a replica, the service's
+        listening socket and its own control socket (bound here at first use, kept across its
+        restarts; an OSError, e.g. the port taken by another process, fails this spawn)."""
+        env = {k: v for k, v in os.environ.items() if k not in REPLICA_ENV}
+        if record.replica is None:
+            return env, ()
+        listener = self.listeners.get(record.service, record.port)
+        control = self.listeners.get(
+            record.name, self.settings.control_port_for(record.service, record.replica)
+        )
+        record.control_port = Listeners.port_of(control)
+        env.update(
+            TOOLOO_REPLICA=record.name,
+            TOOLOO_LISTEN_FD=str(listener.fileno()),
+            TOOLOO_CONTROL_FD=str(control.fileno()),
+            TOOLOO_CONTROL_PORT=str(record.control_port),
+        )
+        return env, (listener.fileno(), control.fileno())
+
+    def _probe_base(self, record: ProcessRecord) -> str | None:
+        """Where one process is asked about itself: a replica on its control port (any replica
+        may answer on the shared port), a single process on the service's URL (None)."""
+        if record.control_port is None:
+            return None
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{record.control_port}"
 
     async def _spawn_and_wait(self, record: ProcessRecord) -> bool:
         try:
             await self._spawn(record)
         except OSError as exc:
             record.error = f"spawn failed: {exc}"
+            log.error("spawn_failed", service=record.name, error=record.error)
             return False
         proc = record.proc
         deadline = time.monotonic() + self.settings.ready_timeout_s
@@ -256,7 +307,10 @@ class Supervisor:
                 return False
             try:
                 status, body = await self.http.get(
-                    record.name, record.spec.ready_path, timeout_s=1.0
+                    record.service,
+                    record.spec.ready_path,
+                    timeout_s=1.0,
+                    base_url=self._probe_base(record),
                 )
                 if status == 200 and proc.returncode is None:
                     # Ready only if our child is the one answering: a stale or hostile process
@@ -289,7 +343,8 @@ class Supervisor:
     @staticmethod
     def _squatted(record: ProcessRecord, answered: int) -> str:
         who = f"pid {answered}" if answered >= 0 else "a process that gives no pid"
-        return f"port {record.port} is answered by {who}, not by the service's child"
+        port = record.control_port or record.port
+        return f"port {port} is answered by {who}, not by the service's child"
 
     async def _watch(self, record: ProcessRecord, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
@@ -351,13 +406,13 @@ class Supervisor:
                 record.restart_times.clear()
             log.warning("process_restart", service=record.name, reason=reason)
             record.state = ProcState.RESTARTING
-            self.state.invalidate_steps_of(record.name)
+            self.state.invalidate_steps_of(record.service)
             await self.changed()
             await self._terminate(record)
             ok = await self._restart_loop(record, reason)
         await self.changed()
         if ok:
-            await self.prearm.run(self.state.steps_of(record.name))
+            await self.prearm.run(self.state.steps_of(record.service))
         return ok
 
     async def _restart_loop(self, record: ProcessRecord, reason: str) -> bool:
@@ -409,7 +464,7 @@ class Supervisor:
     async def stop_service(self, record: ProcessRecord) -> None:
         async with record.lock:
             record.state = ProcState.STOPPED
-            self.state.invalidate_steps_of(record.name)
+            self.state.invalidate_steps_of(record.service)
             await self._terminate(record)
         await self.changed()
 
@@ -421,7 +476,7 @@ class Supervisor:
             record.error = None
             record.failed_at = None
             record.state = ProcState.STARTING
-            self.state.invalidate_steps_of(record.name)
+            self.state.invalidate_steps_of(record.service)
             await self.changed()
             ok = await self._spawn_and_wait(record)
             if ok:
@@ -430,7 +485,7 @@ class Supervisor:
                 ok = await self._restart_loop(record, record.error or "start failed")
         await self.changed()
         if ok:
-            await self.prearm.run(self.state.steps_of(record.name))
+            await self.prearm.run(self.state.steps_of(record.service))
         return ok
 
     async def run_prearm(self, names: Sequence[str] | None = None) -> bool:
@@ -458,14 +513,19 @@ class Supervisor:
         body: Any = None
         try:
             status, body = await self.http.get(
-                record.name, record.spec.health_path, timeout_s=self.settings.health_timeout_s
+                record.service,
+                record.spec.health_path,
+                timeout_s=self.settings.health_timeout_s,
+                base_url=self._probe_base(record),
             )
             ok = status == 200
         except ApiError:
             ok = False
         if ok and self.manage and answering_pid(body) != record.pid:
             # Something else answers on the port (our child died and a squatter took it).
-            log.warning("port_squatted", service=record.name, port=record.port)
+            log.warning(
+                "port_squatted", service=record.name, port=record.control_port or record.port
+            )
             ok = False
         if ok:
             self._healthy(record, body)
@@ -487,7 +547,7 @@ class Supervisor:
             )
         else:
             # Down: its pre-arm steps run again once it answers.
-            self.state.invalidate_steps_of(record.name)
+            self.state.invalidate_steps_of(record.service)
 
     def _retry_failed(self) -> None:
         """Start again, with a fresh budget, each service that failed for spending its restart
@@ -512,14 +572,16 @@ class Supervisor:
             return
         uptime = body.get("uptime_s") if isinstance(body, dict) else None
         if isinstance(uptime, int | float):
-            # When the service started, by its own clock: a different start than last time means
-            # the platform restarted it between two checks (quicker than the failure threshold).
+            # When the answering process started, by its own clock: a start not seen before
+            # means the platform restarted it between two checks (quicker than the failure
+            # threshold), or started one more replica; either way its steps run again.
             started = time.time() - float(uptime)
-            previous = record.seen_started_at
-            if previous is not None and abs(started - previous) > RESTART_SEEN_TOLERANCE_S:
-                log.info("external_restart_seen", service=record.name)
-                self.state.invalidate_steps_of(record.name)
-            record.seen_started_at = started
+            seen = record.seen_starts
+            if not any(abs(started - s) <= RESTART_SEEN_TOLERANCE_S for s in seen):
+                if seen:
+                    log.info("external_restart_seen", service=record.name)
+                    self.state.invalidate_steps_of(record.service)
+                seen.append(started)
             record.seen_uptime_s = float(uptime)
         record.healthy = True
 
@@ -534,7 +596,7 @@ class Supervisor:
         for step in self.state.steps.values():
             if step.valid:
                 continue
-            if not self.state.processes[step.service].up:
+            if not self.state.service_up(step.service):
                 break
             pending.append(step.name)
         if pending:

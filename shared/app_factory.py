@@ -1,5 +1,6 @@
 """The base application every service builds on: settings, logging, middlewares, Redis and its
-scripts, the service-to-service client, request statistics and /health, /ready, /metrics.
+scripts, the service-to-service client, request statistics, /health, /ready, /metrics and
+/replicas, this replica's heartbeat and, when it has one, its private control port.
 
 A service's own `app.py` calls `create_base_app(...)`, then adds its routes and cleanup contexts.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -33,14 +36,16 @@ from shared.keys import Keys
 from shared.logging import configure_logging, get_logger
 from shared.middlewares import (
     EdgePolicy,
+    Handler,
     RequestMetrics,
     auth_middleware,
     edge_middleware,
     error_middleware,
     request_context_middleware,
 )
-from shared.observability import ReadyCheck, add_routes, redis_ready
+from shared.observability import REPLICAS, ReadyCheck, add_routes, control_app, redis_ready
 from shared.redis_conn import connect
+from shared.replicas import ReplicaRecord, ReplicaRegistry, ReplicaSettings, inherited_listener
 from shared.request_stats import RequestStats
 from shared.scripts import Scripts
 from shared.settings import FleetSettings, get_settings
@@ -51,6 +56,10 @@ BODY_LIMIT = 64 * 1024
 CANCEL_ATTEMPTS = 3  # background-task cancels sent at shutdown before giving up on it
 CANCEL_WAIT_S = 0.15  # wait after each (a healthy task ends within milliseconds)
 CLEANUP_WRITE_S = 0.5  # each last write on shutdown (stats flush, service_stopped event)
+
+REPLICA_SETTINGS = web.AppKey("replica_settings", ReplicaSettings)
+# The port this replica's control site listens on (0: it has none).
+CONTROL_PORT = web.AppKey("control_port", int)
 
 
 def create_base_app(
@@ -66,13 +75,17 @@ def create_base_app(
     configure_logging(service, settings.log_level)
     stats = RequestStats(service)
     metrics = RequestMetrics(service, stats)
+    edge = edge_middleware(EdgePolicy.of(settings))
+    replica = ReplicaSettings()
+    recycle = replica.recycle_every()
     app = web.Application(
         middlewares=[
+            *([connection_recycle_middleware(recycle)] if recycle else []),
             metrics.middleware(),
             request_context_middleware,
             # Before anything reads the request: a foreign Host or a cross-site unsafe call is
             # refused whatever the route, the token or the body.
-            edge_middleware(EdgePolicy.of(settings)),
+            edge,
             error_middleware,
             # Only when a token is set: without one it would be a no-op layer on every request.
             *([auth_middleware(token)] if (token := settings.token()) else []),
@@ -86,13 +99,76 @@ def create_base_app(
     app[STATS] = stats
     app[APP_STARTED] = time.time()
     app[READY_CHECKS] = ([redis_ready] if use_redis else []) + list(ready_checks or [])
+    app[REPLICA_SETTINGS] = replica
+    app[CONTROL_PORT] = 0
+    if replica.control_fd is not None or replica.control_port is not None:
+        # First, so the control port answers /health while Redis is still awaited; the same
+        # edge check as the main port, and JSON errors.
+        control = control_app(app, [edge, error_middleware], with_replicas=use_redis)
+        app.cleanup_ctx.append(_control_ctx(control))
     if use_redis:
         app.cleanup_ctx.append(_redis_ctx)
         add_background_task(app, _flush_stats, "request-stats")
+        add_background_task(app, _heartbeat, "replica-heartbeat")
     if use_client:
         app.cleanup_ctx.append(_client_ctx)
-    add_routes(app)
+    add_routes(app, with_replicas=use_redis)
     return app
+
+
+def connection_recycle_middleware(every: int) -> Callable[..., Any]:
+    """Close a kept-alive connection after `every` requests on average (each answer with
+    probability 1/every: no per-connection state). Replicas sharing a listening socket each
+    keep the connections they accepted, and a client's pool is placed once, at connect time,
+    often all on one replica (the one awake when a burst of connects came); a client that
+    reconnects now and then is placed again, and an idle replica tends to accept first."""
+    chance = 1.0 / every
+    draw = random.random
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if not response.prepared and draw() < chance:  # a stream already sent keeps its own
+            response.force_close()
+        return response
+
+    return middleware
+
+
+def _control_ctx(control: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Serve `control` on the handed control socket (TOOLOO_CONTROL_FD) or on a port of its own
+    (TOOLOO_CONTROL_PORT), for the app's lifetime."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        replica = app[REPLICA_SETTINGS]
+        runner = web.AppRunner(control, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site: web.BaseSite
+        if replica.control_fd is not None:
+            sock = inherited_listener(replica.control_fd, "TOOLOO_CONTROL_FD")
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, app[SETTINGS].host, replica.control_port)
+        await site.start()
+        app[CONTROL_PORT] = _bound_port(runner) or replica.control_port or 0
+        log.info("control_port_listening", port=app[CONTROL_PORT])
+        yield
+        await runner.cleanup()
+
+    return ctx
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
+            return address[1]
+    return None
+
+
+def process_name(app: web.Application) -> str:
+    """This process in events and the process table: the orchestrator's replica name (`coach#2`)
+    when it runs several, else the service's name, as before replicas existed."""
+    return app[REPLICA_SETTINGS].replica or app[SERVICE]
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -102,9 +178,24 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await scripts.load_all(redis)
     app[SCRIPTS] = scripts
     service = app[SERVICE]
+    replica = app[REPLICA_SETTINGS]
+    app[REPLICAS] = ReplicaRegistry(
+        redis,
+        app[KEYS],
+        service,
+        ReplicaRecord(
+            replica=replica.name(),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            control_port=app[CONTROL_PORT] or None,
+            started_ms=int(app[APP_STARTED] * 1000),
+        ),
+        heartbeat_s=replica.heartbeat_s,
+        ttl_s=replica.ttl_s,
+    )
     with contextlib.suppress(Exception):
         await emit_system_event(
-            redis, app[KEYS], service=service, kind="service_started", pid=os.getpid()
+            redis, app[KEYS], service=process_name(app), kind="service_started", pid=os.getpid()
         )
     log.info("service_started", port=app[SETTINGS].port_of(service) if service != "redis" else None)
     yield
@@ -114,10 +205,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(app[STATS].flush(redis, app[KEYS]), CLEANUP_WRITE_S)
         await asyncio.wait_for(
             emit_system_event(
-                redis, app[KEYS], service=service, kind="service_stopped", pid=os.getpid()
+                redis, app[KEYS], service=process_name(app), kind="service_stopped", pid=os.getpid()
             ),
             CLEANUP_WRITE_S,
         )
+    with contextlib.suppress(Exception):
+        # Gone at once from the service's replica list, rather than after the TTL.
+        await asyncio.wait_for(app[REPLICAS].leave(), CLEANUP_WRITE_S)
     await redis.aclose()
 
 
@@ -131,6 +225,10 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _flush_stats(app: web.Application) -> None:
     await app[STATS].run(app[REDIS], app[KEYS])
+
+
+async def _heartbeat(app: web.Application) -> None:
+    await app[REPLICAS].run()
 
 
 def add_background_task(

@@ -77,6 +77,7 @@ SERVICES: tuple[Service, ...] = (
             "/api/v1/system/status",
             "/api/v1/system/services",
             "/api/v1/system/prearm",
+            "/api/v1/system/replicas",
         ),
         supervised=False,
     ),

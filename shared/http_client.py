@@ -66,6 +66,7 @@ class ServiceClient:
         params: dict[str, Any] | None = None,
         timeout_s: float | None = None,
         headers: dict[str, str] | None = None,
+        base_url: str | None = None,
     ) -> tuple[int, Any]:
         """Call `service` and return (status, decoded JSON body or None).
 
@@ -73,7 +74,8 @@ class ServiceClient:
         service could not be reached. HTTP error statuses are returned, not raised: the caller
         decides what a 409 from training means.
         """
-        url = f"{self.settings.url_of(service)}{path}"
+        # base_url: one process of `service` rather than its port (a replica's control port).
+        url = f"{base_url or self.settings.url_of(service)}{path}"
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.settings.http_timeout_s)
         data = orjson.dumps(json) if json is not None else None
         hdrs = self._headers(method, headers)

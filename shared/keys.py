@@ -315,3 +315,9 @@ class Keys:
     def onboarding_seq(self) -> str:
         """Counter behind onboarded learner ids `l-<seq>`."""
         return f"{self.prefix}:training:onboarding:seq"
+
+    # ---- replicas of a service (shared/replicas.py) ------------------------------------------
+    def replicas(self, service: str) -> str:
+        """Hash: replica name -> JSON `{replica, pid, host, control_port, started_ms,
+        last_seen_ms}`, written by each replica's heartbeat; one key per service, so one slot."""
+        return f"{self.prefix}:replicas:{service}"

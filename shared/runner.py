@@ -13,6 +13,7 @@ import uvloop
 from aiohttp import web
 
 from shared.logging import redact_text
+from shared.replicas import ReplicaSettings, inherited_listener
 from shared.settings import FleetSettings, get_settings
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -61,12 +62,17 @@ def run_service(service: str, create_app: Callable[[FleetSettings], web.Applicat
     install_redacting_excepthook()
     settings = get_settings()
     check_bind_allowed(settings)
+    # A replica serves the port's listening socket the orchestrator bound once and handed down
+    # (shared/replicas.py); a service started on its own binds the port itself, as always.
+    fd = ReplicaSettings().listen_fd
+    listener = inherited_listener(fd, "TOOLOO_LISTEN_FD") if fd is not None else None
     app = create_app(settings)
     loop = uvloop.new_event_loop()
     web.run_app(
         app,
-        host=settings.host,
-        port=settings.port_of(service),
+        host=None if listener else settings.host,
+        port=None if listener else settings.port_of(service),
+        sock=listener,
         access_log=None,
         print=None,
         # How long in-flight handlers may take after SIGTERM. aiohttp waits this long, then

@@ -11,6 +11,7 @@ from services.reports.app_keys import CONSUMER
 from services.reports.consumer import ReportsConsumer, StreamTrimmer, consumer_name
 from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import KEYS, REDIS, SETTINGS
+from shared.replicas import ReplicaSettings
 from shared.settings import FleetSettings
 
 
@@ -22,7 +23,7 @@ async def consumer_ready(app: web.Application) -> str | None:
 
 
 async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
-    name = consumer_name(app[SETTINGS].port_of("reports"))
+    name = consumer_name(app[SETTINGS].port_of("reports"), ReplicaSettings().replica)
     app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name)
     yield
 

@@ -45,10 +45,12 @@ SAMPLE_EVERY_S = 5.0
 TRIM_EVERY_S = 600.0
 
 
-def consumer_name(port: int) -> str:
+def consumer_name(port: int, replica: str | None = None) -> str:
     """Stable across restarts of the same instance, so a restarted reports finds its own pending
-    entries at once (XREADGROUP id 0) instead of waiting for them to go stale."""
-    return f"{socket.gethostname()}:{port}"
+    entries at once (XREADGROUP id 0) instead of waiting for them to go stale. Replicas behind
+    one port are told apart by the replica name the orchestrator gives them (`reports#2`, the
+    same across restarts), or each would read the others' pending entries as its own."""
+    return f"{socket.gethostname()}:{port}" + (f":{replica}" if replica else "")
 
 
 @dataclass
