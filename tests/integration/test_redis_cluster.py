@@ -1,0 +1,135 @@
+"""The real Redis Cluster of harness/redis_cluster.py (3 masters + 3 replicas on loopback) and the
+fleet's client for it (shared/redis_conn.py): detection, full slot coverage, no resend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+from redis.asyncio import Redis, RedisCluster
+
+from harness.ports import free_port
+from harness.redis_cluster import LocalCluster, free_cluster_base, ports_from
+from harness.redis_server import RedisServer
+from shared.redis_conn import connect_fleet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_helper_starts_three_masters_with_a_replica_each(redis_cluster: LocalCluster):
+    lines = subprocess.run(
+        [
+            str(ROOT / "scripts" / "redis-cluster.sh"),
+            "status",
+            "--base-port",
+            str(redis_cluster.ports[0]),
+            "--dir",
+            str(redis_cluster.root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.splitlines()
+    assert len(lines) == 6 and all("cluster_state:ok" in line for line in lines), lines
+    assert sum(", master," in line for line in lines) == 3
+    assert sum(", slave," in line for line in lines) == 3
+    # Private, as the embedded Redis: the password file 0600, each node's data 0700.
+    pass_file = redis_cluster.root / "redis.pass"
+    assert stat.S_IMODE(pass_file.stat().st_mode) == 0o600
+    for port in redis_cluster.ports:
+        assert stat.S_IMODE(redis_cluster.node_dir(port).stat().st_mode) == 0o700
+    # The password is never on a command line (ps would show it).
+    for port in redis_cluster.ports:
+        pid = redis_cluster.pid_of(port)
+        assert pid is not None
+        assert redis_cluster.password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    # Anonymous clients are refused.
+    anonymous = sync_redis.Redis(port=redis_cluster.ports[0], socket_timeout=2)
+    with pytest.raises(sync_redis.exceptions.AuthenticationError):
+        anonymous.ping()
+    anonymous.close()
+
+
+async def test_connect_detects_a_cluster_and_a_single_redis(
+    redis_cluster: LocalCluster, redis_server: RedisServer
+):
+    cluster = await connect_fleet(redis_cluster.url)
+    try:
+        assert isinstance(cluster, RedisCluster)
+        assert len(cluster.get_primaries()) == 3
+        # Keys on every master, each read back through the node that serves it.
+        keys = [f"conn-test:{i}" for i in range(30)]
+        assert len({cluster.keyslot(k) for k in keys}) > 3
+        for i, key in enumerate(keys):
+            await cluster.set(key, i)
+        assert [int(await cluster.get(k)) for k in keys] == list(range(30))
+        # The fleet's user cannot run the @dangerous commands there either.
+        with pytest.raises(sync_redis.exceptions.NoPermissionError):
+            await cluster.config_get("maxmemory", target_nodes=RedisCluster.PRIMARIES)
+    finally:
+        await cluster.aclose()
+    single = await connect_fleet(redis_server.url)
+    try:
+        assert isinstance(single, Redis) and not isinstance(single, RedisCluster)
+    finally:
+        await single.aclose()
+
+
+async def test_a_connection_the_node_closed_is_replaced_and_nothing_runs_twice(
+    redis_cluster: LocalCluster,
+):
+    cluster = await connect_fleet(redis_cluster.url)
+    try:
+        key = "conn-test:stale"
+        await cluster.delete(key)
+        assert await cluster.incr(key) == 1
+        node = cluster.get_node_from_key(key)
+        admin = redis_cluster.admin(int(node.port))
+        # Every connection of the fleet's user on that node closed while idle (a restart).
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        admin.close()
+        await asyncio.sleep(0.2)
+        assert await cluster.incr(key) == 2  # sent once, on a new connection
+        assert await cluster.get(key) == "2"
+    finally:
+        await cluster.aclose()
+
+
+def test_a_cluster_with_slots_no_master_serves_is_refused(tmp_path: Path):
+    """A cluster missing slots: a clear error naming them, a non-zero exit, nothing written."""
+    lone = LocalCluster(tmp_path / "lone", ports_from(free_cluster_base())[:2], masters=1)
+    try:
+        lone.start(create=False)
+        with lone.admin(lone.ports[0]) as node:
+            node.execute_command("CLUSTER ADDSLOTSRANGE", 0, 100)
+        with pytest.raises(RuntimeError, match=r"no master has slots 101-16383"):
+            asyncio.run(connect_fleet(lone.url, wait_s=2))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOLOO_", "PYTEST_"))}
+        env.update(
+            REDIS_URL=lone.url,
+            TRAINING_PORT=str(free_port()),
+            TOOLOO_REDIS_WAIT="2",
+            TOOLOO_VAR_DIR=str(tmp_path / "var"),
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "services.training"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0
+        assert "no master has slots 101-16383" in done.stdout + done.stderr
+        assert lone.password not in done.stdout + done.stderr  # the URL is masked
+        with lone.admin(lone.ports[0]) as node:
+            assert node.dbsize() == 0  # nothing written
+    finally:
+        lone.stop()
