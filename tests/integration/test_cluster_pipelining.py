@@ -1,0 +1,164 @@
+"""Training's auto-pipeline on the real Redis Cluster: batches routed per node, a slot moved
+(MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE) while rounds commit through it, and WAIT.
+
+The rounds here are a stand-in script on keys of one chosen slot (the shape of a commit: take an
+id from a counter, append to the learner's history), since what matters is the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from harness.redis_cluster import LocalCluster
+from services.training.pipelining import AutoPipeline
+from shared.domain_errors import NotReplicated
+from shared.redis_conn import FleetRedisCluster, connect_fleet
+
+# KEYS[1] the slot's round counter, KEYS[2] the learner's history; ARGV[1] the round's own id.
+COMMIT = """
+local id = redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return id
+"""
+
+
+@pytest_asyncio.fixture
+async def cluster(redis_cluster: LocalCluster) -> AsyncIterator[FleetRedisCluster]:
+    client = await connect_fleet(redis_cluster.url)
+    assert isinstance(client, FleetRedisCluster)
+    yield client
+    await client.aclose()
+
+
+def _tag_on(cluster: FleetRedisCluster, port: int) -> str:
+    """A hash tag whose slot the master on `port` serves."""
+    for _ in range(10_000):  # bounded: a third of all tags qualify
+        tag = uuid.uuid4().hex[:8]
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(f"{{{tag}}}"))
+        if int(node.port) == port:
+            return tag
+    raise AssertionError("no tag found")
+
+
+async def test_batches_go_to_the_node_of_each_key(cluster: FleetRedisCluster):
+    pipe = AutoPipeline(cluster, connections=1)
+    try:
+        prefix = uuid.uuid4().hex[:8]
+        keys = [f"{prefix}:n:{i}" for i in range(300)]
+        replies = await asyncio.gather(*(pipe.execute("INCR", k) for k in keys))
+        assert replies == [1] * 300
+        assert len(pipe._lanes) == 3  # one lane per master
+        assert pipe.redirects == 0
+        assert pipe.batches <= 6  # one loop turn: about one batch per master
+        assert await asyncio.gather(*(pipe.execute("GET", k) for k in keys)) == ["1"] * 300
+    finally:
+        await pipe.aclose()
+
+
+async def test_a_slot_moved_while_rounds_commit_loses_and_repeats_none(
+    cluster: FleetRedisCluster, redis_cluster: LocalCluster
+):
+    source, target = redis_cluster.ports[0], redis_cluster.ports[1]
+    tag = _tag_on(cluster, source)
+    slot = cluster.keyslot(f"{{{tag}}}")
+    seq = f"{{{tag}}}:seq"
+    learners = [f"{{{tag}}}:history:{i}" for i in range(8)]
+    script = cluster.register_script(COMMIT)
+    pipe = AutoPipeline(cluster, connections=2)
+    rounds = 60
+    moved = asyncio.Event()
+
+    async def learner_rounds(history: str) -> list[int]:
+        ids = []
+        # One learner's rounds are serial, as training's per-learner lock makes them.
+        for n in range(rounds):
+            ids.append(await pipe.evalsha(script, [seq, history], [n]))
+            if n == rounds // 3:
+                await moved.wait()  # a third before the move, the rest during and after it
+        return ids
+
+    def move_slot() -> None:
+        src, dst = redis_cluster.admin(source), redis_cluster.admin(target)
+        try:
+            src_id, dst_id = redis_cluster.node_id(source), redis_cluster.node_id(target)
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            for _ in range(1000):  # bounded: one key a step, while rounds keep writing
+                keys = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1)
+                if not keys:
+                    break
+                src.execute_command(
+                    "MIGRATE", "127.0.0.1", target, "", 0, 5000,
+                    "AUTH2", "default", redis_cluster.password, "KEYS", *keys,
+                )  # fmt: skip
+            for node in (dst, src):
+                node.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        finally:
+            src.close()
+            dst.close()
+
+    async def mover() -> None:
+        await asyncio.sleep(0.05)
+        task = asyncio.get_running_loop().run_in_executor(None, move_slot)
+        await asyncio.sleep(0.01)
+        moved.set()
+        await task
+
+    try:
+        results = await asyncio.gather(*(learner_rounds(h) for h in learners), mover())
+    finally:
+        moved.set()
+        await pipe.aclose()
+    ids_per_learner = results[:-1]
+    # Every round committed exactly once: each history holds its rounds once and in order, the
+    # ids are unique and exactly as many as rounds were run.
+    for history, ids in zip(learners, ids_per_learner, strict=True):
+        assert await cluster.lrange(history, 0, -1) == [str(n) for n in range(rounds)]
+        assert ids == sorted(ids)
+    all_ids = [i for ids in ids_per_learner for i in ids]
+    assert sorted(all_ids) == list(range(1, len(learners) * rounds + 1))
+    assert int(await cluster.get(seq)) == len(learners) * rounds
+    # The slot did move, and the pipeline followed it.
+    node = cluster.nodes_manager.get_node_from_slot(slot)
+    assert int(node.port) == target
+    assert pipe.redirects > 0
+
+
+def _replica_of(redis_cluster: LocalCluster, master: int) -> int:
+    with contextlib.closing(redis_cluster.admin(master)) as node:
+        return int(node.info("replication")["slave0"]["port"])
+
+
+async def test_wait_acknowledges_a_write_only_once_a_replica_has_it(
+    cluster: FleetRedisCluster, redis_cluster: LocalCluster
+):
+    pipe = AutoPipeline(cluster, connections=1)
+    assert await pipe.configure_wait(None, 300) == 1  # a cluster with replicas: on by default
+    master = int(cluster.get_primaries()[0].port)
+    tag = _tag_on(cluster, master)
+    seq, history = f"{{{tag}}}:seq", f"{{{tag}}}:history"
+    script = cluster.register_script(COMMIT)
+    replica = _replica_of(redis_cluster, master)
+    try:
+        assert await pipe.evalsha(script, [seq, history], ["a"]) == 1
+        redis_cluster.signal_node(replica, signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicated) as caught:
+                await pipe.evalsha(script, [seq, history], ["b"])
+            assert caught.value.acked == 0 and caught.value.reply == 2  # applied, unconfirmed
+            # A read in the same batch is answered as usual.
+            assert await pipe.execute("GET", seq) == "2"
+        finally:
+            redis_cluster.signal_node(replica, signal.SIGCONT)
+        # Once the replica is back, a harmless write on the same lane confirms everything
+        # before it (this is what a replayed commit does).
+        assert await pipe.execute("PEXPIRE", history, 60_000, wait=True) == 1
+        assert await cluster.lrange(history, 0, -1) == ["a", "b"]
+    finally:
+        await pipe.aclose()
