@@ -239,6 +239,11 @@ class LocalCluster:
             known = int(info.get("cluster_known_nodes") or 0)
             if known < len(self.ports):
                 return False
+            # Every node must also know every replica as one (clients read the map from any).
+            nodes = dict(node.execute_command("CLUSTER NODES")).values()
+            replicas = sum(1 for n in nodes if "slave" in n["flags"] and n["master_id"] != "-")
+            if replicas < len(self.ports) - self.masters:
+                return False
             repl = node.info("replication")
             if repl.get("role") == "slave":
                 return bool(repl.get("master_link_status") == "up")

@@ -138,27 +138,41 @@ def _replica_of(redis_cluster: LocalCluster, master: int) -> int:
 async def test_wait_acknowledges_a_write_only_once_a_replica_has_it(
     cluster: FleetRedisCluster, redis_cluster: LocalCluster
 ):
-    pipe = AutoPipeline(cluster, connections=1)
+    pipe = AutoPipeline(cluster, connections=2)
     assert await pipe.configure_wait(None, 300) == 1  # a cluster with replicas: on by default
-    master = int(cluster.get_primaries()[0].port)
-    tag = _tag_on(cluster, master)
+    master = cluster.get_primaries()[0]
+    tag = _tag_on(cluster, int(master.port))
     seq, history = f"{{{tag}}}:seq", f"{{{tag}}}:history"
     script = cluster.register_script(COMMIT)
-    replica = _replica_of(redis_cluster, master)
+    replica = _replica_of(redis_cluster, int(master.port))
     try:
+        # Both connections of the node's lane write once, acknowledged (the replica is up).
         assert await pipe.evalsha(script, [seq, history], ["a"]) == 1
+        lane = pipe._lanes[master.name]
+        lane.idle.reverse()  # the next batch goes on the other connection
+        assert await pipe.evalsha(script, [seq, history], ["b"]) == 2
         redis_cluster.signal_node(replica, signal.SIGSTOP)
         try:
             with pytest.raises(NotReplicated) as caught:
-                await pipe.evalsha(script, [seq, history], ["b"])
-            assert caught.value.acked == 0 and caught.value.reply == 2  # applied, unconfirmed
+                await pipe.evalsha(script, [seq, history], ["c"])
+            assert caught.value.acked == 0 and caught.value.reply == 3  # applied, unconfirmed
             # A read in the same batch is answered as usual.
-            assert await pipe.execute("GET", seq) == "2"
+            assert await pipe.execute("GET", seq) == "3"
+            # On the other connection, whose own last write ("a") the replica has, a harmless
+            # write first makes its WAIT wait for "c" too (what a replayed commit does; a WAIT
+            # after writing nothing may confirm the old offset, though the replica lacks "c").
+            lane.idle.reverse()
+            with pytest.raises(NotReplicated):
+                await pipe.execute("PEXPIRE", history, 60_000, wait=True)
         finally:
             redis_cluster.signal_node(replica, signal.SIGCONT)
-        # Once the replica is back, a harmless write on the same lane confirms everything
-        # before it (this is what a replayed commit does).
+        # Once the replica is back, the same harmless write is confirmed, and with it "c".
         assert await pipe.execute("PEXPIRE", history, 60_000, wait=True) == 1
-        assert await cluster.lrange(history, 0, -1) == ["a", "b"]
+        replica_client = redis_cluster.admin(replica)
+        try:
+            replica_client.execute_command("READONLY")
+            assert replica_client.lrange(history, 0, -1) == ["a", "b", "c"]
+        finally:
+            replica_client.close()
     finally:
         await pipe.aclose()
