@@ -138,6 +138,7 @@ SLOTS = 16384
 # FleetRedisCluster); each failed connect has already retried for about 2 s (connect_retry), so
 # this rides out a failover (a few seconds with a 1-2 s cluster-node-timeout).
 CLUSTER_RETRIES = 3
+CLUSTER_RETRY_PAUSE_S = 0.25
 
 
 class ConnectFailed(RedisConnectionError):
@@ -176,15 +177,26 @@ class _ClusterSslConnection(_ClusterConnectionMixin, _SslConnection):
 class FleetRedisCluster(RedisCluster):
     """redis-py's asyncio RedisCluster, retrying only what cannot have run.
 
-    redis-py retries a cluster command after any ConnectionError or TimeoutError, which may come
-    after the command was sent and run (the reply lost): an INCR or a commit would run twice.
-    Here the retried errors are ConnectFailed (nothing sent), CLUSTERDOWN and an uncovered slot
-    (refused before running); MOVED, ASK and TRYAGAIN (refused, not run) are followed by redis-py
-    itself. Any other error reaches the caller, who decides (a 503; a retry with the same
-    Idempotency-Key replays)."""
+    redis-py retries a cluster command, and a whole cluster pipeline or transaction, after any
+    ConnectionError or TimeoutError, which may come after the command was sent and run (the
+    reply lost): an INCR or a commit would run twice. So the client is made with no retry at
+    all (its pipelines and transactions then never resend), and a single command is tried again
+    here only after ConnectFailed (nothing sent), CLUSTERDOWN or an uncovered slot (refused
+    before running), with the slot map read again: that rides out a failover. MOVED, ASK and
+    TRYAGAIN (refused, not run) are followed by redis-py itself. Any other error reaches the
+    caller, who decides (a 503; a retry with the same Idempotency-Key replays)."""
 
-    # redis-py types the tuple as its own four classes; these are what matters here.
-    ERRORS_ALLOW_RETRY = (ConnectFailed, ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(CLUSTER_RETRIES + 1):  # bounded
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except (ConnectFailed, ClusterDownError, SlotNotCoveredError) as exc:
+                if attempt == CLUSTER_RETRIES:
+                    raise
+                log.warning("redis_cluster_retry", attempt=attempt + 1, error=str(exc)[:200])
+                self._initialize = True  # read the slot map again before the next try
+                await asyncio.sleep(CLUSTER_RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
 
 
 def make_cluster_client(url: str, *, max_connections: int = 64) -> FleetRedisCluster:
@@ -192,8 +204,8 @@ def make_cluster_client(url: str, *, max_connections: int = 64) -> FleetRedisClu
     client: FleetRedisCluster = FleetRedisCluster.from_url(  # type: ignore[assignment]
         url,
         max_connections=max_connections,
-        # Counts only: FleetRedisCluster says which errors are retried.
-        retry=Retry(NoBackoff(), CLUSTER_RETRIES),
+        # None in redis-py (see FleetRedisCluster): its pipelines read this count too.
+        retry=Retry(NoBackoff(), 0),
         require_full_coverage=True,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **CLIENT_OPTIONS,

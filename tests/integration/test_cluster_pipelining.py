@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
@@ -176,3 +176,59 @@ async def test_wait_acknowledges_a_write_only_once_a_replica_has_it(
             replica_client.close()
     finally:
         await pipe.aclose()
+
+
+async def test_a_master_killed_mid_rounds_fails_over_and_loses_no_acknowledged_round(
+    cluster: FleetRedisCluster, redis_cluster: LocalCluster
+):
+    """kill -9 of a master: rounds fail, then reach the promoted replica (applied, but not
+    acknowledged while it has no replica of its own), and are acknowledged again once the old
+    master is back as its replica. Every acknowledged round is in the history once; no round
+    is there twice. Runs last here: it leaves the cluster whole again, roles swapped."""
+    pipe = AutoPipeline(cluster, connections=2)
+    await pipe.configure_wait(None, 300)
+    master = int(cluster.get_primaries()[-1].port)
+    replica = _replica_of(redis_cluster, master)
+    tag = _tag_on(cluster, master)
+    seq, history = f"{{{tag}}}:seq", f"{{{tag}}}:history"
+    script = cluster.register_script(COMMIT)
+    acknowledged: list[str] = []
+    outcomes: list[str] = []
+
+    async def round_(uid: str) -> str:
+        try:
+            await pipe.evalsha(script, [seq, history], [uid])
+        except NotReplicated:
+            return "unconfirmed"
+        except Exception as exc:
+            return type(exc).__name__
+        acknowledged.append(uid)
+        return "ok"
+
+    async def rounds_until(done: Callable[[], bool], limit_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + limit_s
+        n = len(outcomes)
+        while not done():  # bounded by the deadline
+            assert asyncio.get_running_loop().time() < deadline, outcomes[-20:]
+            outcomes.append(await round_(f"r{n}"))
+            n += 1
+            if outcomes[-1] != "ok":
+                await asyncio.sleep(0.05)
+
+    try:
+        await rounds_until(lambda: len(acknowledged) >= 10, 20)
+        redis_cluster.signal_node(master, signal.SIGKILL)
+        # The replica takes over (cluster-node-timeout 1.5 s): rounds reach it, unconfirmed.
+        await rounds_until(lambda: outcomes[-1] == "unconfirmed", 40)
+        with contextlib.closing(redis_cluster.admin(replica)) as node:
+            assert node.info("replication")["role"] == "master"
+        # The old master comes back as the new master's replica: acknowledged again.
+        await asyncio.get_running_loop().run_in_executor(None, redis_cluster.start)
+        before = len(acknowledged)
+        await rounds_until(lambda: len(acknowledged) >= before + 10, 40)
+    finally:
+        await pipe.aclose()
+    stored = await cluster.lrange(history, 0, -1)
+    assert len(stored) == len(set(stored))  # nothing ran twice
+    assert set(acknowledged) <= set(stored)  # nothing acknowledged was lost
+    assert "unconfirmed" in outcomes and any(o not in ("ok", "unconfirmed") for o in outcomes)
