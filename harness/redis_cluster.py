@@ -121,6 +121,9 @@ class LocalCluster:
         fresh = not any((self.node_dir(p) / "nodes.conf").exists() for p in self.ports)
         for port in self.ports:
             if self.pid_of(port) is None:
+                old = self.procs.pop(port, None)
+                if old is not None:
+                    old.poll()  # reap a node of ours that died (kill -9 in a test)
                 self._spawn(port)
         deadline = time.monotonic() + timeout_s
         for port in self.ports:

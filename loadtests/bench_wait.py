@@ -1,7 +1,7 @@
 """The cost of acknowledging a round only once a replica has it (`WAIT 1` after each pipelined
 batch, TOOLOO_COMMIT_WAIT_REPLICAS), on a real Redis Cluster, in one run.
 
-    python -m loadtests.bench_wait [--seconds 5] [--repeats 3] [--url REDIS_URL]
+    python -m loadtests.bench_wait [--seconds 2] [--repeats 7] [--url REDIS_URL]
 
 Without --url it starts a private cluster (harness/redis_cluster.py: 3 masters + 3 replicas on
 free ports) and stops it after. Rounds are commits through training's auto-pipeline
@@ -105,8 +105,8 @@ def bench(url: str, seconds: float, repeats: int) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--url", default="", help="REDIS_URL of a running cluster")
     args = parser.parse_args(argv)
     cluster = None
