@@ -15,9 +15,10 @@ import redis as sync_redis
 from redis.asyncio import Redis, RedisCluster
 
 from harness.ports import free_port
+from harness.proxy import ReplyDroppingProxy
 from harness.redis_cluster import LocalCluster, free_cluster_base, ports_from
 from harness.redis_server import RedisServer
-from shared.redis_conn import connect_fleet
+from shared.redis_conn import connect_fleet, make_cluster_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,3 +134,45 @@ def test_a_cluster_with_slots_no_master_serves_is_refused(tmp_path: Path):
             assert node.dbsize() == 0  # nothing written
     finally:
         lone.stop()
+
+
+@pytest.mark.parametrize("how", ["command", "pipeline", "transaction"])
+async def test_a_command_whose_reply_is_lost_is_not_sent_again(
+    redis_cluster: LocalCluster, how: str
+):
+    """A proxy in front of one master forwards an INCR (or a pipeline or MULTI/EXEC holding it)
+    and drops the reply: the client gets the error, and the INCR ran once (redis-py alone would
+    resend it)."""
+    key = f"{{lost-{how}}}:n"
+    admin_any = redis_cluster.admin(redis_cluster.ports[0])
+    slot = int(admin_any.execute_command("CLUSTER KEYSLOT", key))
+    admin_any.close()
+    client = make_cluster_client(redis_cluster.url)
+    await client.initialize()
+    node = client.nodes_manager.get_node_from_slot(slot)
+    master = (node.host, int(node.port))
+    proxy = ReplyDroppingProxy(master[1], b"INCR")
+    await proxy.start()
+    await client.aclose()
+    client = make_cluster_client(redis_cluster.url)
+    # Every address the cluster gives for that master is reached through the proxy.
+    client.nodes_manager.address_remap = lambda addr: (
+        ("127.0.0.1", proxy.port) if (addr[0], int(addr[1])) == master else addr
+    )
+    try:
+        await client.initialize()
+        await client.delete(key)  # an established connection, as in a running service
+        with pytest.raises(sync_redis.exceptions.ConnectionError):
+            if how == "command":
+                await client.incr(key)
+            else:
+                async with client.pipeline(transaction=how == "transaction") as pipe:
+                    pipe.incr(key)
+                    await pipe.execute()
+        assert proxy.dropped == 1
+        with redis_cluster.admin(master[1]) as direct:
+            assert direct.get(key) == "1"  # ran once
+        assert await client.incr(key) == 2  # usable again at once
+    finally:
+        await client.aclose()
+        await proxy.close()
