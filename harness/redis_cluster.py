@@ -30,7 +30,9 @@ import argparse
 import contextlib
 import hashlib
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,20 +121,33 @@ class LocalCluster:
         wait (bounded) until it serves every slot with every replica attached. With `create`
         False the nodes are only started, knowing no slots and no other node (for tests)."""
         fresh = not any((self.node_dir(p) / "nodes.conf").exists() for p in self.ports)
-        for port in self.ports:
-            if self.pid_of(port) is None:
+        missing = [port for port in self.ports if self.pid_of(port) is None]
+        for port in missing:
+            for taken in (port, port + BUS_PORT_OFFSET):
+                if not port_free(taken):
+                    raise RuntimeError(
+                        f"port {taken} is in use by another process (node {port} needs it and "
+                        f"its cluster bus port {port + BUS_PORT_OFFSET}); choose --base-port"
+                    )
+        spawned = []
+        try:
+            for port in missing:
                 old = self.procs.pop(port, None)
                 if old is not None:
                     old.poll()  # reap a node of ours that died (kill -9 in a test)
                 self._spawn(port)
-        deadline = time.monotonic() + timeout_s
-        for port in self.ports:
-            self._wait_ping(port, deadline)
-        if not create:
-            return self
-        if fresh:
-            self._create(deadline)
-        self.wait_ok(deadline)
+                spawned.append(port)
+            deadline = time.monotonic() + timeout_s
+            for port in self.ports:
+                self._wait_ping(port, deadline)
+            if not create:
+                return self
+            if fresh:
+                self._create(deadline)
+            self.wait_ok(deadline)
+        except BaseException:
+            self.stop(only=spawned)  # what this call started, nothing else
+            raise
         return self
 
     def _spawn(self, port: int) -> None:
@@ -276,11 +291,11 @@ class LocalCluster:
             raise RuntimeError(f"no redis-server of this cluster runs on {port}")
         os.kill(pid, sig)
 
-    def stop(self, timeout_s: float = 10.0) -> list[int]:
+    def stop(self, timeout_s: float = 10.0, *, only: list[int] | None = None) -> list[int]:
         """SIGTERM each node this helper started (writes its append-only file), then SIGKILL
         what is left after `timeout_s`; returns the ports stopped."""
         stopped: dict[int, int] = {}
-        for port in self.ports:
+        for port in self.ports if only is None else only:
             pid = self.pid_of(port)
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -339,23 +354,24 @@ def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
     return state != "Z"
 
 
+def port_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:`port`: a bind succeeds with SO_REUSEADDR, as redis-server
+    binds (so connections of an earlier run in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_cluster_base(count: int = MASTERS * (1 + REPLICAS_PER_MASTER)) -> int:
     """A first port of `count` consecutive free ports whose cluster bus ports (+10000) are free
     too, below the usual ephemeral range (so +10000 stays a valid port); for tests."""
-    import random
-    import socket
-
-    def free(port: int) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
     for _ in range(200):  # bounded: a busy machine still has many such ranges
         base = random.randrange(20000, 30000 - count)
-        if all(free(p) and free(p + BUS_PORT_OFFSET) for p in range(base, base + count)):
+        if all(port_free(p) and port_free(p + BUS_PORT_OFFSET) for p in range(base, base + count)):
             return base
     raise RuntimeError("no free range of ports for a test cluster")
 

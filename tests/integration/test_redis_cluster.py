@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -176,3 +177,18 @@ async def test_a_command_whose_reply_is_lost_is_not_sent_again(
     finally:
         await client.aclose()
         await proxy.close()
+
+
+def test_a_port_in_use_is_named_and_nothing_is_started(tmp_path: Path):
+    base = free_cluster_base()
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.bind(("127.0.0.1", base + 3 + 10000))  # the cluster bus port of the 4th node
+    squatter.listen()
+    cluster = LocalCluster(tmp_path / "c", ports_from(base))
+    try:
+        with pytest.raises(RuntimeError, match=f"port {base + 10003} is in use"):
+            cluster.start()
+        assert all(cluster.pid_of(port) is None for port in cluster.ports)
+    finally:
+        squatter.close()
+        cluster.stop()
