@@ -68,3 +68,22 @@ class IdempotencyKeyReused(RequestMismatch):
             "This Idempotency-Key was already used for a different request; "
             "send a new key for a new request"
         )
+
+
+class NotReplicated(DomainError):
+    """A write reached the Redis master, but fewer replicas than required confirmed it in time
+    (WAIT): a failover now could lose it, so it is not acknowledged. Retried later with the same
+    Idempotency-Key, the request is answered from the recorded write once it is replicated."""
+
+    code = "not_replicated"
+    retry_after_s = 1
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int, reply: Any = None) -> None:
+        super().__init__(
+            f"The write was not confirmed by {wanted} Redis replica(s) within {timeout_ms} ms "
+            f"({acked} did), so it is not acknowledged; retry with the same Idempotency-Key",
+            details={"replicas": acked, "required": wanted, "timeoutMs": timeout_ms},
+        )
+        self.acked = acked
+        self.wanted = wanted
+        self.reply = reply  # what the master answered, for a caller that needs it

@@ -10,7 +10,13 @@ from typing import Any
 
 from redis.exceptions import OutOfMemoryError, ResponseError
 
-from shared.domain_errors import ConflictError, DomainError, NotFoundError, RequestMismatch
+from shared.domain_errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    NotReplicated,
+    RequestMismatch,
+)
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,14 +95,18 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     RequestMismatch: 422,
+    NotReplicated: 503,
     DomainError: 400,
 }
 
 
 def api_error_of(exc: DomainError) -> ApiError:
-    """The HTTP form of a domain error: its status from `DOMAIN_STATUS`, its code and message."""
+    """The HTTP form of a domain error: its status from `DOMAIN_STATUS`, its code and message,
+    and `Retry-After` when the error says when to retry (`retry_after_s`)."""
     status = next(DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS)
-    return ApiError(exc.message, code=exc.code, details=exc.details, status=status)
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return ApiError(exc.message, code=exc.code, details=exc.details, status=status, headers=headers)
 
 
 # ---- Redis refusals --------------------------------------------------------------------------

@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
+from redis.asyncio import Redis, RedisCluster
 from redis.typing import EncodableT, FieldT
+
+# The client `shared.redis_conn.connect_fleet` returns: a single Redis, or a Redis Cluster's.
+FleetRedis = Redis | RedisCluster
 
 # What redis-py accepts for HSET's mapping / XADD's fields. Mapping's key type is invariant, so a
 # `dict[str, str]` is refused where this is asked for; build such dicts with this annotation.

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from harness.fleet import Fleet
 from harness.honcho import ArmedFleetFactory, HonchoFleet, armed_fleet
 from harness.processes import ServiceProcess
+from harness.redis_cluster import LocalCluster, free_cluster_base, ports_from
 from harness.redis_server import RedisServer
 from shared.keys import Keys
 from shared.scripts import Scripts
@@ -27,6 +28,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real Redis Cluster (3 masters + 3 replicas, harness/redis_cluster.py) on free ports,
+    started the first time a test asks for it and kept for the session."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"), ports_from(free_cluster_base()))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         pipeline_connections=tsettings.pipeline_connections,
         max_topics=tsettings.max_topics,
     )
+    await store.pipe.configure_wait(
+        tsettings.commit_wait_replicas, tsettings.commit_wait_timeout_ms
+    )
     await store.curriculum.init()
     # Single-learner calls (an overview before any start) must work on a fresh fleet: the default
     # learner always exists, inactive until started. Idempotent across replicas.

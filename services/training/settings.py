@@ -18,6 +18,15 @@ class TrainingSettings(FleetSettings):
     pipeline_connections: int = Field(
         2, ge=1, le=16, validation_alias="TRAINING_PIPELINE_CONNECTIONS"
     )
+    # Redis replicas that must have a round's commit before it is acknowledged (WAIT after each
+    # pipelined batch; a timeout answers 503). Unset: 1 on a Redis Cluster whose every master has
+    # a replica, else 0. See docs/OPERATIONS.md, "Redis Cluster".
+    commit_wait_replicas: int | None = Field(
+        None, ge=0, le=16, validation_alias="TOOLOO_COMMIT_WAIT_REPLICAS"
+    )
+    commit_wait_timeout_ms: int = Field(
+        500, ge=1, le=60_000, validation_alias="TOOLOO_COMMIT_WAIT_TIMEOUT_MS"
+    )
     # Learners created per second while the population is below scale.target.
     onboarding_rate: float = Field(
         5_000.0, gt=0, le=1_000_000, validation_alias="TRAINING_ONBOARDING_RATE"

@@ -37,6 +37,7 @@ from services.training.round import RoundOutcome, compute_round, new_learner_sta
 from services.training.state_cache import StateCache
 from shared import idempotency
 from shared.commit_rounds import (
+    IDEMPOTENCY_TTL_MS,
     CommitHeader,
     CommitReply,
     commit_rounds_args,
@@ -400,6 +401,7 @@ class TrainingStore:
             self.cache.put(learner, reply.version, prepared.args[1])
             return CommittedRound(prepared, reply.first_round, reply.ready, started)
         if reply.status == "replayed":
+            await self.replay_replicated([keys])
             return _replayed(learner, reply, started)
         if reply.status == "missing":
             raise LearnerNotFound(learner)
@@ -506,6 +508,25 @@ class TrainingStore:
             header, entries, guard, idem.request_hash if idem is not None else None
         )
 
+    async def replay_replicated(self, commit_keys: list[list[str]]) -> None:
+        """With commits acknowledged only once replicated (the pipeline's `wait_replicas`), a
+        replay (the idempotency record says "committed already", nothing written now) must wait
+        for the original write too. WAIT counts the replication offset of its connection's own
+        last write, and a replay writes nothing: its WAIT could confirm an older offset while
+        the replica still lacks the original commit (made earlier, maybe on another connection,
+        whose WAIT timed out). So a harmless write in the learner's slot goes first, on the same
+        connection as the WAIT: the record's expiry set again (to its full lifetime). The
+        master has the original commit before it, so a replica that has this write has both.
+        NotReplicated when not confirmed in time."""
+        if not self.pipe.wait_replicas or not commit_keys:
+            return
+        await asyncio.gather(
+            *(
+                self.pipe.execute("PEXPIRE", keys[-1], IDEMPOTENCY_TTL_MS, wait=True)
+                for keys in commit_keys
+            )
+        )
+
     # ---- rounds for many learners ----------------------------------------------------------------
     async def run_batch(
         self, learners: list[str], n: int, idem: Idempotency | None = None
@@ -552,6 +573,9 @@ class TrainingStore:
                 computed.append((learner, outs))
             results = await self._commit_replies(
                 pipe.evalsha_many(self.scripts.commit_rounds, calls) if calls else _no_calls()
+            )
+            await self.replay_replicated(
+                [c[0] for c, r in zip(calls, results, strict=True) if r.status == "replayed"]
             )
             pending = []
             for (learner, outs), reply in zip(computed, results, strict=True):
