@@ -91,6 +91,13 @@ class Fleet:
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.procs[name]
 
+    def process_table(self) -> dict[str, dict[str, Any]]:
+        """The orchestrator's `/api/v1/system/processes`, by process name (`coach#2`, ...)."""
+        status, body = self["orchestrator"].get("/api/v1/system/processes")
+        if status != 200:
+            raise AssertionError(f"processes answered {status}: {body}")
+        return {p["name"]: p for p in body["processes"]}
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 

@@ -24,12 +24,6 @@ pytestmark = pytest.mark.integration
 SYSTEM = "/api/v1/system"
 
 
-def processes(fleet: Fleet) -> dict[str, dict[str, Any]]:
-    status, body = fleet["orchestrator"].get(f"{SYSTEM}/processes")
-    assert status == 200, body
-    return {p["name"]: p for p in body["processes"]}
-
-
 def fleet_status(fleet: Fleet) -> dict[str, Any]:
     status, body = fleet["orchestrator"].get(f"{SYSTEM}/status")
     assert status == 200, body
@@ -67,7 +61,9 @@ def test_crash_on_start_ends_failed_and_operator_controls(
     )
     orch = fleet["orchestrator"]
     meta = wait_for(
-        lambda: processes(fleet)["meta"]["state"] == "failed" and processes(fleet)["meta"],
+        lambda: (
+            fleet.process_table()["meta"]["state"] == "failed" and fleet.process_table()["meta"]
+        ),
         "meta failed",
     )
     assert meta["restarts"] == 3 and meta["pid"] is None
@@ -77,7 +73,7 @@ def test_crash_on_start_ends_failed_and_operator_controls(
     assert status["phase"] == "degraded" and status["armed"] is False
     assert status["services"]["meta"]["state"] == "failed"
     # meta's three restarts can all happen while training is still starting on a loaded machine.
-    wait_for(lambda: processes(fleet)["training"]["state"] == "running", "training running")
+    wait_for(lambda: fleet.process_table()["training"]["state"] == "running", "training running")
     wait_for(lambda: steps(fleet)["meta"]["ok"] is False, "meta step failed")
     assert steps(fleet)["training"]["ok"] is True
     assert "coach" not in steps(fleet)  # not supervised here, so not required
@@ -100,7 +96,7 @@ def test_crash_on_start_ends_failed_and_operator_controls(
     assert status_code == 405
 
     # Operator stop / start / restart of training: by pid, pre-arm step rerun after each start.
-    old_pid = processes(fleet)["training"]["pid"]
+    old_pid = fleet.process_table()["training"]["pid"]
     status_code, body = orch.post(f"{SYSTEM}/services/training/stop")
     assert status_code == 200 and body["process"]["state"] == "stopped"
     assert body["process"]["pid"] is None and not pid_alive(old_pid)
@@ -120,11 +116,11 @@ def test_crash_on_start_ends_failed_and_operator_controls(
 
     # A hung service (stopped: alive, not answering) is replaced after its failed health
     # checks; SIGTERM cannot end a stopped process, so the SIGKILL after the grace period does.
-    hung = processes(fleet)["training"]["pid"]
+    hung = fleet.process_table()["training"]["pid"]
     os.kill(hung, signal.SIGSTOP)
 
     def replaced() -> dict[str, Any] | None:
-        entry = processes(fleet)["training"]
+        entry = fleet.process_table()["training"]
         return entry if entry["pid"] not in (None, hung) and entry["state"] == "running" else None
 
     entry = wait_for(replaced, "hung training replaced")
@@ -133,7 +129,7 @@ def test_crash_on_start_ends_failed_and_operator_controls(
     assert exits[-1]["pid"] == str(hung)
 
     # Stopping the orchestrator stops its children.
-    child = processes(fleet)["training"]["pid"]
+    child = fleet.process_table()["training"]["pid"]
     assert orch.stop() == 0
     assert not pid_alive(child)
 
@@ -167,7 +163,7 @@ def test_sigterm_during_start_up_stops_the_children_and_exits_0(fleet: Fleet) ->
     fleet.start("orchestrator", env={"ORCHESTRATOR_SERVICES": "training,meta"})
 
     def spawning() -> list[int]:
-        table = processes(fleet)
+        table = fleet.process_table()
         pids = [p["pid"] for p in table.values() if p["pid"]]
         # Caught while a child is still starting (not yet answering /ready).
         return pids if any(p["state"] == "starting" and p["pid"] for p in table.values()) else []

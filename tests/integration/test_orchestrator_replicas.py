@@ -27,12 +27,6 @@ pytestmark = pytest.mark.integration
 SYSTEM = "/api/v1/system"
 
 
-def processes(fleet: Fleet) -> dict[str, dict[str, Any]]:
-    status, body = fleet["orchestrator"].get(f"{SYSTEM}/processes")
-    assert status == 200, body
-    return {p["name"]: p for p in body["processes"]}
-
-
 def answering_pids(url: str, attempts: int, want: set[int]) -> set[int]:
     """The pids that answer /health at `url`, each call on a new connection (urllib opens one
     per request), until every pid of `want` was seen or `attempts` calls were made."""
@@ -64,7 +58,7 @@ def test_replicas_share_the_port_are_probed_alone_and_restarted_alone(fleet: Fle
     )
     orch = fleet["orchestrator"]
     wait_for(lambda: orch.get(f"{SYSTEM}/status")[1]["phase"] == "armed", "armed with replicas", 90)
-    table = processes(fleet)
+    table = fleet.process_table()
     assert set(table) == {"training#1", "training#2", "meta", "coach#1", "coach#2"}
     # One process stays what it was: its service's name, probed on its port, no control port.
     assert table["meta"]["replica"] is None and table["meta"]["control_port"] is None
@@ -142,7 +136,7 @@ def test_replicas_share_the_port_are_probed_alone_and_restarted_alone(fleet: Fle
     assert victim["pid"] not in {body["pid"] for _, body in answers}
 
     def restarted() -> dict[str, Any] | None:
-        entry = processes(fleet)["coach#2"]
+        entry = fleet.process_table()["coach#2"]
         fresh = entry["pid"] not in (None, victim["pid"]) and entry["state"] == "running"
         return entry if fresh and entry["healthy"] else None
 
@@ -150,7 +144,7 @@ def test_replicas_share_the_port_are_probed_alone_and_restarted_alone(fleet: Fle
     assert entry["restarts"] == 1 and entry["last_exit"]["code"] == -signal.SIGKILL
     assert entry["control_port"] == victim["control_port"]
     assert not pid_alive(victim["pid"])
-    after = processes(fleet)
+    after = fleet.process_table()
     assert after["coach#1"]["pid"] == other["pid"] and after["coach#1"]["restarts"] == 0
     assert all(after[n]["restarts"] == 0 for n in ("training#1", "training#2", "meta"))
     status, body = probe_json("GET", f"http://127.0.0.1:{entry['control_port']}/health")
@@ -164,10 +158,10 @@ def test_replicas_share_the_port_are_probed_alone_and_restarted_alone(fleet: Fle
     status, body = orch.post(f"{SYSTEM}/services/training%231/restart")
     assert status == 200 and body["done"] is True, body
     assert body["process"]["name"] == "training#1" and body["process"]["restarts"] == 1
-    assert processes(fleet)["training#2"]["restarts"] == 0
+    assert fleet.process_table()["training#2"]["restarts"] == 0
 
     # Stopping the orchestrator stops every replica.
-    children = [p["pid"] for p in processes(fleet).values()]
+    children = [p["pid"] for p in fleet.process_table().values()]
     assert orch.stop() == 0
     assert not any(pid_alive(pid) for pid in children)
 
