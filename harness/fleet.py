@@ -75,8 +75,12 @@ class Fleet:
         return started
 
     def restart(self, name: str) -> ServiceProcess:
-        """Start `name` again, with the module, port and environment it had."""
+        """Start `name` again, with the module, port and environment it had. A process still
+        running is stopped first: left running it would keep the port, the new one would fail to
+        bind, and requests meant for the new one would reach the old (and it would outlive the
+        test)."""
         old = self.procs[name]
+        old.stop()
         proc = ServiceProcess(name, old.module, old.port, old.env, self.log_dir)
         self.procs[name] = proc.start()
         return proc

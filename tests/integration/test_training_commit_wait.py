@@ -96,6 +96,7 @@ def test_a_round_a_replica_lacks_is_503_and_its_retry_answers_it_once_replicated
             # (restarted here: fresh connections, whose own last write is none): the commit is
             # recorded (a replay, writing nothing), but not replicated, so still not acknowledged.
             training = fleet.restart("training")
+            training.wait_ready()
             status, _, body = _post(training.port, {"learner": "wait-a"}, "wait-test-0002")
             assert status == 503, body
         finally:
