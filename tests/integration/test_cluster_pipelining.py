@@ -181,7 +181,7 @@ async def test_wait_acknowledges_a_write_only_once_a_replica_has_it(
 async def test_a_master_killed_mid_rounds_fails_over_and_loses_no_acknowledged_round(
     cluster: FleetRedisCluster, redis_cluster: LocalCluster
 ):
-    """kill -9 of a master: rounds fail, then reach the promoted replica (applied, but not
+    """kill -9 of a master: rounds may fail, then reach the promoted replica (applied, but not
     acknowledged while it has no replica of its own), and are acknowledged again once the old
     master is back as its replica. Every acknowledged round is in the history once; no round
     is there twice. Runs last here: it leaves the cluster whole again, roles swapped."""
@@ -231,4 +231,7 @@ async def test_a_master_killed_mid_rounds_fails_over_and_loses_no_acknowledged_r
     stored = await cluster.lrange(history, 0, -1)
     assert len(stored) == len(set(stored))  # nothing ran twice
     assert set(acknowledged) <= set(stored)  # nothing acknowledged was lost
-    assert "unconfirmed" in outcomes and any(o not in ("ok", "unconfirmed") for o in outcomes)
+    # Whether any round fails outright while the replica is promoted depends on timing: the
+    # pipeline follows MOVED and retries refused connections within a command's deadline, so
+    # on a quick failover every round reaches the new master. Only "unconfirmed" is certain.
+    assert "unconfirmed" in outcomes
