@@ -49,6 +49,7 @@ from shared.replicas import ReplicaRecord, ReplicaRegistry, ReplicaSettings, inh
 from shared.request_stats import RequestStats
 from shared.scripts import Scripts
 from shared.settings import FleetSettings, get_settings
+from shared.shards import ShardCountMismatch, ensure_shard_count
 
 log = get_logger(__name__)
 
@@ -94,7 +95,7 @@ def create_base_app(
     )
     app[SERVICE] = service
     app[SETTINGS] = settings
-    app[KEYS] = Keys(settings.redis_prefix)
+    app[KEYS] = Keys(settings.redis_prefix, settings.shards)
     app[METRICS] = metrics
     app[STATS] = stats
     app[APP_STARTED] = time.time()
@@ -173,6 +174,14 @@ def process_name(app: web.Application) -> str:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = await connect(app[SETTINGS].redis_url, wait_s=app[SETTINGS].redis_wait_s)
+    try:
+        # Before anything is written: a fleet started with another shard count must not place
+        # a single learner (shared/shards.py).
+        await ensure_shard_count(redis, app[KEYS])
+    except ShardCountMismatch as exc:
+        await redis.aclose()
+        log.error("shard_count_mismatch", error=str(exc))
+        raise
     app[REDIS] = redis
     scripts = Scripts(redis)
     await scripts.load_all(redis)

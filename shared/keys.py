@@ -1,38 +1,103 @@
 """Every Redis key of the fleet, built in one place.
 
-All keys live under one prefix (TOOLOO_REDIS_PREFIX). Per-learner keys carry the hash tag
-`{learner:<id>}` so that one learner's keys share a Cluster slot; the fleet-wide keys (round
-counter, streams, indexes) are single keys. Nothing outside this module spells a key.
+All keys live under one prefix (TOOLOO_REDIS_PREFIX). The keyspace is cut into a fixed number of
+shards S (TOOLOO_SHARDS, recorded in Redis when the fleet first initialises it; see
+shared/shards.py). A learner belongs to shard `shard_of(id)`, and every key that one of its atomic
+steps touches carries that shard's hash tag `{s:<n>}`: the learner's own keys and the shard's round
+counter, event streams, coach queue / ready set / fast lane / coached set / lease / fence, learner
+index, region counts, meta and reports counters. So every Lua script and MULTI touches one shard
+(one Cluster slot), and the same layout runs on one Redis and on a Redis Cluster. Fleet-wide
+figures are sums over the shards; the few fleet-wide keys (settings, the system stream, per-minute
+request stats) are never written per round. Nothing outside this module spells a key.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+DEFAULT_SHARDS = 16
+# Upper bound of TOOLOO_SHARDS: round ids are `shard * ROUND_ID_STRIDE + n` and must stay below
+# 2**53 (exact in JSON numbers, JavaScript included): (1024 + 1) * 10**12 < 2**53.
+MAX_SHARDS = 1024
+# Round ids: shard s gives out `s * ROUND_ID_STRIDE + n`, n = 1, 2, ... from the shard's own
+# counter (`rounds_seq(s)`), so ids are unique fleet-wide without a fleet-wide counter, increasing
+# for each learner (one learner = one shard), and consecutive within one commit.
+ROUND_ID_STRIDE = 10**12
+
+
+def shard_of(learner: str, shards: int) -> int:
+    """The learner's shard: CRC-32 of its id (stable across processes, hosts and Python
+    versions, unlike `hash`) modulo the shard count."""
+    return zlib.crc32(learner.encode()) % shards
+
+
+def round_id_base(shard: int) -> int:
+    return shard * ROUND_ID_STRIDE
+
+
+def shard_of_round(round_id: int) -> int:
+    return round_id // ROUND_ID_STRIDE
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "tooloo"
+    shards: int = DEFAULT_SHARDS
 
-    # ---- per learner -------------------------------------------------------------------------
+    # ---- shards ------------------------------------------------------------------------------
+    def shard_of(self, learner: str) -> int:
+        return shard_of(learner, self.shards)
+
+    def all_shards(self) -> range:
+        return range(self.shards)
+
+    def _shard(self, shard: int, name: str) -> str:
+        """A key in shard `shard`'s Cluster slot (hash tag `{s:<shard>}`)."""
+        return f"{self.prefix}:{{s:{shard}}}:{name}"
+
+    def _learner(self, learner: str, name: str) -> str:
+        return self._shard(self.shard_of(learner), f"learner:{learner}:{name}")
+
+    @property
+    def fleet_shards(self) -> str:
+        """String: the shard count S this fleet's Redis was initialised with (SET NX by the
+        first service to start; every later start compares its TOOLOO_SHARDS with it)."""
+        return f"{self.prefix}:fleet:shards"
+
+    @property
+    def fleet_layout(self) -> str:
+        """Hash: `version` of the key layout, and the progress of a running layout migration
+        (`migrating`, `done:<step>`), so that a migration is resumable and runs once."""
+        return f"{self.prefix}:fleet:layout"
+
+    # ---- per learner (all in the learner's shard) ---------------------------------------------
     def learner_state(self, learner: str) -> str:
         """Hash: `v` (version, bumped by every write) and `s` (the encoded LearnerState)."""
-        return f"{self.prefix}:{{learner:{learner}}}:state"
+        return self._learner(learner, "state")
 
     def learner_history(self, learner: str) -> str:
         """List of the learner's committed rounds, newest first, capped."""
-        return f"{self.prefix}:{{learner:{learner}}}:history"
+        return self._learner(learner, "history")
 
     def learner_meta(self, learner: str) -> str:
         """Hash: `v` and `s`, the learner's meta-learning state (the meta service writes it)."""
-        return f"{self.prefix}:{{learner:{learner}}}:meta"
+        return self._learner(learner, "meta")
 
     def learner_meta_log(self, learner: str) -> str:
         """List: the learner's meta activity log, newest first, capped."""
-        return f"{self.prefix}:{{learner:{learner}}}:meta:log"
+        return self._learner(learner, "meta:log")
 
     def learner_meta_lock(self, learner: str) -> str:
-        return f"{self.prefix}:{{learner:{learner}}}:meta:lock"
+        return self._learner(learner, "meta:lock")
+
+    def learner_idempotency(self, learner: str, idempotency_key: str) -> str:
+        """String (PX 24 h): the commit made under a client's Idempotency-Key for this learner
+        (request hash, version, first round id, count, ready flags; commit_rounds.lua). In the
+        learner's slot, so the commit script can check and write it with the learner's state.
+        Not erased with the learner (it cannot be listed by name): it expires, and the script
+        ignores a record newer than the learner's version (a re-created learner)."""
+        return self._learner(learner, f"idem:{idempotency_key}")
 
     def learner_keys(self, learner: str) -> list[str]:
         """Every key that belongs to one learner (used to erase a learner)."""
@@ -44,39 +109,142 @@ class Keys:
             self.learner_meta_lock(learner),
         ]
 
-    # ---- KEYS of the learner scripts (shared/lua/*.lua headers give the order) ----------------
+    # ---- per shard ---------------------------------------------------------------------------
+    def rounds_seq(self, shard: int) -> str:
+        """Counter: rounds committed in this shard; INCRBY inside the commit script gives the
+        round ids `round_id_base(shard) + n` (see ROUND_ID_STRIDE). The sum over the shards is
+        the fleet's rounds total."""
+        return self._shard(shard, "rounds:seq")
+
+    def stream_rounds(self, shard: int) -> str:
+        """Stream: every round committed in this shard."""
+        return self._shard(shard, "events:rounds")
+
+    def stream_meta(self, shard: int) -> str:
+        """Stream: readiness (meta triggers) and meta completions of this shard's learners."""
+        return self._shard(shard, "events:meta")
+
+    def learners_index(self, shard: int) -> str:
+        """Sorted set: learner id -> creation order score, this shard's learners (paging)."""
+        return self._shard(shard, "learners")
+
+    def learners_seq(self, shard: int) -> str:
+        """Counter behind this shard's creation order scores."""
+        return self._shard(shard, "learners:seq")
+
+    def learners_regions(self, shard: int) -> str:
+        """Hash: region -> number of this shard's learners in it."""
+        return self._shard(shard, "learners:regions")
+
+    def coach_queue(self, shard: int) -> str:
+        """Sorted set of this shard's active learners that need coaching, scored by their
+        virtual pass (stride scheduling). Maintained by the round-commit script and the coach."""
+        return self._shard(shard, "coach:queue")
+
+    def coach_ready(self, shard: int) -> str:
+        """Sorted set of this shard's ready learners, scored by their next review time (ms)."""
+        return self._shard(shard, "coach:ready")
+
+    def coach_fastlane(self, shard: int) -> str:
+        """Set of this shard's learner ids in the fast lane."""
+        return self._shard(shard, "coach:fastlane")
+
+    def coach_coached(self, shard: int) -> str:
+        """Sorted set: learner -> last time (ms) the coach ran a round for it."""
+        return self._shard(shard, "coach:coached")
+
+    def coach_lease(self, shard: int) -> str:
+        """String (PX): the token of the coach replica that coaches this shard."""
+        return self._shard(shard, "coach:lease")
+
+    def coach_fence(self, shard: int) -> str:
+        """Counter: this shard's fencing token, incremented at each acquisition of its lease;
+        a write for the shard (the commit of a coach's round included) is refused once it no
+        longer equals the token its writer acquired."""
+        return self._shard(shard, "coach:fence")
+
+    def meta_stats(self, shard: int) -> str:
+        """Hash of meta counters (completed, phasesRun, delay sums) of this shard."""
+        return self._shard(shard, "meta:stats")
+
+    def reports_totals(self, shard: int) -> str:
+        """Hash of all-time counters of this shard's streams (`events`, `rounds`, `meta:<type>`,
+        `last_event_ms`), written by reports' apply script with the XACK. Kept without a TTL."""
+        return self._shard(shard, "reports:totals")
+
+    def reports_cursor(self, shard: int) -> str:
+        """Hash: stream kind (rounds, meta) -> last entry id applied (informational)."""
+        return self._shard(shard, "reports:cursor")
+
+    def reports_minute(self, shard: int, epoch_minute: int) -> str:
+        """Hash of one minute's aggregates of this shard (counters, latency histogram buckets
+        `lat:<i>`, meta delay buckets `md:<i>`); expires after the reports retention."""
+        return self._shard(shard, f"reports:min:{epoch_minute}")
+
+    def reports_lease(self, shard: int) -> str:
+        """String (PX): the token of the reports replica that consumes this shard's streams."""
+        return self._shard(shard, "reports:lease")
+
+    def reports_fence(self, shard: int) -> str:
+        """Counter: fencing token of `reports_lease(shard)`."""
+        return self._shard(shard, "reports:fence")
+
+    # ---- KEYS of the learner scripts (their .lua headers give the order) ----------------------
+    # Every list below is in one shard: the learner's.
     def create_learner_keys(self, learner: str) -> list[str]:
+        s = self.shard_of(learner)
         return [
             self.learner_state(learner),
-            self.learners_index,
-            self.learners_seq,
-            self.learners_regions,
-            self.coach_queue,
+            self.learners_index(s),
+            self.learners_seq(s),
+            self.learners_regions(s),
+            self.coach_queue(s),
         ]
 
     def commit_rounds_keys(self, learner: str, idempotency_key: str | None = None) -> list[str]:
+        s = self.shard_of(learner)
         keys = [
             self.learner_state(learner),
             self.learner_history(learner),
-            self.rounds_seq,
-            self.stream_rounds,
-            self.coach_settings,
-            self.coach_queue,
-            self.coach_ready,
-            self.stream_meta,
+            self.rounds_seq(s),
+            self.stream_rounds(s),
+            self.coach_fence(s),
+            self.coach_queue(s),
+            self.coach_ready(s),
+            self.stream_meta(s),
         ]
         if idempotency_key is not None:
             keys.append(self.learner_idempotency(learner, idempotency_key))
         return keys
 
-    def learner_idempotency(self, learner: str, idempotency_key: str) -> str:
-        """String (PX 24 h): the commit made under a client's Idempotency-Key for this learner
-        (request hash, version, first round id, count, ready flags; commit_rounds.lua). In the
-        learner's slot, so the commit script can check and write it with the learner's state.
-        Not erased with the learner (it cannot be listed by name): it expires, and the script
-        ignores a record newer than the learner's version (a re-created learner)."""
-        return f"{self.prefix}:{{learner:{learner}}}:idem:{idempotency_key}"
+    def meta_commit_keys(self, learner: str) -> list[str]:
+        s = self.shard_of(learner)
+        return [
+            self.learner_state(learner),
+            self.learner_meta(learner),
+            self.learner_meta_log(learner),
+            self.stream_meta(s),
+            self.meta_stats(s),
+            self.learner_meta_lock(learner),
+        ]
 
+    def cas_state_keys(self, learner: str) -> list[str]:
+        s = self.shard_of(learner)
+        return [self.learner_state(learner), self.coach_queue(s), self.coach_ready(s)]
+
+    def delete_learner_keys(self, learner: str) -> list[str]:
+        s = self.shard_of(learner)
+        return [
+            *self.learner_keys(learner),
+            self.learners_index(s),
+            self.learners_regions(s),
+            self.coach_queue(s),
+            self.coach_ready(s),
+            self.coach_fastlane(s),
+            self.coach_coached(s),
+        ]
+
+    # ---- idempotency of whole requests (one key per client key: spread over the slots) -------
     def training_idempotency(self, idempotency_key: str) -> str:
         """String (EX 24 h): the request hash of the round/rounds call first sent under this
         Idempotency-Key, set before any commit, so the key sent again with another body (another
@@ -88,55 +256,11 @@ class Keys:
         so the same key with another body is refused before any round is run."""
         return f"{self.prefix}:coach:idem:{idempotency_key}"
 
-    def meta_commit_keys(self, learner: str) -> list[str]:
-        return [
-            self.learner_state(learner),
-            self.learner_meta(learner),
-            self.learner_meta_log(learner),
-            self.stream_meta,
-            self.meta_stats,
-            self.learner_meta_lock(learner),
-        ]
-
-    def cas_state_keys(self, learner: str) -> list[str]:
-        return [self.learner_state(learner), self.coach_queue, self.coach_ready]
-
-    def delete_learner_keys(self, learner: str) -> list[str]:
-        return [
-            *self.learner_keys(learner),
-            self.learners_index,
-            self.learners_regions,
-            self.coach_queue,
-            self.coach_ready,
-            self.coach_fastlane,
-            self.coach_coached,
-        ]
-
-    # ---- learners population -----------------------------------------------------------------
-    @property
-    def learners_index(self) -> str:
-        """Sorted set: learner id -> creation sequence number (stable paging order)."""
-        return f"{self.prefix}:learners"
-
-    @property
-    def learners_seq(self) -> str:
-        return f"{self.prefix}:learners:seq"
-
-    @property
-    def learners_regions(self) -> str:
-        """Hash: region -> number of learners in it."""
-        return f"{self.prefix}:learners:regions"
-
+    # ---- fleet-wide settings and state (written by operators and ticks, never per round) ------
     @property
     def scale(self) -> str:
         """Hash: `target` (population target), `hold` (0/1), `paused` (0/1)."""
         return f"{self.prefix}:scale"
-
-    # ---- training ----------------------------------------------------------------------------
-    @property
-    def rounds_seq(self) -> str:
-        """Fleet-wide round id counter; INCR inside the commit script makes ids unique."""
-        return f"{self.prefix}:rounds:seq"
 
     @property
     def curriculum(self) -> str:
@@ -147,32 +271,21 @@ class Keys:
     def curriculum_version(self) -> str:
         return f"{self.prefix}:curriculum:ver"
 
-    # ---- event streams -----------------------------------------------------------------------
-    @property
-    def stream_rounds(self) -> str:
-        return f"{self.prefix}:events:rounds"
-
-    @property
-    def stream_meta(self) -> str:
-        return f"{self.prefix}:events:meta"
-
     @property
     def stream_system(self) -> str:
-        return f"{self.prefix}:events:system"
+        """Stream: starts, restarts, settings changes (fleet-wide, a few entries a minute). Its
+        reports aggregates carry the same `{system}` tag, so their apply script is one slot."""
+        return f"{self.prefix}:{{system}}:events"
 
-    # ---- coach -------------------------------------------------------------------------------
-    # Every coach key carries the hash tag `{coach}`: one Cluster slot, so the leader's fenced
-    # writes (a MULTI/EXEC watching `coach_fence`, the promote_due script) can check the fencing
-    # token in the same atomic step as the keys they write. The names before the tag are kept by
-    # `legacy_coach_keys` so that a coach starting on an existing fleet moves them
-    # (services/coach/migrate_keys.lua) and no stored setting, queue or counter is lost.
+    # Coach keys that are fleet-wide carry the hash tag `{coach}`, so that a MULTI over several
+    # of them is one slot.
     def _coach(self, name: str) -> str:
         return f"{self.prefix}:{{coach}}:{name}"
 
     @property
     def coach_settings(self) -> str:
-        """Hash, one field per setting. `minAvgMastery` and `maxBelow80` are read by the
-        round-commit script to decide readiness, so they stay plain numeric fields."""
+        """Hash, one field per setting. Training reads `minAvgMastery` and `maxBelow80` (cached
+        briefly) and passes them to the commit script, which cannot read another slot."""
         return self._coach("settings")
 
     @property
@@ -182,42 +295,18 @@ class Keys:
 
     @property
     def coach_stats(self) -> str:
-        """Hash of counters (roundsRun, ticks, metaTriggers, ...)."""
+        """Hash of counters (roundsRun, ticks, metaTriggers, ...), HINCRBY once per tick."""
         return self._coach("stats")
 
     @property
-    def coach_lease(self) -> str:
-        return self._coach("lease")
-
-    @property
-    def coach_fence(self) -> str:
-        """Counter: the fencing token, incremented each time a replica acquires the lease; the
-        leader's writes are refused once it no longer equals the token the writer acquired."""
-        return self._coach("fence")
-
-    @property
-    def coach_queue(self) -> str:
-        """Sorted set of active learners that need coaching, scored by their virtual pass
-        (stride scheduling). Maintained by the round-commit script and the coach."""
-        return self._coach("queue")
-
-    @property
-    def coach_ready(self) -> str:
-        """Sorted set of ready learners, scored by their next review time (epoch ms)."""
-        return self._coach("ready")
-
-    @property
-    def coach_fastlane(self) -> str:
-        """Set of learner ids in the fast lane."""
-        return self._coach("fastlane")
-
-    @property
-    def coach_coached(self) -> str:
-        """Sorted set: learner -> last time (ms) the coach ran a round for it."""
-        return self._coach("coached")
+    def coach_members(self) -> str:
+        """Sorted set: live coach replica token -> expiry (ms) of its heartbeat; each replica
+        claims about shards / members of the shard leases."""
+        return self._coach("members")
 
     def coach_throughput(self, epoch_second: int) -> str:
-        """Counter of rounds the coach ran in one second (expires after two minutes)."""
+        """Counter of rounds the coach ran in one second (expires after two minutes); one
+        INCRBY per tick per replica, not per round."""
         return self._coach(f"tput:{epoch_second}")
 
     @property
@@ -230,34 +319,44 @@ class Keys:
         """Hash: learner -> last meta trigger delay in ms."""
         return self._coach("meta:delay")
 
-    def legacy_coach_keys(self) -> list[tuple[str, str]]:
-        """(name before the `{coach}` tag, current name) of every lasting coach key; the lease
-        and the per-second throughput counters expire within seconds and are not moved."""
-        names = {
-            "settings": self.coach_settings,
-            "state": self.coach_state,
-            "stats": self.coach_stats,
-            "queue": self.coach_queue,
-            "ready": self.coach_ready,
-            "fastlane": self.coach_fastlane,
-            "coached": self.coach_coached,
-            "meta:delays": self.coach_meta_delays,
-            "meta:delay": self.coach_meta_delay_by_learner,
-        }
-        return [(f"{self.prefix}:coach:{old}", new) for old, new in names.items()]
-
-    # ---- meta --------------------------------------------------------------------------------
     @property
     def meta_paused(self) -> str:
         return f"{self.prefix}:meta:paused"
 
+    # ---- reports of the system stream (one slot with it) --------------------------------------
+    def _system(self, name: str) -> str:
+        return f"{self.prefix}:{{system}}:{name}"
+
     @property
-    def meta_stats(self) -> str:
-        return f"{self.prefix}:meta:stats"
+    def reports_system_totals(self) -> str:
+        """Hash of all-time counters of the system stream (`events`, `restarts:<service>`)."""
+        return self._system("reports:totals")
+
+    @property
+    def reports_system_cursor(self) -> str:
+        return self._system("reports:cursor")
+
+    def reports_system_minute(self, epoch_minute: int) -> str:
+        return self._system(f"reports:min:{epoch_minute}")
+
+    def reports_service(self, service: str) -> str:
+        """Sorted set of one service's up/down transitions: score ms, member `<ms>-<seq>:<state>`."""
+        return self._system(f"reports:svc:{service}")
+
+    @property
+    def reports_service_last(self) -> str:
+        """Hash: service -> its last known state, `up:<ms>` or `down:<ms>`. Kept without a TTL."""
+        return self._system("reports:svc:last")
+
+    @property
+    def reports_services_seen(self) -> str:
+        """Hash: service -> 1, for services seen in system events before any up/down transition."""
+        return self._system("reports:svc:seen")
 
     # ---- request statistics (all services) ---------------------------------------------------
     def http_stats(self, epoch_minute: int) -> str:
-        """Hash: `<service>:requests`, `<service>:errors` (5xx) for one minute."""
+        """Hash: `<service>:requests`, `<service>:errors` (5xx) for one minute; each replica
+        flushes its own counts once a second, not per request."""
         return f"{self.prefix}:stats:http:{epoch_minute}"
 
     @property
@@ -271,41 +370,7 @@ class Keys:
         """String: the secret the gateway sends with the client it forwards (rate limits)."""
         return f"{self.prefix}:gateway:hop-secret"
 
-    # ---- reports (written by its apply script and consumer, read by its queries) --------------
-    def _reports(self, name: str) -> str:
-        return f"{self.prefix}:reports:{name}"
-
-    @property
-    def reports_totals(self) -> str:
-        """Hash of all-time counters: `events`, `events:<stream>`, `rounds`, `meta:<type>`,
-        `restarts:<service>`, `last_event_ms`. Kept without a TTL."""
-        return self._reports("totals")
-
-    @property
-    def reports_cursor(self) -> str:
-        """Hash: stream kind (rounds, meta, system) -> last entry id applied (informational)."""
-        return self._reports("cursor")
-
-    def reports_minute(self, epoch_minute: int) -> str:
-        """Hash of one minute's aggregates (counters, latency histogram buckets `lat:<i>`,
-        meta delay buckets `md:<i>`, sampled gauges); expires after the reports retention."""
-        return self._reports(f"min:{epoch_minute}")
-
-    def reports_service(self, service: str) -> str:
-        """Sorted set of one service's up/down transitions: score ms, member `<ms>-<seq>:<state>`."""
-        return self._reports(f"svc:{service}")
-
-    @property
-    def reports_service_last(self) -> str:
-        """Hash: service -> its last known state, `up:<ms>` or `down:<ms>`. Kept without a TTL."""
-        return self._reports("svc:last")
-
-    @property
-    def reports_services_seen(self) -> str:
-        """Hash: service -> 1, for services seen in system events before any up/down transition."""
-        return self._reports("svc:seen")
-
-    # ---- training onboarding (added by the training service) ---------------------------------
+    # ---- training onboarding -----------------------------------------------------------------
     @property
     def onboarding_lease(self) -> str:
         """String: token of the training replica that currently onboards (SET NX PX)."""
@@ -313,7 +378,7 @@ class Keys:
 
     @property
     def onboarding_seq(self) -> str:
-        """Counter behind onboarded learner ids `l-<seq>`."""
+        """Counter behind onboarded learner ids `l-<seq>` (INCRBY once per onboarding batch)."""
         return f"{self.prefix}:training:onboarding:seq"
 
     # ---- replicas of a service (shared/replicas.py) ------------------------------------------
@@ -321,3 +386,74 @@ class Keys:
         """Hash: replica name -> JSON `{replica, pid, host, control_port, started_ms,
         last_seen_ms}`, written by each replica's heartbeat; one key per service, so one slot."""
         return f"{self.prefix}:replicas:{service}"
+
+    # ---- counters that must never go back (backup/restore keeps the larger value) -------------
+    def monotonic_counters(self) -> list[str]:
+        return [
+            *(self.rounds_seq(s) for s in self.all_shards()),
+            *(self.learners_seq(s) for s in self.all_shards()),
+            *(self.coach_fence(s) for s in self.all_shards()),
+            *(self.reports_fence(s) for s in self.all_shards()),
+            self.onboarding_seq,
+            self.curriculum_version,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyKeys:
+    """The unsharded layout of fleets initialised before shards (layout version 1): read only by
+    the layout migration (shared/migrate_layout.py), which moves it into the sharded one."""
+
+    prefix: str = "tooloo"
+
+    def learner_state(self, learner: str) -> str:
+        return f"{self.prefix}:{{learner:{learner}}}:state"
+
+    def learner_history(self, learner: str) -> str:
+        return f"{self.prefix}:{{learner:{learner}}}:history"
+
+    def learner_meta(self, learner: str) -> str:
+        return f"{self.prefix}:{{learner:{learner}}}:meta"
+
+    def learner_meta_log(self, learner: str) -> str:
+        return f"{self.prefix}:{{learner:{learner}}}:meta:log"
+
+    @property
+    def learners_index(self) -> str:
+        return f"{self.prefix}:learners"
+
+    @property
+    def learners_regions(self) -> str:
+        return f"{self.prefix}:learners:regions"
+
+    @property
+    def rounds_seq(self) -> str:
+        return f"{self.prefix}:rounds:seq"
+
+    @property
+    def stream_rounds(self) -> str:
+        return f"{self.prefix}:events:rounds"
+
+    @property
+    def stream_meta(self) -> str:
+        return f"{self.prefix}:events:meta"
+
+    @property
+    def stream_system(self) -> str:
+        return f"{self.prefix}:events:system"
+
+    def coach(self, name: str) -> str:
+        """`queue`, `ready`, `fastlane`, `coached`, `lease`, `fence` (per-shard now), and the
+        fleet-wide ones whose names did not change (`settings`, `state`, `stats`, ...)."""
+        return f"{self.prefix}:{{coach}}:{name}"
+
+    def coach_untagged(self, name: str) -> str:
+        """The coach keys of fleets older still, before the `{coach}` tag."""
+        return f"{self.prefix}:coach:{name}"
+
+    @property
+    def meta_stats(self) -> str:
+        return f"{self.prefix}:meta:stats"
+
+    def reports(self, name: str) -> str:
+        return f"{self.prefix}:reports:{name}"

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.fleet import SERVICES
+from shared.keys import DEFAULT_SHARDS, MAX_SHARDS
 
 
 def default_redis_url() -> str:
@@ -54,6 +55,10 @@ class FleetSettings(ServiceAddresses):
     redis_prefix: str = Field(
         "tooloo", validation_alias="TOOLOO_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.-]{1,32}$"
     )
+    # The number of shards of the keyspace (shared/keys.py), fixed when the fleet's Redis is
+    # first initialised. It bounds how many Redis Cluster masters and coach / reports replicas
+    # can share the work: each shard is one slot and is owned by one replica at a time.
+    shards: int = Field(DEFAULT_SHARDS, ge=1, le=MAX_SHARDS, validation_alias="TOOLOO_SHARDS")
     host: str = Field("127.0.0.1", validation_alias="TOOLOO_HOST")
     api_token: SecretStr | None = Field(None, validation_alias="TOOLOO_API_TOKEN")
     log_level: str = Field("info", validation_alias="TOOLOO_LOG_LEVEL")
