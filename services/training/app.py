@@ -32,6 +32,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         max_topics=tsettings.max_topics,
     )
     await store.curriculum.init()
+    await store.thresholds.refresh()  # the first commits decide readiness with the stored values
     # Single-learner calls (an overview before any start) must work on a fresh fleet: the default
     # learner always exists, inactive until started. Idempotent across replicas.
     with contextlib.suppress(LearnerExists):
