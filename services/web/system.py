@@ -16,7 +16,7 @@ from shared.clock import now_ms
 from shared.events import SystemEvent
 from shared.fleet_totals import learner_count
 from shared.keys import Keys
-from shared.redis_types import field_map
+from shared.redis_types import field_map, text_or_none
 
 SERVICE = "web"
 
@@ -27,7 +27,9 @@ def _flag(value: str | None) -> bool:
 
 async def read_scale(redis: Redis, keys: Keys) -> dict[str, Any]:
     """{target (None until set), hold, paused, learners (current population)}."""
-    target, hold, paused = await redis.hmget(keys.scale, ["target", "hold", "paused"])
+    target, hold, paused = (
+        text_or_none(x) for x in await redis.hmget(keys.scale, ["target", "hold", "paused"])
+    )
     learners = await learner_count(redis, keys)  # the sum of the shards' indexes
     return {
         "target": int(target) if target not in (None, "") else None,
