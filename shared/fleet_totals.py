@@ -102,3 +102,13 @@ def learner_count_sync(redis: sync_redis.Redis, keys: Keys) -> int:
 
 def rounds_total_sync(redis: sync_redis.Redis, keys: Keys) -> int:
     return read_totals_sync(redis, keys, learners=False, regions=False).rounds
+
+
+def learner_ids_sync(redis: sync_redis.Redis, keys: Keys) -> list[str]:
+    """Every learner id, shard by shard (for tools and tests that check every learner; a whole
+    index read, never on a service's path)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for shard in keys.all_shards():
+            pipe.zrange(keys.learners_index(shard), 0, -1)
+        replies = pipe.execute()
+    return [x.decode() if isinstance(x, bytes) else str(x) for ids in replies for x in ids]
