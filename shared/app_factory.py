@@ -39,6 +39,7 @@ from shared.middlewares import (
     error_middleware,
     request_context_middleware,
 )
+from shared.migrate_layout import LegacyLayoutFound, refuse_legacy_layout
 from shared.observability import ReadyCheck, add_routes, redis_ready
 from shared.redis_conn import connect
 from shared.request_stats import RequestStats
@@ -99,12 +100,17 @@ def create_base_app(
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = await connect(app[SETTINGS].redis_url, wait_s=app[SETTINGS].redis_wait_s)
     try:
-        # Before anything is written: a fleet started with another shard count must not place
-        # a single learner (shared/shards.py).
+        # Before anything is written: a Redis still holding the unsharded layout must be
+        # migrated first (tooloo-migrate; reads only), and a fleet started with another shard
+        # count must not place a single learner (shared/shards.py).
+        await refuse_legacy_layout(redis, app[KEYS])
         await ensure_shard_count(redis, app[KEYS])
-    except ShardCountMismatch as exc:
+    except (ShardCountMismatch, LegacyLayoutFound) as exc:
         await redis.aclose()
-        log.error("shard_count_mismatch", error=str(exc))
+        log.error(
+            "legacy_layout" if isinstance(exc, LegacyLayoutFound) else "shard_count_mismatch",
+            error=str(exc),
+        )
         raise
     app[REDIS] = redis
     scripts = Scripts(redis)
