@@ -81,3 +81,28 @@ def test_the_unsharded_layout_is_refused_until_migrated(fleet: Fleet) -> None:
     status, body = training.post("/api/v1/training/round", {"learner": "old-1"})
     assert status == 200 and body["result"]["round"] > 42, body
     r.close()
+
+
+def test_the_orchestrator_migrates_before_it_starts_the_services(fleet: Fleet) -> None:
+    from harness.polling import wait_for
+    from shared.keys import Keys
+
+    old = LegacyKeys(fleet.prefix)
+    r = sync_redis.Redis.from_url(fleet.redis_url, decode_responses=True)
+    state = LearnerState(id="old-2", seed=5, region="us", created=1.0, active=True)
+    r.hset(old.learner_state("old-2"), mapping={"v": 1, "s": encode(state), "r": "0"})
+    r.zadd(old.learners_index, {"old-2": 1})
+    r.hset(old.learners_regions, "us", 1)
+    r.set(old.rounds_seq, 9)
+    fleet.start("orchestrator", wait=False, env={"ORCHESTRATOR_SERVICES": "training"})
+
+    def training_serves() -> bool:
+        code, body = fleet.call("training", "GET", "/api/v1/learners/old-2", timeout=2.0)
+        return code == 200 and body["learner"]["region"] == "us"
+
+    wait_for(training_serves, "training up on the migrated layout", timeout_s=60)
+    keys = Keys(fleet.prefix)
+    assert r.hget(keys.fleet_layout, "version") == "2"
+    assert not r.exists(*old.legacy_markers())
+    assert r.get(keys.rounds_seq(0)) == "9"
+    r.close()
