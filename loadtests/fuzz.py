@@ -44,6 +44,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from services.training.thresholds import MAX_AGE_S as THRESHOLDS_MAX_AGE_S
 from shared.fleet import NAMES
 from shared.fleet_totals import read_totals_sync
 from shared.keys import DEFAULT_SHARDS, Keys
@@ -224,7 +225,13 @@ class Fuzzer:
         if everything or "coach_stop" in what:
             self._must("coach", "POST", "/api/v1/auto-coach/stop", {})
         if everything or "thresholds" in what:
+            stored = self.redis.hmget(self.keys.coach_settings, list(QUIET_THRESHOLDS))
             self._must("coach", "POST", "/api/v1/auto-coach/settings", QUIET_THRESHOLDS)
+            if stored != [str(v) for v in QUIET_THRESHOLDS.values()]:
+                # Training decides readiness with the thresholds it read at most
+                # THRESHOLDS_MAX_AGE_S ago (services/training/thresholds.py): wait until every
+                # replica has the quiet ones.
+                time.sleep(THRESHOLDS_MAX_AGE_S + 0.5)
         if everything or "meta_resume" in what:
             self._must("meta", "POST", "/api/v4/meta-learning/resume", {})
         if everything or "onboarding_pause" in what:

@@ -58,6 +58,10 @@ async def _onboard(app: web.Application) -> None:
     await app[ONBOARDER].run()
 
 
+async def _thresholds(app: web.Application) -> None:
+    await app[STORE].thresholds.run()
+
+
 def create_app(settings: FleetSettings | None = None) -> web.Application:
     tsettings = TrainingSettings()
     app = create_base_app("training", settings or tsettings)
@@ -66,6 +70,7 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
     # After the Redis context (registered by the base app), which provides REDIS and SCRIPTS.
     app.cleanup_ctx.append(_store_ctx)
     add_background_task(app, _onboard, "onboarding")
+    add_background_task(app, _thresholds, "readiness-thresholds")
     app.on_startup.append(_tune_gc)  # after the cleanup contexts: the store exists by now
     return app
 

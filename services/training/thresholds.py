@@ -3,11 +3,12 @@
 They live in the coach's settings hash, a fleet-wide key in another Cluster slot than any
 learner's shard, so the commit script cannot read them: training reads them and passes them as
 arguments. Reading them per commit would put a fleet-wide key on the hot path (every round of
-every replica on one Redis node); instead each process keeps the last value and refreshes it in
-the background when it is older than MAX_AGE_S. A change of the coach's settings therefore
-decides readiness from about a second after it is made (at most MAX_AGE_S plus one read), in
-every training replica. Until the first read completes, and when the hash lacks a field, the
-defaults of shared/readiness.py apply.
+every replica on one Redis node); instead each process keeps the last value and a background task
+reads it again every MAX_AGE_S (one HMGET a second per replica, whatever the load). A change of
+the coach's settings therefore decides readiness from about a second after it is made (at most
+MAX_AGE_S plus one read), in every training replica. A store used without the task (a tool, a
+test) refreshes on use once its value is older than that. Training reads them once before it
+serves; when the hash lacks a field, the defaults of shared/readiness.py apply.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ class ThresholdsCache:
         ):
             self._task = asyncio.get_running_loop().create_task(self._refresh_quietly())
         return self._value
+
+    async def run(self) -> None:
+        """Refresh every max_age_s until cancelled (the app's background task)."""
+        while True:  # bounded by cancellation at shutdown
+            await asyncio.sleep(self.max_age_s)
+            await self._refresh_quietly()
 
     async def _refresh_quietly(self) -> None:
         try:
