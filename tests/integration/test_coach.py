@@ -78,7 +78,7 @@ async def test_boost_returns_exactly_the_rounds_it_ran(fleet, redis, keys):
     assert code == 200, body
     ids = [r["round"] for r in body["results"]]
     assert body["boosted"] == 7 and body["batchSize"] == 3
-    assert len(set(ids)) == 7 and min(ids) > before
+    assert len(set(ids)) == 7 and ids == sorted(ids)  # ids increase for the learner, not a count
     assert all(r["learner"] == "b1" and r["trained"] for r in body["results"])
     assert await rounds_total(redis, keys) == before + 7
 
