@@ -23,7 +23,8 @@ from harness.ports import free_port
 from harness.processes import ROOT, pid_alive, terminate
 from shared.embedded_redis import fleet_password, fleet_url
 from shared.fleet import NAMES, SERVICES
-from shared.keys import Keys
+from shared.fleet_totals import rounds_total_sync
+from shared.keys import DEFAULT_SHARDS, Keys
 
 
 class HonchoFleet:
@@ -56,7 +57,10 @@ class HonchoFleet:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.pids_seen: set[int] = set()
-        self.keys = Keys(env.get("TOOLOO_REDIS_PREFIX", "tooloo"))
+        self.keys = Keys(
+            env.get("TOOLOO_REDIS_PREFIX", "tooloo"),
+            int(env.get("TOOLOO_SHARDS", DEFAULT_SHARDS)),
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> HonchoFleet:
@@ -172,7 +176,7 @@ class HonchoFleet:
 
     def rounds_committed(self) -> int:
         with self.redis() as client:
-            return int(client.get(self.keys.rounds_seq) or 0)
+            return rounds_total_sync(client, self.keys)
 
     def system_events(self, kind: str | None = None, service: str | None = None) -> list[dict]:
         with self.redis() as client:

@@ -6,8 +6,8 @@ delay, coverage, and the required 215 rounds/min with the defaults.
 Phase 1: a private redis-server + training + meta + coach (loadtests.fleetctl.BenchFleet),
 10,000 active learners (created with the fleet's create_learner script, pipelined, with
 training's own initial state), the fast lane at its minimum interval (50 ms) with large micro-
-batches; after a short warm-up, rounds/min over `--duration` seconds from the fleet's round counter
-(`keys.rounds_seq`), the meta trigger delay p50/p99 (commit of the round that made a learner ready
+batches; after a short warm-up, rounds/min over `--duration` seconds from the fleet's round counters
+(the sum of the shards' `keys.rounds_seq`), the meta trigger delay p50/p99 (commit of the round that made a learner ready
 → meta phases completed, as the coach records it) of the newest 1,000 triggers served in the
 window, and the coverage the coach reports. The whole population becomes ready within seconds
 here, so this is the delay of a readiness wave while the coach saturates the machine.
@@ -32,6 +32,7 @@ import redis
 
 from loadtests.fleetctl import BenchFleet
 from services.training.round import new_learner_state
+from shared.fleet_totals import rounds_total_sync
 from shared.keys import Keys
 from shared.learner_state import encode
 from shared.scripts import script_source
@@ -117,11 +118,11 @@ def capacity_phase(
                 "learners": {"add": fast[i : i + 1000]},
             })  # fmt: skip
         time.sleep(WARMUP_S)
-        seq0 = int(r.get(keys.rounds_seq) or 0)
+        seq0 = rounds_total_sync(r, keys)
         meta0 = meta_triggers(r, keys)
         start = time.perf_counter()
         time.sleep(duration_s)
-        seq1 = int(r.get(keys.rounds_seq) or 0)
+        seq1 = rounds_total_sync(r, keys)
         meta1 = meta_triggers(r, keys)
         elapsed = time.perf_counter() - start
         status = call(fleet, "GET", f"{COACH}/status")["status"]
@@ -163,11 +164,11 @@ def defaults_phase(duration_s: float, learners: int = 200) -> list[dict[str, Any
         call(fleet, "POST", f"{COACH}/start", {})
         call(fleet, "POST", f"{COACH}/fast-lane", {"enable": True, "weight": 2, "intervalMs": 600})
         time.sleep(2.0)
-        seq0 = int(r.get(keys.rounds_seq) or 0)
+        seq0 = rounds_total_sync(r, keys)
         meta0 = meta_triggers(r, keys)
         start = time.perf_counter()
         time.sleep(duration_s)
-        seq1 = int(r.get(keys.rounds_seq) or 0)
+        seq1 = rounds_total_sync(r, keys)
         served = meta_triggers(r, keys) - meta0
         delays = newest_delays(r, keys, served)
         elapsed = time.perf_counter() - start

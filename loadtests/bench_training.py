@@ -30,6 +30,7 @@ import redis as sync_redis
 
 from harness.ports import free_port
 from shared.embedded_redis import find_redis_server, server_args
+from shared.fleet_totals import learner_count_sync
 from shared.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,16 +137,16 @@ async def _batch(base: str, duration_s: float) -> tuple[float, int]:
 def _onboarding(redis_url: str, timeout_s: float = 180.0) -> tuple[float, float, int]:
     r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys(PREFIX)
-    before_n = r.zcard(keys.learners_index)
+    before_n = learner_count_sync(r, keys)
     before_mem = int(r.info("memory")["used_memory"])
     target = before_n + ONBOARD
     t0 = time.perf_counter()
     r.hset(keys.scale, mapping={"target": target, "paused": 0, "hold": 0})
     deadline = time.monotonic() + timeout_s
-    while r.zcard(keys.learners_index) < target and time.monotonic() < deadline:
+    while learner_count_sync(r, keys) < target and time.monotonic() < deadline:
         time.sleep(0.2)
     elapsed = time.perf_counter() - t0
-    created = r.zcard(keys.learners_index) - before_n
+    created = learner_count_sync(r, keys) - before_n
     after_mem = int(r.info("memory")["used_memory"])
     per = (after_mem - before_mem) / created if created else float("nan")
     return per, created / elapsed if elapsed else 0.0, created

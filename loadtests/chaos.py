@@ -55,6 +55,7 @@ from harness.honcho import HonchoFleet
 from harness.http import http_json
 from harness.processes import ROOT, pid_alive
 from shared.fleet import SUPERVISED
+from shared.fleet_totals import learner_ids_sync
 
 SERVICES = SUPERVISED
 RESULTS = ROOT / "loadtests" / "results"
@@ -273,10 +274,14 @@ def quiesce(fleet: HonchoFleet, timeout_s: float = 30.0) -> None:
         seq = fleet.rounds_committed()
         time.sleep(0.3)
         with fleet.redis() as client:
-            try:
-                pending = int(client.xpending(fleet.keys.stream_meta, "coach")["pending"])
-            except Exception:  # no group yet: nothing pending
-                pending = 0
+            pending = 0
+            for shard in fleet.keys.all_shards():
+                try:
+                    pending += int(
+                        client.xpending(fleet.keys.stream_meta(shard), "coach")["pending"]
+                    )
+                except Exception:  # no group yet: nothing pending
+                    pass
         return seq == fleet.rounds_committed() and pending == 0 and reports_total(fleet) == seq
 
     fleet.wait_for(settled, timeout_s, "rounds, meta triggers and reports settled", 0.2)
@@ -370,7 +375,7 @@ def check_rounds(
 def raw_states(fleet: HonchoFleet) -> dict[str, dict[str, str]]:
     """Every learner's stored state hash (`v`, `s`, `r`), read from Redis."""
     with fleet.redis() as client:
-        learners = client.zrange(fleet.keys.learners_index, 0, -1)
+        learners = learner_ids_sync(client, fleet.keys)
         pipe = client.pipeline(transaction=False)
         for learner in learners:
             pipe.hgetall(fleet.keys.learner_state(learner))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -43,8 +44,10 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from services.training.thresholds import MAX_AGE_S as THRESHOLDS_MAX_AGE_S
 from shared.fleet import NAMES
-from shared.keys import Keys
+from shared.fleet_totals import read_totals_sync
+from shared.keys import DEFAULT_SHARDS, Keys
 
 SNAPSHOT_FIELDS = (
     "learner_state",
@@ -150,7 +153,7 @@ class Fuzzer:
         timeout_s: float = 10.0,
     ) -> None:
         self.urls = urls
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, int(os.environ.get("TOOLOO_SHARDS", DEFAULT_SHARDS)))
         self.redis = sync_redis.Redis.from_url(redis_url, decode_responses=True)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout_s = timeout_s
@@ -164,21 +167,39 @@ class Fuzzer:
     # ---- the fleet's state -------------------------------------------------------------------
     def snapshot(self) -> tuple[Any, ...]:
         k = self.keys
-        with self.redis.pipeline(transaction=True) as pipe:  # one consistent read
+        # Keys of many shards and fleet-wide ones: not one atomic read (that would be a MULTI
+        # across slots, which a Cluster refuses); the fuzzed fleet is quiet (no coach rounds, no
+        # meta triggers), so nothing moves between the reads.
+        totals = read_totals_sync(self.redis, k)
+        with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.learner_state(LEARNER))
             pipe.hgetall(k.learner_meta(LEARNER))
             pipe.llen(k.learner_history(LEARNER))
-            pipe.zcard(k.learners_index)
-            pipe.hgetall(k.learners_regions)
             pipe.hgetall(k.coach_settings)
             pipe.hget(k.coach_state, "active")
-            pipe.smembers(k.coach_fastlane)
+            for shard in k.all_shards():
+                pipe.smembers(k.coach_fastlane(shard))
             pipe.hgetall(k.scale)
-            pipe.get(k.rounds_seq)
             pipe.get(k.curriculum_version)
             pipe.get(k.meta_paused)
             values = pipe.execute()
-        return tuple(sorted(v) if isinstance(v, set) else v for v in values)
+        state, meta, history, settings, active = values[:5]
+        fast_lane = sorted(x for members in values[5 : 5 + k.shards] for x in members)
+        scale, curriculum_version, meta_paused = values[5 + k.shards :]
+        return (
+            state,
+            meta,
+            history,
+            totals.learners,
+            totals.regions,
+            settings,
+            active,
+            fast_lane,
+            scale,
+            totals.rounds,
+            curriculum_version,
+            meta_paused,
+        )
 
     def call(self, service: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         resp = self.http.request(
@@ -204,7 +225,13 @@ class Fuzzer:
         if everything or "coach_stop" in what:
             self._must("coach", "POST", "/api/v1/auto-coach/stop", {})
         if everything or "thresholds" in what:
+            stored = self.redis.hmget(self.keys.coach_settings, list(QUIET_THRESHOLDS))
             self._must("coach", "POST", "/api/v1/auto-coach/settings", QUIET_THRESHOLDS)
+            if stored != [str(v) for v in QUIET_THRESHOLDS.values()]:
+                # Training decides readiness with the thresholds it read at most
+                # THRESHOLDS_MAX_AGE_S ago (services/training/thresholds.py): wait until every
+                # replica has the quiet ones.
+                time.sleep(THRESHOLDS_MAX_AGE_S + 0.5)
         if everything or "meta_resume" in what:
             self._must("meta", "POST", "/api/v4/meta-learning/resume", {})
         if everything or "onboarding_pause" in what:

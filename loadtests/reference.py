@@ -419,7 +419,7 @@ def _commit_loop(
     import redis
 
     from shared.commit_rounds import CommitHeader, commit_rounds_args
-    from shared.keys import Keys
+    from shared.keys import Keys, round_id_base
     from shared.scripts import script_source
 
     keys = Keys(f"ref{os.getpid()}")  # one prefix per client process: disjoint learners
@@ -453,7 +453,15 @@ def _commit_loop(
             batch.append(x)
             now_ms = int(time.time() * 1000)
             header = CommitHeader(
-                str(versions[x]), states[x], x, "local", 70.5, 4, now_ms + 60_000, 100
+                str(versions[x]),
+                states[x],
+                x,
+                "local",
+                70.5,
+                4,
+                now_ms + 60_000,
+                100,
+                round_base=round_id_base(keys.shard_of(x)),
             )
             args = commit_rounds_args(header, [(entry, 0.8)] * rounds_per_commit)
             script(keys=key_lists[x], args=args, client=pipe)

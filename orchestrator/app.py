@@ -26,6 +26,7 @@ from shared.app_keys import CLIENT, KEYS, REDIS, STATS
 from shared.events import emit_system_event
 from shared.fleet import Service
 from shared.logging import get_logger
+from shared.migrate_layout import after_redis
 from shared.observability import redis_ready
 from shared.redis_conn import make_client
 from shared.settings import FleetSettings
@@ -139,7 +140,7 @@ async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CLIENT],
         emit,
         announce_phase,
-        wait_redis=app[REDIS_WATCH].wait_up,
+        wait_redis=after_redis(app[REDIS_WATCH].wait_up, app[REDIS], app[KEYS]),  # + migration
     )
     app[SUPERVISOR] = supervisor
     supervisor.start()

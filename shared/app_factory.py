@@ -43,6 +43,7 @@ from shared.middlewares import (
     error_middleware,
     request_context_middleware,
 )
+from shared.migrate_layout import LegacyLayoutFound, refuse_legacy_layout
 from shared.observability import REPLICAS, ReadyCheck, add_routes, control_app, redis_ready
 from shared.redis_conn import connect
 from shared.replicas import ReplicaRecord, ReplicaRegistry, ReplicaSettings, inherited_listener
@@ -175,12 +176,17 @@ def process_name(app: web.Application) -> str:
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = await connect(app[SETTINGS].redis_url, wait_s=app[SETTINGS].redis_wait_s)
     try:
-        # Before anything is written: a fleet started with another shard count must not place
-        # a single learner (shared/shards.py).
+        # Before anything is written: a Redis still holding the unsharded layout must be
+        # migrated first (tooloo-migrate; reads only), and a fleet started with another shard
+        # count must not place a single learner (shared/shards.py).
+        await refuse_legacy_layout(redis, app[KEYS])
         await ensure_shard_count(redis, app[KEYS])
-    except ShardCountMismatch as exc:
+    except (ShardCountMismatch, LegacyLayoutFound) as exc:
         await redis.aclose()
-        log.error("shard_count_mismatch", error=str(exc))
+        log.error(
+            "legacy_layout" if isinstance(exc, LegacyLayoutFound) else "shard_count_mismatch",
+            error=str(exc),
+        )
         raise
     app[REDIS] = redis
     scripts = Scripts(redis)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -48,8 +48,13 @@ class CommitHeader:
     below: int  # domains below the learner's target threshold
     next_review_ms: int
     history_limit: int
-    min_avg_default: float = DEFAULT_MIN_AVG_MASTERY
-    max_below_default: float = DEFAULT_MAX_BELOW
+    # The readiness thresholds (the coach's settings, as the caller last read them: the script
+    # cannot read them itself, they live in another slot than the learner's shard).
+    min_avg: float = DEFAULT_MIN_AVG_MASTERY
+    max_below: float = DEFAULT_MAX_BELOW
+    # The round id base of the learner's shard (`round_id_base(keys.shard_of(learner))`); no
+    # default, so that no caller commits into one shard with another's ids.
+    round_base: int = field(kw_only=True)
 
 
 def request_hash(*parts: str | bytes) -> str:
@@ -69,11 +74,14 @@ def commit_rounds_args(
     guard: str | None = None,
     idempotency_hash: str | None = None,
     idempotency_ttl_ms: int = IDEMPOTENCY_TTL_MS,
+    fence: int | None = None,
 ) -> list[Any]:
     """ARGV for `rounds`, each (history entry JSON, duration ms), in the order they were run;
     `guard` is the incarnation guard the script checks against the stored state;
     `idempotency_hash` (with KEYS from `Keys.commit_rounds_keys(learner, idempotency_key)`) makes
-    the script record the commit, or answer an earlier one recorded under the same key."""
+    the script record the commit, or answer an earlier one recorded under the same key; `fence`
+    (a coach replica's fencing token for the learner's shard) makes the commit happen only while
+    the shard's fence still holds that token."""
     args: list[Any] = [
         header.version,
         header.state,
@@ -82,13 +90,15 @@ def commit_rounds_args(
         header.avg,
         header.below,
         header.next_review_ms,
-        header.min_avg_default,
-        header.max_below_default,
+        header.min_avg,
+        header.max_below,
         header.history_limit,
         len(rounds),
         guard or "",
         idempotency_hash or "",
         idempotency_ttl_ms,
+        header.round_base,
+        "" if fence is None else fence,
     ]
     for entry, ms in rounds:
         args += [entry, ms]
@@ -99,8 +109,9 @@ def commit_rounds_args(
 class CommitReply:
     """The script's reply, read. `status`: 'committed', 'replayed' (an earlier commit under the
     same idempotency key; nothing written now), 'conflict' (version or incarnation; `version` and
-    `state` are the learner's current ones), 'missing' (no such learner) or 'mismatch' (the key
-    was used for a different request)."""
+    `state` are the learner's current ones), 'missing' (no such learner), 'mismatch' (the key
+    was used for a different request) or 'fenced' (the fencing token is no longer the shard's:
+    nothing written)."""
 
     status: str
     version: str = ""
@@ -125,6 +136,8 @@ def read_reply(res: Sequence[Any]) -> CommitReply:
         return CommitReply("conflict", str(res[1]), state=res[2])
     if code == -2:
         return CommitReply("mismatch", rounds=int(res[1]))
+    if code == -3:
+        return CommitReply("fenced")
     return CommitReply("missing")
 
 

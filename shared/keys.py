@@ -457,3 +457,52 @@ class LegacyKeys:
 
     def reports(self, name: str) -> str:
         return f"{self.prefix}:reports:{name}"
+
+    # ---- shards-data: what the layout migration also reads --------------------------------------
+    @property
+    def learners_seq(self) -> str:
+        return f"{self.prefix}:learners:seq"
+
+    def learner_meta_lock(self, learner: str) -> str:
+        return f"{self.prefix}:{{learner:{learner}}}:meta:lock"
+
+    @property
+    def learner_pattern(self) -> str:
+        """SCAN pattern of every per-learner key; `learner_key_parts` splits a match."""
+        return f"{self.prefix}:{{learner:*"
+
+    def learner_key_parts(self, key: str) -> tuple[str, str] | None:
+        """(learner id, the part after its tag: `state`, `idem:<key>`, ...) of a per-learner key,
+        None for another key."""
+        head = f"{self.prefix}:{{learner:"
+        if not key.startswith(head) or "}:" not in key:
+            return None
+        learner, rest = key[len(head) :].split("}:", 1)
+        return learner, rest
+
+    @property
+    def reports_pattern(self) -> str:
+        """SCAN pattern of reports' keys (`totals`, `cursor`, `min:<minute>`, `svc:<...>`)."""
+        return f"{self.prefix}:reports:*"
+
+    def legacy_markers(self) -> list[str]:
+        """Keys whose presence means a fleet-wide (unsharded) layout is still in this Redis: none
+        of them exists in the sharded layout."""
+        return [
+            self.learners_index,
+            self.learners_seq,
+            self.learners_regions,
+            self.rounds_seq,
+            self.stream_rounds,
+            self.stream_meta,
+            self.stream_system,
+            self.meta_stats,
+            self.reports("totals"),
+            *(self.coach(n) for n in ("queue", "ready", "fastlane", "coached", "lease", "fence")),
+            *(self.coach_untagged(n) for n in COACH_NAMES),
+        ]
+
+
+# Every lasting coach key of the unsharded layouts; the first four are per shard now.
+COACH_PER_SHARD = ("queue", "ready", "fastlane", "coached")
+COACH_NAMES = (*COACH_PER_SHARD, "settings", "state", "stats", "meta:delays", "meta:delay")

@@ -36,6 +36,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         tsettings.commit_wait_replicas, tsettings.commit_wait_timeout_ms
     )
     await store.curriculum.init()
+    await store.thresholds.refresh()  # the first commits decide readiness with the stored values
     # Single-learner calls (an overview before any start) must work on a fresh fleet: the default
     # learner always exists, inactive until started. Idempotent across replicas.
     with contextlib.suppress(LearnerExists):
@@ -61,6 +62,10 @@ async def _onboard(app: web.Application) -> None:
     await app[ONBOARDER].run()
 
 
+async def _thresholds(app: web.Application) -> None:
+    await app[STORE].thresholds.run()
+
+
 def create_app(settings: FleetSettings | None = None) -> web.Application:
     tsettings = TrainingSettings()
     app = create_base_app("training", settings or tsettings)
@@ -69,6 +74,7 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
     # After the Redis context (registered by the base app), which provides REDIS and SCRIPTS.
     app.cleanup_ctx.append(_store_ctx)
     add_background_task(app, _onboard, "onboarding")
+    add_background_task(app, _thresholds, "readiness-thresholds")
     app.on_startup.append(_tune_gc)  # after the cleanup contexts: the store exists by now
     domain_metrics.on_scrape(app, _scrape)
     return app

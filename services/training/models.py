@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from shared.keys import MAX_SHARDS
 from shared.validation import LearnerId, QueryModel, StrictModel
 
 TopicKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
@@ -13,6 +14,7 @@ Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
 Keyword = Annotated[str, StringConstraints(min_length=1, max_length=40, strip_whitespace=True)]
 
 MAX_BATCH_ROUNDS = 1000
+ShardNumber = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,3})$")]
 
 
 class LearnerBody(StrictModel):
@@ -31,6 +33,12 @@ class RoundRequest(LearnerBody):
 class BatchRequest(StrictModel):
     learners: list[LearnerId] = Field(min_length=1, max_length=MAX_BATCH_ROUNDS)
     rounds_per_learner: int = Field(1, ge=1, le=50)
+    # A coach replica's fencing tokens, by shard: each learner's commit carries its shard's and is
+    # refused (outcome `fenced`) once the shard's lease has moved on. A shard not listed is
+    # committed unfenced. Shard numbers above the fleet's shard count are refused by the route.
+    fences: dict[ShardNumber, Annotated[int, Field(ge=0, le=2**62)]] | None = Field(
+        None, max_length=MAX_SHARDS
+    )
 
     @model_validator(mode="after")
     def _total(self) -> BatchRequest:
@@ -91,5 +99,6 @@ class HistoryQuery(QueryModel):
 
 
 class ListQuery(QueryModel):
-    cursor: int = Field(0, ge=0)
+    # The `seq` of the last learner of the previous page (its position in the listing order).
+    cursor: int = Field(0, ge=0, le=2**62)
     limit: int = Field(50, ge=1, le=500)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from services.training.store import TrainingStore
+from shared.fleet_totals import learner_count
 from shared.keys import Keys
 from shared.scripts import Scripts
 
@@ -67,7 +68,8 @@ class Onboarder:
         if paused == "1" or hold == "1" or not target:
             self._carry = 0.0
             return 0
-        missing = int(target) - int(await self.redis.zcard(self.keys.learners_index))
+        # A sum over the shards' indexes: S reads in one round trip, once a tick, not per learner.
+        missing = int(target) - await learner_count(self.redis, self.keys)
         if missing <= 0:
             self._carry = 0.0
             return 0

@@ -22,6 +22,7 @@ BATCH_ERRORS = {
     "training_not_started": "Training is not started for this learner",
     "version_conflict": "Concurrent writes kept conflicting; try again",
     "idempotency_key_reused": "This Idempotency-Key was already used for a different request",
+    "fenced": "The fencing token is no longer the shard's (its lease moved on): not committed",
 }
 
 

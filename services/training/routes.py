@@ -90,16 +90,34 @@ async def one_round(request: web.Request) -> web.Response:
     return ok(result=presenters.round_answer(done))
 
 
+def _fences(raw: dict[str, int] | None, shards: int) -> dict[int, int] | None:
+    """The batch's fencing tokens by shard number; 400 for a shard this fleet does not have."""
+    if raw is None:
+        return None
+    fences = {int(shard): token for shard, token in raw.items()}
+    unknown = sorted(shard for shard in fences if shard >= shards)
+    if unknown:
+        raise ValidationFailed(
+            f"fences names shards this fleet does not have (it has {shards}: 0..{shards - 1})",
+            code="unknown_shard",
+            details={"shards": unknown[:10]},
+        )
+    return fences
+
+
 @api.post(
     "/api/v1/training/rounds",
     body=BatchRequest,
-    summary="Run rounds for many learners (Idempotency-Key: a retry commits nothing twice)",
+    summary="Run rounds for many learners (Idempotency-Key: a retry commits nothing twice; "
+    "fences: a coach's per-shard tokens, a learner of a fenced-off shard fails with `fenced`)",
     responses=IDEMPOTENCY_RESPONSES,
 )
 async def rounds_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, BatchRequest)
+    store = request.app[STORE]
+    fences = _fences(body.fences, store.keys.shards)
     idem = await _idempotency(request, ",".join(body.learners), str(body.rounds_per_learner))
-    batch = await request.app[STORE].run_batch(body.learners, body.rounds_per_learner, idem)
+    batch = await store.run_batch(body.learners, body.rounds_per_learner, idem, fences)
     committed = sum(len(c.outcomes) for c in batch.committed)
     domain_metrics.rounds_committed(
         request.app, committed, time.perf_counter() - batch.started, "batch"
@@ -230,7 +248,11 @@ async def create_learner(request: web.Request) -> web.Response:
     )
 
 
-@api.get("/api/v1/learners", query=ListQuery, summary="Learners, paged by creation order")
+@api.get(
+    "/api/v1/learners",
+    query=ListQuery,
+    summary="Learners of every shard in one stable order; cursor = the last row's seq",
+)
 async def list_learners(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
     store = request.app[STORE]

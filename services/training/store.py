@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +29,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from services.training import selection
+from services.training import paging, selection
 from services.training.curriculum import Curriculum
 from services.training.curriculum_store import DEFAULT_MAX_TOPICS, CurriculumStore
 from services.training.pipelining import AutoPipeline
 from services.training.round import RoundOutcome, compute_round, new_learner_state
 from services.training.state_cache import StateCache
+from services.training.thresholds import ThresholdsCache
 from shared import idempotency
 from shared.commit_rounds import (
     IDEMPOTENCY_TTL_MS,
@@ -51,8 +52,9 @@ from shared.domain_errors import (
     LearnerNotFound,
     VersionConflict,
 )
+from shared.fleet_totals import learner_count
 from shared.keyed_locks import KeyedLocks
-from shared.keys import Keys
+from shared.keys import Keys, round_id_base
 from shared.learner_state import (
     LearnerState,
     SelectionRuntime,
@@ -73,6 +75,9 @@ MAX_ATTEMPTS = 8
 # from another replica races that replica's equally fast cached commits (see state_cache.py); a
 # busy machine that deschedules one replica for a few ms can make it lose several races in a row.
 ROUND_MAX_ATTEMPTS = 16
+# The batch outcome of a learner whose shard's fencing token (sent by a coach replica) is no
+# longer the shard's: that replica lost the shard's lease, so nothing was committed for it.
+FENCED = "fenced"
 
 
 class TrainingNotStarted(ConflictError):
@@ -120,7 +125,7 @@ class PreparedRound:
 @dataclass(slots=True)
 class CommittedRound:
     prepared: PreparedRound
-    round_id: int  # fleet-wide
+    round_id: int  # unique fleet-wide: the shard's base + the shard's counter
     ready: bool
     started: float  # perf_counter() when the round was asked for
 
@@ -162,7 +167,7 @@ class BatchOutcome:
 @dataclass(slots=True)
 class ListedLearner:
     id: str
-    seq: int
+    seq: int  # its position in the listing order (services/training/paging.py)
     state: LearnerState
     ready: bool
 
@@ -189,8 +194,10 @@ class TrainingStore:
         self.cache = StateCache(state_cache)
         self.pipe = AutoPipeline(redis, connections=pipeline_connections)
         self.curriculum = CurriculumStore(redis, keys, max_topics)
+        self.thresholds = ThresholdsCache(redis, keys)
 
     async def aclose(self) -> None:
+        await self.thresholds.aclose()
         await self.pipe.aclose()
 
     # ---- learners --------------------------------------------------------------------------
@@ -241,15 +248,31 @@ class TrainingStore:
         if int(deleted) != 1:
             raise LearnerNotFound(learner)
 
+    async def _index_reads(
+        self, reads: Sequence[tuple[int, int, int]]
+    ) -> list[list[tuple[str, int]]]:
+        """Per (shard, first creation number, count): that shard's learners from there on."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, first, count in reads:
+                pipe.zrangebyscore(
+                    self.keys.learners_index(shard),
+                    first,
+                    "+inf",
+                    start=0,
+                    num=count,
+                    withscores=True,
+                )
+            replies = await pipe.execute()
+        return [[(learner, int(seq)) for learner, seq in scored(r)] for r in replies]
+
     async def list_learners(
         self, cursor: int, limit: int
     ) -> tuple[list[ListedLearner], int | None]:
-        """Up to `limit` learners created after creation number `cursor`, and the cursor of the
-        next page (None on the last)."""
-        rows = scored(
-            await self.redis.zrangebyscore(
-                self.keys.learners_index, f"({cursor}", "+inf", start=0, num=limit, withscores=True
-            )
+        """Up to `limit` learners after position `cursor` in the fleet's listing order (the
+        shards' indexes merged: services/training/paging.py), and the cursor of the next page
+        (None on the last)."""
+        rows, next_cursor = await paging.merged_page(
+            self._index_reads, self.keys.shards, cursor, limit
         )
         if not rows:
             return [], None
@@ -262,11 +285,11 @@ class TrainingStore:
             for (learner, seq), (s, r) in zip(rows, raw, strict=True)
             if s is not None  # None: deleted between the two reads
         ]
-        next_cursor = int(rows[-1][1]) if len(rows) == limit else None
         return listed, next_cursor
 
     async def count_learners(self) -> int:
-        return int(await self.redis.zcard(self.keys.learners_index))
+        """The sum of the shards' index sizes (shared/fleet_totals.py)."""
+        return await learner_count(self.redis, self.keys)
 
     async def history(self, learner: str, limit: int) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -473,9 +496,13 @@ class TrainingStore:
         dur_ms: float,
         guard: str | None = None,
         idem: Idempotency | None = None,
+        fence: int | None = None,
     ) -> list[Any]:
-        """commit_rounds' ARGV for `outs`, the rounds just run on `state`."""
+        """commit_rounds' ARGV for `outs`, the rounds just run on `state`; the readiness
+        thresholds are the cached coach settings (thresholds.py), the round id base the
+        learner's shard's, `fence` the coach's token for that shard (None: unfenced)."""
         last = outs[-1]
+        thresholds = self.thresholds.get()
         header = CommitHeader(
             version=v,
             state=encode(state),
@@ -485,6 +512,9 @@ class TrainingStore:
             below=last.below,
             next_review_ms=last.next_review_ms,
             history_limit=self.history_limit,
+            min_avg=thresholds.min_avg,
+            max_below=thresholds.max_below,
+            round_base=round_id_base(self.keys.shard_of(state.id)),
         )
         ts = int(now * 1000)
         per = round(dur_ms / len(outs), 3)
@@ -505,7 +535,7 @@ class TrainingStore:
             for out in outs
         ]
         return commit_rounds_args(
-            header, entries, guard, idem.request_hash if idem is not None else None
+            header, entries, guard, idem.request_hash if idem is not None else None, fence=fence
         )
 
     async def replay_replicated(self, commit_keys: list[list[str]]) -> None:
@@ -529,12 +559,20 @@ class TrainingStore:
 
     # ---- rounds for many learners ----------------------------------------------------------------
     async def run_batch(
-        self, learners: list[str], n: int, idem: Idempotency | None = None
+        self,
+        learners: list[str],
+        n: int,
+        idem: Idempotency | None = None,
+        fences: dict[int, int] | None = None,
     ) -> BatchOutcome:
         """`n` rounds for each learner: one pipelined read, compute, one pipelined commit (one
         EVALSHA per learner carrying all its rounds); only conflicted learners are retried. With
         `idem`, each learner's commit carries the key: a learner committed earlier under it is
-        answered from its record (a retry after a partial failure commits only the rest)."""
+        answered from its record (a retry after a partial failure commits only the rest). With
+        `fences` (shard -> a coach replica's fencing token), a learner of a listed shard is
+        committed only while that token is the shard's, else it fails with FENCED; a learner of
+        a shard not listed is committed unfenced."""
+        fences = fences or {}
         started = time.perf_counter()
         failed: list[tuple[str, str]] = []
         committed: list[CommittedRounds] = []
@@ -566,7 +604,8 @@ class TrainingStore:
                 t0 = time.perf_counter()
                 outs = [compute_round(state, curriculum, now) for _ in range(n)]
                 dur = (time.perf_counter() - t0) * 1000
-                args = self.commit_args(v, state, now, outs, dur, None, idem)
+                fence = fences.get(self.keys.shard_of(learner))
+                args = self.commit_args(v, state, now, outs, dur, None, idem, fence)
                 encoded[learner] = args[1]
                 key = idem.key if idem is not None else None
                 calls.append((self.keys.commit_rounds_keys(learner, key), args))
@@ -597,6 +636,8 @@ class TrainingStore:
                     pending.append((learner, reply.version, text(reply.state)))
                 elif reply.status == "mismatch":
                     failed.append((learner, IdempotencyKeyReused.code))
+                elif reply.status == "fenced":
+                    failed.append((learner, FENCED))
                 else:
                     failed.append((learner, LearnerNotFound.code))
         failed.extend((learner, VersionConflict.code) for learner, _, _ in pending)

@@ -14,8 +14,9 @@ from redis.asyncio import Redis
 
 from shared.clock import now_ms
 from shared.events import SystemEvent
+from shared.fleet_totals import learner_count
 from shared.keys import Keys
-from shared.redis_types import field_map
+from shared.redis_types import field_map, text_or_none
 
 SERVICE = "web"
 
@@ -26,10 +27,10 @@ def _flag(value: str | None) -> bool:
 
 async def read_scale(redis: Redis, keys: Keys) -> dict[str, Any]:
     """{target (None until set), hold, paused, learners (current population)}."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.scale, ["target", "hold", "paused"])
-        pipe.zcard(keys.learners_index)
-        (target, hold, paused), learners = await pipe.execute()
+    target, hold, paused = (
+        text_or_none(x) for x in await redis.hmget(keys.scale, ["target", "hold", "paused"])
+    )
+    learners = await learner_count(redis, keys)  # the sum of the shards' indexes
     return {
         "target": int(target) if target not in (None, "") else None,
         "hold": _flag(hold),

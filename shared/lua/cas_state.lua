@@ -1,7 +1,8 @@
 -- Compare-and-set of a learner's state, for every write other than a training round
 -- (training start/reset/settings, meta effects). Atomic: the write happens only if the version
 -- is still the one the caller read, so concurrent writers cannot lose each other's updates.
--- KEYS: 1 state, 2 coach queue, 3 coach ready
+-- KEYS: 1 state, 2 coach queue, 3 coach ready (the queue and ready set of the learner's shard:
+--       one hash tag, one Cluster slot)
 -- ARGV: 1 expected version, 2 new encoded state, 3 learner id,
 --       4 index op: 'keep' | 'queue' (needs coaching again: not ready, queued) | 'unqueue'
 -- Returns {1, new version} | {0, current version, current state} on conflict | {-1} if missing

@@ -1,15 +1,20 @@
 -- Commit one or more training rounds of ONE learner. This is the fleet's central atomic step:
--- the version check, the new state, the fleet-wide round ids, the learner's history, the rounds
--- stream events, the readiness flag and the coach's queue/ready indexes all change in one script,
--- so a round is either fully recorded or not at all, and ids are unique and increasing across
--- every training replica (INCRBY on one counter inside the script).
--- KEYS: 1 state, 2 history, 3 round seq, 4 rounds stream, 5 coach settings, 6 coach queue,
---       7 coach ready, 8 meta stream,
+-- the fencing check, the version check, the new state, the round ids, the learner's history, the
+-- rounds stream events, the readiness flag and the coach's queue/ready indexes all change in one
+-- script, so a round is either fully recorded or not at all. Every key is in the learner's shard
+-- (one hash tag, one Cluster slot); nothing is read from another slot: the readiness thresholds
+-- come as arguments.
+-- Round ids: `ARGV[15] + n`, n from INCRBY on the shard's own counter (KEYS[3]), where ARGV[15] is
+-- the shard's base (shard * ROUND_ID_STRIDE, shared/keys.py): unique across the fleet without a
+-- fleet-wide counter, increasing for the learner (it always commits in this shard), consecutive
+-- within this call.
+-- KEYS: 1 state, 2 history, 3 the shard's round seq, 4 the shard's rounds stream,
+--       5 the shard's coach fence, 6 coach queue, 7 coach ready, 8 meta stream,
 --       9 (only with an idempotency key) the idempotency record, in the learner's slot
 --       (keys.learner_idempotency)
 -- ARGV: 1 expected version, 2 new encoded state, 3 learner id, 4 region, 5 average mastery,
---       6 domains below target, 7 next review (epoch ms), 8 and 9 the readiness thresholds used
---       when the coach settings lack `minAvgMastery` / `maxBelow80` (shared/readiness.py),
+--       6 domains below target, 7 next review (epoch ms), 8 and 9 the readiness thresholds
+--       (minAvgMastery, maxBelow80: the coach's settings as training last read them),
 --       10 history cap, 11 n rounds (1..MAX_ROUNDS),
 --       12 incarnation guard or '' (none): a substring the current encoded state must contain
 --          (training passes the learner's `"sd":<seed>,`). A caller that computed from a cached
@@ -17,14 +22,20 @@
 --          cannot be overwritten by a stale copy whose version happens to match,
 --       13 idempotency request hash or '' (none; then KEYS has 8 entries, else 9),
 --       14 idempotency record lifetime in ms,
---       then per round i (1..n): 13+2i history entry JSON (a non-empty object; its id is
---                                prepended here), 14+2i round duration in ms.
---       So #ARGV is exactly 14 + 2n.
+--       15 the shard's round id base (a non-negative integer),
+--       16 fencing token or '' (unfenced: a client's own round, a boost): with a token the
+--          commit happens only while GET KEYS[5] equals it (the coach replica still holds the
+--          shard's lease it acquired with that token),
+--       then per round i (1..n): 15+2i history entry JSON (a non-empty object; its id is
+--                                prepended here), 16+2i round duration in ms.
+--       So #ARGV is exactly 16 + 2n.
 -- Returns {1, new version, first round id, ready 0/1, became ready 0/1}
 --       | {0, current version, current state} on a version conflict | {-1} if the learner is gone
 --       | {2, version, first round id, ready 0/1, became ready 0/1, n} when the idempotency record
 --         says this request was committed already (nothing is written)
---       | {-2, n} when the record belongs to a different request (nothing is written).
+--       | {-2, n} when the record belongs to a different request (nothing is written)
+--       | {-3, current fence} when the fencing token is not the shard's current one (nothing is
+--         written, nothing else is read).
 -- Bad arguments are an error reply prefixed `commit_rounds:`, raised before any write: Redis does
 -- not roll a script back, so every input is validated first and a refused call changes nothing.
 --
@@ -33,8 +44,15 @@
 -- HSET; meta computes the trigger delay from these, never from what a caller sends.
 -- Streams are not trimmed here: a trimmer cuts them below what every consumer group has
 -- acknowledged, so an event nobody has read cannot be lost to a length cap.
+--
+-- Ids reach 10^15 and more: Lua's `..` and tostring print such numbers as `1e+15`, so every id
+-- written into a string goes through `id()` (exact: integers below 2^53 are exact doubles).
 local MAX_ROUNDS = 1000
-local FIXED = 14
+local FIXED = 16
+
+local function id(x)
+  return string.format('%.0f', x)
+end
 
 local function bad(what)
   return redis.error_reply('commit_rounds: ' .. what)
@@ -93,9 +111,24 @@ for i = 1, n do
     return bad('round ' .. i .. ': the duration must be a finite number')
   end
 end
+if not string.match(ARGV[15], '^%d+$') or #ARGV[15] > 16 then
+  return bad('ARGV[15] (round id base) must be a non-negative integer')
+end
+local base = tonumber(ARGV[15])
+local fence = ARGV[16]
+if fence ~= '' and (not string.match(fence, '^%d+$') or #fence > 18) then
+  return bad('ARGV[16] (fencing token) must be a non-negative integer or empty')
+end
 local guard = ARGV[12]
 
 -- ---- reads and checks ----------------------------------------------------------------------
+if fence ~= '' then
+  -- First: a writer that lost the shard's lease learns nothing else and writes nothing.
+  local current = redis.call('GET', KEYS[5])
+  if current ~= fence then
+    return {-3, current or ''}
+  end
+end
 local cur = redis.call('HGET', KEYS[1], 'v')
 if cur == false then
   return {-1}
@@ -132,23 +165,23 @@ local t = redis.call('TIME')
 local now_ms = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local avg = tonumber(ARGV[5])
 local below = tonumber(ARGV[6])
-local min_avg = tonumber(redis.call('HGET', KEYS[5], 'minAvgMastery') or ARGV[8]) or tonumber(ARGV[8])
-local max_below = tonumber(redis.call('HGET', KEYS[5], 'maxBelow80') or ARGV[9]) or tonumber(ARGV[9])
+local min_avg = tonumber(ARGV[8])
+local max_below = tonumber(ARGV[9])
 local ready = avg >= min_avg and below <= max_below
 local was_ready = redis.call('HGET', KEYS[1], 'r') == '1'
 local became = ready and not was_ready
 
 -- ---- writes --------------------------------------------------------------------------------
-local last = redis.call('INCRBY', KEYS[3], n)
+local last = base + redis.call('INCRBY', KEYS[3], n)
 local first = last - n + 1
 local newv = tonumber(cur) + 1
 if became then
-  redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2], 'r', '1', 'rr', last, 'rt', now_ms)
+  redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2], 'r', '1', 'rr', id(last), 'rt', now_ms)
 else
   redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2], 'r', ready and '1' or '0')
 end
 for i = 1, n do
-  local rid = first + i - 1
+  local rid = id(first + i - 1)
   local entry = ARGV[FIXED + 2 * i - 1]
   redis.call('LPUSH', KEYS[2], '{"round":' .. rid .. ',' .. string.sub(entry, 2))
   redis.call('XADD', KEYS[4], '*',
@@ -161,7 +194,7 @@ if ready then
   redis.call('ZADD', KEYS[7], ARGV[7], ARGV[3])
   if became then
     redis.call('XADD', KEYS[8], '*',
-      'type', 'ready', 'learner', ARGV[3], 'round', last, 'ts', now_ms,
+      'type', 'ready', 'learner', ARGV[3], 'round', id(last), 'ts', now_ms,
       'avg', ARGV[5], 'below', ARGV[6])
   end
 else
@@ -174,7 +207,7 @@ end
 if idem ~= '' then
   -- Only ids, version and flags are kept, not the answer: the replay rebuilds a compact result.
   redis.call('SET', KEYS[9],
-    idem .. ' ' .. newv .. ' ' .. first .. ' ' .. n .. ' ' .. (ready and 1 or 0) .. ' '
+    idem .. ' ' .. newv .. ' ' .. id(first) .. ' ' .. n .. ' ' .. (ready and 1 or 0) .. ' '
       .. (became and 1 or 0),
     'PX', idem_ttl)
 end

@@ -1,6 +1,9 @@
 -- Create a learner if it does not exist, and index it. Atomic: the state, the paging index, the
--- region count and (for an active learner) the coach queue change together or not at all.
--- KEYS: 1 state, 2 learners index, 3 learners seq, 4 regions hash, 5 coach queue
+-- region count and (for an active learner) the coach queue change together or not at all. Every
+-- key is in the learner's shard (one hash tag): the indexes and counters are the shard's own, and
+-- the fleet's figures are their sums (shared/fleet_totals.py).
+-- KEYS: 1 state, 2 the shard's learners index, 3 the shard's learners seq, 4 the shard's regions
+--       hash, 5 the shard's coach queue
 -- ARGV: 1 learner id, 2 encoded state, 3 region, 4 active (1/0)
 -- Returns the learner's creation sequence number, or 0 when it already existed, or an
 -- `INVALID create_learner: …` error reply, having written nothing (every argument is checked

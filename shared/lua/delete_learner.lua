@@ -1,6 +1,7 @@
--- Erase a learner and every index entry that names it, atomically.
+-- Erase a learner and every index entry that names it, atomically. Every key is in the learner's
+-- shard (one hash tag): the indexes are the shard's own.
 -- KEYS: 1 state, 2 history, 3 meta, 4 meta log, 5 meta lock, 6 learners index, 7 regions,
---       8 coach queue, 9 coach ready, 10 coach fastlane, 11 coach coached
+--       8 coach queue, 9 coach ready, 10 coach fastlane, 11 coach coached (all of the shard)
 -- ARGV: 1 learner id
 -- Returns 1 when erased, 0 when there was no such learner, or an `INVALID delete_learner: …`
 -- error reply, having written nothing (checked before the first write: Redis does not roll a

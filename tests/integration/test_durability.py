@@ -86,10 +86,13 @@ def test_state_survives_a_full_restart_and_the_coach_resumes(fleet: HonchoFleet)
     assert states["learners"] >= len(learners) and states["api_compared"] >= 1, states
     assert restart["rounds_seq_at_restart"] == restart["rounds_seq_before"]
 
-    # The round counter continues where it was.
+    # The round counters continue where they were: the learner's next id is above every id it
+    # had (ids increase per learner and are never reissued).
+    status, before = fleet.get("training", f"/api/v1/training/history?learner={learners[0]}")
+    assert status == 200 and before["history"], before
     status, body = fleet.post("web", "/api/v1/training/round", {"learner": learners[0]})
     assert status == 200, body
-    assert body["result"]["round"] > restart["rounds_seq_before"]
+    assert body["result"]["round"] > max(h["round"] for h in before["history"])
     # The coach was stopped before the restart; pre-arm started it again and it coaches.
     resumed = coaching_resumes(fleet)
     assert resumed["coach_rounds_again_s"] is not None

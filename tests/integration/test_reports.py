@@ -13,6 +13,7 @@ import redis as sync_redis
 
 from harness.fleet import Fleet
 from harness.polling import wait_for
+from shared.fleet_totals import rounds_total_sync
 from shared.keys import Keys
 
 BAD_QUERIES = [
@@ -152,7 +153,7 @@ def test_rounds_through_training_counted_exactly_once_across_kill_9(
         assert status == 200 and body["committed"] == 12, body
 
     def caught_up() -> bool:
-        return applied_rounds(fleet) == int(r.get(keys.rounds_seq) or 0)
+        return applied_rounds(fleet) == rounds_total_sync(r, keys)
 
     wait_for(caught_up, what="reports total == rounds:seq")
     assert applied_rounds(fleet) == 36
@@ -162,16 +163,16 @@ def test_rounds_through_training_counted_exactly_once_across_kill_9(
     writer = threading.Thread(target=_run_rounds, args=(fleet, learners, stop))
     writer.start()
     try:
-        wait_for(lambda: int(r.get(keys.rounds_seq) or 0) > 100, what="rounds flowing")
+        wait_for(lambda: rounds_total_sync(r, keys) > 100, what="rounds flowing")
         fleet["reports"].kill()
-        wait_for(lambda: int(r.get(keys.rounds_seq) or 0) > 200, what="rounds while reports down")
+        wait_for(lambda: rounds_total_sync(r, keys) > 200, what="rounds while reports down")
         fleet.start("reports")
-        wait_for(lambda: int(r.get(keys.rounds_seq) or 0) > 300, what="rounds after restart")
+        wait_for(lambda: rounds_total_sync(r, keys) > 300, what="rounds after restart")
     finally:
         stop.set()
         writer.join(timeout=60)
     wait_for(caught_up, what="reports total == rounds:seq after kill -9")
-    total = int(r.get(keys.rounds_seq))
+    total = rounds_total_sync(r, keys)
     assert applied_rounds(fleet) == total
     assert int(r.hget(keys.reports_totals, "events:rounds")) == total
     assert r.xpending(keys.stream_rounds, "reports")["pending"] == 0

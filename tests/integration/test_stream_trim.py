@@ -15,6 +15,7 @@ import redis as sync_redis
 from harness.fleet import Fleet
 from harness.polling import wait_for
 from harness.redis_server import RedisServer
+from shared.fleet_totals import rounds_total_sync
 from shared.keys import Keys
 from shared.scripts import script_source
 
@@ -49,7 +50,7 @@ def test_reports_counts_every_round_committed_while_it_was_stopped(
             "/api/v1/training/rounds", {"learners": LEARNERS, "rounds_per_learner": 25}
         )
         assert status == 200 and body["committed"] == 250, body
-    committed = int(r.get(keys.rounds_seq))
+    committed = rounds_total_sync(r, keys)
     assert committed == 2500
 
     trim = r.register_script(script_source("stream_trim"))

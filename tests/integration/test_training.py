@@ -12,6 +12,7 @@ import pytest
 
 from harness.fleet import Fleet
 from harness.http import http_json
+from shared import fleet_totals
 from shared.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -86,9 +87,14 @@ async def test_concurrent_rounds_for_one_learner_lose_nothing(training):
     conn = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=conn) as session:
         results = await asyncio.gather(*(one(session) for _ in range(200)))
-    ids = sorted(r["round"] for r in results)
-    assert ids == list(range(ids[0], ids[0] + 200))
-    assert sorted(r["learnerRound"] for r in results) == list(range(1, 201))
+    # What the API promises: ids unique, and increasing for the learner in the order its rounds
+    # were committed (its n-th round has its n-th smallest id); not consecutive across calls.
+    by_id = sorted(results, key=lambda r: r["round"])
+    assert len({r["round"] for r in results}) == 200
+    assert [r["learnerRound"] for r in by_id] == list(range(1, 201))
+    history = training.get("/api/v1/training/history?learner=c1&limit=1000")[1]["history"]
+    newest = [r["round"] for r in reversed(by_id)][: len(history)]  # history is capped (100)
+    assert [h["round"] for h in history] == newest
     attempts_from_rounds = sum(len(r["results"]) for r in results)
     detail = training.get("/api/v1/learners/c1")[1]["learner"]
     assert detail["rounds"] == 200
@@ -107,6 +113,9 @@ def test_batch_endpoint_commits_and_reports_per_learner_errors(training):
     assert body["committed"] == 6
     ids = sorted(r["round"] for r in body["rounds"])
     assert len(set(ids)) == 6
+    for learner in ("b1", "b2"):  # one commit per learner: its ids are consecutive
+        mine = [r["round"] for r in body["rounds"] if r["learner"] == learner]
+        assert mine == list(range(mine[0], mine[0] + 3))
     assert {r["learner"] for r in body["rounds"]} == {"b1", "b2"}
     assert set(body["rounds"][0]) == {"round", "learner", "trained", "avg", "ready", "became_ready"}
     codes = {e["learner"]: e["code"] for e in body["errors"]}
@@ -150,10 +159,10 @@ def _raw(method: str, url: str, data: bytes) -> tuple[int, object]:
 async def _snapshot(redis, keys: Keys) -> dict:
     return {
         "state": await redis.hgetall(keys.learner_state("default")),
-        "seq": await redis.get(keys.rounds_seq),
-        "learners": await redis.zcard(keys.learners_index),
+        "totals": await fleet_totals.read_totals(redis, keys),
         "curriculum": await redis.get(keys.curriculum_version),
-        "stream": await redis.xlen(keys.stream_rounds),
+        "stream": await redis.xlen(keys.stream_rounds(keys.shard_of("default"))),
+        "fence": await redis.get(keys.coach_fence(keys.shard_of("default"))),
     }
 
 
@@ -173,6 +182,12 @@ async def test_bad_input_gets_4xx_json_and_changes_nothing(redis, keys, training
         ("POST", START, b'{"reset": "yes"}'),
         ("POST", "/api/v1/training/rounds", b'{"learners": [], "rounds_per_learner": 1}'),
         ("POST", "/api/v1/training/rounds", b'{"learners": ["default"], "rounds_per_learner": 0}'),
+        ("POST", "/api/v1/training/rounds", b'{"learners": ["default"], "fences": {"16": 1}}'),
+        ("POST", "/api/v1/training/rounds", b'{"learners": ["default"], "fences": {"x": 1}}'),
+        ("POST", "/api/v1/training/rounds", b'{"learners": ["default"], "fences": {"01": 1}}'),
+        ("POST", "/api/v1/training/rounds", b'{"learners": ["default"], "fences": {"1": -1}}'),
+        ("POST", "/api/v1/training/rounds", b'{"learners": ["default"], "fences": [1]}'),
+        ("GET", "/api/v1/learners?cursor=-1", None),
         (
             "POST",
             "/api/v1/training/rounds",
@@ -262,16 +277,16 @@ def test_onboarding_ramps_to_target_and_respects_pause(fleet: Fleet, keys):
     r.hset(keys.scale, mapping={"target": 300, "paused": 1, "hold": 0})
     fleet.start("training", env={"TRAINING_ONBOARDING_RATE": "2000"})
     time.sleep(0.6)
-    assert r.zcard(keys.learners_index) == 1  # only `default`: paused
+    assert fleet_totals.learner_count_sync(r, keys) == 1  # only `default`: paused
     r.hset(keys.scale, "paused", 0)
     deadline = time.monotonic() + 15
-    while r.zcard(keys.learners_index) < 300 and time.monotonic() < deadline:
+    while fleet_totals.learner_count_sync(r, keys) < 300 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert r.zcard(keys.learners_index) == 300
+    assert fleet_totals.learner_count_sync(r, keys) == 300
     time.sleep(0.5)
-    assert r.zcard(keys.learners_index) == 300  # stops at the target
-    regions = r.hgetall(keys.learners_regions)
-    assert len(regions) >= 6
+    totals = fleet_totals.read_totals_sync(r, keys)
+    assert totals.learners == 300  # stops at the target
+    assert len(totals.regions) >= 6 and sum(totals.regions.values()) == 300
     # Onboarded learners are active: a round runs for them.
     assert fleet["training"].post(ROUND, {"learner": "l-1"})[0] == 200
 
@@ -308,3 +323,47 @@ async def test_two_replicas_share_state_without_lost_updates(fleet: Fleet, train
         )
     finally:
         replica.stop()
+
+
+def test_a_coach_batch_with_fences_commits_only_where_its_token_holds(training, keys):
+    """The coach sends its per-shard fencing tokens: a learner of a shard whose fence moved on
+    gets the outcome `fenced` and nothing is committed for it; the others commit."""
+    import redis as sync_redis
+
+    learners = [f"fz{i}" for i in range(24)]
+    for learner in learners:
+        assert training.post(START, {"learner": learner})[0] == 200
+    shards = sorted({keys.shard_of(x) for x in learners})
+    held, lost = shards[0], shards[1]
+    r = sync_redis.Redis.from_url(training.env["REDIS_URL"], decode_responses=True)
+    r.set(keys.coach_fence(held), 4)
+    r.set(keys.coach_fence(lost), 9)
+    status, body = training.post(
+        "/api/v1/training/rounds",
+        {"learners": learners, "rounds_per_learner": 2, "fences": {str(held): 4, str(lost): 8}},
+    )
+    assert status == 200, body
+    fenced = {x for x in learners if keys.shard_of(x) == lost}
+    assert {e["learner"] for e in body["errors"]} == fenced
+    assert {e["code"] for e in body["errors"]} == {"fenced"}
+    assert {x["learner"] for x in body["rounds"]} == set(learners) - fenced
+    for learner in fenced:
+        assert training.get(f"/api/v1/learners/{learner}")[1]["learner"]["rounds"] == 0
+
+
+def test_learner_pages_cover_every_shard_once(training, keys):
+    for i in range(45):
+        assert training.post("/api/v1/learners", {"id": f"pg{i}"})[0] == 201
+    seen: list[str] = []
+    cursor: int | None = 0
+    for _ in range(100):
+        status, body = training.get(f"/api/v1/learners?limit=8&cursor={cursor}")
+        assert status == 200 and body["total"] == 46  # with `default`
+        rows = body["learners"]
+        assert [x["seq"] for x in rows] == sorted(x["seq"] for x in rows)
+        seen += [x["id"] for x in rows]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+        assert cursor == rows[-1]["seq"]
+    assert sorted(seen) == sorted([*(f"pg{i}" for i in range(45)), "default"])

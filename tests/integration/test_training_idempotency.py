@@ -10,6 +10,7 @@ import pytest
 import redis as sync_redis
 
 from harness.processes import ServiceProcess
+from shared.fleet_totals import rounds_total_sync
 from shared.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -21,11 +22,12 @@ ROUNDS = "/api/v1/training/rounds"
 def _counters(training: ServiceProcess, keys: Keys, learner: str) -> tuple[Any, ...]:
     r = sync_redis.Redis.from_url(training.env["REDIS_URL"], decode_responses=True)
     try:
+        shard = keys.shard_of(learner)
         return (
-            r.get(keys.rounds_seq),
+            rounds_total_sync(r, keys),
             r.hget(keys.learner_state(learner), "v"),
             r.llen(keys.learner_history(learner)),
-            r.xlen(keys.stream_rounds),
+            r.xlen(keys.stream_rounds(shard)),
         )
     finally:
         r.close()

@@ -54,13 +54,13 @@ def test_gate1_branches_follow_live_metrics(fleet: Fleet, r: sync_redis.Redis) -
     pipe = r.pipeline()
     for i in range(200):
         pipe.xadd(
-            keys.stream_rounds,
+            keys.stream_rounds(keys.shard_of("l-1")),
             {"round": i + 1, "learner": "l-1", "region": "eu", "ts": int(now * 1000), "ms": 20,
              "avg": 50},
         )  # fmt: skip
     for i in range(5):
         pipe.xadd(
-            keys.stream_meta,
+            keys.stream_meta(keys.shard_of(f"l-{i}")),
             {"type": "completed", "learner": f"l-{i}", "round": i + 1, "delay_ms": 40,
              "ts": int(now * 1000)},
         )  # fmt: skip

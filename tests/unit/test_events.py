@@ -97,7 +97,8 @@ async def test_commit_rounds_writes_round_and_ready_events(
 ) -> None:
     await create_learner(scripts, keys, "a")
     state = LearnerState(id="a", seed=1, region="eu", active=True, rounds=2)
-    header = CommitHeader("1", encode(state), "a", "eu", 82.5, 2, 5000, 100)
+    # round_base 0: this test reads one learner's ids (1, 2), whatever its shard's base is.
+    header = CommitHeader("1", encode(state), "a", "eu", 82.5, 2, 5000, 100, round_base=0)
     entry = orjson.dumps({"trained": ["dsa"]}).decode()
     args = commit_rounds_args(header, [(entry, 3), (entry, 0.25)])
     result = await scripts.commit_rounds(keys=keys.commit_rounds_keys("a"), args=args)

@@ -168,7 +168,7 @@ async def test_trigger_delay_comes_from_the_servers_record_not_the_caller(redis,
     await make(redis, scripts, keys, "t1")
     state = decode(await redis.hget(keys.learner_state("t1"), "s"))
     entry = orjson.dumps({"trained": ["dsa"]}).decode()
-    header = CommitHeader("1", encode(state), "t1", "local", 95.0, 0, 5000, 100)
+    header = CommitHeader("1", encode(state), "t1", "local", 95.0, 0, 5000, 100, round_base=0)
     res = await scripts.commit_rounds(
         keys=keys.commit_rounds_keys("t1"), args=commit_rounds_args(header, [(entry, 1)])
     )

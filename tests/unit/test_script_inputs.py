@@ -25,6 +25,8 @@ from tests.snapshot import snapshot
 STATE = encode(LearnerState(id="a", seed=1, region="eu", created=1.0, active=True))
 DOC = orjson.dumps({"p": 1}).decode()
 LOG = orjson.dumps({"e": 1}).decode()
+# The shard of the seeded learner `a` (Keys' default shard count), whose shard keys the cases use.
+A = Keys().shard_of("a")
 
 Script = Callable[[Redis, Scripts], AsyncScript]
 
@@ -60,17 +62,17 @@ CASES: list[tuple[str, Script, Callable[[Keys], list[str]], list[Any]]] = [
     ("delete: count", shared("delete_learner"), lambda k: k.delete_learner_keys("a"), ["a", "a"]),
     ("delete: id", shared("delete_learner"), lambda k: k.delete_learner_keys("a"), ["a:*"]),
     ("delete: stored json", shared("delete_learner"), lambda k: k.delete_learner_keys("bad"), ["bad"]),
-    ("renew: token", shared("lease_renew"), lambda k: [k.coach_lease], ["", 100]),
-    ("renew: ttl", shared("lease_renew"), lambda k: [k.coach_lease], ["holder", "soon"]),
-    ("renew: count", shared("lease_renew"), lambda k: [k.coach_lease], ["holder"]),
-    ("release: token", shared("lease_release"), lambda k: [k.coach_lease], [""]),
-    ("release: count", shared("lease_release"), lambda k: [k.coach_lease], []),
-    ("acquire: ttl", own("services.coach", "lease_acquire"), lambda k: [k.coach_lease, k.coach_fence], ["x", "-1"]),
-    ("promote: now", own("services.coach", "promote_due"), lambda k: [k.coach_ready, k.coach_queue, k.coach_fence], ["later", 10, ""]),
-    ("promote: limit", own("services.coach", "promote_due"), lambda k: [k.coach_ready, k.coach_queue, k.coach_fence], [5000, 0, ""]),
-    ("promote: count", own("services.coach", "promote_due"), lambda k: [k.coach_ready, k.coach_queue, k.coach_fence], [5000, 10]),
-    ("promote: token", own("services.coach", "promote_due"), lambda k: [k.coach_ready, k.coach_queue, k.coach_fence], [5000, 10, "x"]),
-    ("migrate: pairs", own("services.coach", "migrate_keys"), lambda k: [k.coach_queue], []),
+    ("renew: token", shared("lease_renew"), lambda k: [k.coach_lease(A)], ["", 100]),
+    ("renew: ttl", shared("lease_renew"), lambda k: [k.coach_lease(A)], ["holder", "soon"]),
+    ("renew: count", shared("lease_renew"), lambda k: [k.coach_lease(A)], ["holder"]),
+    ("release: token", shared("lease_release"), lambda k: [k.coach_lease(A)], [""]),
+    ("release: count", shared("lease_release"), lambda k: [k.coach_lease(A)], []),
+    ("acquire: ttl", own("services.coach", "lease_acquire"), lambda k: [k.coach_lease(A), k.coach_fence(A)], ["x", "-1"]),
+    ("promote: now", own("services.coach", "promote_due"), lambda k: [k.coach_ready(A), k.coach_queue(A), k.coach_fence(A)], ["later", 10, ""]),
+    ("promote: limit", own("services.coach", "promote_due"), lambda k: [k.coach_ready(A), k.coach_queue(A), k.coach_fence(A)], [5000, 0, ""]),
+    ("promote: count", own("services.coach", "promote_due"), lambda k: [k.coach_ready(A), k.coach_queue(A), k.coach_fence(A)], [5000, 10]),
+    ("promote: token", own("services.coach", "promote_due"), lambda k: [k.coach_ready(A), k.coach_queue(A), k.coach_fence(A)], [5000, 10, "x"]),
+    ("migrate: pairs", own("services.coach", "migrate_keys"), lambda k: [k.coach_queue(A)], []),
     ("meta: version", own("services.meta", "meta_commit"), lambda k: k.meta_commit_keys("a"), meta_args(mv="v1")),
     ("meta: doc json", own("services.meta", "meta_commit"), lambda k: k.meta_commit_keys("a"), meta_args(doc="{")),
     ("meta: log cap", own("services.meta", "meta_commit"), lambda k: k.meta_commit_keys("a"), meta_args(cap=0)),
@@ -81,16 +83,16 @@ CASES: list[tuple[str, Script, Callable[[Keys], list[str]], list[Any]]] = [
     ("meta: delay", own("services.meta", "meta_commit"), lambda k: k.meta_commit_keys("a"), meta_args(sv="1", state=STATE, event=(*COMPLETED, "delay_ms", "1e9"))),
     # The review's case (3.4): the delay sum overflows, after state, meta, log and event.
     ("meta: delay overflow", own("services.meta", "meta_commit"), lambda k: k.meta_commit_keys("a"), meta_args(sv="1", state=STATE, n=1, log=(LOG,), event=(*COMPLETED, "delay_ms", 5))),
-    ("trim: cap", shared("stream_trim"), lambda k: [k.stream_rounds], ["many", 10, 0]),
-    ("trim: retention", shared("stream_trim"), lambda k: [k.stream_rounds], [10, 10, -1]),
+    ("trim: cap", shared("stream_trim"), lambda k: [k.stream_rounds(A)], ["many", 10, 0]),
+    ("trim: retention", shared("stream_trim"), lambda k: [k.stream_rounds(A)], [10, 10, -1]),
 ]  # fmt: skip
 
 
 def reports_call(keys: Keys, ops_second: list[Any]) -> tuple[list[str], list[Any]]:
     """Two entries: the first valid (would count a round), the second with `ops_second`."""
-    targets = [keys.reports_totals]
+    targets = [keys.reports_totals(A)]
     args = [GROUP, "rounds", 60, 0, 2, "1-1", 1, "i", 1, "rounds", 1, "2-1", 1, *ops_second]
-    return [keys.stream_rounds, keys.reports_cursor, *targets], args
+    return [keys.stream_rounds(A), keys.reports_cursor(A), *targets], args
 
 
 REPORTS_CASES = [
@@ -110,14 +112,14 @@ async def seeded(redis: Redis, scripts: Scripts, keys: Keys) -> None:
     not JSON, a lease, the streams with the reports group and two pending entries."""
     await scripts.create_learner(keys=keys.create_learner_keys("a"), args=["a", STATE, "eu", 1])
     await redis.hset(keys.learner_state("bad"), mapping={"v": 1, "s": "not json"})
-    await redis.hset(keys.meta_stats, mapping={"delaySumMs": 2**63 - 2, "completed": 4})
-    await redis.set(keys.coach_lease, "holder", px=60_000)
-    await redis.zadd(keys.coach_ready, {"r": 1})
-    await redis.hset(keys.reports_totals, mapping={"rounds": 5, "big": 2**53 - 1})
-    await redis.xgroup_create(keys.stream_rounds, GROUP, id="0", mkstream=True)
-    await redis.xadd(keys.stream_rounds, {"round": 1}, id="1-1")
-    await redis.xadd(keys.stream_rounds, {"round": 2}, id="2-1")
-    await redis.xreadgroup(GROUP, "c", {keys.stream_rounds: ">"})
+    await redis.hset(keys.meta_stats(A), mapping={"delaySumMs": 2**63 - 2, "completed": 4})
+    await redis.set(keys.coach_lease(A), "holder", px=60_000)
+    await redis.zadd(keys.coach_ready(A), {"r": 1})
+    await redis.hset(keys.reports_totals(A), mapping={"rounds": 5, "big": 2**53 - 1})
+    await redis.xgroup_create(keys.stream_rounds(A), GROUP, id="0", mkstream=True)
+    await redis.xadd(keys.stream_rounds(A), {"round": 1}, id="1-1")
+    await redis.xadd(keys.stream_rounds(A), {"round": 2}, id="2-1")
+    await redis.xreadgroup(GROUP, "c", {keys.stream_rounds(A): ">"})
 
 
 async def refused(redis: Redis, prefix: str, call: Any) -> str:
@@ -159,7 +161,7 @@ async def test_valid_calls_still_work(
     script = redis.register_script(lua_source("services.reports", "reports_apply"))
     script_keys, args = reports_call(keys, ["i", 1, "rounds", 1])
     assert await script(keys=script_keys, args=args) == [2, 0]
-    assert await redis.hget(keys.reports_totals, "rounds") == "7"
+    assert await redis.hget(keys.reports_totals(A), "rounds") == "7"
     commit = redis.register_script(lua_source("services.meta", "meta_commit"))
     res = await commit(
         keys=keys.meta_commit_keys("a"),

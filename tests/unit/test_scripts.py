@@ -8,7 +8,7 @@ from importlib import resources
 import orjson
 
 from shared.commit_rounds import CommitHeader, commit_rounds_args
-from shared.keys import Keys
+from shared.keys import Keys, round_id_base
 from shared.learner_state import DomainState, LearnerState, decode, encode
 from shared.scripts import SCRIPT_NAMES, Scripts, lua_source
 
@@ -27,7 +27,17 @@ def commit_keys(keys: Keys, learner: str) -> list[str]:
 
 async def commit(redis, scripts, keys, learner, version, avg, below, n=1):
     state = LearnerState(id=learner, seed=7, region="eu", active=True, rounds=version)
-    header = CommitHeader(str(version), encode(state), learner, "eu", avg, below, 5000, 100)
+    header = CommitHeader(
+        str(version),
+        encode(state),
+        learner,
+        "eu",
+        avg,
+        below,
+        5000,
+        100,
+        round_base=round_id_base(keys.shard_of(learner)),
+    )
     entry = orjson.dumps({"trained": ["dsa"]}).decode()
     args = commit_rounds_args(header, [(entry, 3)] * n)
     return await scripts.commit_rounds(keys=commit_keys(keys, learner), args=args)
@@ -36,43 +46,39 @@ async def commit(redis, scripts, keys, learner, version, avg, below, n=1):
 async def test_create_learner_is_idempotent_and_indexed(redis, scripts, keys):
     await create(redis, scripts, keys, "a")
     await create(redis, scripts, keys, "a")
-    assert await redis.zcard(keys.learners_index) == 1
-    assert await redis.hget(keys.learners_regions, "eu") == "1"
-    assert await redis.zscore(keys.coach_queue, "a") is not None
+    s = keys.shard_of("a")
+    assert await redis.zcard(keys.learners_index(s)) == 1
+    assert await redis.hget(keys.learners_regions(s), "eu") == "1"
+    assert await redis.zscore(keys.coach_queue(s), "a") is not None
     assert decode(await redis.hget(keys.learner_state("a"), "s")).id == "a"
 
 
 async def test_commit_assigns_contiguous_ids_and_rejects_stale_version(redis, scripts, keys):
     await create(redis, scripts, keys, "a")
+    base = round_id_base(keys.shard_of("a"))
     ok = await commit(redis, scripts, keys, "a", 1, 10, 9, n=3)
-    assert ok[0] == 1 and ok[1] == 2 and ok[2] == 1
+    assert ok[0] == 1 and ok[1] == 2 and ok[2] == base + 1
     stale = await commit(redis, scripts, keys, "a", 1, 10, 9)
     assert stale[0] == 0 and stale[1] == "2"
     history = await redis.lrange(keys.learner_history("a"), 0, -1)
-    assert [orjson.loads(h)["round"] for h in history] == [3, 2, 1]
-    assert await redis.xlen(keys.stream_rounds) == 3
+    assert [orjson.loads(h)["round"] for h in history] == [base + 3, base + 2, base + 1]
+    assert await redis.xlen(keys.stream_rounds(keys.shard_of("a"))) == 3
 
 
 async def test_commit_moves_learner_between_queue_and_ready_and_emits_one_ready_event(
     redis, scripts, keys
 ):
     await create(redis, scripts, keys, "a")
+    s = keys.shard_of("a")
     await commit(redis, scripts, keys, "a", 1, 80, 2)
-    assert await redis.zscore(keys.coach_queue, "a") is None
-    assert await redis.zscore(keys.coach_ready, "a") == 5000
+    assert await redis.zscore(keys.coach_queue(s), "a") is None
+    assert await redis.zscore(keys.coach_ready(s), "a") == 5000
     await commit(redis, scripts, keys, "a", 2, 85, 1)  # still ready: no second event
-    events = await redis.xrange(keys.stream_meta)
+    events = await redis.xrange(keys.stream_meta(s))
     assert [e[1]["type"] for e in events] == ["ready"]
     await commit(redis, scripts, keys, "a", 3, 50, 5)  # fell back below the bar
-    assert await redis.zscore(keys.coach_queue, "a") is not None
-    assert await redis.zscore(keys.coach_ready, "a") is None
-
-
-async def test_commit_reads_thresholds_from_coach_settings(redis, scripts, keys):
-    await redis.hset(keys.coach_settings, mapping={"minAvgMastery": 90, "maxBelow80": 0})
-    await create(redis, scripts, keys, "a")
-    result = await commit(redis, scripts, keys, "a", 1, 85, 0)
-    assert result[3] == 0
+    assert await redis.zscore(keys.coach_queue(s), "a") is not None
+    assert await redis.zscore(keys.coach_ready(s), "a") is None
 
 
 async def test_concurrent_cas_writers_cannot_both_win(redis, scripts, keys):
@@ -88,20 +94,21 @@ async def test_concurrent_cas_writers_cannot_both_win(redis, scripts, keys):
 async def test_delete_learner_erases_every_key_and_index(redis, scripts, keys):
     await create(redis, scripts, keys, "a")
     await commit(redis, scripts, keys, "a", 1, 10, 9)
-    await redis.sadd(keys.coach_fastlane, "a")
+    s = keys.shard_of("a")
+    await redis.sadd(keys.coach_fastlane(s), "a")
     k = keys.delete_learner_keys("a")
     assert await scripts.delete_learner(keys=k, args=["a"]) == 1
     assert not await redis.exists(*keys.learner_keys("a"))
-    assert await redis.zcard(keys.learners_index) == 0
-    assert await redis.hlen(keys.learners_regions) == 0
-    assert not await redis.sismember(keys.coach_fastlane, "a")
+    assert await redis.zcard(keys.learners_index(s)) == 0
+    assert await redis.hlen(keys.learners_regions(s)) == 0
+    assert not await redis.sismember(keys.coach_fastlane(s), "a")
     assert await scripts.delete_learner(keys=k, args=["a"]) == 0
 
 
 async def test_scripts_survive_script_flush(redis, scripts, keys):
     await redis.script_flush()
     await create(redis, scripts, keys, "b")  # NOSCRIPT is answered by reloading
-    assert await redis.zcard(keys.learners_index) == 1
+    assert await redis.zcard(keys.learners_index(keys.shard_of("b"))) == 1
 
 
 def test_the_shared_registry_holds_exactly_the_scripts_under_shared_lua() -> None:

@@ -1,0 +1,181 @@
+-- Commit one or more training rounds of ONE learner. This is the fleet's central atomic step:
+-- the version check, the new state, the fleet-wide round ids, the learner's history, the rounds
+-- stream events, the readiness flag and the coach's queue/ready indexes all change in one script,
+-- so a round is either fully recorded or not at all, and ids are unique and increasing across
+-- every training replica (INCRBY on one counter inside the script).
+-- KEYS: 1 state, 2 history, 3 round seq, 4 rounds stream, 5 coach settings, 6 coach queue,
+--       7 coach ready, 8 meta stream,
+--       9 (only with an idempotency key) the idempotency record, in the learner's slot
+--       (keys.learner_idempotency)
+-- ARGV: 1 expected version, 2 new encoded state, 3 learner id, 4 region, 5 average mastery,
+--       6 domains below target, 7 next review (epoch ms), 8 and 9 the readiness thresholds used
+--       when the coach settings lack `minAvgMastery` / `maxBelow80` (shared/readiness.py),
+--       10 history cap, 11 n rounds (1..MAX_ROUNDS),
+--       12 incarnation guard or '' (none): a substring the current encoded state must contain
+--          (training passes the learner's `"sd":<seed>,`). A caller that computed from a cached
+--          state passes it, so a learner deleted and re-created (its version restarts at 1)
+--          cannot be overwritten by a stale copy whose version happens to match,
+--       13 idempotency request hash or '' (none; then KEYS has 8 entries, else 9),
+--       14 idempotency record lifetime in ms,
+--       then per round i (1..n): 13+2i history entry JSON (a non-empty object; its id is
+--                                prepended here), 14+2i round duration in ms.
+--       So #ARGV is exactly 14 + 2n.
+-- Returns {1, new version, first round id, ready 0/1, became ready 0/1}
+--       | {0, current version, current state} on a version conflict | {-1} if the learner is gone
+--       | {2, version, first round id, ready 0/1, became ready 0/1, n} when the idempotency record
+--         says this request was committed already (nothing is written)
+--       | {-2, n} when the record belongs to a different request (nothing is written).
+-- Bad arguments are an error reply prefixed `commit_rounds:`, raised before any write: Redis does
+-- not roll a script back, so every input is validated first and a refused call changes nothing.
+--
+-- Readiness record (the meta trigger's source of truth): when a commit makes the learner ready,
+-- the state hash also gets `rr` (the round id) and `rt` (the server's time, epoch ms) in the same
+-- HSET; meta computes the trigger delay from these, never from what a caller sends.
+-- Streams are not trimmed here: a trimmer cuts them below what every consumer group has
+-- acknowledged, so an event nobody has read cannot be lost to a length cap.
+local MAX_ROUNDS = 1000
+local FIXED = 14
+
+local function bad(what)
+  return redis.error_reply('commit_rounds: ' .. what)
+end
+
+local function number(i)
+  if ARGV[i] == nil then
+    return nil
+  end
+  local x = tonumber(ARGV[i])
+  if x == nil or x ~= x or x == math.huge or x == -math.huge then
+    return nil
+  end
+  return x
+end
+
+-- ---- validation: every input, before the first write ------------------------------------------
+local n = number(11)
+if n == nil or n ~= math.floor(n) or n < 1 or n > MAX_ROUNDS then
+  return bad('ARGV[11] (n rounds) must be an integer in 1..' .. MAX_ROUNDS)
+end
+if #ARGV ~= FIXED + 2 * n then
+  return bad('expected ' .. (FIXED + 2 * n) .. ' arguments for ' .. n .. ' rounds, got ' .. #ARGV)
+end
+if not string.match(ARGV[1], '^%d+$') then
+  return bad('ARGV[1] (expected version) must be a non-negative integer')
+end
+if string.sub(ARGV[2], 1, 1) ~= '{' or ARGV[3] == '' or ARGV[4] == '' then
+  return bad('ARGV[2..4] (state, learner, region) must be given')
+end
+for i = 5, 10 do
+  if number(i) == nil then
+    return bad('ARGV[' .. i .. '] must be a finite number')
+  end
+end
+local history_cap = number(10)
+if history_cap < 1 or history_cap ~= math.floor(history_cap) then
+  return bad('ARGV[10] (history cap) must be a positive integer')
+end
+local idem = ARGV[13]
+if (idem ~= '') ~= (#KEYS == 9) or #KEYS < 8 or #KEYS > 9 then
+  return bad('an idempotency hash needs KEYS[9], and KEYS[9] needs the hash')
+end
+local idem_ttl = number(14)
+if idem ~= '' and (idem_ttl == nil or idem_ttl < 1 or idem_ttl ~= math.floor(idem_ttl)) then
+  return bad('ARGV[14] (idempotency lifetime ms) must be a positive integer')
+end
+for i = 1, n do
+  local entry = ARGV[FIXED + 2 * i - 1]
+  local okj, decoded = pcall(cjson.decode, entry)
+  if not okj or type(decoded) ~= 'table' or string.sub(entry, 1, 1) ~= '{'
+      or next(decoded) == nil then
+    return bad('round ' .. i .. ': the history entry must be a non-empty JSON object')
+  end
+  if number(FIXED + 2 * i) == nil then
+    return bad('round ' .. i .. ': the duration must be a finite number')
+  end
+end
+local guard = ARGV[12]
+
+-- ---- reads and checks ----------------------------------------------------------------------
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur == false then
+  return {-1}
+end
+if idem ~= '' then
+  -- The record: "<request hash> <version> <first round id> <n> <ready> <became>". A record whose
+  -- version is above the current one was left by an earlier incarnation of this learner id
+  -- (deleted and re-created: versions restart at 1), so it no longer answers for this learner.
+  local rec = redis.call('GET', KEYS[9])
+  if rec then
+    local h, v, first, cnt, r, b = string.match(rec, '^(%S+) (%d+) (%d+) (%d+) (%d) (%d)$')
+    if h and tonumber(v) <= tonumber(cur) then
+      if h ~= idem then
+        return {-2, tonumber(cnt)}
+      end
+      return {2, v, tonumber(first), tonumber(r), tonumber(b), tonumber(cnt)}
+    end
+  end
+end
+if cur ~= ARGV[1] then
+  return {0, cur, redis.call('HGET', KEYS[1], 's')}
+end
+if guard ~= '' then
+  local s = redis.call('HGET', KEYS[1], 's')
+  if not string.find(s, guard, 1, true) then
+    return {0, cur, s}
+  end
+end
+-- The events' ts is the server's time at commit, not the caller's: the caller's clock was read
+-- before it computed the rounds (a whole batch, for the coach), and the meta trigger delay is
+-- measured from the commit. TIME before writes is allowed: since Redis 5 scripts are
+-- replicated by their effects (the default), so a non-deterministic read cannot diverge replicas.
+local t = redis.call('TIME')
+local now_ms = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local avg = tonumber(ARGV[5])
+local below = tonumber(ARGV[6])
+local min_avg = tonumber(redis.call('HGET', KEYS[5], 'minAvgMastery') or ARGV[8]) or tonumber(ARGV[8])
+local max_below = tonumber(redis.call('HGET', KEYS[5], 'maxBelow80') or ARGV[9]) or tonumber(ARGV[9])
+local ready = avg >= min_avg and below <= max_below
+local was_ready = redis.call('HGET', KEYS[1], 'r') == '1'
+local became = ready and not was_ready
+
+-- ---- writes --------------------------------------------------------------------------------
+local last = redis.call('INCRBY', KEYS[3], n)
+local first = last - n + 1
+local newv = tonumber(cur) + 1
+if became then
+  redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2], 'r', '1', 'rr', last, 'rt', now_ms)
+else
+  redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2], 'r', ready and '1' or '0')
+end
+for i = 1, n do
+  local rid = first + i - 1
+  local entry = ARGV[FIXED + 2 * i - 1]
+  redis.call('LPUSH', KEYS[2], '{"round":' .. rid .. ',' .. string.sub(entry, 2))
+  redis.call('XADD', KEYS[4], '*',
+    'round', rid, 'learner', ARGV[3], 'region', ARGV[4], 'ts', now_ms,
+    'ms', ARGV[FIXED + 2 * i], 'avg', ARGV[5])
+end
+redis.call('LTRIM', KEYS[2], 0, history_cap - 1)
+if ready then
+  redis.call('ZREM', KEYS[6], ARGV[3])
+  redis.call('ZADD', KEYS[7], ARGV[7], ARGV[3])
+  if became then
+    redis.call('XADD', KEYS[8], '*',
+      'type', 'ready', 'learner', ARGV[3], 'round', last, 'ts', now_ms,
+      'avg', ARGV[5], 'below', ARGV[6])
+  end
+else
+  redis.call('ZREM', KEYS[7], ARGV[3])
+  if redis.call('ZSCORE', KEYS[6], ARGV[3]) == false then
+    local head = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+    redis.call('ZADD', KEYS[6], head[2] or 0, ARGV[3])
+  end
+end
+if idem ~= '' then
+  -- Only ids, version and flags are kept, not the answer: the replay rebuilds a compact result.
+  redis.call('SET', KEYS[9],
+    idem .. ' ' .. newv .. ' ' .. first .. ' ' .. n .. ' ' .. (ready and 1 or 0) .. ' '
+      .. (became and 1 or 0),
+    'PX', idem_ttl)
+end
+return {1, newv, first, ready and 1 or 0, became and 1 or 0}
