@@ -5,12 +5,14 @@ reports service stopped for a while) silently loses the entries it has not read:
 measured 2,500 rounds committed and 1,083 counted. So no writer caps its XADD; instead
 `trim_stream` (the `stream_trim` script, shared/lua/) deletes only entries below what every
 group of the stream has acknowledged, and caps by length only a stream that has no group at all.
-It takes any stream key, so it applies unchanged to more streams (per-shard streams later).
+It takes one stream key per call (a script touches one key: on a Redis Cluster it runs on that
+stream's node), so every shard's streams are trimmed each on its own.
 Acknowledged entries younger than `retention_ms` are kept as well: the streams are also the
 fleet's recent event log (`XRANGE …:events:system` when something went wrong a minute ago).
 
-Who runs it: the reports service, every `TOOLOO_STREAM_TRIM_INTERVAL` seconds, for the three
-fleet streams (see services/reports/app.py). Running it from several replicas (or any other
+Who runs it: the reports service, every `TOOLOO_STREAM_TRIM_INTERVAL` seconds, for the rounds
+and meta streams of the shards the replica consumes, and the system stream (see
+services/reports/consumer.py, `StreamTrimmer`). Running it from several replicas (or any other
 process) at once is safe: each run is one atomic script and only ever trims below the groups'
 current floor, so two runs trim at most what one would.
 
