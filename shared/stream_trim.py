@@ -24,11 +24,13 @@ bounded by `scan_limit` (past the bound the lag is reported as at least that, `e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from shared.redis_types import text
 from shared.scripts import script_source
@@ -86,25 +88,43 @@ async def group_lags(
     redis: Redis, stream: str, *, scan_limit: int = LAG_SCAN_LIMIT
 ) -> list[GroupLag]:
     """Each group's lag on `stream` ([] when the stream does not exist or has no group)."""
-    if not await redis.exists(stream):
-        return []
-    out: list[GroupLag] = []
-    for info in await redis.xinfo_groups(stream):
-        last = text(info.get("last-delivered-id") or "0-0")
-        pending = int(info.get("pending") or 0)
-        lag = info.get("lag")  # Redis >= 7 only, and nil when it cannot tell
-        if lag is not None:
-            undelivered, exact = int(lag), True
-        else:
-            undelivered, exact = await _count_after(redis, stream, last, scan_limit)
-        out.append(
-            GroupLag(
-                group=text(info.get("name")),
-                pending=pending,
-                undelivered=undelivered,
-                lag=pending + undelivered,
-                exact=exact,
-                last_delivered_id=last,
-            )
-        )
+    return (await group_lags_many(redis, [stream], scan_limit=scan_limit))[stream]
+
+
+async def group_lags_many(
+    redis: Redis, streams: Sequence[str], *, scan_limit: int = LAG_SCAN_LIMIT
+) -> dict[str, list[GroupLag]]:
+    """`group_lags` of many streams (every shard's) in one pipelined round trip of XINFO
+    GROUPS, one command per stream (each its own key); only a group whose lag Redis cannot
+    tell costs a further read."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            pipe.xinfo_groups(stream)
+        replies = await pipe.execute(raise_on_error=False)
+    out: dict[str, list[GroupLag]] = {}
+    for stream, reply in zip(streams, replies, strict=True):
+        if isinstance(reply, ResponseError) and "no such key" in str(reply).lower():
+            out[stream] = []
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        out[stream] = [await _group_lag(redis, stream, info, scan_limit) for info in reply]
     return out
+
+
+async def _group_lag(redis: Redis, stream: str, info: dict[str, Any], scan_limit: int) -> GroupLag:
+    last = text(info.get("last-delivered-id") or "0-0")
+    pending = int(info.get("pending") or 0)
+    lag = info.get("lag")  # Redis >= 7 only, and nil when it cannot tell
+    if lag is not None:
+        undelivered, exact = int(lag), True
+    else:
+        undelivered, exact = await _count_after(redis, stream, last, scan_limit)
+    return GroupLag(
+        group=text(info.get("name")),
+        pending=pending,
+        undelivered=undelivered,
+        lag=pending + undelivered,
+        exact=exact,
+        last_delivered_id=last,
+    )

@@ -12,7 +12,6 @@ by that entry, never makes it go down.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import Iterable, Sequence
@@ -31,10 +30,10 @@ from services.reports.aggregates import (
 from services.reports.apply import GROUP
 from services.reports.fleet_sums import population
 from shared.clock import iso_ms
-from shared.events import STREAM_KINDS, StreamRef, fleet_streams
+from shared.events import STREAM_KINDS, fleet_streams
 from shared.keys import Keys
 from shared.redis_types import text_map, texts
-from shared.stream_trim import GroupLag, group_lags
+from shared.stream_trim import GroupLag, group_lags_many
 
 COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
 COVERAGE_SAMPLE_MIN = 100  # ... and per shard at least this many
@@ -368,11 +367,6 @@ def _merge_group(group: str, lags: list[GroupLag]) -> dict[str, Any]:
     }
 
 
-async def _stream_lags(redis: Redis, refs: list[StreamRef]) -> list[list[GroupLag]]:
-    # Each stream is its own key (its own slot): asked concurrently, each on its own.
-    return list(await asyncio.gather(*(group_lags(redis, ref.key) for ref in refs)))
-
-
 async def stream_status(
     redis: Redis, keys: Keys, lag_alert: int | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -396,7 +390,7 @@ async def stream_status(
     lengths = dict(zip((ref.key for ref in refs), replies[: len(refs)], strict=True))
     hashes = [text_map(r) for r in replies[len(refs) :]]
     cursors, totals = hashes[0::2], merge_hashes(hashes[1::2])
-    lags = dict(zip((ref.key for ref in refs), await _stream_lags(redis, refs), strict=True))
+    lags = await group_lags_many(redis, [ref.key for ref in refs])
     out: dict[str, dict[str, Any]] = {}
     for kind in STREAM_KINDS:
         mine = [ref for ref in refs if ref.kind == kind]

@@ -68,9 +68,7 @@ def test_reports_counts_every_round_committed_while_it_was_stopped(
     fleet.start("reports", env=SMALL_CAP)
     wait_for(lambda: reports_status(fleet)["rounds_total"] == committed, what="every round")
     # Once read and acknowledged, the trimmer inside reports frees them, in every shard.
-    wait_for(
-        lambda: all(r.xlen(keys.stream_rounds(s)) < 250 for s in shards), what="the trimmer"
-    )
+    wait_for(lambda: all(r.xlen(keys.stream_rounds(s)) < 250 for s in shards), what="the trimmer")
     st = reports_status(fleet)
     assert st["rounds_total"] == committed and st["consumer_lag"] == 0
     rounds = st["streams"]["rounds"]
