@@ -3,11 +3,11 @@ status and exports, all computed from the aggregates the consumer applied (plus 
 own live keys for gauges: learners, regions, coach queue and throughput).
 
 Every figure is a sum over the shards' aggregates (and the `{system}` ones), read in one
-pipelined round trip per query: S is small and every command reads one key, so the same reads
-run on a Redis Cluster (where no MULTI may span shards). For each shard the minute hashes are
-read before its totals, and the apply script changes both in one step, so a shard's total is
-never below what its minutes read show: an entry applied in between lifts the cumulative line
-by that entry, never makes it go down.
+pipelined round trip per query: S is small and every call reads one slot, so the same reads run
+on a Redis Cluster (where no MULTI may span shards). A shard's minutes and totals are read by one
+`reports_read` script call (beside this module), atomic on its slot, and the apply script
+changes both in one step, so within a shard a series never shows a total that disagrees with its
+minutes; between shards, the reads are a few microseconds apart.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from services.reports.aggregates import (
     last_minutes,
@@ -33,6 +34,7 @@ from shared.clock import iso_ms
 from shared.events import STREAM_KINDS, fleet_streams
 from shared.keys import Keys
 from shared.redis_types import text_map, texts
+from shared.scripts import ScriptCall, evalsha_each, lua_source
 from shared.stream_trim import GroupLag, group_lags_many
 
 COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
@@ -173,26 +175,55 @@ async def read_minutes(
     redis: Redis, keys: Keys, minutes: Sequence[int]
 ) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
     """(totals, [minute hash], [http stats hash]): the fleet's totals and each minute's
-    aggregates, each summed over the shards and the system stream's part, in one pipeline.
-    Per part, the minutes are read before its totals (see the module's docstring)."""
+    aggregates, each summed over the shards and the system stream's part. One `reports_read`
+    call per part (its minutes and its totals in one atomic read of its slot), and the request
+    statistics, in one pipeline."""
     n = len(minutes)
-    parts: list[tuple[list[str], str]] = [
-        ([keys.reports_minute(s, m) for m in minutes], keys.reports_totals(s))
+    parts: list[ScriptCall] = [
+        ([*(keys.reports_minute(s, m) for m in minutes), keys.reports_totals(s)], [])
         for s in keys.all_shards()
     ]
-    parts.append(([keys.reports_system_minute(m) for m in minutes], keys.reports_system_totals))
-    async with redis.pipeline(transaction=False) as pipe:
-        for minute_keys, totals_key in parts:
-            for key in minute_keys:
+    parts.append(
+        ([*(keys.reports_system_minute(m) for m in minutes), keys.reports_system_totals], [])
+    )
+    stats = [keys.http_stats(m) for m in minutes]
+    http: list[dict[str, str]] = []
+
+    async def send(sha: str, calls: list[ScriptCall]) -> list[Any]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for call_keys, _ in calls:
+                pipe.evalsha(sha, len(call_keys), *call_keys)
+            # The request statistics ride along (plain reads of other slots); a NOSCRIPT retry
+            # reads them again, harmlessly.
+            for key in stats:
                 pipe.hgetall(key)
-            pipe.hgetall(totals_key)
-        for minute in minutes:
-            pipe.hgetall(keys.http_stats(minute))
-        replies = [text_map(r) for r in await pipe.execute()]
-    per_part = [replies[i * (n + 1) : (i + 1) * (n + 1)] for i in range(len(parts))]
+            replies = list(await pipe.execute(raise_on_error=False))
+        for reply in replies[len(calls) :]:
+            if isinstance(reply, Exception):
+                raise reply
+        http[:] = [text_map(h) for h in replies[len(calls) :]]
+        return replies[: len(calls)]
+
+    per_part = [
+        [_pairs(h) for h in reply]
+        for reply in await evalsha_each(redis, _read_script(redis), parts, send)
+    ]
     totals = merge_hashes(part[n] for part in per_part)
     minute_hashes = [merge_hashes(part[j] for part in per_part) for j in range(n)]
-    return totals, minute_hashes, replies[len(parts) * (n + 1) :]
+    return totals, minute_hashes, http
+
+
+def _pairs(flat: Any) -> dict[str, str]:
+    """A hash as a script returns it: a flat field, value, … array."""
+    items = list(flat or [])
+    return dict(zip(items[0::2], items[1::2], strict=True))
+
+
+_READ_SOURCE = lua_source(__package__, "reports_read")
+
+
+def _read_script(redis: Redis) -> AsyncScript:
+    return redis.register_script(_READ_SOURCE)
 
 
 def minute_row(minute: int, fields: dict[str, str], http: dict[str, str]) -> dict[str, Any]:

@@ -120,6 +120,10 @@ async def test_consumer_catches_up_on_history_of_every_shard(redis: Redis, keys:
     assert rounds["streams"] == keys.shards and rounds["length"] == committed
     assert rounds["applied"] == committed and rounds["shard_lags"] == {}
     assert status["streams"]["meta"]["applied"] == 2
+    # The per-minute series sum the shards' minutes too, and end at the fleet's total.
+    rows = await queries.series_rows(redis, keys, 5, int(time.time() * 1000))
+    assert sum(r["rounds_per_min"] for r in rows) == committed
+    assert rows[-1]["rounds"] == committed and rows[-1]["meta_completed"] == 1
 
 
 async def test_restarts_and_uptime_from_system_events(redis: Redis, keys: Keys) -> None:
