@@ -107,6 +107,18 @@ async def ensure_groups(redis: Redis, keys: Keys) -> None:
     await _create_groups(redis, [ref.key for ref in fleet_streams(keys)], GROUP)
 
 
+def stop_if_cancelled(cause: Exception | None = None) -> None:
+    """Raise CancelledError when this task has been asked to stop. The redis-py client in use
+    can lose a cancellation that arrives while a command is in flight (the command then
+    returns, or fails with a timeout, as if nothing happened: reproduced with a bare `GET` loop),
+    so a loop that goes round again would never end. The task still counts the request
+    (`cancelling()`): each loop checks it at the top of a pass and when it retries after an
+    error."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from cause
+
+
 def _entries(reply: Any) -> dict[str, list[Entry]]:
     """{stream key: [(id, fields or None)]} from an XREADGROUP reply (list or RESP3 dict)."""
     out: dict[str, list[Entry]] = {}
@@ -149,6 +161,7 @@ class ReportsConsumer:
         self.state.running = True
         try:
             while True:  # bounded by task cancellation at shutdown; each pass is bounded
+                stop_if_cancelled()
                 try:
                     applied = await self.run_once()
                     await self.housekeeping()
@@ -164,6 +177,7 @@ class ReportsConsumer:
                         self._failed(exc)
                         await asyncio.sleep(0.5)
                 except Exception as exc:
+                    stop_if_cancelled(exc)
                     self._failed(exc)
                     await asyncio.sleep(0.5)
         finally:
@@ -387,10 +401,12 @@ class StreamTrimmer:
 
     async def run(self, interval_s: float) -> None:
         while True:  # bounded by task cancellation at shutdown; one pass per interval
+            stop_if_cancelled()
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away or refusing: try again next interval
+                stop_if_cancelled(exc)
                 log.warning("stream_trim_failed", error=f"{exc.__class__.__name__}: {exc}")
             await asyncio.sleep(interval_s)
