@@ -2,12 +2,16 @@
 entry's field names, with `to_fields()` (the entry as XADD takes it) and `from_fields()` (the
 entry as XRANGE/XREADGROUP return it with `decode_responses=True`: a dict of strings).
 
-Streams and their entries:
-- `…:events:rounds`: `RoundEvent`, one per committed training round;
-- `…:events:meta`: `ReadyEvent` (a learner became ready) and `CompletedEvent` (meta ran for a
-  learner), told apart by their `type` field;
-- `…:events:system`: `SystemEvent` (a service started or stopped, a process restarted, a setting
-  changed, …), appended with `emit_system_event`.
+Streams and their entries (keys from shared/keys.py; `fleet_streams` lists them all):
+- `…:{s:<n>}:events:rounds`, one per shard: `RoundEvent`, one per round committed for a learner
+  of that shard;
+- `…:{s:<n>}:events:meta`, one per shard: `ReadyEvent` (a learner became ready) and
+  `CompletedEvent` (meta ran for a learner), told apart by their `type` field;
+- `…:{system}:events`, one for the fleet: `SystemEvent` (a service started or stopped, a process
+  restarted, a setting changed, …), appended with `emit_system_event`.
+A learner's events go to its own shard's streams (they are written in the same atomic step as
+its state), so one stream holds a learner's events in commit order; there is no order between
+two shards' streams.
 
 Reading is lenient by design, because a stream is input from other processes and readers
 must keep going past a bad entry: a text field that is missing reads as "", a number that is
@@ -38,6 +42,42 @@ TYPE = "type"  # the field naming an entry's kind on the meta and system streams
 COACH_META_GROUP = "coach"
 
 Fields = Mapping[str, str]  # one stream entry as redis-py returns it (decode_responses=True)
+
+# The kinds of stream: a shard has one rounds and one meta stream, the fleet one system stream.
+ROUNDS = "rounds"
+META = "meta"
+SYSTEM = "system"
+STREAM_KINDS = (ROUNDS, META, SYSTEM)
+SHARD_STREAM_KINDS = (ROUNDS, META)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRef:
+    """One stream of the fleet: its kind, its shard (None for the system stream) and its key."""
+
+    kind: str
+    shard: int | None
+    key: str
+
+
+def shard_streams(keys: Keys, shard: int) -> list[StreamRef]:
+    """The rounds and meta streams of one shard (one hash tag: one XREADGROUP may read both)."""
+    return [
+        StreamRef(ROUNDS, shard, keys.stream_rounds(shard)),
+        StreamRef(META, shard, keys.stream_meta(shard)),
+    ]
+
+
+def system_stream(keys: Keys) -> StreamRef:
+    return StreamRef(SYSTEM, None, keys.stream_system)
+
+
+def fleet_streams(keys: Keys) -> list[StreamRef]:
+    """Every stream of the fleet: each shard's rounds and meta streams, then the system stream."""
+    return [
+        *(ref for shard in keys.all_shards() for ref in shard_streams(keys, shard)),
+        system_stream(keys),
+    ]
 
 
 def _text(fields: Fields, name: str) -> str:
@@ -122,13 +162,13 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class RoundEvent(_Entry):
-    """One committed training round on `…:events:rounds`.
+    """One committed training round, on its learner's shard's rounds stream.
 
     Written by `shared/lua/commit_rounds.lua` (one XADD per round of the commit), from its ARGV:
     `ts` is the Redis server's clock at commit, `ms` the round's duration, `avg` the learner's
     average mastery after the commit. Read by reports (round counts, latency, regions)."""
 
-    round: int | None = None  # fleet-wide round id
+    round: int | None = None  # round id, unique fleet-wide (see shared.keys.ROUND_ID_STRIDE)
     learner: str = ""
     region: str = ""
     ts: int | None = None  # epoch ms of the commit
@@ -138,7 +178,7 @@ class RoundEvent(_Entry):
 
 @dataclass(frozen=True, slots=True)
 class ReadyEvent(_Entry):
-    """A learner became ready (`type=ready`) on `…:events:meta`.
+    """A learner became ready (`type=ready`), on its shard's meta stream.
 
     Written by `shared/lua/commit_rounds.lua` when a commit moves the learner from not ready to
     ready: `round` is the last round id of that commit, `ts` the server's clock at commit (the
@@ -156,7 +196,7 @@ class ReadyEvent(_Entry):
 
 @dataclass(frozen=True, slots=True)
 class CompletedEvent(_Entry):
-    """Meta ran for a learner (`type=completed`) on `…:events:meta`.
+    """Meta ran for a learner (`type=completed`), on its shard's meta stream.
 
     Built by the meta engine and written by `services/meta/meta_commit.lua`, which takes these
     fields as ARGV pairs (`to_fields()`) and XADDs them in the commit that records the phases;
@@ -189,7 +229,7 @@ def meta_event(fields: Fields) -> ReadyEvent | CompletedEvent | None:
 
 @dataclass(frozen=True, slots=True)
 class SystemEvent:
-    """One entry of `…:events:system`: `type` names what happened (service_started,
+    """One entry of the system stream (`…:{system}:events`): `type` names what happened (service_started,
     process_restarted, settings_changed, …), `service` who reports it, `extra` the
     event's own fields (pid, port, setting, …) as text.
 

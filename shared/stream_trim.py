@@ -5,12 +5,14 @@ reports service stopped for a while) silently loses the entries it has not read:
 measured 2,500 rounds committed and 1,083 counted. So no writer caps its XADD; instead
 `trim_stream` (the `stream_trim` script, shared/lua/) deletes only entries below what every
 group of the stream has acknowledged, and caps by length only a stream that has no group at all.
-It takes any stream key, so it applies unchanged to more streams (per-shard streams later).
+It takes one stream key per call (a script touches one key: on a Redis Cluster it runs on that
+stream's node), so every shard's streams are trimmed each on its own.
 Acknowledged entries younger than `retention_ms` are kept as well: the streams are also the
 fleet's recent event log (`XRANGE …:events:system` when something went wrong a minute ago).
 
-Who runs it: the reports service, every `TOOLOO_STREAM_TRIM_INTERVAL` seconds, for the three
-fleet streams (see services/reports/app.py). Running it from several replicas (or any other
+Who runs it: the reports service, every `TOOLOO_STREAM_TRIM_INTERVAL` seconds, for the rounds
+and meta streams of the shards the replica consumes, and the system stream (see
+services/reports/consumer.py, `StreamTrimmer`). Running it from several replicas (or any other
 process) at once is safe: each run is one atomic script and only ever trims below the groups'
 current floor, so two runs trim at most what one would.
 
@@ -22,11 +24,13 @@ bounded by `scan_limit` (past the bound the lag is reported as at least that, `e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from shared.redis_types import text
 from shared.scripts import script_source
@@ -84,25 +88,43 @@ async def group_lags(
     redis: Redis, stream: str, *, scan_limit: int = LAG_SCAN_LIMIT
 ) -> list[GroupLag]:
     """Each group's lag on `stream` ([] when the stream does not exist or has no group)."""
-    if not await redis.exists(stream):
-        return []
-    out: list[GroupLag] = []
-    for info in await redis.xinfo_groups(stream):
-        last = text(info.get("last-delivered-id") or "0-0")
-        pending = int(info.get("pending") or 0)
-        lag = info.get("lag")  # Redis >= 7 only, and nil when it cannot tell
-        if lag is not None:
-            undelivered, exact = int(lag), True
-        else:
-            undelivered, exact = await _count_after(redis, stream, last, scan_limit)
-        out.append(
-            GroupLag(
-                group=text(info.get("name")),
-                pending=pending,
-                undelivered=undelivered,
-                lag=pending + undelivered,
-                exact=exact,
-                last_delivered_id=last,
-            )
-        )
+    return (await group_lags_many(redis, [stream], scan_limit=scan_limit))[stream]
+
+
+async def group_lags_many(
+    redis: Redis, streams: Sequence[str], *, scan_limit: int = LAG_SCAN_LIMIT
+) -> dict[str, list[GroupLag]]:
+    """`group_lags` of many streams (every shard's) in one pipelined round trip of XINFO
+    GROUPS, one command per stream (each its own key); only a group whose lag Redis cannot
+    tell costs a further read."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            pipe.xinfo_groups(stream)
+        replies = await pipe.execute(raise_on_error=False)
+    out: dict[str, list[GroupLag]] = {}
+    for stream, reply in zip(streams, replies, strict=True):
+        if isinstance(reply, ResponseError) and "no such key" in str(reply).lower():
+            out[stream] = []
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        out[stream] = [await _group_lag(redis, stream, info, scan_limit) for info in reply]
     return out
+
+
+async def _group_lag(redis: Redis, stream: str, info: dict[str, Any], scan_limit: int) -> GroupLag:
+    last = text(info.get("last-delivered-id") or "0-0")
+    pending = int(info.get("pending") or 0)
+    lag = info.get("lag")  # Redis >= 7 only, and nil when it cannot tell
+    if lag is not None:
+        undelivered, exact = int(lag), True
+    else:
+        undelivered, exact = await _count_after(redis, stream, last, scan_limit)
+    return GroupLag(
+        group=text(info.get("name")),
+        pending=pending,
+        undelivered=undelivered,
+        lag=pending + undelivered,
+        exact=exact,
+        last_delivered_id=last,
+    )

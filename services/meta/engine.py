@@ -31,7 +31,8 @@ REPORT_LOG = 50  # activity-log entries in a report: the newest 50
 COHORT_CONCURRENCY = 32
 FALLBACK_CONCURRENCY = 8  # run_batch learners sent down the single-learner path at once
 
-COHORT_MAX_PAGES = 20_000  # 10 M learners at 500 a page: a bound, not an expected size
+# 10 M learners at 500 a page, plus a partial page per shard: a bound, not an expected size.
+COHORT_MAX_PAGES = 20_000 + 1024
 
 
 class MetaPaused(Conflict):
@@ -296,7 +297,7 @@ class MetaEngine:
         result = await self._boost_one(learner, retention_delta, transfer_delta)
         if result is None:
             raise learner_not_found(learner)
-        await self.store.count_boosts(1)
+        await self.store.count_boosts({self.store.shard_of(learner): 1})
         return result
 
     async def _boost_one(
@@ -327,16 +328,17 @@ class MetaEngine:
         raise Busy("Learner state kept changing; retry")
 
     async def boost_cohort(self, retention_delta: float, transfer_delta: float) -> dict[str, Any]:
-        """Boost every learner, paging the learners index by creation sequence (stable while
-        learners are added or deleted meanwhile: each page starts after the last score seen)."""
+        """Boost every learner, shard after shard, paging each shard's learners index by
+        creation score (stable while learners are added or deleted meanwhile: each page starts
+        after the last score seen)."""
         await self._ensure_running()
-        boosted = 0
+        boosted: dict[int, int] = {}
         skipped = 0
         failed: list[str] = []
         sem = asyncio.Semaphore(COHORT_CONCURRENCY)
 
-        async def one(learner: str) -> None:
-            nonlocal boosted, skipped
+        async def one(shard: int, learner: str) -> None:
+            nonlocal skipped
             async with sem:
                 try:
                     result = await self._boost_one(learner, retention_delta, transfer_delta)
@@ -346,21 +348,24 @@ class MetaEngine:
             if result is None:
                 skipped += 1  # deleted while we paged
             else:
-                boosted += 1
+                boosted[shard] = boosted.get(shard, 0) + 1
 
-        after: float | None = None
-        for _ in range(COHORT_MAX_PAGES):
-            page = await self.store.learners_after(after, COHORT_PAGE)
-            if not page:
-                break
-            await asyncio.gather(*(one(learner) for learner, _ in page))
-            after = page[-1][1]
-            if len(page) < COHORT_PAGE:
-                break
+        pages = 0
+        for shard in self.store.shards():
+            after: float | None = None
+            while pages < COHORT_MAX_PAGES:  # bounded over all shards together
+                pages += 1
+                page = await self.store.learners_after(shard, after, COHORT_PAGE)
+                if not page:
+                    break
+                await asyncio.gather(*(one(shard, learner) for learner, _ in page))
+                after = page[-1][1]
+                if len(page) < COHORT_PAGE:
+                    break
         await self.store.count_boosts(boosted)
         return {
             "cohort": "all",
-            "count": boosted,
+            "count": sum(boosted.values()),
             "skipped": skipped,
             "failed": failed[:100],
             "failedCount": len(failed),
@@ -409,17 +414,17 @@ class MetaEngine:
 
     async def stats(self) -> dict[str, Any]:
         raw = await self.store.stats()
-        count = int(raw.get("delayCount", 0))
-        total = int(raw.get("delaySumMs", 0))
+        count = raw.get("delayCount", 0)
+        total = raw.get("delaySumMs", 0)
         return {
             "paused": await self.store.paused(),
-            "completed": int(raw.get("completed", 0)),
-            "phasesRun": int(raw.get("phasesRun", 0)),
-            "boosts": int(raw.get("boosts", 0)),
+            "completed": raw.get("completed", 0),
+            "phasesRun": raw.get("phasesRun", 0),
+            "boosts": raw.get("boosts", 0),
             "triggerDelayMs": {
                 "count": count,
                 "avg": round(total / count, 2) if count else None,
-                "last": int(raw["delayLastMs"]) if "delayLastMs" in raw else None,
-                "max": int(raw["delayMaxMs"]) if "delayMaxMs" in raw else None,
+                "last": raw.get("delayLastMs"),
+                "max": raw.get("delayMaxMs"),
             },
         }

@@ -1,6 +1,8 @@
 -- Commit one meta-learning step of ONE learner: the learner's meta document, its activity log,
 -- optionally the learner state (meta's effect on the learner model), optionally the `completed`
--- event and the fleet-wide meta stats. Atomic: the meta version check, the learner-state version
+-- event and the meta stats. Every key is in the learner's shard (one Cluster slot): the event goes
+-- to the shard's meta stream and the counters to the shard's stats hash (the fleet's figures are
+-- their sums, services/meta/store.py). Atomic: the meta version check, the learner-state version
 -- check and every write happen in one script, so a phase is recorded completed exactly when its
 -- effect is applied; two concurrent runners that read the same meta version cannot both commit
 -- (the loser sees a conflict, re-reads and finds the phase completed); and a training round
@@ -11,7 +13,8 @@
 -- Owned by the meta service: services/meta/store.py registers it on its Redis client and builds
 -- KEYS (`Keys.meta_commit_keys`) and ARGV (`_commit_args`, the completed event from
 -- `shared.events.CompletedEvent`).
--- KEYS: 1 learner state, 2 meta, 3 meta log, 4 meta stream, 5 meta stats, 6 run lock
+-- KEYS: 1 learner state, 2 meta, 3 meta log, 4 the shard's meta stream, 5 the shard's meta stats,
+--       6 run lock
 -- ARGV: 1 expected meta version ('0' when the learner has no meta document yet), 2 new meta JSON,
 --       3 log cap, 4 expected state version ('' = leave the learner state alone),
 --       5 new encoded state, 6 phases run now (count, for stats), 7 number of log entries n,
@@ -111,7 +114,11 @@ if #ARGV >= first then
   if delay ~= nil then
     redis.call('HINCRBY', KEYS[5], 'delayCount', 1)
     redis.call('HINCRBY', KEYS[5], 'delaySumMs', delay)
-    redis.call('HSET', KEYS[5], 'delayLastMs', delay)
+    -- When it was recorded (Redis time, ms), so that the fleet's "last delay" is the newest
+    -- shard's: each shard keeps its own.
+    local now = redis.call('TIME')
+    redis.call('HSET', KEYS[5], 'delayLastMs', delay,
+      'delayLastAt', string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)))
     local max = tonumber(redis.call('HGET', KEYS[5], 'delayMaxMs') or '-1')
     if delay > max then
       redis.call('HSET', KEYS[5], 'delayMaxMs', delay)

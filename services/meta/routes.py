@@ -187,7 +187,8 @@ async def resume(request: web.Request) -> web.Response:
 
 @routes.get(f"{BASE}/stats")
 async def stats(request: web.Request) -> web.Response:
-    """Fleet-wide meta counters and the meta trigger delay (count, avg, last, max)."""
+    """Fleet-wide meta counters (sums over the shards) and the meta trigger delay (count,
+    avg, last, max)."""
     return ok(stats=await _engine(request).stats())
 
 

@@ -1,7 +1,9 @@
 """Redis access of the meta service: the per-learner meta document and activity log, the
-per-learner run lock, the pause flag and the fleet-wide meta stats.
+per-learner run lock, the pause flag and the meta stats (one hash per shard; the fleet's figures
+are their sums).
 
-The meta service is the only writer of `{learner:<id>}:meta` and `…:meta:log`; every write goes
+The meta service is the only writer of a learner's `…:meta` and `…:meta:log` (in the learner's
+shard, like its state: `Keys.meta_commit_keys` is one slot); every write goes
 through the `meta_commit` script (`meta_commit.lua`, beside this module, registered here on the
 store's own client), which checks the meta version (and, when meta changes the learner model, the
 learner-state version) in the same atomic step. This module is the Python side of the script's
@@ -93,13 +95,22 @@ class MetaStore:
         raw, total = await pipe.execute()
         return [orjson.loads(x) for x in raw], int(total)
 
-    async def learners_after(self, after: float | None, count: int) -> list[tuple[str, float]]:
-        """Up to `count` learners whose creation sequence is above `after`, in order (ZRANGE
-        BYSCORE with LIMIT: a bounded page that deletions elsewhere cannot shift)."""
+    def shards(self) -> range:
+        return self.keys.all_shards()
+
+    def shard_of(self, learner: str) -> int:
+        return self.keys.shard_of(learner)
+
+    async def learners_after(
+        self, shard: int, after: float | None, count: int
+    ) -> list[tuple[str, float]]:
+        """Up to `count` of the shard's learners whose creation score is above `after`, in order
+        (ZRANGE BYSCORE with LIMIT on the shard's index: a bounded page that deletions elsewhere
+        cannot shift)."""
         low = "-inf" if after is None else f"({after}"
         return scored(
             await self.redis.zrange(
-                self.keys.learners_index,
+                self.keys.learners_index(shard),
                 low,
                 "+inf",
                 byscore=True,
@@ -222,11 +233,54 @@ class MetaStore:
         else:
             await self.redis.delete(self.keys.meta_paused)
 
-    async def stats(self) -> dict[str, str]:
-        return text_map(await self.redis.hgetall(self.keys.meta_stats))
+    async def stats(self) -> dict[str, int]:
+        """The fleet's meta stats: every shard's counters summed, `delayMaxMs` the largest,
+        `delayLastMs` the one of the shard whose last delay was recorded last
+        (`delayLastAt`, Redis time in ms, written with it). One pipelined HGETALL per shard."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in self.shards():
+                pipe.hgetall(self.keys.meta_stats(shard))
+            parts = [text_map(r) for r in await pipe.execute()]
+        return merge_stats(parts)
 
-    async def count_boosts(self, n: int) -> None:
-        await self.redis.hincrby(self.keys.meta_stats, "boosts", n)
+    async def count_boosts(self, per_shard: dict[int, int]) -> None:
+        """Add boosts to the stats of each learner's shard (one HINCRBY per shard, pipelined)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, n in per_shard.items():
+                if n:
+                    pipe.hincrby(self.keys.meta_stats(shard), "boosts", n)
+            await pipe.execute()
+
+
+SUMMED_STATS = ("completed", "phasesRun", "boosts", "delayCount", "delaySumMs")
+
+
+def merge_stats(parts: list[dict[str, str]]) -> dict[str, int]:
+    """The fleet's stats from the shards' hashes (see MetaStore.stats); a field no shard has is
+    left out."""
+
+    def num(value: str | None) -> int | None:
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    out: dict[str, int] = {}
+    for name in SUMMED_STATS:
+        values = [v for v in (num(p.get(name)) for p in parts) if v is not None]
+        if values:
+            out[name] = sum(values)
+    maxima = [v for v in (num(p.get("delayMaxMs")) for p in parts) if v is not None]
+    if maxima:
+        out["delayMaxMs"] = max(maxima)
+    lasts = [
+        (num(p.get("delayLastAt")) or 0, v)
+        for p in parts
+        if (v := num(p.get("delayLastMs"))) is not None
+    ]
+    if lasts:
+        out["delayLastMs"] = max(lasts)[1]
+    return out
 
 
 @dataclass(slots=True)

@@ -17,9 +17,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from shared.events import (
+    META,
     META_TYPES,
+    ROUNDS,
+    SYSTEM,
     CompletedEvent,
     RoundEvent,
+    StreamRef,
     SystemEvent,
     event_type,
     meta_event,
@@ -113,8 +117,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 UP_EVENTS = {"service_started"}
 DOWN_EVENTS = {"service_stopped", "process_exited", "process_failed"}
 
-STREAM_KINDS = ("rounds", "meta", "system")
-
 
 @dataclass(frozen=True, slots=True)
 class Op:
@@ -137,17 +139,37 @@ def transition_member(entry_id: str, state: str) -> str:
     return f"{int(ms):013d}-{int(seq or 0):06d}:{state}"
 
 
-def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | None) -> list[Op]:
-    """The increments one stream entry contributes (its fields read through shared.events).
+def totals_key(keys: Keys, shard: int | None) -> str:
+    """Where a stream's all-time counters go: its shard's totals, or the system stream's."""
+    return keys.reports_system_totals if shard is None else keys.reports_totals(shard)
+
+
+def minute_key(keys: Keys, shard: int | None, minute: int) -> str:
+    return (
+        keys.reports_system_minute(minute) if shard is None else keys.reports_minute(shard, minute)
+    )
+
+
+def cursor_key(keys: Keys, shard: int | None) -> str:
+    return keys.reports_system_cursor if shard is None else keys.reports_cursor(shard)
+
+
+def entry_ops(
+    keys: Keys, stream: StreamRef, entry_id: str, fields: Mapping[str, str] | None
+) -> list[Op]:
+    """The increments one stream entry contributes (its fields read through shared.events),
+    all to keys of the stream's own shard (the system stream's to the `{system}` keys), so the
+    apply script that writes them with the XACK touches one slot.
     Time is the entry id's (Redis server) time, which is monotonic per stream and cannot be
     forged by a producer's clock.
 
     A deleted (trimmed) or malformed entry contributes only to the event counters, so it is
     acknowledged and never retried forever.
     """
+    kind = stream.kind
     ms = id_ms(entry_id)
-    minute = keys.reports_minute(minute_of(ms))
-    totals = keys.reports_totals
+    minute = minute_key(keys, stream.shard, minute_of(ms))
+    totals = totals_key(keys, stream.shard)
     ops = [
         Op("i", totals, "events", "1"),
         Op("i", totals, f"events:{kind}", "1"),
@@ -156,7 +178,7 @@ def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | 
     ]
     if not fields:
         return ops
-    if kind == "rounds":
+    if kind == ROUNDS:
         rnd = RoundEvent.from_fields(fields)
         ops.append(Op("i", totals, "rounds", "1"))
         ops.append(Op("i", minute, "rounds", "1"))
@@ -166,7 +188,7 @@ def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | 
             ops.append(Op("f", minute, "lat_sum", repr(round(rnd.ms, 3))))
         if rnd.region and NAME_RE.match(rnd.region):
             ops.append(Op("i", minute, f"rr:{rnd.region}", "1"))
-    elif kind == "meta":
+    elif kind == META:
         meta_type = event_type(fields)
         if meta_type in META_TYPES:
             ops.append(Op("i", totals, f"meta:{meta_type}", "1"))
@@ -175,7 +197,7 @@ def entry_ops(keys: Keys, kind: str, entry_id: str, fields: Mapping[str, str] | 
         if isinstance(meta, CompletedEvent) and meta.delay_ms is not None:
             ops.append(Op("i", minute, f"md:{bucket_of(meta.delay_ms)}", "1"))
             ops.append(Op("f", minute, "md_sum", repr(round(meta.delay_ms, 3))))
-    elif kind == "system":
+    elif kind == SYSTEM:
         event = SystemEvent.from_fields(fields)
         service = event.service
         if not SERVICE_RE.match(service) or not NAME_RE.match(event.type):

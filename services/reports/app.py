@@ -13,6 +13,7 @@ from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.replicas import ReplicaSettings
 from shared.settings import FleetSettings
+from shared.shards import AllShards
 
 
 async def consumer_ready(app: web.Application) -> str | None:
@@ -24,7 +25,9 @@ async def consumer_ready(app: web.Application) -> str | None:
 
 async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     name = consumer_name(app[SETTINGS].port_of("reports"), ReplicaSettings().replica)
-    app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name)
+    # One replica consumes every shard. Replicas that split the shards pass per-shard leases
+    # (shared/shard_leases.py) here instead: the consumer follows their changes at run time.
+    app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name, AllShards(app[KEYS]))
     yield
 
 
@@ -39,6 +42,8 @@ async def _trim(app: web.Application) -> None:
         app[KEYS],
         cap=settings.stream_cap,
         retention_ms=int(settings.stream_retention_s * 1000),
+        # The consumer's shards: a replica trims the streams it reads (and the system stream).
+        ownership=app[CONSUMER].ownership,
     )
     await trimmer.run(settings.stream_trim_interval_s)
 

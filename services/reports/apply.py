@@ -1,7 +1,11 @@
 """Applying a batch of stream entries: turn each entry into its increments (aggregates.entry_ops)
 and hand them, with the entry ids, to the `reports_apply` Lua script (beside this module), which
 applies only the entries still pending in the consumer group and acknowledges them in the same
-atomic step. This module is the Python side of the script's KEYS/ARGV protocol."""
+atomic step. This module is the Python side of the script's KEYS/ARGV protocol.
+
+One call applies entries of ONE stream, and every key it passes is in that stream's slot: a
+shard's rounds or meta stream with that shard's cursor, totals and minute hashes, or the system
+stream with the `{system}` aggregates (aggregates.entry_ops builds the ops that way)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from services.reports.aggregates import RETENTION_S, Op, entry_ops
+from services.reports.aggregates import RETENTION_S, Op, cursor_key, entry_ops, totals_key
+from shared.events import StreamRef
 from shared.keys import Keys
 from shared.scripts import lua_source
 
@@ -32,20 +37,20 @@ def apply_script(redis: Redis) -> AsyncScript:
     return redis.register_script(lua_source(__package__, "reports_apply"))
 
 
-def stream_key(keys: Keys, kind: str) -> str:
-    return {"rounds": keys.stream_rounds, "meta": keys.stream_meta, "system": keys.stream_system}[
-        kind
-    ]
-
-
-def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[str], list[Any]]:
+def build_call(
+    keys: Keys, stream: StreamRef, entries: Sequence[Entry]
+) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one reports_apply call (layout documented in reports_apply.lua)."""
     per_entry: list[tuple[str, list[Op]]] = [
-        (entry_id, entry_ops(keys, kind, entry_id, fields)) for entry_id, fields in entries
+        (entry_id, entry_ops(keys, stream, entry_id, fields)) for entry_id, fields in entries
     ]
     # Keys with a retention TTL first (the script expires the first n_ttl targets); the last
     # known state of each service must outlive quiet periods, so it is kept without a TTL.
-    persistent = {keys.reports_service_last, keys.reports_totals, keys.reports_services_seen}
+    persistent = {
+        keys.reports_service_last,
+        totals_key(keys, stream.shard),
+        keys.reports_services_seen,
+    }
     targets: list[str] = []
     for _, ops in per_entry:
         for op in ops:
@@ -57,19 +62,19 @@ def build_call(keys: Keys, kind: str, entries: Sequence[Entry]) -> tuple[list[st
             if op.key not in targets:
                 targets.append(op.key)
     index = {key: i + 1 for i, key in enumerate(targets)}
-    args: list[Any] = [GROUP, kind, RETENTION_S, n_ttl, len(per_entry)]
+    args: list[Any] = [GROUP, stream.kind, RETENTION_S, n_ttl, len(per_entry)]
     for entry_id, ops in per_entry:
         args += [entry_id, len(ops)]
         for op in ops:
             args += [op.op, index[op.key], op.a, op.b]
-    return [stream_key(keys, kind), keys.reports_cursor, *targets], args
+    return [stream.key, cursor_key(keys, stream.shard), *targets], args
 
 
 async def apply_entries(
-    script: AsyncScript, keys: Keys, kind: str, entries: Sequence[Entry]
+    script: AsyncScript, keys: Keys, stream: StreamRef, entries: Sequence[Entry]
 ) -> ApplyResult:
     if not entries:
         return ApplyResult(0, 0)
-    script_keys, args = build_call(keys, kind, entries)
+    script_keys, args = build_call(keys, stream, entries)
     applied, skipped = await script(keys=script_keys, args=args)
     return ApplyResult(int(applied), int(skipped))

@@ -2,22 +2,25 @@
 status and exports, all computed from the aggregates the consumer applied (plus the fleet's
 own live keys for gauges: learners, regions, coach queue and throughput).
 
-Reads that must agree with each other (totals and the minute hashes) are taken in one MULTI/EXEC
-pipeline, so a series never shows a total that disagrees with its minutes.
+Every figure is a sum over the shards' aggregates (and the `{system}` ones), read in one
+pipelined round trip per query: S is small and every call reads one slot, so the same reads run
+on a Redis Cluster (where no MULTI may span shards). A shard's minutes and totals are read by one
+`reports_read` script call (beside this module), atomic on its slot, and the apply script
+changes both in one step, so within a shard a series never shows a total that disagrees with its
+minutes; between shards, the reads are a few microseconds apart.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError
+from redis.commands.core import AsyncScript
 
 from services.reports.aggregates import (
-    STREAM_KINDS,
     last_minutes,
     merge_hist,
     parse_member,
@@ -25,13 +28,17 @@ from services.reports.aggregates import (
     uptime_fraction,
     window_minutes,
 )
-from services.reports.apply import GROUP, stream_key
+from services.reports.apply import GROUP
 from shared.clock import iso_ms
+from shared.events import STREAM_KINDS, fleet_streams
+from shared.fleet_totals import read_totals
 from shared.keys import Keys
 from shared.redis_types import text_map, texts
-from shared.stream_trim import group_lags
+from shared.scripts import ScriptCall, evalsha_each, lua_source
+from shared.stream_trim import GroupLag, group_lags_many
 
 COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
+COVERAGE_SAMPLE_MIN = 100  # ... and per shard at least this many
 
 COUNTERS = (
     "rounds",
@@ -55,6 +62,8 @@ DERIVED = (
 GAUGES = ("learners", "regions", "coach_throughput")
 SERIES_METRICS = (*COUNTERS, *DERIVED, *GAUGES)
 EXPORT_COLUMNS = ("minute", "ts", *SERIES_METRICS)
+# Fields of the totals hashes that are a latest value, not a count: merged by max, not summed.
+LATEST_FIELDS = frozenset({"last_event_ms"})
 
 
 def _int(value: Any) -> int:
@@ -79,6 +88,49 @@ def http_totals(fields: dict[str, str]) -> tuple[int, int]:
     return requests, errors
 
 
+def merge_hashes(hashes: Iterable[dict[str, str]]) -> dict[str, str]:
+    """The field-wise sum of counter hashes (the shards' and the system's parts of one minute or
+    of the totals): integers stay integers, a float sum (`lat_sum`) is a float; the
+    LATEST_FIELDS take the largest value; a field that is not a number keeps its first value."""
+    ints: dict[str, int] = {}
+    floats: dict[str, float] = {}
+    other: dict[str, str] = {}
+    for fields in hashes:
+        for name, raw in fields.items():
+            try:
+                value: int | float = int(raw)
+            except ValueError:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    other.setdefault(name, raw)
+                    continue
+            if name in LATEST_FIELDS:
+                ints[name] = max(ints.get(name, 0), int(value))
+            elif isinstance(value, float) or name in floats:
+                floats[name] = floats.get(name, 0.0) + ints.pop(name, 0) + value
+            else:
+                ints[name] = ints.get(name, 0) + value
+    out = dict(other)
+    out.update({name: str(v) for name, v in ints.items()})
+    out.update({name: repr(round(v, 6)) for name, v in floats.items()})
+    return out
+
+
+def id_key(entry_id: str | None) -> tuple[int, int]:
+    """A stream id as a comparable pair ((-1, -1) for none or garbage)."""
+    try:
+        ms, _, seq = (entry_id or "").partition("-")
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return -1, -1
+
+
+def newest_id(ids: Iterable[str | None]) -> str | None:
+    present = [i for i in ids if i]
+    return max(present, key=id_key) if present else None
+
+
 # ---- coach gauges ----------------------------------------------------------------------------
 
 
@@ -91,51 +143,87 @@ async def coach_throughput(redis: Redis, keys: Keys, at_ms: int) -> int:
 
 async def coach_coverage(redis: Redis, keys: Keys, at_ms: int) -> tuple[float | None, int]:
     """(share of the learners needing coaching that were coached in the last minute, how many
-    need coaching). None when nobody needs coaching (0 of 0 is not a share)."""
-    needing = int(await redis.zcard(keys.coach_queue))
+    need coaching), over every shard's queue. None when nobody needs coaching (0 of 0 is not a
+    share)."""
+    shards = list(keys.all_shards())
+    sample = max(COVERAGE_SAMPLE_MIN, COVERAGE_SAMPLE // len(shards))
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            pipe.zcard(keys.coach_queue(shard))
+            pipe.zrangebyscore(
+                keys.coach_coached(shard), at_ms - 60_000, "+inf", start=0, num=sample
+            )
+        replies = await pipe.execute()
+    needing = sum(_int(n) for n in replies[0::2])
     if needing == 0:
         return None, 0
-    recent = texts(
-        await redis.zrangebyscore(
-            keys.coach_coached, at_ms - 60_000, "+inf", start=0, num=COVERAGE_SAMPLE
-        )
-    )
+    recent = [(shard, texts(r)) for shard, r in zip(shards, replies[1::2], strict=True) if r]
     if not recent:
         return 0.0, needing
-    scores = await redis.zmscore(keys.coach_queue, recent)
-    covered = sum(1 for s in scores if s is not None)
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard, members in recent:
+            pipe.zmscore(keys.coach_queue(shard), members)
+        scores = await pipe.execute()
+    covered = sum(1 for per_shard in scores for s in per_shard if s is not None)
     return round(min(1.0, covered / needing), 4), needing
 
 
 # ---- minute rows -----------------------------------------------------------------------------
 
 
-async def _read_minutes(
-    redis: Redis, keys: Keys, minutes: Sequence[int], *, transaction: bool
-) -> list[Any]:
-    async with redis.pipeline(transaction=transaction) as pipe:
-        pipe.hgetall(keys.reports_totals)
-        for minute in minutes:
-            pipe.hgetall(keys.reports_minute(minute))
-        for minute in minutes:
-            pipe.hgetall(keys.http_stats(minute))
-        return list(await pipe.execute())
-
-
 async def read_minutes(
     redis: Redis, keys: Keys, minutes: Sequence[int]
 ) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
-    """(totals, [minute hash], [http stats hash]) read as one atomic snapshot.
-
-    At `maxmemory` Redis refuses every command queued in a MULTI, reads included, so the
-    dashboard could not show the out-of-memory alert; the same reads are then sent without
-    MULTI, which is still a snapshot: while Redis refuses writes, nothing changes in between."""
-    try:
-        replies = await _read_minutes(redis, keys, minutes, transaction=True)
-    except OutOfMemoryError:
-        replies = await _read_minutes(redis, keys, minutes, transaction=False)
+    """(totals, [minute hash], [http stats hash]): the fleet's totals and each minute's
+    aggregates, each summed over the shards and the system stream's part. One `reports_read`
+    call per part (its minutes and its totals in one atomic read of its slot), and the request
+    statistics, in one pipeline."""
     n = len(minutes)
-    return replies[0], replies[1 : n + 1], replies[n + 1 :]
+    parts: list[ScriptCall] = [
+        ([*(keys.reports_minute(s, m) for m in minutes), keys.reports_totals(s)], [])
+        for s in keys.all_shards()
+    ]
+    parts.append(
+        ([*(keys.reports_system_minute(m) for m in minutes), keys.reports_system_totals], [])
+    )
+    stats = [keys.http_stats(m) for m in minutes]
+    http: list[dict[str, str]] = []
+
+    async def send(sha: str, calls: list[ScriptCall]) -> list[Any]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for call_keys, _ in calls:
+                pipe.evalsha(sha, len(call_keys), *call_keys)
+            # The request statistics ride along (plain reads of other slots); a NOSCRIPT retry
+            # reads them again, harmlessly.
+            for key in stats:
+                pipe.hgetall(key)
+            replies = list(await pipe.execute(raise_on_error=False))
+        for reply in replies[len(calls) :]:
+            if isinstance(reply, Exception):
+                raise reply
+        http[:] = [text_map(h) for h in replies[len(calls) :]]
+        return replies[: len(calls)]
+
+    per_part = [
+        [_pairs(h) for h in reply]
+        for reply in await evalsha_each(redis, _read_script(redis), parts, send)
+    ]
+    totals = merge_hashes(part[n] for part in per_part)
+    minute_hashes = [merge_hashes(part[j] for part in per_part) for j in range(n)]
+    return totals, minute_hashes, http
+
+
+def _pairs(flat: Any) -> dict[str, str]:
+    """A hash as a script returns it: a flat field, value, … array."""
+    items = list(flat or [])
+    return dict(zip(items[0::2], items[1::2], strict=True))
+
+
+_READ_SOURCE = lua_source(__package__, "reports_read")
+
+
+def _read_script(redis: Redis) -> AsyncScript:
+    return redis.register_script(_READ_SOURCE)
 
 
 def minute_row(minute: int, fields: dict[str, str], http: dict[str, str]) -> dict[str, Any]:
@@ -258,10 +346,7 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
     # The rate is over the minutes actually covered (the window rounded out to whole minutes,
     # the current one counted up to now), so a partial current minute does not dilute it.
     covered_min = max(1e-3, (at_ms - span[0] * 60_000) / 60_000)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.learners_index)
-        pipe.hgetall(keys.learners_regions)
-        learners, regions = await pipe.execute()
+    pop = await read_totals(redis, keys, rounds=False)
     coverage, needing = await coach_coverage(redis, keys, at_ms)
     services = await service_table(redis, keys, at_ms - window_s * 1000, at_ms, restarts)
     uptimes = [s["uptime_pct"] for s in services.values() if s["uptime_pct"] is not None]
@@ -283,9 +368,9 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
             "p99": percentile(delays, 0.99),
             "count": sum(delays.values()),
         },
-        "learners": int(learners),
-        "regions": len(regions),
-        "region_counts": {k: _int(v) for k, v in sorted(regions.items())},
+        "learners": pop.learners,
+        "regions": len(pop.regions),
+        "region_counts": pop.regions,
         "coach": {
             "throughput_rounds_per_min": await coach_throughput(redis, keys, at_ms),
             "coverage": coverage,
@@ -300,32 +385,72 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
 # ---- status ----------------------------------------------------------------------------------
 
 
+def _merge_group(group: str, lags: list[GroupLag]) -> dict[str, Any]:
+    """One group's lag over every stream of a kind it reads (summed; the newest delivered id)."""
+    return {
+        "group": group,
+        "pending": sum(g.pending for g in lags),
+        "undelivered": sum(g.undelivered for g in lags),
+        "lag": sum(g.lag for g in lags),
+        "exact": all(g.exact for g in lags),
+        "last_delivered_id": newest_id(g.last_delivered_id for g in lags),
+        "streams": len(lags),
+    }
+
+
 async def stream_status(
     redis: Redis, keys: Keys, lag_alert: int | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Per stream: length, the reports group's pending count, entries not yet delivered, lag
-    (both together), the last applied id and how many entries were applied; and every group of
-    the stream (the coach's too, on the meta stream) with its own lag and whether it is above
-    `lag_alert` (shared.stream_trim.group_lags: no reliance on XINFO's `lag`, absent < Redis 7)."""
-    cursor = await redis.hgetall(keys.reports_cursor)
-    totals = await redis.hgetall(keys.reports_totals)
+    """Per kind of stream (rounds and meta: summed over the shards' streams; system): length,
+    the reports group's pending count, entries not yet delivered, lag (both together), the
+    newest applied id and how many entries were applied; every group of those streams (the
+    coach's too, on the meta streams) with its own lag and whether it is above `lag_alert`
+    (shared.stream_trim.group_lags: no reliance on XINFO's `lag`, absent < Redis 7); and the
+    shards whose reports lag is not zero (`shard_lags`), to tell a stuck shard from a slow
+    fleet."""
+    refs = fleet_streams(keys)
+    async with redis.pipeline(transaction=False) as pipe:
+        for ref in refs:
+            pipe.xlen(ref.key)
+        for shard in keys.all_shards():
+            pipe.hgetall(keys.reports_cursor(shard))
+            pipe.hgetall(keys.reports_totals(shard))
+        pipe.hgetall(keys.reports_system_cursor)
+        pipe.hgetall(keys.reports_system_totals)
+        replies = await pipe.execute()
+    lengths = dict(zip((ref.key for ref in refs), replies[: len(refs)], strict=True))
+    hashes = [text_map(r) for r in replies[len(refs) :]]
+    cursors, totals = hashes[0::2], merge_hashes(hashes[1::2])
+    lags = await group_lags_many(redis, [ref.key for ref in refs])
     out: dict[str, dict[str, Any]] = {}
     for kind in STREAM_KINDS:
-        key = stream_key(keys, kind)
-        length = int(await redis.xlen(key))
-        lags = await group_lags(redis, key)
-        ours = next((g for g in lags if g.group == GROUP), None)
+        mine = [ref for ref in refs if ref.kind == kind]
+        by_group: dict[str, list[GroupLag]] = {}
+        for ref in mine:
+            for g in lags[ref.key]:
+                by_group.setdefault(g.group, []).append(g)
+        ours = _merge_group(GROUP, by_group[GROUP]) if GROUP in by_group else None
+        shard_lags = {
+            str(ref.shard): g.lag
+            for ref in mine
+            if ref.shard is not None
+            for g in lags[ref.key]
+            if g.group == GROUP and g.lag > 0
+        }
+        groups = [_merge_group(name, found) for name, found in sorted(by_group.items())]
         out[kind] = {
-            "length": length,
-            "group": ours is not None,
-            "pending": ours.pending if ours else 0,
-            "undelivered": ours.undelivered if ours else 0,
-            "lag": ours.lag if ours else 0,
-            "last_delivered_id": ours.last_delivered_id if ours else None,
-            "last_applied_id": cursor.get(kind),
+            "length": sum(_int(lengths[ref.key]) for ref in mine),
+            "streams": len(mine),
+            "group": ours is not None and ours["streams"] == len(mine),
+            "pending": ours["pending"] if ours else 0,
+            "undelivered": ours["undelivered"] if ours else 0,
+            "lag": ours["lag"] if ours else 0,
+            "last_delivered_id": ours["last_delivered_id"] if ours else None,
+            "last_applied_id": newest_id(c.get(kind) for c in cursors),
             "applied": _int(totals.get(f"events:{kind}")),
+            "shard_lags": shard_lags,
             "groups": [
-                {**g.as_dict(), "alert": lag_alert is not None and g.lag > lag_alert} for g in lags
+                {**g, "alert": lag_alert is not None and g["lag"] > lag_alert} for g in groups
             ],
         }
     return out
@@ -376,7 +501,7 @@ async def status(
     redis: Redis, keys: Keys, lag_alert: int | None = None, memory_alert_pct: float = 80.0
 ) -> dict[str, Any]:
     streams = await stream_status(redis, keys, lag_alert)
-    totals = await redis.hgetall(keys.reports_totals)
+    totals = await fleet_totals(redis, keys)
     last_ms = _int(totals.get("last_event_ms")) or None
     memory = await redis_memory(redis)
     alerts = (lag_alerts(streams, lag_alert) if lag_alert is not None else []) + memory_alerts(
@@ -394,6 +519,15 @@ async def status(
         "redis_memory": memory,
         "alerts": alerts,
     }
+
+
+async def fleet_totals(redis: Redis, keys: Keys) -> dict[str, str]:
+    """The all-time counters of every shard and of the system stream, summed."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in keys.all_shards():
+            pipe.hgetall(keys.reports_totals(shard))
+        pipe.hgetall(keys.reports_system_totals)
+        return merge_hashes(text_map(r) for r in await pipe.execute())
 
 
 # ---- dashboard inputs ------------------------------------------------------------------------

@@ -13,7 +13,9 @@
 --
 -- Owned by the reports service: services/reports/apply.py registers it on its Redis client and
 -- builds KEYS and ARGV (`build_call`, with the ops of `aggregates.entry_ops`).
--- KEYS: 1 stream, 2 cursor hash (field = ARGV[2] -> last applied id, informational),
+-- KEYS (all in the stream's slot: a shard's stream with that shard's aggregates, or the system
+--       stream with the `{system}` ones):
+--       1 stream, 2 cursor hash (field = ARGV[2] -> last applied id, informational),
 --       3.. target keys the ops address (minute hashes, totals, per-service transitions)
 -- ARGV: 1 group, 2 cursor field, 3 ttl seconds, 4 number of leading target keys that get the ttl,
 --       5 number of entries, then per entry: id, number of ops, then per op four values:

@@ -52,6 +52,14 @@ async def read_state(redis, keys: Keys, learner: str) -> tuple[int, LearnerState
     return int(v), decode(s)
 
 
+async def meta_events(redis, keys: Keys) -> list:
+    """Every shard's meta stream entries (a learner's events go to its shard's stream)."""
+    out = []
+    for shard in keys.all_shards():
+        out += await redis.xrange(keys.stream_meta(shard))
+    return out
+
+
 @pytest.fixture
 def meta(fleet: Fleet):
     fleet.start("meta")
@@ -158,7 +166,8 @@ async def test_concurrent_run_all_runs_each_phase_once(meta, redis, scripts, key
         assert sum(1 for m in messages if m.startswith(f"Phase {n} completed")) == 1
     _, metrics = meta.get(f"{BASE}/metrics?learner=c")
     assert [i["phase"] for i in metrics["metrics"]["improvements"]] == [4]
-    assert await redis.hget(keys.meta_stats, "phasesRun") == "4"
+    assert await redis.hget(keys.meta_stats(keys.shard_of("c")), "phasesRun") == "4"
+    assert meta.get(f"{BASE}/stats")[1]["stats"]["phasesRun"] == 4
     _, state = await read_state(redis, keys, "c")
     assert state.retention < 1.2  # phase 4's effect applied once (its plan is at most +0.15)
     assert not await redis.exists(keys.learner_meta_lock("c"))  # released
@@ -180,7 +189,7 @@ async def test_pause_refuses_changes_and_resume_restores(meta, redis, scripts, k
     assert (await read_state(redis, keys, "p"))[0] == v0
     assert not await redis.exists(keys.learner_meta("p"), keys.learner_meta_log("p"))
     assert not await redis.exists(keys.learner_meta_lock("p"))  # run-batch let its lock go
-    assert await redis.xlen(keys.stream_meta) == 0
+    assert await meta_events(redis, keys) == []
     status, body = meta.get(f"{BASE}/status?learner=p")
     assert status == 200 and body["status"]["paused"] is True
     assert meta.get(f"{BASE}/stats")[1]["stats"]["paused"] is True
@@ -231,12 +240,13 @@ async def test_run_batch_answers_each_learner_and_refuses_bad_batches(meta, redi
     # As stored as run-all would have it: one completed event for the trigger, phase 4 applied.
     report = meta.get(f"{BASE}/report?learner=r1")[1]["report"]
     assert report["completedPhases"] == 4
-    events = [f for _, f in await redis.xrange(keys.stream_meta) if f["type"] == "completed"]
-    assert [(e["learner"], e.get("round")) for e in events] == [("r1", "5"), ("r2", None)]
+    events = [f for _, f in await meta_events(redis, keys) if f["type"] == "completed"]
+    # Each in its learner's shard's stream: no order between them.
+    assert sorted((e["learner"], e.get("round")) for e in events) == [("r1", "5"), ("r2", None)]
     # The same trigger again: answered, nothing run twice, no second event.
     status, body = meta.post(f"{BASE}/run-batch", {"items": [item]})
     assert status == 200 and body["results"][0]["ran"] == []
-    assert await redis.xlen(keys.stream_meta) == 2
+    assert len(await meta_events(redis, keys)) == 2
     for learner in ("r1", "r2", "ghost"):
         assert not await redis.exists(keys.learner_meta_lock(learner))
 
@@ -289,14 +299,17 @@ async def test_boost_retention_changes_one_learner_model(meta, redis, scripts, k
 
 
 async def test_boost_retention_for_the_whole_cohort(meta, redis, scripts, keys):
-    for i in range(5):
-        await create(redis, scripts, keys, practised_state(f"l{i}", level=0.3 + 0.1 * i))
+    learners = [f"l{i}" for i in range(24)]
+    for i, learner in enumerate(learners):
+        await create(redis, scripts, keys, practised_state(learner, level=0.3 + 0.02 * i))
+    assert len({keys.shard_of(learner) for learner in learners}) > 8  # many shards
     status, body = meta.post(f"{BASE}/boost-retention", {"cohort": "all", "transferDelta": 0.1})
     assert status == 200, body
-    assert body["count"] == 5 and body["booster"]["failedCount"] == 0
-    for i in range(5):
-        _, state = await read_state(redis, keys, f"l{i}")
+    assert body["count"] == 24 and body["booster"]["failedCount"] == 0
+    for learner in learners:
+        _, state = await read_state(redis, keys, learner)
         assert state.retention == 1.05 and state.transfer == 0.1
+    assert meta.get(f"{BASE}/stats")[1]["stats"]["boosts"] == 24  # summed over the shards
 
 
 async def test_trigger_appends_one_completed_event_with_its_delay(meta, redis, scripts, keys):
@@ -308,7 +321,7 @@ async def test_trigger_appends_one_completed_event_with_its_delay(meta, redis, s
     status, body = meta.post(f"{BASE}/run-all", {"learner": "t", "trigger": {"round": 7, "ts": ts}})
     assert status == 200 and body["ran"] == [1, 2, 3, 4]
     assert body["delay_ms"] >= 40
-    events = [f for _, f in await redis.xrange(keys.stream_meta)]
+    events = [f for _, f in await redis.xrange(keys.stream_meta(keys.shard_of("t")))]
     assert len(events) == 1
     ev = events[0]
     assert ev["type"] == "completed" and ev["learner"] == "t" and ev["round"] == "7"
@@ -317,12 +330,12 @@ async def test_trigger_appends_one_completed_event_with_its_delay(meta, redis, s
     # The same trigger again (a coach retry): answered, no second event.
     status, body = meta.post(f"{BASE}/run-all", {"learner": "t", "trigger": {"round": 7, "ts": ts}})
     assert status == 200 and body["ran"] == [] and "delay_ms" in body
-    assert await redis.xlen(keys.stream_meta) == 1
+    assert len(await meta_events(redis, keys)) == 1
     # A later readiness transition: phases stay done, the trigger is acknowledged once more.
     await redis.hset(keys.learner_state("t"), mapping={"rr": 9, "rt": ts})
     status, body = meta.post(f"{BASE}/run-all", {"learner": "t", "trigger": {"round": 9, "ts": ts}})
     assert status == 200 and body["ran"] == []
-    assert await redis.xlen(keys.stream_meta) == 2
+    assert len(await meta_events(redis, keys)) == 2
     stats = meta.get(f"{BASE}/stats")[1]["stats"]
     assert stats["completed"] == 2 and stats["triggerDelayMs"]["count"] == 2
 

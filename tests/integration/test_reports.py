@@ -13,7 +13,6 @@ import redis as sync_redis
 
 from harness.fleet import Fleet
 from harness.polling import wait_for
-from shared.fleet_totals import rounds_total_sync
 from shared.keys import Keys
 
 BAD_QUERIES = [
@@ -41,14 +40,34 @@ def applied_rounds(fleet: Fleet) -> int:
     return body["status"]["rounds_total"]
 
 
+def commit(r: sync_redis.Redis, keys: Keys, learner: str, n: int, ms: float = 20.0) -> None:
+    """n rounds of `learner` as the commit script leaves them: its shard's round counter moved
+    on and one event per round on its shard's stream, in one MULTI (one slot)."""
+    shard = keys.shard_of(learner)
+    with r.pipeline(transaction=True) as pipe:
+        pipe.incrby(keys.rounds_seq(shard), n)
+        for i in range(n):
+            pipe.xadd(
+                keys.stream_rounds(shard),
+                {"round": i, "learner": learner, "region": "eu", "ts": 1, "ms": ms + i, "avg": 60},
+            )
+        pipe.execute()
+
+
+def committed(r: sync_redis.Redis, keys: Keys) -> int:
+    """The fleet's rounds total: the sum of the shards' round counters."""
+    return sum(int(r.get(keys.rounds_seq(s)) or 0) for s in keys.all_shards())
+
+
 def test_catches_up_on_history_and_answers_the_contract_shapes(fleet: Fleet, keys: Keys) -> None:
     r = client(fleet)
-    for i in range(1, 51):
-        r.xadd(
-            keys.stream_rounds,
-            {"round": i, "learner": "a", "region": "eu", "ts": 1, "ms": 20 + i, "avg": 60},
-        )
-    r.xadd(keys.stream_meta, {"type": "completed", "learner": "a", "round": 50, "delay_ms": 35})
+    for i in range(10):  # 50 rounds of 10 learners, over several shards
+        commit(r, keys, f"h{i}", 5, ms=20 + 5 * i)
+    assert len({keys.shard_of(f"h{i}") for i in range(10)}) > 1
+    r.xadd(
+        keys.stream_meta(keys.shard_of("h0")),
+        {"type": "completed", "learner": "h0", "round": 50, "delay_ms": 35},
+    )
     r.xadd(keys.stream_system, {"type": "process_restarted", "service": "coach", "ts": 1})
     fleet.start("reports")
     wait_for(lambda: applied_rounds(fleet) == 50, what="reports to catch up")
@@ -153,9 +172,9 @@ def test_rounds_through_training_counted_exactly_once_across_kill_9(
         assert status == 200 and body["committed"] == 12, body
 
     def caught_up() -> bool:
-        return applied_rounds(fleet) == rounds_total_sync(r, keys)
+        return applied_rounds(fleet) == committed(r, keys)
 
-    wait_for(caught_up, what="reports total == rounds:seq")
+    wait_for(caught_up, what="reports total == the shards' round counters")
     assert applied_rounds(fleet) == 36
 
     # kill -9 reports while rounds keep flowing, then restart it
@@ -163,16 +182,61 @@ def test_rounds_through_training_counted_exactly_once_across_kill_9(
     writer = threading.Thread(target=_run_rounds, args=(fleet, learners, stop))
     writer.start()
     try:
-        wait_for(lambda: rounds_total_sync(r, keys) > 100, what="rounds flowing")
+        wait_for(lambda: committed(r, keys) > 100, what="rounds flowing")
         fleet["reports"].kill()
-        wait_for(lambda: rounds_total_sync(r, keys) > 200, what="rounds while reports down")
+        wait_for(lambda: committed(r, keys) > 200, what="rounds while reports down")
         fleet.start("reports")
-        wait_for(lambda: rounds_total_sync(r, keys) > 300, what="rounds after restart")
+        wait_for(lambda: committed(r, keys) > 300, what="rounds after restart")
     finally:
         stop.set()
         writer.join(timeout=60)
-    wait_for(caught_up, what="reports total == rounds:seq after kill -9")
-    total = rounds_total_sync(r, keys)
-    assert applied_rounds(fleet) == total
-    assert int(r.hget(keys.reports_totals, "events:rounds")) == total
-    assert r.xpending(keys.stream_rounds, "reports")["pending"] == 0
+    wait_for(caught_up, what="reports total == the shards' round counters after kill -9")
+    assert_exactly_once(r, keys, applied_rounds(fleet))
+
+
+def assert_exactly_once(r: sync_redis.Redis, keys: Keys, reported: int) -> None:
+    """Reports' total is the sum of the shards' round counters, and so is every shard's own
+    count; nothing is left pending in any shard's group."""
+    assert reported == committed(r, keys)
+    for shard in keys.all_shards():
+        seq = int(r.get(keys.rounds_seq(shard)) or 0)
+        assert int(r.hget(keys.reports_totals(shard), "events:rounds") or 0) == seq, shard
+        assert r.xpending(keys.stream_rounds(shard), "reports")["pending"] == 0, shard
+
+
+def _commit_rounds(r: sync_redis.Redis, keys: Keys, stop: threading.Event) -> None:
+    for i in range(2000):  # bounded
+        if stop.is_set():
+            return
+        commit(r, keys, f"w{i % 40}", 3)
+        time.sleep(0.002)
+
+
+def test_commits_in_every_shard_counted_exactly_once_across_kill_9(
+    fleet: Fleet, keys: Keys
+) -> None:
+    """The same as above with the commits written straight to the shards (their counters and
+    streams, as the commit script leaves them), so it needs no training process: reports is
+    killed -9 mid-stream and restarted under the same consumer name."""
+    r = client(fleet)
+    fleet.start("reports")
+    stop = threading.Event()
+    writer = threading.Thread(target=_commit_rounds, args=(r, keys, stop))
+    writer.start()
+    try:
+        wait_for(lambda: committed(r, keys) > 300, what="rounds flowing")
+        fleet["reports"].kill()
+        wait_for(lambda: committed(r, keys) > 900, what="rounds while reports down")
+        fleet.start("reports")
+        wait_for(lambda: committed(r, keys) > 1500, what="rounds after restart")
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    wait_for(
+        lambda: applied_rounds(fleet) == committed(r, keys),
+        what="reports total == the shards' round counters after kill -9",
+    )
+    assert_exactly_once(r, keys, applied_rounds(fleet))
+    _, body = fleet["reports"].get("/api/v1/reports/status")
+    assert body["status"]["consumer"]["owned_shards"] == list(keys.all_shards())
+    assert body["status"]["streams"]["rounds"]["streams"] == keys.shards

@@ -19,7 +19,9 @@ from shared.events import (
     SystemEvent,
     emit_system_event,
     event_type,
+    fleet_streams,
     meta_event,
+    shard_streams,
 )
 from shared.keys import Keys
 from shared.learner_state import DomainState, LearnerState, encode
@@ -45,8 +47,8 @@ def test_round_trip(event: RoundEvent | ReadyEvent | CompletedEvent | SystemEven
 async def test_round_trip_through_a_stream(
     redis: Redis, keys: Keys, event: RoundEvent | ReadyEvent | CompletedEvent | SystemEvent
 ) -> None:
-    await redis.xadd(keys.stream_meta, event.to_fields())
-    ((_, fields),) = await redis.xrange(keys.stream_meta)
+    await redis.xadd(keys.stream_meta(0), event.to_fields())
+    ((_, fields),) = await redis.xrange(keys.stream_meta(0))
     assert type(event).from_fields(fields) == event
 
 
@@ -104,14 +106,16 @@ async def test_commit_rounds_writes_round_and_ready_events(
     result = await scripts.commit_rounds(keys=keys.commit_rounds_keys("a"), args=args)
     assert result[0] == 1 and result[4] == 1  # became ready
 
-    rounds = [RoundEvent.from_fields(f) for _, f in await redis.xrange(keys.stream_rounds)]
+    # The learner's shard's streams.
+    shard = keys.shard_of("a")
+    rounds = [RoundEvent.from_fields(f) for _, f in await redis.xrange(keys.stream_rounds(shard))]
     ts = rounds[0].ts
     assert ts is not None and abs(ts - time.time() * 1000) < 60_000
     assert rounds == [
         RoundEvent(round=1, learner="a", region="eu", ts=ts, ms=3.0, avg=82.5),
         RoundEvent(round=2, learner="a", region="eu", ts=ts, ms=0.25, avg=82.5),
     ]
-    ((_, fields),) = await redis.xrange(keys.stream_meta)
+    ((_, fields),) = await redis.xrange(keys.stream_meta(shard))
     assert meta_event(fields) == ReadyEvent(learner="a", round=2, ts=ts, avg=82.5, below=2)
 
 
@@ -123,13 +127,14 @@ async def test_meta_run_writes_the_completed_event_it_built(
     # The readiness record commit_rounds writes when the learner becomes ready: meta reads it.
     await redis.hset(keys.learner_state("a"), mapping={"rr": trigger.round, "rt": trigger.ts})
     answer = await MetaEngine(MetaStore(redis, keys, scripts)).run_all("a", trigger)
-    ((_, fields),) = await redis.xrange(keys.stream_meta)
+    ((_, fields),) = await redis.xrange(keys.stream_meta(keys.shard_of("a")))
     event = meta_event(fields)
     assert isinstance(event, CompletedEvent)
     assert (event.learner, event.round, event.delay_ms) == ("a", 7, answer["delay_ms"])
     assert event.ran == tuple(answer["ran"]) == (1, 2, 3, 4)
     assert event.ts is not None and event.ts >= trigger.ts
-    assert await redis.hget(keys.meta_stats, "delayLastMs") == str(answer["delay_ms"])
+    stats = keys.meta_stats(keys.shard_of("a"))
+    assert await redis.hget(stats, "delayLastMs") == str(answer["delay_ms"])
 
 
 async def test_emit_system_event_writes_a_system_event(redis: Redis, keys: Keys) -> None:
@@ -143,3 +148,15 @@ async def test_emit_system_event_writes_a_system_event(redis: Redis, keys: Keys)
     assert (event.type, event.service) == ("settings_changed", "coach")
     assert event.ts is not None and event.ts >= before
     assert event.extra == {"pid": "12", "on": "1", "f": "0.5"}
+
+
+def test_every_stream_of_the_fleet_once_with_its_kind_and_shard() -> None:
+    keys = Keys("p", shards=3)
+    streams = fleet_streams(keys)
+    assert [(s.kind, s.shard) for s in streams] == [
+        ("rounds", 0), ("meta", 0), ("rounds", 1), ("meta", 1), ("rounds", 2), ("meta", 2),
+        ("system", None),
+    ]  # fmt: skip
+    assert streams[2].key == keys.stream_rounds(1) == "p:{s:1}:events:rounds"
+    assert streams[-1].key == keys.stream_system
+    assert [s.key for s in shard_streams(keys, 2)] == [keys.stream_rounds(2), keys.stream_meta(2)]

@@ -6,9 +6,23 @@ from __future__ import annotations
 import orjson
 
 from services.meta.engine import MetaEngine, Trigger
-from services.meta.store import MetaStore, Snapshot
+from services.meta.store import MetaStore, Snapshot, merge_stats
 from shared.commit_rounds import CommitHeader, commit_rounds_args
 from shared.learner_state import DomainState, LearnerState, decode, encode
+
+
+async def meta_events(redis, keys) -> list:
+    """Every shard's meta stream entries (a learner's events are in its shard's stream)."""
+    out = []
+    for shard in keys.all_shards():
+        out += await redis.xrange(keys.stream_meta(shard))
+    return out
+
+
+async def fleet_stats(redis, keys) -> dict[str, int]:
+    """The meta stats summed over the shards, as the service answers them."""
+    parts = [await redis.hgetall(keys.meta_stats(shard)) for shard in keys.all_shards()]
+    return merge_stats(parts)
 
 
 class InterleavingStore(MetaStore):
@@ -108,7 +122,7 @@ async def test_run_batch_runs_each_learner_once_and_answers_each(redis, scripts,
         assert not await redis.exists(keys.learner_meta_lock(learner))
     again = await engine.run_batch([("d1", Trigger(7, 1000)), ("d2", None)])
     assert [r["ran"] for r in again] == [[], []]  # exactly once: nothing left to run
-    events = await redis.xrange(keys.stream_meta)
+    events = await meta_events(redis, keys)
     completed = [f for _, f in events if f.get("type") == "completed"]
     assert sorted(f["learner"] for f in completed) == ["d1", "d2", "d3"]
 
@@ -122,7 +136,7 @@ async def test_run_batch_after_a_script_flush_runs_each_commit_once(redis, scrip
     await redis.script_flush()
     results = await engine.run_batch([("f1", Trigger(3, 1000)), ("f2", Trigger(4, 1000))])
     assert [r["ran"] for r in results] == [[1, 2, 3, 4], [1, 2, 3, 4]]
-    assert await redis.hget(keys.meta_stats, "phasesRun") == "8"
+    assert (await fleet_stats(redis, keys)).get("phasesRun") == 8
     for learner in ("f1", "f2"):
         assert not await redis.exists(keys.learner_meta_lock(learner))
 
@@ -161,7 +175,7 @@ async def test_run_batch_recomputes_a_learner_whose_commit_met_a_training_write(
         assert state.rounds == 1 and "between" in state.domains  # training's write kept
         assert state.retention > 1.0  # and phase 4's effect applied on top, once
         assert not await redis.exists(keys.learner_meta_lock(learner))
-    assert await redis.hget(keys.meta_stats, "phasesRun") == "8"
+    assert (await fleet_stats(redis, keys)).get("phasesRun") == 8
 
 
 async def test_trigger_delay_comes_from_the_servers_record_not_the_caller(redis, scripts, keys):
@@ -182,7 +196,7 @@ async def test_trigger_delay_comes_from_the_servers_record_not_the_caller(redis,
     assert 0 <= result["delay_ms"] <= sec2 * 1000 + usec2 // 1000 - rt + 1000
     doc = orjson.loads(await redis.hget(keys.learner_meta("t1"), "s"))
     assert doc["lastTrigger"]["round"] == rr and doc["lastTrigger"]["ts"] == rt
-    assert int(await redis.hget(keys.meta_stats, "delayMaxMs") or 0) < 60_000
+    assert (await fleet_stats(redis, keys)).get("delayMaxMs", 0) < 60_000
     assert sec * 1000 + usec // 1000 >= rt
 
 
@@ -190,5 +204,52 @@ async def test_a_trigger_without_a_readiness_record_counts_nothing(redis, script
     await make(redis, scripts, keys, "t2")  # never became ready: no rr/rt
     result = await MetaEngine(MetaStore(redis, keys, scripts)).run_all("t2", Trigger(5, 0))
     assert result["ran"] == [1, 2, 3, 4] and "delay_ms" not in result
-    events = [f for _, f in await redis.xrange(keys.stream_meta) if f.get("type") == "completed"]
+    events = [f for _, f in await meta_events(redis, keys) if f.get("type") == "completed"]
     assert len(events) == 1 and "delay_ms" not in events[0]
+
+
+async def test_cohort_boost_walks_every_shard_and_stats_sum_the_shards(redis, scripts, keys):
+    learners = [f"k{i}" for i in range(40)]
+    for learner in learners:
+        await make(redis, scripts, keys, learner)
+    assert len({keys.shard_of(learner) for learner in learners}) > 8  # spread over the shards
+    engine = MetaEngine(MetaStore(redis, keys, scripts))
+    result = await engine.boost_cohort(0.1, 0.05)
+    assert result["count"] == 40 and result["failedCount"] == 0
+    for learner in learners:
+        assert decode(await redis.hget(keys.learner_state(learner), "s")).retention > 1.0
+    # Each boost is counted in its learner's shard; the fleet's figure is their sum.
+    for shard in keys.all_shards():
+        mine = sum(1 for learner in learners if keys.shard_of(learner) == shard)
+        assert int(await redis.hget(keys.meta_stats(shard), "boosts") or 0) == mine
+    await engine.boost("k0", 0.1, 0.0)
+    assert (await engine.stats())["boosts"] == 41
+
+
+def test_the_fleets_last_delay_is_the_newest_shards() -> None:
+    parts = [
+        {"completed": "2", "delayCount": "2", "delaySumMs": "30", "delayMaxMs": "20"},
+        {
+            "completed": "1",
+            "delayCount": "1",
+            "delaySumMs": "7",
+            "delayMaxMs": "7",
+            "delayLastMs": "7",
+            "delayLastAt": "2000",
+        },
+        {
+            "delayCount": "1",
+            "delaySumMs": "9",
+            "delayMaxMs": "9",
+            "delayLastMs": "9",
+            "delayLastAt": "1000",
+        },
+        {},
+    ]
+    assert merge_stats(parts) == {
+        "completed": 3,
+        "delayCount": 4,
+        "delaySumMs": 46,
+        "delayMaxMs": 20,
+        "delayLastMs": 7,
+    }

@@ -4,6 +4,7 @@ log cap, the completed event and the delay stats."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -81,10 +82,13 @@ async def test_commit_writes_state_log_event_and_stats(redis, scripts, keys, met
     assert await redis.hget(keys.learner_state("a"), "s") == "new"
     entries = await redis.lrange(keys.learner_meta_log("a"), 0, -1)
     assert [orjson.loads(e)["m"] for e in entries] == [4, 3, 2]  # newest first, capped at 3
-    ((_, fields),) = await redis.xrange(keys.stream_meta)
+    # The event and the counters go to the learner's shard (its stream, its stats hash).
+    shard = keys.shard_of("a")
+    ((_, fields),) = await redis.xrange(keys.stream_meta(shard))
     assert fields["type"] == "completed" and fields["delay_ms"] == "12"
-    stats = await redis.hgetall(keys.meta_stats)
+    stats = await redis.hgetall(keys.meta_stats(shard))
     assert stats["delayCount"] == "1" and stats["delayMaxMs"] == "12"
+    assert abs(int(stats["delayLastAt"]) - time.time() * 1000) < 60_000  # Redis time, in ms
 
 
 async def test_successful_commit_releases_only_its_own_run_lock(redis, scripts, keys, meta_commit):

@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+from redis.crc import key_slot
 
 from services.reports.aggregates import (
     MAX_MS,
@@ -17,8 +18,10 @@ from services.reports.aggregates import (
     uptime_fraction,
     window_minutes,
 )
+from services.reports.apply import build_call
 from services.reports.dashboard import alert_level
-from services.reports.queries import error_rate_pct, http_totals
+from services.reports.queries import error_rate_pct, http_totals, merge_hashes
+from shared.events import fleet_streams, shard_streams, system_stream
 from shared.keys import Keys
 
 
@@ -101,25 +104,47 @@ def test_uptime_fraction() -> None:
 
 
 def test_entry_ops_per_stream() -> None:
-    keys = Keys("p")
-    ops = entry_ops(keys, "rounds", "120000-0", {"round": "1", "ms": "12.5", "region": "eu"})
+    keys = Keys("p", shards=4)
+    rounds = shard_streams(keys, 2)[0]
+    ops = entry_ops(keys, rounds, "120000-0", {"round": "1", "ms": "12.5", "region": "eu"})
     fields = {(o.key, o.a) for o in ops}
-    assert ("p:reports:totals", "rounds") in fields
-    assert ("p:reports:min:2", f"lat:{bucket_of(12.5)}") in fields
-    ops = entry_ops(keys, "system", "60000-1", {"type": "process_restarted", "service": "coach"})
-    assert ("p:reports:min:1", "restart:coach") in {(o.key, o.a) for o in ops}
-    ops = entry_ops(keys, "system", "60000-2", {"type": "service_started", "service": "coach"})
-    assert any(o.op == "z" and o.key == "p:reports:svc:coach" for o in ops)
+    assert ("p:{s:2}:reports:totals", "rounds") in fields
+    assert ("p:{s:2}:reports:min:2", f"lat:{bucket_of(12.5)}") in fields
+    system = system_stream(keys)
+    ops = entry_ops(keys, system, "60000-1", {"type": "process_restarted", "service": "coach"})
+    assert ("p:{system}:reports:min:1", "restart:coach") in {(o.key, o.a) for o in ops}
+    ops = entry_ops(keys, system, "60000-2", {"type": "service_started", "service": "coach"})
+    assert any(o.op == "z" and o.key == "p:{system}:reports:svc:coach" for o in ops)
     # a trimmed entry only counts as an event
-    assert {o.a for o in entry_ops(keys, "rounds", "60000-3", None)} == {
+    assert {o.a for o in entry_ops(keys, rounds, "60000-3", None)} == {
         "events",
         "events:rounds",
         "last_event_ms",
         "ev:rounds",
     }
     # a service name that is not a name is not turned into a key
-    bad = entry_ops(keys, "system", "60000-4", {"type": "service_started", "service": "a b"})
+    bad = entry_ops(keys, system, "60000-4", {"type": "service_started", "service": "a b"})
     assert all("svc" not in o.key for o in bad)
+
+
+ENTRIES = {
+    "rounds": {"round": "1", "learner": "a", "region": "eu", "ms": "12.5"},
+    "meta": {"type": "completed", "learner": "a", "round": "1", "delay_ms": "40"},
+    "system": {"type": "service_started", "service": "coach"},
+}
+
+
+def test_every_apply_call_touches_one_slot() -> None:
+    """What lets the apply script run on a Redis Cluster: a shard's stream, cursor, totals
+    and minute hashes share its slot; the system stream shares the `{system}` one."""
+    keys = Keys("p", shards=8)
+    for stream in fleet_streams(keys):
+        entries = [(f"{60_000 * i}-0", ENTRIES[stream.kind]) for i in range(1, 4)]
+        call_keys, _ = build_call(keys, stream, [*entries, ("240000-0", None)])
+        assert len({key_slot(k.encode()) for k in call_keys}) == 1, call_keys
+        assert call_keys[0] == stream.key
+    slots = {key_slot(keys.stream_rounds(s).encode()) for s in keys.all_shards()}
+    assert len(slots) == 8  # and the shards are spread over slots
 
 
 def test_alert_levels_of_the_seed() -> None:
@@ -130,11 +155,19 @@ def test_alert_levels_of_the_seed() -> None:
     assert alert_level({"uptime_pct": 99.0, "error_rate_pct": None})[0] == "red"
 
 
-def test_reports_key_builders_keep_the_stored_key_names() -> None:
-    keys = Keys("p")
-    assert keys.reports_totals == "p:reports:totals"
-    assert keys.reports_cursor == "p:reports:cursor"
-    assert keys.reports_minute(29_000_000) == "p:reports:min:29000000"
-    assert keys.reports_service("coach") == "p:reports:svc:coach"
-    assert keys.reports_service_last == "p:reports:svc:last"
-    assert keys.reports_services_seen == "p:reports:svc:seen"
+def test_shards_parts_are_summed_field_by_field() -> None:
+    merged = merge_hashes(
+        [
+            {"rounds": "3", "lat_sum": "1.5", "last_event_ms": "900", "lat:4": "2"},
+            {"rounds": "4", "lat_sum": "2", "last_event_ms": "1200"},
+            {},
+            {"learners": "10", "lat_sum": "0.25", "last_event_ms": "1000"},
+        ]
+    )
+    assert merged == {
+        "rounds": "7",
+        "lat:4": "2",
+        "lat_sum": "3.75",
+        "last_event_ms": "1200",  # the latest, not a sum
+        "learners": "10",
+    }
