@@ -34,8 +34,14 @@ HYPER_BOOST_LIMIT = RateLimit("coach-hyper-boost", 20, 10)
 
 async def _status(request: web.Request) -> dict[str, Any]:
     app = request.app
+    leases = app[LEASES]
+    owned = leases.owned()
     return await build_status(
-        app[STORE], instance=app[INSTANCE], owned=app[LEASES].owned(), reading=app[META].reading()
+        app[STORE],
+        instance=app[INSTANCE],
+        owned=owned,
+        reading=app[META].reading(),
+        tokens={s: leases.token(s) for s in owned},
     )
 
 

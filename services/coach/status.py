@@ -36,6 +36,7 @@ async def build_status(
     instance: str,
     owned: frozenset[int],
     reading: frozenset[int] = frozenset(),
+    tokens: dict[int, int | None] | None = None,
     settings: CoachSettings | None = None,
 ) -> dict[str, Any]:
     """The status document of docs/ARCHITECTURE.md §3 (coach), plus the dashboard's names
@@ -57,6 +58,8 @@ async def build_status(
         "replica": {
             "instance": instance,
             "ownedShards": sorted(owned),
+            # The fencing token of each owned shard: the writes of this tenure carry it.
+            "fences": {str(s): t for s, t in sorted((tokens or {}).items())},
             "metaStreamsRead": sorted(reading),
         },
         "roundsRun": status.counter(CounterName.ROUNDS_RUN),

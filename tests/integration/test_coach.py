@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from harness.polling import wait_for
+from shared.keys import round_id_base
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,29 @@ def create_learners(fleet, ids: list[str], *, active: bool = True) -> None:
 
 
 async def meta_events(redis, keys) -> list[dict[str, str]]:
-    return [fields for _, fields in await redis.xrange(keys.stream_meta)]
+    """Every shard's meta stream, concatenated (the order across shards is not kept)."""
+    events: list[dict[str, str]] = []
+    for shard in keys.all_shards():
+        events += [fields for _, fields in await redis.xrange(keys.stream_meta(shard))]
+    return events
+
+
+async def meta_pending(redis, keys) -> int:
+    """Entries of the coach's groups read and not acknowledged, over every shard."""
+    total = 0
+    for shard in keys.all_shards():
+        if await redis.exists(keys.stream_meta(shard)):
+            groups = {g["name"] for g in await redis.xinfo_groups(keys.stream_meta(shard))}
+            if "coach" in groups:
+                total += (await redis.xpending(keys.stream_meta(shard), "coach"))["pending"]
+    return total
+
+
+async def rounds_total(redis, keys) -> int:
+    """Rounds committed in the fleet: the sum of the shards' counters."""
+    return sum(
+        int(v or 0) for v in await redis.mget([keys.rounds_seq(s) for s in keys.all_shards()])
+    )
 
 
 async def test_fast_lane_learners_reach_readiness_and_meta_runs_once_each(fleet, redis, keys):
@@ -62,14 +85,17 @@ async def test_fast_lane_learners_reach_readiness_and_meta_runs_once_each(fleet,
     assert completed == Counter(dict.fromkeys(learners, 1))
     assert set(await redis.hkeys(keys.coach_meta_delay_by_learner)) == set(learners)
     # Every trigger was acknowledged.
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
+    assert await meta_pending(redis, keys) == 0
 
 
 async def test_boost_returns_exactly_the_rounds_it_ran(fleet, redis, keys):
     fleet.start("training", "coach")
     create_learners(fleet, ["b1"])
     create_learners(fleet, ["idle"], active=False)
-    before = int(await redis.get(keys.rounds_seq) or 0)
+    before = await rounds_total(redis, keys)
+    base = round_id_base(keys.shard_of("b1")) + int(
+        await redis.get(keys.rounds_seq(keys.shard_of("b1"))) or 0
+    )
 
     code, body = fleet["coach"].post(
         f"{COACH}/boost", {"learner": "b1", "rounds": 7, "batchSize": 3}
@@ -77,9 +103,9 @@ async def test_boost_returns_exactly_the_rounds_it_ran(fleet, redis, keys):
     assert code == 200, body
     ids = [r["round"] for r in body["results"]]
     assert body["boosted"] == 7 and body["batchSize"] == 3
-    assert len(set(ids)) == 7 and min(ids) > before
+    assert ids == list(range(base + 1, base + 8))  # the shard's next ids
     assert all(r["learner"] == "b1" and r["trained"] for r in body["results"])
-    assert int(await redis.get(keys.rounds_seq)) == before + 7
+    assert await rounds_total(redis, keys) == before + 7
 
     code, body = fleet["coach"].post(f"{COACH}/hyper-boost", {"learner": "b1", "rounds": 13})
     assert code == 200, body
@@ -90,7 +116,7 @@ async def test_boost_returns_exactly_the_rounds_it_ran(fleet, redis, keys):
     assert code == 409 and body["error"]["code"] == "training_not_started"
     code, body = fleet["coach"].post(f"{COACH}/boost", {"learner": "nobody"})
     assert code == 404 and body["error"]["code"] == "learner_not_found"
-    assert int(await redis.get(keys.rounds_seq)) == before + 20
+    assert await rounds_total(redis, keys) == before + 20
 
     for path in ("boost", "hyper-boost"):
         code, body = fleet["coach"].get(f"{COACH}/{path}")
@@ -153,11 +179,11 @@ async def test_paused_meta_keeps_triggers_queued_until_resumed(fleet, redis, key
     wait_for(lambda: status(fleet)["learnersReady"] == 2, timeout_s=60)
     wait_for(lambda: "paused" in (status(fleet)["lastMetaAction"] or ""), timeout_s=10)
     assert status(fleet)["metaTrigger"]["count"] == 0
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 2
+    assert await meta_pending(redis, keys) == 2
 
     assert fleet["meta"].post("/api/v4/meta-learning/resume")[0] == 200
     wait_for(lambda: status(fleet)["metaTrigger"]["count"] == 2, timeout_s=20)
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
+    assert await meta_pending(redis, keys) == 0
 
 
 async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis, keys):
@@ -170,7 +196,7 @@ async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis
     async with redis.pipeline(transaction=False) as pipe:
         for learner in ("good", "ghost", "bad id!"):
             pipe.xadd(
-                keys.stream_meta,
+                keys.stream_meta(keys.shard_of(learner)),
                 {"type": "ready", "learner": learner, "round": 1, "ts": now_ms},
             )
         await pipe.execute()
@@ -179,7 +205,7 @@ async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis
     assert done["count"] == 1
     completed = [e["learner"] for e in await meta_events(redis, keys) if e["type"] == "completed"]
     assert completed == ["good"]
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
+    assert await meta_pending(redis, keys) == 0
 
 
 BAD_SETTINGS = [
@@ -222,7 +248,7 @@ async def test_bad_inputs_get_4xx_and_change_nothing(fleet, redis, keys):
     create_learners(fleet, ["x"])
     settings_before = fleet["coach"].get(f"{COACH}/settings")[1]["settings"]
     fast_before = status(fleet)["fastLane"]
-    rounds_before = await redis.get(keys.rounds_seq)
+    rounds_before = await rounds_total(redis, keys)
     events_before = await redis.xlen(keys.stream_system)
 
     for path, bodies in (("settings", BAD_SETTINGS), ("fast-lane", BAD_FAST_LANE)):
@@ -240,7 +266,7 @@ async def test_bad_inputs_get_4xx_and_change_nothing(fleet, redis, keys):
     assert fleet["coach"].get(f"{COACH}/settings")[1]["settings"] == settings_before
     assert status(fleet)["fastLane"] == fast_before
     assert status(fleet)["active"] is False
-    assert await redis.get(keys.rounds_seq) == rounds_before
+    assert await rounds_total(redis, keys) == rounds_before
     assert await redis.xlen(keys.stream_system) == events_before
 
     # A valid change still works and reports what changed.

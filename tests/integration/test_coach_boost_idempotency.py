@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.fleet import Fleet
+from tests.integration.test_coach import rounds_total
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +27,14 @@ async def test_boost_retried_with_a_key_adds_no_rounds(fleet: Fleet, redis, keys
 
     code, first = fleet["coach"].post(f"{COACH}/boost", boost, headers=key)
     assert code == 200 and first["boosted"] == 7 and first["replayed"] is False, first
-    seq = await redis.get(keys.rounds_seq)
+    seq = await rounds_total(redis, keys)
     history = _history_rounds(fleet, "k1")
     assert len(history) == 7
 
     code, again = fleet["coach"].post(f"{COACH}/boost", boost, headers=key)
     assert code == 200 and again["replayed"] is True, again
     assert [r["round"] for r in again["results"]] == [r["round"] for r in first["results"]]
-    assert await redis.get(keys.rounds_seq) == seq
+    assert await rounds_total(redis, keys) == seq
     assert _history_rounds(fleet, "k1") == history
 
     # The same key for another boost (another learner, or more rounds): refused, nothing run.
@@ -42,7 +43,7 @@ async def test_boost_retried_with_a_key_adds_no_rounds(fleet: Fleet, redis, keys
         assert code == 422 and body["error"]["code"] == "idempotency_key_reused", body
     code, body = fleet["coach"].post(f"{COACH}/hyper-boost", boost, headers=key)
     assert code == 422, body
-    assert await redis.get(keys.rounds_seq) == seq
+    assert await rounds_total(redis, keys) == seq
     assert _history_rounds(fleet, "k2") == []
 
     code, body = fleet["coach"].post(f"{COACH}/boost", boost, headers={"Idempotency-Key": "bad"})
