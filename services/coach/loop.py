@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from services.coach.settings_store import CoachSettings
-from services.coach.store import CoachStore, Fenced
+from services.coach.store import CoachStore
 from services.coach.tick import Call, TickSummary, plan, summarize
 from services.coach.training_api import BatchOutcome, TrainingApi
 from shared.clock import now_ms
@@ -97,10 +97,6 @@ class CoachLoop:
                 await self.tick(settings, outage)
             except asyncio.CancelledError:
                 raise
-            except Fenced as exc:
-                # A shard was lost between the ownership check and its token's use; the lease
-                # task has already dropped it, the next tick goes without it.
-                log.warning("coach_tick_fenced", error=str(exc))
             except Exception as exc:  # a tick never kills the loop
                 log.exception("coach_tick_failed")
                 await self._note(f"tick failed: {exc.__class__.__name__}: {exc}")

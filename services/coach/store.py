@@ -97,15 +97,6 @@ def outage_value(since_ms: int, error: str) -> str:
     return orjson.dumps({"since": since_ms, "error": error[:300]}).decode()
 
 
-class Fenced(Exception):
-    """A write for a shard was refused: another replica acquired the shard's lease (a newer
-    fencing token exists), or this one holds none. Nothing of the write was applied."""
-
-    def __init__(self, shard: int, message: str) -> None:
-        super().__init__(f"shard {shard}: {message}")
-        self.shard = shard
-
-
 class UnknownLearners(Exception):
     """Learners asked to join the fast lane that do not exist."""
 
@@ -159,14 +150,13 @@ class CoachStore:
 
     # ---- fencing -------------------------------------------------------------------------------
     def token(self, shard: int) -> str:
-        """The fencing token of `shard` to check ('' = unfenced store); Fenced when we hold
-        none for it."""
+        """The fencing token of `shard` the scripts check; '' writes unfenced (no ownership, or
+        one whose tokens are None: a single owner of every shard, shared.shards.AllShards).
+        Shard leases always give a token (0 for a shard never held, which no fence equals)."""
         if self.ownership is None:
             return ""
         token = self.ownership.token(shard)
-        if token is None:
-            raise Fenced(shard, "this replica holds no lease of the shard")
-        return str(token)
+        return "" if token is None else str(token)
 
     async def _each(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
         """One pipelined round trip of `script` over `calls` (one per shard); replies in order."""
@@ -328,7 +318,7 @@ class CoachStore:
         """Everything a tick changes. Per shard of `shards` (the replica's owned shards, so each
         one's coached set is pruned), one fenced record_shard script, all in one round trip;
         then the fleet-wide counters and state in one pipeline (not fenced, see the module
-        docstring). Returns the shards whose record was refused (Fenced: a newer owner)."""
+        docstring). Returns the shards whose record was refused (a newer owner holds them)."""
         coached: dict[int, list[str]] = {s: [] for s in shards}
         advanced: dict[int, list[Pick]] = {s: [] for s in coached}
         for learner in result.coached:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from redis.asyncio import Redis
 
 from services.coach.loop import CoachLoop
 from services.coach.scheduler import Pick
 from services.coach.settings_store import CoachSettings, merge
-from services.coach.store import CoachStore, Fenced
+from services.coach.store import CoachStore
 from services.coach.tick import TickResult
 from services.coach.training_api import BatchOutcome, outcome_of
 from shared.keys import Keys
@@ -101,19 +100,16 @@ async def test_a_stalled_owner_is_refused_for_the_shards_it_lost(redis, scripts,
     assert await redis.zscore(keys.coach_coached(shard), "x") == 3000
 
 
-async def test_a_store_without_a_token_for_the_shard_refuses_to_write(redis, keys, prefix):
-    class Unfenced:
-        def owned(self) -> frozenset[int]:
-            return frozenset()
-
-        def token(self, shard: int) -> int | None:
-            return None
-
-    store = CoachStore(redis, keys, Unfenced())
+async def test_a_replica_writes_nothing_for_a_shard_it_never_held(redis, keys, prefix):
+    leases = replica(redis, keys, "never-acquired")
+    store = CoachStore(redis, keys, leases)
+    await redis.set(keys.coach_fence(0), 1)  # someone else's first tenure
+    await redis.zadd(keys.coach_ready(0), {"due": 1})
     before = await snapshot(redis, prefix)
-    with pytest.raises(Fenced, match="shard 0"):
-        await store.promote_due(1000, [0])
-    assert await snapshot(redis, prefix) == before
+    assert await store.promote_due(1000, [0]) == (0, [0])
+    refused = await store.record_tick(tick_result(1000, ["x"], keys), [0])
+    assert refused == sorted({0, keys.shard_of("x")})
+    assert await shard_keys(redis, prefix) == {k: v for k, v in before.items() if b":{s:" in k}
 
 
 async def test_fenced_learners_are_neither_counted_nor_advanced(redis, scripts, keys):

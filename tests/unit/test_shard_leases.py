@@ -94,9 +94,9 @@ async def test_a_graceful_stop_hands_over_at_once(redis: Redis, keys: Keys) -> N
 
 
 async def test_run_holds_then_releases_on_cancel(redis: Redis, keys: Keys) -> None:
-    a = replica(redis, keys, "a", ttl_ms=300)
+    a = replica(redis, keys, "a", ttl_ms=1000)
     task = asyncio.create_task(a.run())
-    await asyncio.sleep(0.6)  # longer than the ttl: renewals keep the shards
+    await asyncio.sleep(1.5)  # longer than the ttl: renewals keep the shards
     assert a.owned() == frozenset(range(16))
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
