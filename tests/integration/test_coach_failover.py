@@ -5,6 +5,7 @@ fencing tokens are refused); and a training outage is reported and recovers by i
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -114,19 +115,28 @@ async def test_a_stalled_replica_cannot_commit_for_the_shards_it_lost(fleet, red
     finally:
         os.kill(first.pid, signal.SIGCONT)
 
-    # A commit carrying a token of the stalled tenure is refused, learner by learner, and writes
-    # nothing: what the resumed replica's calls in flight get for the shards it lost.
+    # A commit carrying a token of the stalled tenure is refused, learner by learner, and
+    # commits nothing: what the resumed replica's calls in flight get for the shards it lost
+    # (the other replica goes on coaching the learner meanwhile, with its own token).
     shard, token = next(iter(stalled.items()))
     learner = next(x for x in learners if keys.shard_of(x) == int(shard))
-    before = await redis.hget(keys.learner_state(learner), "v")
     code, body = fleet["training"].post(
         ROUNDS, {"learners": [learner], "rounds_per_learner": 1, "fences": {shard: token}}
     )
     assert code == 200, body
-    assert [e["code"] for e in body["errors"]] == ["fenced"] and body["rounds"] == []
-    assert await redis.hget(keys.learner_state(learner), "v") == before
+    assert [(e["learner"], e["code"]) for e in body["errors"]] == [(learner, "fenced")]
+    assert body["rounds"] == []
+    # The current token commits (coaching stopped first, so that no tick races the learner).
+    second.post(f"{COACH}/stop")
+    await asyncio.sleep(1.0)
+    current = int(await redis.get(keys.coach_fence(int(shard))))
+    code, body = fleet["training"].post(
+        ROUNDS, {"learners": [learner], "rounds_per_learner": 1, "fences": {shard: current}}
+    )
+    assert code == 200 and body["errors"] == [] and len(body["rounds"]) == 1, body
 
     # Resumed, it rejoins and takes a fair share again, with new tokens.
+    second.post(f"{COACH}/start")
     wait_for(lambda: owned(first) and owned(first) | owned(second) == everything, timeout_s=20)
     regained = coach_status(first)["replica"]["fences"]
     for s, t in regained.items():
