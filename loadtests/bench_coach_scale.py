@@ -19,7 +19,9 @@ warm up, then measure over `--duration`:
 Each figure is the median of the repeats; the scaling ratio is rounds/min with n replicas over
 rounds/min with one, both medians of this run. On a machine with few cores every process competes
 for the same CPUs: the coach's CPU per round shows whether replicas add work per round, and
-training's and Redis's CPU per round show what a round costs elsewhere whatever the coach does.
+training's and Redis's CPU per round show what a round costs elsewhere whatever the coach does;
+CPU "in use" (cores busy over the window) shows which process is the ceiling — a single training
+process near one core caps the rounds every coach replica asks for.
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ def measure(
         "training_ms": (t1 - t0) * 1000 / rounds,
         "redis_ms": (r1 - r0) * 1000 / rounds,
         "coach_cores": (c1 - c0) / elapsed,
+        "training_cores": (t1 - t0) / elapsed,
         "redis_cores": (r1 - r0) / elapsed,
     }
 
@@ -195,6 +198,8 @@ def rows(
                 None),
             row(f"{label}: coach CPU in use", med(n, "coach_cores"), "cores", "-", None),
             row(f"{label}: training CPU per round", med(n, "training_ms"), "ms", "-", None),
+            row(f"{label}: training CPU in use (one process)", med(n, "training_cores"), "cores",
+                "-", None),
             row(f"{label}: Redis CPU per round (INFO cpu)", med(n, "redis_ms"), "ms", "-", None),
             row(f"{label}: Redis CPU in use", med(n, "redis_cores"), "cores", "-", None),
         ]  # fmt: skip

@@ -13,6 +13,7 @@ def sample(rpm: float) -> dict[str, float]:
         "training_ms": 2.0,
         "redis_ms": 0.5,
         "coach_cores": 0.4,
+        "training_cores": 0.9,
         "redis_cores": 0.2,
     }
 
