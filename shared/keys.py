@@ -398,6 +398,13 @@ class Keys:
             self.curriculum_version,
         ]
 
+    # ---- shards-coach: the reports replicas' members set (shared/shard_leases.py) ------------
+    @property
+    def reports_members(self) -> str:
+        """Sorted set: live reports replica token -> expiry (ms) of its heartbeat; each replica
+        claims about shards / members of the reports shard leases."""
+        return f"{self.prefix}:{{system}}:reports:members"
+
 
 @dataclass(frozen=True, slots=True)
 class LegacyKeys:

@@ -22,6 +22,8 @@ SCRIPT_NAMES = (
     "delete_learner",
     "lease_renew",
     "lease_release",
+    "shard_lease_acquire",
+    "shard_members",
     "stream_trim",
 )
 

@@ -1,13 +1,16 @@
-"""The auto-coach loop: one task, sequential ticks (never overlapping), each sleeping the rest
-of the live interval. Only the lease holder ticks, and only while `active` (in Redis) is set.
+"""The auto-coach loop: one task per replica, sequential ticks (never overlapping), each sleeping
+the rest of the live interval. Every replica ticks, over the shards it owns (shared/shard_leases.py),
+while `active` (in Redis) is set; a replica that owns no shard stands by.
 
-A tick: move due reviews back into the queue; take the k = microBatchesPerTick × batchSize
-learners with the lowest pass (stride scheduling, see scheduler.py); give each its rounds
-(maxRoundsPerCycle, aggressive/hyper multipliers from its last known average); run them through
-training's batch endpoint, up to microBatchesPerTick calls at once, each with a timeout; then in
-one pipeline advance the coached learners' passes, count rounds, mark them coached and record
-lastAction/lastStatus. A training outage is recorded (outage.training, lastAction) and the loop
-keeps ticking; it clears itself on the first tick that reaches training again.
+A tick: move due reviews back into the owned shards' queues; take the k = microBatchesPerTick ×
+batchSize learners with the lowest pass over those queues (stride scheduling, see scheduler.py);
+give each its rounds (maxRoundsPerCycle, aggressive/hyper multipliers from its last known
+average); run them through training's batch endpoint, up to microBatchesPerTick calls at once,
+each with a timeout and the fencing tokens of the learners' shards (a learner of a shard another
+replica took meanwhile is refused by training, `fenced`); then advance the coached learners'
+passes and mark them coached (per shard, fenced), count rounds and record lastAction/lastStatus.
+A training outage is recorded (outage.training, lastAction) and the loop keeps ticking; it clears
+itself on the first tick that reaches training again.
 """
 
 from __future__ import annotations
@@ -17,17 +20,17 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from services.coach.lease import Leadership
 from services.coach.settings_store import CoachSettings
-from services.coach.store import CoachStore, Fenced
+from services.coach.store import CoachStore
 from services.coach.tick import Call, TickSummary, plan, summarize
 from services.coach.training_api import BatchOutcome, TrainingApi
 from shared.clock import now_ms
 from shared.logging import get_logger
+from shared.shards import ShardOwnership
 
 log = get_logger(__name__)
 
-IDLE_POLL_S = 0.25  # how often an inactive or standby coach looks again
+IDLE_POLL_S = 0.25  # how often an inactive coach, or one that owns no shard, looks again
 SLEEP_SLICE_S = 0.25  # the interval is re-read at least this often while sleeping
 MAX_TRACKED_AVERAGES = 200_000
 
@@ -64,14 +67,14 @@ class CoachLoop:
         self,
         store: CoachStore,
         training: TrainingApi,
-        leadership: Leadership,
+        ownership: ShardOwnership,
         *,
         meta: MetaBacklog | None = None,
         meta_backlog_limit: int = 8,
     ) -> None:
         self.store = store
         self.training = training
-        self.leadership = leadership
+        self.ownership = ownership
         self.meta = meta
         self.meta_backlog_limit = meta_backlog_limit
         self.averages = AverageCache()
@@ -87,17 +90,13 @@ class CoachLoop:
                 log.warning("coach_read_failed", error=str(exc))
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
-            if not (active and self.leadership.is_leader):
+            if not (active and self.ownership.owned()):
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
             try:
                 await self.tick(settings, outage)
             except asyncio.CancelledError:
                 raise
-            except Fenced as exc:
-                # Another replica acquired the lease while this tick ran (a stall): its record
-                # was refused whole; the lease task notices on its next renewal.
-                log.warning("coach_tick_fenced", error=str(exc))
             except Exception as exc:  # a tick never kills the loop
                 log.exception("coach_tick_failed")
                 await self._note(f"tick failed: {exc.__class__.__name__}: {exc}")
@@ -124,7 +123,7 @@ class CoachLoop:
     async def _note(self, action: str) -> None:
         try:
             await self.store.note_action(action)
-        except Exception:  # Redis away, or Fenced: a newer leader notes its own
+        except Exception:  # Redis away: the next tick notes its own
             log.warning("coach_state_write_failed")
 
     # ---- one tick ----------------------------------------------------------------------------
@@ -138,9 +137,14 @@ class CoachLoop:
                 self.meta_backlog_limit, 2 * settings.live_interval_ms / 1000
             )
         now = now_ms()
-        promoted = await self.store.promote_due(now)
+        # The shards as of now; one lost during the tick is refused by its fence, not by this
+        # snapshot (a stall can outlast any local check).
+        owned = self.ownership.owned()
+        promoted, refused = await self.store.promote_due(now, owned)
+        owned = owned.difference(refused)
         picks = await self.store.pick(
             settings.live_micro_batches * settings.live_batch_size,
+            owned,
             use_fast_lane=settings.fastLane.enabled,
         )
         tick_plan = plan(picks, settings, self.averages.get)
@@ -161,7 +165,9 @@ class CoachLoop:
         for outcome in outcomes:
             for err in outcome.errors[:3]:
                 log.info("coach_learner_error", **{k: err.get(k) for k in ("learner", "code")})
-        await self.store.record_tick(result)
+        fenced = await self.store.record_tick(result, owned)
+        if fenced or refused:
+            log.warning("coach_shards_fenced", shards=sorted({*fenced, *refused}))
         if result.outage_started is not None:
             log.warning("coach_training_outage", error=result.outage_started)
         return result.summary
@@ -171,7 +177,19 @@ class CoachLoop:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(call: Call) -> BatchOutcome:
+            learners = [x for x, _ in call]
             async with gate:
-                return await self.training.run_batch([x for x, _ in call], call[0][1])
+                return await self.training.run_batch(learners, call[0][1], self.fences(learners))
 
         return list(await asyncio.gather(*(one(call) for call in calls)))
+
+    def fences(self, learners: Sequence[str]) -> dict[str, int] | None:
+        """The fencing token of each learner's shard, as training's `fences` field wants them
+        (None when this replica's ownership is unfenced: a single coach over every shard)."""
+        fences: dict[str, int] = {}
+        for learner in learners:
+            shard = self.store.keys.shard_of(learner)
+            token = self.ownership.token(shard)
+            if token is not None:
+                fences[str(shard)] = token
+        return fences or None

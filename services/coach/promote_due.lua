@@ -2,9 +2,9 @@
 -- Atomic: a learner leaves `coach:ready` and joins `coach:queue` in the same step, so it is never
 -- in both sets or in neither (a concurrent commit that finds it ready again puts it back in
 -- `ready`; one that finds it not ready leaves it queued — either way exactly one index holds it).
--- Fenced: a leader-only write, so it runs only while the fence still holds the caller's token
--- (services/coach/lease.py); the fence shares the coach keys' `{coach}` hash tag.
--- KEYS: 1 coach ready, 2 coach queue, 3 coach fence
+-- Fenced: a write of the shard's owner, so it runs only while the shard's fence still holds the
+-- caller's token (shared/shard_leases.py). All three keys are one shard's (one hash tag).
+-- KEYS: 1 the shard's coach ready, 2 its coach queue, 3 its coach fence
 -- ARGV: 1 now (epoch ms), 2 max learners to move, 3 fencing token ('' = unfenced caller)
 -- Returns the number of learners moved, -1 when a newer lease holder exists (nothing written),
 -- or an `INVALID promote_due: …` error reply, having written nothing (the arguments are

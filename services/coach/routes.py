@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from services.coach import boost as boost_ops
-from services.coach.app_keys import INSTANCE, LEASE, STORE, TRAINING
+from services.coach.app_keys import INSTANCE, LEASES, META, STORE, TRAINING
 from services.coach.models import (
     BoostRequest,
     Empty,
@@ -34,7 +34,15 @@ HYPER_BOOST_LIMIT = RateLimit("coach-hyper-boost", 20, 10)
 
 async def _status(request: web.Request) -> dict[str, Any]:
     app = request.app
-    return await build_status(app[STORE], instance=app[INSTANCE], leader=app[LEASE].is_leader)
+    leases = app[LEASES]
+    owned = leases.owned()
+    return await build_status(
+        app[STORE],
+        instance=app[INSTANCE],
+        owned=owned,
+        reading=app[META].reading(),
+        tokens={s: leases.token(s) for s in owned},
+    )
 
 
 def _status_response(status: dict[str, Any]) -> web.Response:

@@ -1,6 +1,7 @@
-"""Stride scheduling over `keys.coach_queue`.
+"""Stride scheduling over the coach queues (`keys.coach_queue(shard)`).
 
-The queue is a sorted set of the active learners that need coaching, scored by a virtual pass.
+Each shard's queue is a sorted set of its active learners that need coaching, scored by a virtual
+pass; a replica merges the queues of the shards it owns by pass (CoachStore.pick).
 The round-commit script adds and removes learners in the same atomic step that decides readiness;
 the coach only reads the head of the queue and advances passes. Each tick the learners with the
 lowest pass are coached, then each coached learner's pass grows by its stride: `1/weight` in the
@@ -25,6 +26,7 @@ class Pick:
     learner: str
     virtual_pass: float
     fast: bool
+    shard: int = 0  # the learner's shard, whose queue holds its pass
 
 
 def stride(fast: bool, weight: float) -> float:

@@ -1,5 +1,6 @@
-"""The coach's status document (`GET /api/v1/auto-coach/status`), the same on every replica:
-everything in it is read from Redis."""
+"""The coach's status document (`GET /api/v1/auto-coach/status`): the whole service's figures,
+read from Redis (the same on every replica: counters, throughput, coverage and queue sizes summed
+over the shards), and the part of the replica that answered (`replica`: its shards)."""
 
 from __future__ import annotations
 
@@ -33,37 +34,48 @@ async def build_status(
     store: CoachStore,
     *,
     instance: str,
-    leader: bool,
+    owned: frozenset[int],
+    reading: frozenset[int] = frozenset(),
+    tokens: dict[int, int | None] | None = None,
     settings: CoachSettings | None = None,
 ) -> dict[str, Any]:
     """The status document of docs/ARCHITECTURE.md §3 (coach), plus the dashboard's names
     `throughput_rounds_per_min` and `meta_trigger_delay_ms` (the p99)."""
     settings = settings or await store.load_settings()
-    reading = await store.read_status()
+    status = await store.read_status()
     per_min = await store.rounds_per_min()
     cover = await store.coverage()
     delays = await store.meta_delays()
-    state = reading.state
-    meta_count = reading.counter(CounterName.META_TRIGGERS)
+    state = status.state
+    meta_count = status.counter(CounterName.META_TRIGGERS)
     return {
-        "active": reading.active,
-        "leader": leader,
+        "active": status.active,
+        # Whether this replica coaches (owns a shard); one that owns none stands by.
+        "leader": bool(owned),
         "instance": instance,
-        "leaderInstance": reading.leader_instance,
-        "roundsRun": reading.counter(CounterName.ROUNDS_RUN),
-        "boostRounds": reading.counter(CounterName.BOOST_ROUNDS),
-        "ticks": reading.counter(CounterName.TICKS),
-        "learnerErrors": reading.counter(CounterName.LEARNER_ERRORS),
+        "replicas": status.replicas,
+        "shards": store.keys.shards,
+        "replica": {
+            "instance": instance,
+            "ownedShards": sorted(owned),
+            # The fencing token of each owned shard: the writes of this tenure carry it.
+            "fences": {str(s): t for s, t in sorted((tokens or {}).items())},
+            "metaStreamsRead": sorted(reading),
+        },
+        "roundsRun": status.counter(CounterName.ROUNDS_RUN),
+        "boostRounds": status.counter(CounterName.BOOST_ROUNDS),
+        "ticks": status.counter(CounterName.TICKS),
+        "learnerErrors": status.counter(CounterName.LEARNER_ERRORS),
         "throughput": {"roundsPerMin": per_min, "windowS": THROUGHPUT_WINDOW_S},
         "throughput_rounds_per_min": per_min,
         "learnersNeedingCoaching": cover["needing"],
-        "learnersReady": reading.ready,
+        "learnersReady": status.ready,
         "coverage": cover["ratio"],
         "coverageDetail": cover,
         "metaTriggered": meta_count > 0,
         "metaTrigger": {
             "count": meta_count,
-            "failures": reading.counter(CounterName.META_FAILURES),
+            "failures": status.counter(CounterName.META_FAILURES),
             "delayMs": {"p50": delays["p50"], "p99": delays["p99"], "last": delays["last"]},
             "samples": delays["samples"],
         },
@@ -81,8 +93,8 @@ async def build_status(
         },
         "fastLane": {
             **settings.fastLane.model_dump(),
-            "learners": reading.fast_lane_size,
-            "learnerIds": sorted(reading.fast_lane_sample),
+            "learners": status.fast_lane_size,
+            "learnerIds": sorted(status.fast_lane_sample),
         },
-        "outage": {service: _json(reading.outage(service)) for service in OUTAGE_SERVICES},
+        "outage": {service: _json(status.outage(service)) for service in OUTAGE_SERVICES},
     }

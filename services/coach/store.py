@@ -1,30 +1,34 @@
 """Redis access of the coach: the one module that knows its keys' hash fields.
 
-- `keys.coach_state` (hash): `active` persists there, so a restarted coach that was active
-  resumes on its own and a stop sent to any replica stops the leader's loop; `lastAction`,
-  `lastStatus`, `lastMetaAction` and the outages (`outage.<service>`) are written by the leader
-  (the loop and the meta trigger), so every replica answers the same status.
-- `keys.coach_stats` (hash of counters, HINCRBY), throughput as per-second counters
-  (`keys.coach_throughput(sec)`, summed over the last minute), coverage from `keys.coach_coached`
-  against the queue, and the meta trigger delays. Everything is in Redis, so the figures survive
-  a coach restart and a standby that takes over continues them rather than starting from zero.
-- `keys.coach_settings` (one field per setting, see settings_store), the fast-lane members
-  (`keys.coach_fastlane`), the queue of learners needing coaching and the reviews waiting in
-  `keys.coach_ready` (see scheduler), and the coach's consumer group on `keys.stream_meta`.
+Per shard (the shard's hash tag, shared/keys.py): the queue of learners needing coaching and the
+reviews waiting (`keys.coach_queue(s)`, `keys.coach_ready(s)`, see scheduler), the fast-lane
+members (`keys.coach_fastlane(s)`), the learners coached in the last minute
+(`keys.coach_coached(s)`) and the coach's consumer group on `keys.stream_meta(s)`. A replica
+works on the shards it owns (shared/shard_leases.py).
 
-Fencing: the leader-only writes (a tick's record, due reviews, the meta trigger's records and
-the state notes) carry the lease's fencing token (services/coach/lease.py) and are refused with
-`Fenced`, writing nothing, once another replica has acquired the lease since: each is one
-MULTI/EXEC that WATCHes `keys.coach_fence` and checks its value first (EXEC aborts if an
-acquisition increments it in between), or the promote_due script checking it. Every key they
-write shares the fence's `{coach}` hash tag. The meta stream's XACKs follow a fenced record
-instead of sitting in it (the stream is not in that slot): a refused leader acknowledges
-nothing, so the new leader's claim serves those entries.
+Fleet-wide (the `{coach}` tag): the settings (one field per setting, see settings_store), the
+state (`active` persists there, so a restarted coach resumes on its own and a stop sent to any
+replica stops them all; `lastAction`, `lastStatus`, `lastMetaAction` and the outages), the
+counters (`keys.coach_stats`, HINCRBY), the throughput as per-second counters and the meta
+trigger delays. Every replica answers the same status from them.
+
+Fencing. The writes for a shard (a tick's coached set and pass advances, due reviews moved back
+into the queue) carry the replica's fencing token of that shard and are refused, writing
+nothing for that shard, once another replica has acquired it since: the record_shard and
+promote_due scripts check the shard's fence in the same atomic step (one slot). The fleet-wide
+keys are not fenced per shard, and need not be: the counters are increments of what training
+actually committed (training refuses a stale owner's rounds with its own fence check, so they
+are never counted), increments from several replicas add up in any order, and the state fields
+are notes of the last thing some replica did (last writer wins, which is what they mean).
+The meta stream's XACKs follow the work they acknowledge: a replica that served an entry may
+acknowledge it even after losing the shard (it was served); one that did not leaves it
+pending, and the shard's new owner claims it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -32,9 +36,9 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError, WatchError
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
-from services.coach.lease import Fencing
 from services.coach.scheduler import Pick, stride
 from services.coach.settings_store import CoachSettings, from_fields, merge, to_fields
 from services.coach.tick import TickResult
@@ -43,8 +47,9 @@ from shared.events import COACH_META_GROUP
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
-from shared.redis_types import field_map, scored, text_map, text_or_none, texts
-from shared.scripts import lua_source
+from shared.redis_types import field_map, scored, text_map, texts
+from shared.scripts import ScriptCall, evalsha_each, lua_source
+from shared.shards import ShardOwnership
 
 log = get_logger(__name__)
 
@@ -92,11 +97,6 @@ def outage_value(since_ms: int, error: str) -> str:
     return orjson.dumps({"since": since_ms, "error": error[:300]}).decode()
 
 
-class Fenced(Exception):
-    """A leader-only write was refused: another replica acquired the lease (a newer fencing
-    token exists), or this one holds none. Nothing of the write was applied."""
-
-
 class UnknownLearners(Exception):
     """Learners asked to join the fast lane that do not exist."""
 
@@ -113,6 +113,7 @@ class MetaServed:
     learner: str
     round_id: int
     delay_ms: float
+    shard: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class StatusReading:
     ready: int
     fast_lane_size: int
     fast_lane_sample: list[str]
-    leader_instance: str | None
+    replicas: int  # live coach replicas (members whose heartbeat has not expired)
 
     @property
     def active(self) -> bool:
@@ -138,51 +139,35 @@ class StatusReading:
 
 
 class CoachStore:
-    def __init__(self, redis: Redis, keys: Keys, fencing: Fencing | None = None) -> None:
-        """`fencing`: the lease whose token the leader-only writes carry; None writes them
-        unfenced (a tool or test that is not a replica of the running coach)."""
+    def __init__(self, redis: Redis, keys: Keys, ownership: ShardOwnership | None = None) -> None:
+        """`ownership`: the replica's shard leases, whose tokens the writes for a shard carry;
+        None writes them unfenced (a tool or test that is not a replica of the running coach)."""
         self.redis = redis
         self.keys = keys
-        self.fencing = fencing
+        self.ownership = ownership
         self._promote_due = redis.register_script(lua_source(__package__, "promote_due"))
-        self._migrate = redis.register_script(lua_source(__package__, "migrate_keys"))
+        self._record_shard = redis.register_script(lua_source(__package__, "record_shard"))
 
-    # ---- fencing and migration -----------------------------------------------------------------
-    def _token(self) -> str:
-        """The fencing token to check ('' = unfenced store); Fenced when we hold none."""
-        if self.fencing is None:
+    # ---- fencing -------------------------------------------------------------------------------
+    def token(self, shard: int) -> str:
+        """The fencing token of `shard` the scripts check; '' writes unfenced (no ownership, or
+        one whose tokens are None: a single owner of every shard, shared.shards.AllShards).
+        Shard leases always give a token (0 for a shard never held, which no fence equals)."""
+        if self.ownership is None:
             return ""
-        token = self.fencing.fence_token
-        if token is None:
-            raise Fenced("this replica holds no coach lease")
-        return str(token)
+        token = self.ownership.token(shard)
+        return "" if token is None else str(token)
 
-    async def _fenced(self, fill: Callable[[Pipeline], object]) -> None:
-        """Run the writes `fill` queues as one MULTI/EXEC that applies only while the fence
-        still holds our token: WATCH the fence, read it, then MULTI … EXEC; an acquisition in
-        between increments the fence and EXEC applies nothing (WatchError)."""
-        token = self._token()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if token:
-                await pipe.watch(self.keys.coach_fence)
-                current = text_or_none(await pipe.get(self.keys.coach_fence))
-                if current != token:  # the context manager's reset un-WATCHes
-                    raise Fenced(f"fencing token {token} is stale (fence is now {current})")
-                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-            fill(pipe)
-            try:
-                await pipe.execute()
-            except WatchError:
-                raise Fenced(f"fencing token {token} went stale during the write") from None
+    async def _each(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
+        """One pipelined round trip of `script` over `calls` (one per shard); replies in order."""
 
-    async def migrate_keys(self) -> int:
-        """Move coach keys from their names before the `{coach}` tag (idempotent, atomic; see
-        migrate_keys.lua). Returns how many were moved; run at start, before anything else."""
-        pairs = [name for pair in self.keys.legacy_coach_keys() for name in pair]
-        moved = int(await self._migrate(keys=pairs, args=[]))
-        if moved:
-            log.info("coach_keys_migrated", keys=moved)
-        return moved
+        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in batch:
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                return list(await pipe.execute(raise_on_error=False))
+
+        return await evalsha_each(self.redis, script, calls, send)
 
     # ---- settings ------------------------------------------------------------------------------
     async def load_settings(self) -> CoachSettings:
@@ -231,14 +216,23 @@ class CoachStore:
                 raise UnknownLearners(missing)
         _, changed = await self.update_settings({"fastLane": changes})
         if add or remove:
-            # One MULTI/EXEC: the membership change of one call lands together.
-            async with self.redis.pipeline(transaction=True) as pipe:
-                if add:
-                    pipe.sadd(self.keys.coach_fastlane, *add)
-                if remove:
-                    pipe.srem(self.keys.coach_fastlane, *remove)
+            # Each SADD/SREM is one shard's (the members are kept per shard, where the round
+            # commit and the tick read them); one pipeline sends them together. A call's changes
+            # to different shards are not one atomic step, and need not be: each membership
+            # stands alone.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, members in self._by_shard(add).items():
+                    pipe.sadd(self.keys.coach_fastlane(shard), *members)
+                for shard, members in self._by_shard(remove).items():
+                    pipe.srem(self.keys.coach_fastlane(shard), *members)
                 await pipe.execute()
         return changed
+
+    def _by_shard(self, learners: Iterable[str]) -> dict[int, list[str]]:
+        grouped: dict[int, list[str]] = {}
+        for learner in learners:
+            grouped.setdefault(self.keys.shard_of(learner), []).append(learner)
+        return grouped
 
     # ---- the loop ------------------------------------------------------------------------------
     async def loop_inputs(self) -> tuple[CoachSettings, bool, str | None]:
@@ -254,50 +248,102 @@ class CoachStore:
         await self.redis.hset(self.keys.coach_state, mapping=field_map(fields))
 
     async def note_action(self, action: str) -> None:
-        """The leader's lastAction (fenced)."""
-        await self._fenced(
-            lambda pipe: pipe.hset(self.keys.coach_state, mapping=field_map(action_fields(action)))
-        )
+        """This replica's lastAction (a fleet-wide note: the last one written shows)."""
+        await self.redis.hset(self.keys.coach_state, mapping=field_map(action_fields(action)))
 
-    async def promote_due(self, at_ms: int) -> int:
-        """Move ready learners whose review is due back into the queue (spaced repetition);
-        fenced inside the script."""
-        moved = int(
-            await self._promote_due(
-                keys=[self.keys.coach_ready, self.keys.coach_queue, self.keys.coach_fence],
-                args=[at_ms, PROMOTE_LIMIT, self._token()],
+    async def promote_due(self, at_ms: int, shards: Iterable[int]) -> tuple[int, list[int]]:
+        """Move ready learners whose review is due back into the queues of `shards` (spaced
+        repetition), one fenced script per shard in one round trip. Returns (learners moved,
+        the shards refused because a newer lease holder exists)."""
+        calls: list[ScriptCall] = []
+        order: list[int] = []
+        for shard in sorted(shards):
+            k = self.keys
+            calls.append(
+                (
+                    [k.coach_ready(shard), k.coach_queue(shard), k.coach_fence(shard)],
+                    [at_ms, PROMOTE_LIMIT, self.token(shard)],
+                )
             )
-        )
-        if moved < 0:
-            raise Fenced("promote_due refused: a newer coach lease holder exists")
-        return moved
+            order.append(shard)
+        moved = 0
+        fenced: list[int] = []
+        for shard, reply in zip(order, await self._each(self._promote_due, calls), strict=True):
+            if int(reply) < 0:
+                fenced.append(shard)
+            else:
+                moved += int(reply)
+        return moved, fenced
 
-    async def pick(self, count: int, *, use_fast_lane: bool = True) -> list[Pick]:
-        """The `count` learners with the lowest pass, and whether each is in the fast lane."""
-        head = scored(await self.redis.zrange(self.keys.coach_queue, 0, count - 1, withscores=True))
-        if not head:
+    async def pick(
+        self, count: int, shards: Iterable[int], *, use_fast_lane: bool = True
+    ) -> list[Pick]:
+        """The `count` learners with the lowest pass over the queues of `shards`, and whether
+        each is in the fast lane. Passes of different shards are comparable (a learner joins at
+        its queue's head pass, and every coached learner advances by its stride), so merging the
+        heads by pass schedules the replica's shards as one queue: weighted fairly across the
+        shards and between the fast and the normal lane. One round trip for the heads, one for
+        the fast-lane flags."""
+        owned = sorted(shards)
+        if count <= 0 or not owned:
             return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in owned:
+                pipe.zrange(self.keys.coach_queue(shard), 0, count - 1, withscores=True)
+            heads = await pipe.execute()
+        merged = heapq.nsmallest(
+            count,
+            (
+                (score, learner, shard)
+                for shard, head in zip(owned, heads, strict=True)
+                for learner, score in scored(head)
+            ),
+        )
+        if not merged:
+            return []
+        fast: set[str] = set()
         if use_fast_lane:
-            flags = await self.redis.smismember(
-                self.keys.coach_fastlane, [learner for learner, _ in head]
-            )
-        else:
-            flags = [0] * len(head)
-        return [
-            Pick(learner, score, bool(f)) for (learner, score), f in zip(head, flags, strict=True)
-        ]
+            by_shard: dict[int, list[str]] = {}
+            for _, learner, shard in merged:
+                by_shard.setdefault(shard, []).append(learner)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, learners in by_shard.items():
+                    pipe.smismember(self.keys.coach_fastlane(shard), learners)
+                flags = await pipe.execute()
+            for learners, found in zip(by_shard.values(), flags, strict=True):
+                fast.update(x for x, f in zip(learners, found, strict=True) if f)
+        return [Pick(learner, score, learner in fast, shard) for score, learner, shard in merged]
 
-    def queue_advance(self, pipe: Pipeline, picks: Sequence[Pick], weight: float) -> None:
-        """Add the pass advances to a pipeline. `ZADD XX INCR`: a learner the commit script
-        removed meanwhile (it became ready) is not re-added."""
-        for p in picks:
-            pipe.zadd(
-                self.keys.coach_queue, {p.learner: stride(p.fast, weight)}, xx=True, incr=True
-            )
+    async def record_tick(self, result: TickResult, shards: Iterable[int]) -> list[int]:
+        """Everything a tick changes. Per shard of `shards` (the replica's owned shards, so each
+        one's coached set is pruned), one fenced record_shard script, all in one round trip;
+        then the fleet-wide counters and state in one pipeline (not fenced, see the module
+        docstring). Returns the shards whose record was refused (a newer owner holds them)."""
+        coached: dict[int, list[str]] = {s: [] for s in shards}
+        advanced: dict[int, list[Pick]] = {s: [] for s in coached}
+        for learner in result.coached:
+            coached.setdefault(self.keys.shard_of(learner), []).append(learner)
+        for p in result.advanced:
+            advanced.setdefault(p.shard, []).append(p)
+        calls: list[ScriptCall] = []
+        order = sorted(set(coached) | set(advanced))
+        for shard in order:
+            k = self.keys
+            members = coached.get(shard, [])
+            args: list[Any] = [
+                self.token(shard),
+                result.at_ms,
+                result.at_ms - COVERAGE_WINDOW_MS,
+                len(members),
+                *members,
+            ]
+            for p in advanced.get(shard, []):
+                args += [p.learner, stride(p.fast, result.weight)]
+            keys = [k.coach_fence(shard), k.coach_queue(shard), k.coach_coached(shard)]
+            calls.append((keys, args))
+        replies = await self._each(self._record_shard, calls)
+        fenced = [shard for shard, r in zip(order, replies, strict=True) if int(r) < 0]
 
-    async def record_tick(self, result: TickResult) -> None:
-        """Everything a tick changes, in one fenced MULTI/EXEC (all or nothing; Fenced when a
-        newer leader exists)."""
         state_fields = {
             **action_fields(result.action),
             LAST_STATUS: orjson.dumps(result.summary).decode(),
@@ -306,8 +352,8 @@ class CoachStore:
             state_fields[outage_field("training")] = outage_value(
                 result.at_ms, result.outage_started
             )
-
-        def fill(pipe: Pipeline) -> None:
+        # One MULTI/EXEC: the tick's counters and its note land together ({coach}: one slot).
+        async with self.redis.pipeline(transaction=True) as pipe:
             self._count_rounds(pipe, result.rounds, result.at_ms / 1000, CounterName.ROUNDS_RUN)
             pipe.hincrby(self.keys.coach_stats, CounterName.TICKS, 1)
             if result.learner_errors:
@@ -316,21 +362,14 @@ class CoachStore:
                 )
             if result.failed_calls:
                 pipe.hincrby(self.keys.coach_stats, CounterName.FAILED_CALLS, result.failed_calls)
-            if result.coached:
-                pipe.zadd(self.keys.coach_coached, dict.fromkeys(result.coached, result.at_ms))
-            # Pruned every tick, so the set holds about one minute of coached learners.
-            pipe.zremrangebyscore(
-                self.keys.coach_coached, "-inf", result.at_ms - COVERAGE_WINDOW_MS
-            )
-            self.queue_advance(pipe, result.advanced, result.weight)
             pipe.hset(self.keys.coach_state, mapping=field_map(state_fields))
             if result.outage_over:
                 pipe.hdel(self.keys.coach_state, outage_field("training"))
-
-        await self._fenced(fill)
+            await pipe.execute()
+        return fenced
 
     async def record_boost(self, rounds: int) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
             self._count_rounds(pipe, rounds, now_ms() / 1000, CounterName.BOOST_ROUNDS)
             await pipe.execute()
 
@@ -343,20 +382,25 @@ class CoachStore:
         pipe.incrby(key, rounds)
         pipe.expire(key, THROUGHPUT_TTL_S)
 
-    # ---- the meta trigger's consumer group ---------------------------------------------------
-    async def ensure_meta_group(self) -> None:
-        """Create the group at id 0 (once; BUSYGROUP afterwards), so readiness events appended
-        while no coach was running are served when one starts."""
+    # ---- the meta trigger's consumer groups (one per shard's meta stream) ---------------------
+    async def ensure_meta_group(self, shard: int) -> None:
+        """Create the shard's group at id 0 (once; BUSYGROUP afterwards), so readiness events
+        appended while no coach was running are served when one starts."""
         try:
-            await self.redis.xgroup_create(self.keys.stream_meta, META_GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(
+                self.keys.stream_meta(shard), META_GROUP, id="0", mkstream=True
+            )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read_meta_events(self, consumer: str, *, count: int, block_ms: int) -> list[Any]:
-        """New entries for `consumer`: [(entry id, fields), …]."""
+    async def read_meta_events(
+        self, shard: int, consumer: str, *, count: int, block_ms: int | None
+    ) -> list[Any]:
+        """New entries of the shard's meta stream for `consumer`: [(entry id, fields), …];
+        `block_ms` None answers at once."""
         response = await self.redis.xreadgroup(
-            META_GROUP, consumer, {self.keys.stream_meta: ">"}, count=count, block=block_ms
+            META_GROUP, consumer, {self.keys.stream_meta(shard): ">"}, count=count, block=block_ms
         )
         # The fleet's clients speak RESP2: [[stream, [(id, fields), …]], …], or nil when BLOCK
         # timed out; redis-py's annotation also admits RESP3's dict.
@@ -364,11 +408,11 @@ class CoachStore:
         return [entry for _stream, entries in streams or [] for entry in entries]
 
     async def claim_meta_events(
-        self, consumer: str, *, min_idle_ms: int, start: str, count: int
+        self, shard: int, consumer: str, *, min_idle_ms: int, start: str, count: int
     ) -> tuple[str, list[Any]]:
         """One XAUTOCLAIM page: (next start id, entries); a trimmed entry has fields None."""
         result = await self.redis.xautoclaim(
-            self.keys.stream_meta,
+            self.keys.stream_meta(shard),
             META_GROUP,
             consumer,
             min_idle_time=min_idle_ms,
@@ -377,24 +421,24 @@ class CoachStore:
         )
         return result[0], result[1]
 
-    async def ack_meta_events(self, entry_ids: Sequence[str]) -> None:
-        await self.redis.xack(self.keys.stream_meta, META_GROUP, *entry_ids)
+    async def ack_meta_events(self, shard: int, entry_ids: Sequence[str]) -> None:
+        await self.redis.xack(self.keys.stream_meta(shard), META_GROUP, *entry_ids)
 
-    async def meta_consumers(self) -> list[dict[str, Any]]:
-        return await self.redis.xinfo_consumers(self.keys.stream_meta, META_GROUP)
+    async def meta_consumers(self, shard: int) -> list[dict[str, Any]]:
+        return await self.redis.xinfo_consumers(self.keys.stream_meta(shard), META_GROUP)
 
-    async def delete_meta_consumers(self, names: Sequence[str]) -> None:
+    async def delete_meta_consumers(self, shard: int, names: Sequence[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.xgroup_delconsumer(self.keys.stream_meta, META_GROUP, name)
+                pipe.xgroup_delconsumer(self.keys.stream_meta(shard), META_GROUP, name)
             await pipe.execute()
 
     async def record_meta_served(self, served: Sequence[MetaServed], action: str) -> None:
-        """Delays recorded (fenced, one MULTI/EXEC), then the entries acknowledged; the meta
-        outage, if one was recorded (perhaps by a previous leader), is over. A crash between
-        the two leaves the entries pending: served again later, which meta de-duplicates."""
-
-        def fill(pipe: Pipeline) -> None:
+        """Delays recorded (one MULTI/EXEC on the `{coach}` keys), then the entries acknowledged
+        on their shards' streams; the meta outage, if one was recorded (perhaps by another
+        replica), is over. A crash between the two leaves the entries pending: served again
+        later, which meta de-duplicates."""
+        async with self.redis.pipeline(transaction=True) as pipe:
             for s in served:
                 value = round(s.delay_ms, 3)
                 pipe.lpush(self.keys.coach_meta_delays, value)
@@ -403,43 +447,62 @@ class CoachStore:
                 pipe.hincrby(self.keys.coach_stats, CounterName.META_TRIGGERS, 1)
             pipe.hset(self.keys.coach_state, LAST_META_ACTION, action)
             pipe.hdel(self.keys.coach_state, outage_field("meta"))
+            await pipe.execute()
+        by_shard: dict[int, list[str]] = {}
+        for s in served:
+            by_shard.setdefault(s.shard, []).append(s.entry_id)
+        if by_shard:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, ids in by_shard.items():
+                    pipe.xack(self.keys.stream_meta(shard), META_GROUP, *ids)
+                await pipe.execute()
 
-        await self._fenced(fill)
-        if served:
-            await self.ack_meta_events([s.entry_id for s in served])
-
-    async def record_meta_dropped(self, entry_id: str, action: str) -> None:
-        """A trigger that can never succeed: counted as a failure (fenced), then acknowledged."""
-
-        def fill(pipe: Pipeline) -> None:
+    async def record_meta_dropped(self, shard: int, entry_id: str, action: str) -> None:
+        """A trigger that can never succeed: counted as a failure, then acknowledged."""
+        async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(self.keys.coach_stats, CounterName.META_FAILURES, 1)
             pipe.hset(self.keys.coach_state, LAST_META_ACTION, action)
-
-        await self._fenced(fill)
-        await self.ack_meta_events([entry_id])
+            await pipe.execute()
+        await self.ack_meta_events(shard, [entry_id])
 
     async def note_meta_action(self, action: str) -> None:
-        await self._fenced(lambda pipe: pipe.hset(self.keys.coach_state, LAST_META_ACTION, action))
+        await self.redis.hset(self.keys.coach_state, LAST_META_ACTION, action)
 
     async def record_meta_outage(self, since_ms: int, error: str) -> None:
         fields = {
             outage_field("meta"): outage_value(since_ms, error),
             **action_fields(f"meta unavailable: {error}"),
         }
-        await self._fenced(lambda pipe: pipe.hset(self.keys.coach_state, mapping=field_map(fields)))
+        await self.redis.hset(self.keys.coach_state, mapping=field_map(fields))
 
-    # ---- the status ----------------------------------------------------------------------------
+    # ---- the status (the whole service: every shard, every replica) ---------------------------
     async def read_status(self) -> StatusReading:
+        shards = list(self.keys.all_shards())
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.coach_state)
             pipe.hgetall(self.keys.coach_stats)
-            pipe.zcard(self.keys.coach_ready)
-            pipe.scard(self.keys.coach_fastlane)
-            pipe.srandmember(self.keys.coach_fastlane, FASTLANE_SAMPLE)
-            pipe.get(self.keys.coach_lease)
-            state, counters, ready, fast_count, fast_sample, holder = await pipe.execute()
+            pipe.zcount(self.keys.coach_members, now_ms(), "+inf")
+            for shard in shards:
+                pipe.zcard(self.keys.coach_ready(shard))
+                pipe.scard(self.keys.coach_fastlane(shard))
+            state, counters, replicas, *sizes = await pipe.execute()
+        ready = sum(int(n) for n in sizes[0::2])
+        fast_sizes = [int(n) for n in sizes[1::2]]
+        sample: list[str] = []
+        with_members = [s for s, n in zip(shards, fast_sizes, strict=True) if n]
+        if with_members:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard in with_members[:FASTLANE_SAMPLE]:
+                    pipe.srandmember(self.keys.coach_fastlane(shard), FASTLANE_SAMPLE)
+                for members in await pipe.execute():
+                    sample.extend(texts(members or []))
         return StatusReading(
-            state, counters, int(ready), int(fast_count), list(fast_sample or []), holder
+            state,
+            counters,
+            ready,
+            sum(fast_sizes),
+            sample[:FASTLANE_SAMPLE],
+            int(replicas),
         )
 
     async def rounds_per_min(self, now_s: float | None = None) -> int:
@@ -450,35 +513,54 @@ class CoachStore:
         return sum(int(v) for v in await self.redis.mget(names) if v)
 
     async def coverage(self, at_ms: int | None = None) -> dict[str, Any]:
-        """Share of the learners needing coaching (the queue) that were coached in the last
-        minute.
+        """Share of the learners needing coaching (the queues) that were coached in the last
+        minute, over every shard.
 
-        Redis 6.2 has no ZINTERCARD, so the work is bounded by sampling from the queue side: the
-        whole queue when it holds at most COVERAGE_SAMPLE learners, else a uniform random sample
-        (ZRANDMEMBER); ZMSCORE against `coach:coached` tells which were coached since a minute
-        ago. (Sampling the coached set instead would be biased: its oldest members are the ones
-        most likely to have become ready and left the queue.)"""
+        Redis 6.2 has no ZINTERCARD, so the work is bounded by sampling from the queue side:
+        each shard's whole queue when it holds at most its part of COVERAGE_SAMPLE, else a
+        uniform random sample of that size (ZRANDMEMBER); ZMSCORE against the shard's coached
+        set tells which were coached since a minute ago, and each shard's hit ratio weighs by
+        its queue's size. (Sampling the coached sets instead would be biased: their oldest
+        members are the ones most likely to have become ready and left the queue.)"""
         now = at_ms if at_ms is not None else now_ms()
         since = now - COVERAGE_WINDOW_MS
+        shards = list(self.keys.all_shards())
+        per_shard = max(1, COVERAGE_SAMPLE // len(shards))
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.coach_queue)
-            pipe.zcount(self.keys.coach_coached, since, "+inf")
-            needing, coached = await pipe.execute()
-        needing, coached = int(needing), int(coached)
+            for shard in shards:
+                pipe.zcard(self.keys.coach_queue(shard))
+                pipe.zcount(self.keys.coach_coached(shard), since, "+inf")
+            counts = [int(n) for n in await pipe.execute()]
+        sizes, coached = counts[0::2], sum(counts[1::2])
+        needing = sum(sizes)
         if needing == 0:
             # 0 of 0 is not a share (reports answers None too).
             return {"ratio": None, "needing": 0, "coachedLastMinute": coached, "estimated": False}
-        estimated = needing > COVERAGE_SAMPLE
-        if estimated:
-            sample = texts(await self.redis.zrandmember(self.keys.coach_queue, COVERAGE_SAMPLE))
-        else:
-            sample = texts(await self.redis.zrange(self.keys.coach_queue, 0, COVERAGE_SAMPLE - 1))
-        if not sample:
+        estimated = any(n > per_shard for n in sizes)
+        queued = [(s, n) for s, n in zip(shards, sizes, strict=True) if n]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, n in queued:
+                if n > per_shard:
+                    pipe.zrandmember(self.keys.coach_queue(shard), per_shard)
+                else:
+                    pipe.zrange(self.keys.coach_queue(shard), 0, per_shard - 1)
+            samples = [texts(x) for x in await pipe.execute()]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (shard, _), sample in zip(queued, samples, strict=True):
+                pipe.zmscore(self.keys.coach_coached(shard), sample or ["-"])
+            scores = await pipe.execute()
+        weighted = 0.0
+        total = 0
+        for (_, n), sample, found in zip(queued, samples, scores, strict=True):
+            if not sample:
+                continue  # emptied since the count
+            hits = sum(1 for s in found if s is not None and s >= since)
+            weighted += n * hits / len(sample)
+            total += n
+        if total == 0:
             return {"ratio": None, "needing": 0, "coachedLastMinute": coached, "estimated": False}
-        scores = await self.redis.zmscore(self.keys.coach_coached, sample)
-        hits = sum(1 for s in scores if s is not None and s >= since)
         return {
-            "ratio": round(hits / len(sample), 4),
+            "ratio": round(weighted / total, 4),
             "needing": needing,
             "coachedLastMinute": coached,
             "estimated": estimated,

@@ -35,6 +35,7 @@ class TickSummary(TypedDict):
     calls: NotRequired[int]
     failedCalls: NotRequired[int]
     learnerErrors: NotRequired[int]
+    fenced: NotRequired[int]  # learners of shards another replica took during the tick
     becameReady: NotRequired[int]
     avgMastery: NotRequired[float | None]  # None when no coached learner's average is known
     tickMs: NotRequired[float]
@@ -50,6 +51,7 @@ class TickResult:
     rounds: int = 0
     learner_errors: int = 0
     failed_calls: int = 0
+    fenced: int = 0
     coached: list[str] = field(default_factory=list)  # sorted
     advanced: list[Pick] = field(default_factory=list)  # picks whose pass moves on
     weight: float = 1.0
@@ -114,6 +116,7 @@ def summarize(
     committed = 0
     became_ready = 0
     learner_errors = 0
+    fenced = 0
     attempted: set[str] = set()
     coached: set[str] = set()
     upstream_errors: list[str] = []
@@ -121,7 +124,10 @@ def summarize(
         if outcome.upstream_error is not None:
             upstream_errors.append(outcome.upstream_error)
             continue
-        attempted.update(outcome.learners)
+        # A fenced learner's shard is another replica's now: its pass is the new owner's to
+        # advance, and nothing was committed for it.
+        attempted.update(set(outcome.learners).difference(outcome.fenced))
+        fenced += len(outcome.fenced)
         learner_errors += len(outcome.errors)
         for r in outcome.rounds:
             committed += 1
@@ -146,6 +152,8 @@ def summarize(
         "avgMastery": round(sum(known) / len(known), 1) if known else None,
         "tickMs": round(tick_ms, 1),
     }
+    if fenced:
+        summary["fenced"] = fenced
     if upstream_errors and not committed:
         action = f"training unavailable: {upstream_errors[0]}"
     else:
@@ -162,6 +170,7 @@ def summarize(
         rounds=committed,
         learner_errors=learner_errors,
         failed_calls=len(upstream_errors),
+        fenced=fenced,
         coached=sorted(coached),
         advanced=[p for p in picks if p.learner in attempted],
         weight=settings.live_weight,

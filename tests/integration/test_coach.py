@@ -12,6 +12,7 @@ import pytest
 
 from harness.polling import wait_for
 from shared.fleet_totals import rounds_total
+from shared.keys import round_id_base
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,22 @@ def create_learners(fleet, ids: list[str], *, active: bool = True) -> None:
 
 
 async def meta_events(redis, keys) -> list[dict[str, str]]:
-    return [fields for _, fields in await redis.xrange(keys.stream_meta)]
+    """Every shard's meta stream, concatenated (the order across shards is not kept)."""
+    events: list[dict[str, str]] = []
+    for shard in keys.all_shards():
+        events += [fields for _, fields in await redis.xrange(keys.stream_meta(shard))]
+    return events
+
+
+async def meta_pending(redis, keys) -> int:
+    """Entries of the coach's groups read and not acknowledged, over every shard."""
+    total = 0
+    for shard in keys.all_shards():
+        if await redis.exists(keys.stream_meta(shard)):
+            groups = {g["name"] for g in await redis.xinfo_groups(keys.stream_meta(shard))}
+            if "coach" in groups:
+                total += (await redis.xpending(keys.stream_meta(shard), "coach"))["pending"]
+    return total
 
 
 async def test_fast_lane_learners_reach_readiness_and_meta_runs_once_each(fleet, redis, keys):
@@ -63,7 +79,7 @@ async def test_fast_lane_learners_reach_readiness_and_meta_runs_once_each(fleet,
     assert completed == Counter(dict.fromkeys(learners, 1))
     assert set(await redis.hkeys(keys.coach_meta_delay_by_learner)) == set(learners)
     # Every trigger was acknowledged.
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
+    assert await meta_pending(redis, keys) == 0
 
 
 async def test_boost_returns_exactly_the_rounds_it_ran(fleet, redis, keys):
@@ -71,6 +87,9 @@ async def test_boost_returns_exactly_the_rounds_it_ran(fleet, redis, keys):
     create_learners(fleet, ["b1"])
     create_learners(fleet, ["idle"], active=False)
     before = await rounds_total(redis, keys)
+    base = round_id_base(keys.shard_of("b1")) + int(
+        await redis.get(keys.rounds_seq(keys.shard_of("b1"))) or 0
+    )
 
     code, body = fleet["coach"].post(
         f"{COACH}/boost", {"learner": "b1", "rounds": 7, "batchSize": 3}
@@ -78,7 +97,9 @@ async def test_boost_returns_exactly_the_rounds_it_ran(fleet, redis, keys):
     assert code == 200, body
     ids = [r["round"] for r in body["results"]]
     assert body["boosted"] == 7 and body["batchSize"] == 3
-    assert len(set(ids)) == 7 and ids == sorted(ids)  # ids increase for the learner, not a count
+    # Consecutive ids of the learner's shard, above what the shard had given out before (the
+    # coach's own loop may commit rounds of that shard in between, so not necessarily base + 1).
+    assert ids == list(range(ids[0], ids[0] + 7)) and ids[0] > base
     assert all(r["learner"] == "b1" and r["trained"] for r in body["results"])
     assert await rounds_total(redis, keys) == before + 7
 
@@ -154,11 +175,11 @@ async def test_paused_meta_keeps_triggers_queued_until_resumed(fleet, redis, key
     wait_for(lambda: status(fleet)["learnersReady"] == 2, timeout_s=60)
     wait_for(lambda: "paused" in (status(fleet)["lastMetaAction"] or ""), timeout_s=10)
     assert status(fleet)["metaTrigger"]["count"] == 0
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 2
+    assert await meta_pending(redis, keys) == 2
 
     assert fleet["meta"].post("/api/v4/meta-learning/resume")[0] == 200
     wait_for(lambda: status(fleet)["metaTrigger"]["count"] == 2, timeout_s=20)
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
+    assert await meta_pending(redis, keys) == 0
 
 
 async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis, keys):
@@ -171,7 +192,7 @@ async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis
     async with redis.pipeline(transaction=False) as pipe:
         for learner in ("good", "ghost", "bad id!"):
             pipe.xadd(
-                keys.stream_meta,
+                keys.stream_meta(keys.shard_of(learner)),
                 {"type": "ready", "learner": learner, "round": 1, "ts": now_ms},
             )
         await pipe.execute()
@@ -180,7 +201,7 @@ async def test_a_batch_meta_refuses_is_served_one_learner_at_a_time(fleet, redis
     assert done["count"] == 1
     completed = [e["learner"] for e in await meta_events(redis, keys) if e["type"] == "completed"]
     assert completed == ["good"]
-    assert (await redis.xpending(keys.stream_meta, "coach"))["pending"] == 0
+    assert await meta_pending(redis, keys) == 0
 
 
 BAD_SETTINGS = [

@@ -96,7 +96,7 @@ def test_state_survives_a_full_restart_and_the_coach_resumes(fleet: HonchoFleet)
     # The coach was stopped before the restart; pre-arm started it again and it coaches.
     resumed = coaching_resumes(fleet)
     assert resumed["coach_rounds_again_s"] is not None
-    # Its lease is held by the new instance, none of the old one is left over.
+    # The new instance owns every shard (the only replica), none of the old one is left over.
     status, body = fleet.get("coach", "/api/v1/auto-coach/status")
     assert body["status"]["leader"] is True
-    assert body["status"]["leaderInstance"] == body["status"]["instance"]
+    assert len(body["status"]["replica"]["ownedShards"]) == body["status"]["shards"]

@@ -1,142 +1,132 @@
-"""Coach lease fencing against a real redis-server: after a leader stalls past its lease and
-another replica acquires it, the stale leader's writes are refused whole (nothing of them
-lands); and the move of the coach's keys to the `{coach}` hash tag keeps stored settings."""
+"""Coach replicas over per-shard leases, whole ticks against a real redis-server with a fake
+training: two replicas coach disjoint shards and send their tokens; a replica that stalled past
+its leases is refused, shard by shard, for the shards another replica took (nothing of its
+records lands there); learners training answers `fenced` are neither counted nor advanced."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import pytest
-import redis as sync_redis
 from redis.asyncio import Redis
 
-from services.coach.lease import Lease
+from services.coach.loop import CoachLoop
 from services.coach.scheduler import Pick
-from services.coach.store import CoachStore, Fenced, MetaServed
+from services.coach.settings_store import CoachSettings, merge
+from services.coach.store import CoachStore
 from services.coach.tick import TickResult
+from services.coach.training_api import BatchOutcome, outcome_of
 from shared.keys import Keys
-from shared.scripts import Scripts
+from shared.shard_leases import ShardLeases, coach_role
+from shared.shards import AllShards
 from tests.snapshot import snapshot
+from tests.unit.test_coach_loop import FakeTraining, create, rounds_answer
+
+WIDE = merge(CoachSettings(), {"fastLane": {"batchSize": 25}})  # 100 learners per tick
 
 
-def tick(at_ms: int, learner: str) -> TickResult:
+def replica(redis: Redis, keys: Keys, name: str, ttl_ms: int = 2000) -> ShardLeases:
+    return ShardLeases(redis, keys, coach_role(keys), token=name, ttl_ms=ttl_ms, renew_ms=50)
+
+
+async def settle(*replicas: ShardLeases) -> None:
+    for _ in range(4):  # bounded: a few cycles of every replica, in turn
+        for r in replicas:
+            await r.cycle()
+
+
+def tick_result(at_ms: int, learners: list[str], keys: Keys) -> TickResult:
     return TickResult(
         at_ms=at_ms,
-        summary={"needing": 1, "promoted": 0, "rounds": 3},
-        action="coached 1 learner",
-        rounds=3,
-        coached=[learner],
-        advanced=[Pick(learner, 0.0, False)],
+        summary={"needing": len(learners), "promoted": 0, "rounds": len(learners)},
+        action="coached",
+        rounds=len(learners),
+        coached=sorted(learners),
+        advanced=[Pick(x, 0.0, False, keys.shard_of(x)) for x in learners],
     )
 
 
-async def expire(redis: Redis, key: str) -> None:
-    """The lease lapses (the holder stalled past its TTL): bounded wait for the key to go."""
-    await redis.pexpire(key, 1)
-    for _ in range(200):
-        if not await redis.exists(key):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("lease did not expire")
+async def shard_keys(redis: Redis, prefix: str) -> dict[bytes, tuple[object, ...]]:
+    """The snapshot of the shards' keys only (not the fleet-wide `{coach}` counters/notes)."""
+    return {k: v for k, v in (await snapshot(redis, prefix)).items() if b":{s:" in k}
 
 
-async def test_a_stalled_leader_is_refused_after_another_acquires(
-    redis: Redis, keys: Keys, scripts: Scripts, prefix: str
-) -> None:
-    lease_a = Lease(redis, keys, scripts, token="a")
-    lease_b = Lease(redis, keys, scripts, token="b")
-    store_a = CoachStore(redis, keys, fencing=lease_a)
-    store_b = CoachStore(redis, keys, fencing=lease_b)
-    await redis.zadd(keys.coach_queue, {"x": 0})
-    await redis.zadd(keys.coach_ready, {"y": 1})  # a review due at 1 ms
+async def test_two_replicas_coach_disjoint_shards_with_their_tokens(redis, scripts, keys):
+    learners = [f"d{i}" for i in range(40)]
+    for learner in learners:
+        await create(scripts, keys, learner)
+    a, b = replica(redis, keys, "a"), replica(redis, keys, "b")
+    await settle(a, b)
+    assert a.owned() and b.owned() and not a.owned() & b.owned()
+    seen: dict[str, set[str]] = {}
+    for name, leases in (("a", a), ("b", b)):
+        training = FakeTraining()
+        loop = CoachLoop(CoachStore(redis, keys, leases), training, leases)
+        summary = await loop.tick(WIDE)
+        seen[name] = {x for call, _ in training.calls for x in call}
+        assert {keys.shard_of(x) for x in seen[name]} <= leases.owned()
+        for (call, _), fences in zip(training.calls, training.fences, strict=True):
+            assert fences == {str(keys.shard_of(x)): leases.token(keys.shard_of(x)) for x in call}
+        assert summary["coached"] == len(seen[name])
+    assert seen["a"] | seen["b"] == set(learners) and not seen["a"] & seen["b"]
+    assert await redis.hget(keys.coach_stats, "ticks") == "2"  # fleet-wide counters add up
 
-    assert await lease_a.try_acquire() and lease_a.fence_token == 1
-    await store_a.record_tick(tick(1000, "x"))  # A leads: its writes land
-    assert await redis.hget(keys.coach_stats, "ticks") == "1"
 
-    await expire(redis, keys.coach_lease)  # A stalls ...
-    assert await lease_b.try_acquire() and lease_b.fence_token == 2  # ... B takes over
+async def test_a_stalled_owner_is_refused_for_the_shards_it_lost(redis, scripts, keys, prefix):
+    for learner in ("x", "y"):
+        await create(scripts, keys, learner)
+    shard = keys.shard_of("x")
+    a, b = replica(redis, keys, "a", ttl_ms=800), replica(redis, keys, "b", ttl_ms=800)
+    store_a, store_b = CoachStore(redis, keys, a), CoachStore(redis, keys, b)
+    await a.cycle()
+    assert await store_a.record_tick(tick_result(1000, ["x"], keys), a.owned()) == []
+    await redis.zadd(keys.coach_ready(shard), {"due": 1})  # a review due at 1 ms
 
+    await asyncio.sleep(0.85)  # a stalls past its leases ...
+    await settle(b)  # ... and b takes every shard
+    assert b.owned() == frozenset(keys.all_shards())
+    assert a.token(shard) < b.token(shard)
+
+    before = await shard_keys(redis, prefix)
+    # a wakes up and writes with the shards it believed it had: every shard record is refused.
+    stale = frozenset(keys.all_shards())
+    refused = await store_a.record_tick(tick_result(2000, ["x", "y"], keys), stale)
+    assert refused == sorted(stale)
+    assert await store_a.promote_due(5000, stale) == (0, sorted(stale))
+    assert await shard_keys(redis, prefix) == before  # nothing of a's landed in any shard
+
+    # The new owner's writes land.
+    assert await store_b.promote_due(5000, [shard]) == (1, [])
+    assert await store_b.record_tick(tick_result(3000, ["x"], keys), b.owned()) == []
+    assert await redis.zscore(keys.coach_coached(shard), "x") == 3000
+
+
+async def test_a_replica_writes_nothing_for_a_shard_it_never_held(redis, keys, prefix):
+    leases = replica(redis, keys, "never-acquired")
+    store = CoachStore(redis, keys, leases)
+    await redis.set(keys.coach_fence(0), 1)  # someone else's first tenure
+    await redis.zadd(keys.coach_ready(0), {"due": 1})
     before = await snapshot(redis, prefix)
-    with pytest.raises(Fenced):
-        await store_a.record_tick(tick(2000, "x"))
-    with pytest.raises(Fenced):
-        await store_a.promote_due(5000)
-    with pytest.raises(Fenced):
-        await store_a.record_meta_served([MetaServed("1-1", "x", 1, 5.0)], "served 1")
-    with pytest.raises(Fenced):
-        await store_a.record_meta_dropped("1-1", "dropped")
-    with pytest.raises(Fenced):
-        await store_a.note_action("stale note")
-    assert await snapshot(redis, prefix) == before  # nothing of A's was written
-
-    await store_b.record_tick(tick(3000, "x"))  # the new leader's writes land
-    assert await store_b.promote_due(5000) == 1
-    assert await redis.hget(keys.coach_stats, "ticks") == "2"
-
-    # A tries again: a new acquisition (once B is gone) gives A a newer token than B's.
-    await expire(redis, keys.coach_lease)
-    assert await lease_a.try_acquire() and lease_a.fence_token == 3
-    with pytest.raises(Fenced):
-        await store_b.record_tick(tick(4000, "x"))
+    assert await store.promote_due(1000, [0]) == (0, [0])
+    refused = await store.record_tick(tick_result(1000, ["x"], keys), [0])
+    assert refused == sorted({0, keys.shard_of("x")})
+    assert await shard_keys(redis, prefix) == {k: v for k, v in before.items() if b":{s:" in k}
 
 
-async def test_a_replica_that_never_acquired_writes_nothing(
-    redis: Redis, keys: Keys, scripts: Scripts, prefix: str
-) -> None:
-    store = CoachStore(redis, keys, fencing=Lease(redis, keys, scripts, token="standby"))
-    before = await snapshot(redis, prefix)
-    with pytest.raises(Fenced):
-        await store.record_tick(tick(1000, "x"))
-    assert await snapshot(redis, prefix) == before
+async def test_fenced_learners_are_neither_counted_nor_advanced(redis, scripts, keys):
+    for learner in ("mine", "taken"):
+        await create(scripts, keys, learner)
 
-
-async def test_coach_keys_move_to_the_hash_tag_keeping_settings(redis: Redis, keys: Keys) -> None:
-    legacy = dict(keys.legacy_coach_keys())
-    old_settings = f"{keys.prefix}:coach:settings"
-    old_queue = f"{keys.prefix}:coach:queue"
-    assert legacy[old_settings] == keys.coach_settings and "{coach}" in keys.coach_settings
-    await redis.hset(old_settings, mapping={"maxRoundsPerCycle": "7", "minAvgMastery": "91"})
-    await redis.zadd(old_queue, {"a": 1, "b": 2})
-    # Training committed before the coach started: the new queue exists already.
-    await redis.zadd(keys.coach_queue, {"b": 5, "c": 3})
-    await redis.hset(keys.coach_settings, "minAvgMastery", "80")
+    class PartlyFenced(FakeTraining):
+        async def run_batch(
+            self, learners: list[str], rounds_per_learner: int, fences=None
+        ) -> BatchOutcome:
+            answer = rounds_answer(["mine"], rounds_per_learner, 70.0)
+            answer["errors"] = [{"learner": "taken", "code": "fenced", "message": "moved on"}]
+            return outcome_of(learners, 200, answer)
 
     store = CoachStore(redis, keys)
-    assert await store.migrate_keys() == 2
-    assert await redis.exists(old_settings, old_queue) == 0
-    assert await redis.hgetall(keys.coach_settings) == {
-        "maxRoundsPerCycle": "7",  # kept from the old key
-        "minAvgMastery": "80",  # the current key's value wins
-    }
-    assert await redis.zrange(keys.coach_queue, 0, -1, withscores=True) == [
-        ("a", 1.0), ("c", 3.0), ("b", 5.0),
-    ]  # fmt: skip
-    assert await store.migrate_keys() == 0  # idempotent
-    assert (await store.load_settings()).maxRoundsPerCycle == 7
-
-
-async def test_an_acquisition_between_check_and_write_aborts_the_write(
-    redis: Redis, keys: Keys, scripts: Scripts, prefix: str, redis_server: Any
-) -> None:
-    """The fence is checked, then another replica acquires before EXEC: the WATCH on the fence
-    makes EXEC apply nothing (the check and the writes are one atomic step)."""
-    lease = Lease(redis, keys, scripts, token="a")
-    store = CoachStore(redis, keys, fencing=lease)
-    assert await lease.try_acquire()
-    other = sync_redis.Redis.from_url(redis_server.url)
-
-    def fill(pipe: Any) -> None:
-        pipe.hincrby(keys.coach_stats, "ticks", 1)
-        other.incr(keys.coach_fence)  # a new holder acquires right now, on its own connection
-
-    before = await snapshot(redis, prefix)
-    with pytest.raises(Fenced):
-        await store._fenced(fill)
-    after = await snapshot(redis, prefix)
-    fence = keys.coach_fence.encode()
-    assert {k: v for k, v in after.items() if k != fence} == {
-        k: v for k, v in before.items() if k != fence
-    }  # only the other replica's acquisition changed anything
-    other.close()
+    summary = await CoachLoop(store, PartlyFenced(), AllShards(keys)).tick(WIDE)
+    assert summary["coached"] == 1 and summary["fenced"] == 1 and summary["learnerErrors"] == 0
+    assert await redis.hget(keys.coach_stats, "learnerErrors") is None
+    assert await redis.zscore(keys.coach_queue(keys.shard_of("mine")), "mine") == 1.0
+    assert await redis.zscore(keys.coach_queue(keys.shard_of("taken")), "taken") == 0.0

@@ -13,7 +13,9 @@ from services.coach.settings_store import CoachSettings, merge
 from services.coach.store import CoachStore, outage_field
 from services.coach.tick import TickPlan, plan, summarize
 from services.coach.training_api import BatchOutcome, outcome_of
+from shared.keys import Keys
 from shared.learner_state import LearnerState, encode
+from shared.shards import AllShards
 
 
 def no_average(_: str) -> float | None:
@@ -38,16 +40,16 @@ class FakeTraining:
         self.avg = avg
         self.down = False
         self.calls: list[tuple[list[str], int]] = []
+        self.fences: list[dict[str, int] | None] = []
 
-    async def run_batch(self, learners: list[str], rounds_per_learner: int) -> BatchOutcome:
+    async def run_batch(
+        self, learners: list[str], rounds_per_learner: int, fences: dict[str, int] | None = None
+    ) -> BatchOutcome:
         self.calls.append((learners, rounds_per_learner))
+        self.fences.append(fences)
         if self.down:
             return outcome_of(learners, 503, {"error": {"code": "busy", "message": "later"}})
         return outcome_of(learners, 200, rounds_answer(learners, rounds_per_learner, self.avg))
-
-
-class AlwaysLeader:
-    is_leader = True
 
 
 class RecordingBacklog:
@@ -183,14 +185,25 @@ def test_training_answers_become_outcomes():
 
 
 # ---- whole ticks against Redis ------------------------------------------------------------------
+def queue(keys: Keys, learner: str) -> str:
+    return keys.coach_queue(keys.shard_of(learner))
+
+
+async def coached(redis, keys: Keys) -> list[str]:
+    found = []
+    for shard in keys.all_shards():
+        found += await redis.zrange(keys.coach_coached(shard), 0, -1)
+    return sorted(found)
+
+
 async def test_a_tick_coaches_the_queue_and_records_it_in_redis(redis, scripts, keys):
     for learner in ("a", "b", "c"):
         await create(scripts, keys, learner)
-    await redis.sadd(keys.coach_fastlane, "a")
+    await redis.sadd(keys.coach_fastlane(keys.shard_of("a")), "a")
     store = CoachStore(redis, keys)
     await store.ensure_default_settings()
     training, backlog = FakeTraining(avg=60.0), RecordingBacklog()
-    loop = CoachLoop(store, training, AlwaysLeader(), meta=backlog)
+    loop = CoachLoop(store, training, AllShards(keys), meta=backlog)
     settings = await store.load_settings()
 
     summary = await loop.tick(settings)
@@ -207,13 +220,11 @@ async def test_a_tick_coaches_the_queue_and_records_it_in_redis(redis, scripts, 
         state["lastAction"] == "micro-batch 1 calls, 24 rounds for 3 learners (tick +24 aggressive)"
     )
     assert int(state["lastActionAt"]) > 0
-    assert sorted(await redis.zrange(keys.coach_coached, 0, -1)) == ["a", "b", "c"]
+    assert await coached(redis, keys) == ["a", "b", "c"]
+    assert training.fences == [None]  # a single coach over every shard: unfenced
     # Fast-lane stride 1/2, others 1.
-    assert dict(await redis.zrange(keys.coach_queue, 0, -1, withscores=True)) == {
-        "a": 0.5,
-        "b": 1.0,
-        "c": 1.0,
-    }
+    passes = {x: await redis.zscore(queue(keys, x), x) for x in "abc"}
+    assert passes == {"a": 0.5, "b": 1.0, "c": 1.0}
     assert await store.rounds_per_min() == 24
 
     # The averages training reported carry over: 60 is above the aggressive threshold.
@@ -227,7 +238,7 @@ async def test_a_tick_records_a_training_outage_and_its_end(redis, scripts, keys
     await create(scripts, keys, "a")
     store = CoachStore(redis, keys)
     training = FakeTraining()
-    loop = CoachLoop(store, training, AlwaysLeader())
+    loop = CoachLoop(store, training, AllShards(keys))
     settings = CoachSettings()
 
     training.down = True
@@ -237,7 +248,7 @@ async def test_a_tick_records_a_training_outage_and_its_end(redis, scripts, keys
     recorded = orjson.loads(outage)
     assert recorded["error"] == "training answered 503 busy: later" and recorded["since"] > 0
     assert await redis.hget(keys.coach_stats, "failedCalls") == "1"
-    assert await redis.zscore(keys.coach_queue, "a") == 0  # keeps its turn
+    assert await redis.zscore(queue(keys, "a"), "a") == 0  # keeps its turn
     assert (await redis.hget(keys.coach_state, "lastAction")).startswith("training unavailable")
 
     # Still down: the outage keeps its start.
@@ -254,18 +265,18 @@ async def test_a_tick_records_a_training_outage_and_its_end(redis, scripts, keys
 async def test_a_tick_on_an_empty_queue_promotes_due_reviews(redis, scripts, keys):
     store = CoachStore(redis, keys)
     training = FakeTraining()
-    loop = CoachLoop(store, training, AlwaysLeader())
-    await redis.zadd(keys.coach_coached, {"long-ago": 1})
+    loop = CoachLoop(store, training, AllShards(keys))
+    await redis.zadd(keys.coach_coached(3), {"long-ago": 1})
     summary = await loop.tick(CoachSettings())
     assert summary == {"needing": 0, "promoted": 0, "rounds": 0}
     assert training.calls == []
     assert await redis.hget(keys.coach_state, "lastAction") == "no learners need coaching"
     assert await redis.hgetall(keys.coach_stats) == {"ticks": "1"}
-    assert await redis.zcard(keys.coach_coached) == 0  # pruned
+    assert await redis.zcard(keys.coach_coached(3)) == 0  # pruned
 
     await create(scripts, keys, "a")
-    await redis.zrem(keys.coach_queue, "a")
-    await redis.zadd(keys.coach_ready, {"a": 1})  # its review is long due
+    await redis.zrem(queue(keys, "a"), "a")
+    await redis.zadd(keys.coach_ready(keys.shard_of("a")), {"a": 1})  # its review is long due
     summary = await loop.tick(CoachSettings())
     assert summary["promoted"] == 1 and summary["coached"] == 1
 
@@ -274,11 +285,11 @@ async def test_learner_errors_are_counted(redis, scripts, keys):
     await create(scripts, keys, "a")
 
     class Refusing(FakeTraining):
-        async def run_batch(self, learners: list[str], rounds_per_learner: int) -> Any:
+        async def run_batch(self, learners: list[str], rounds_per_learner: int, fences=None) -> Any:
             return outcome_of(learners, 409, {"error": {"code": "training_not_started"}})
 
     store = CoachStore(redis, keys)
-    summary = await CoachLoop(store, Refusing(), AlwaysLeader()).tick(CoachSettings())
+    summary = await CoachLoop(store, Refusing(), AllShards(keys)).tick(CoachSettings())
     assert summary["learnerErrors"] == 1 and summary["rounds"] == 0
     assert await redis.hget(keys.coach_stats, "learnerErrors") == "1"
-    assert await redis.zscore(keys.coach_queue, "a") == 1.0  # answered for: its turn is over
+    assert await redis.zscore(queue(keys, "a"), "a") == 1.0  # answered for: its turn is over

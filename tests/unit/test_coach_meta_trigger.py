@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from services.coach.lease import Lease
-from services.coach.meta_trigger import MetaTrigger, batches_of
+from services.coach.meta_trigger import Entry, MetaTrigger, batches_of
 from services.coach.store import META_GROUP as GROUP
 from services.coach.store import CoachStore
 from shared.events import ReadyEvent
+from shared.shards import AllShards
+
+SHARD = 5
 
 
-def entries(*learners: str) -> list[tuple[str, ReadyEvent]]:
-    return [(f"{i}-0", ReadyEvent(learner=x)) for i, x in enumerate(learners)]
+def entries(*learners: str) -> list[Entry]:
+    return [(SHARD, f"{i}-0", ReadyEvent(learner=x)) for i, x in enumerate(learners)]
 
 
-def ids(batches: list[list[tuple[str, ReadyEvent]]]) -> list[list[str]]:
-    return [[entry_id for entry_id, _ in batch] for batch in batches]
+def ids(batches: list[list[Entry]]) -> list[list[str]]:
+    return [[entry_id for _, entry_id, _ in batch] for batch in batches]
 
 
 def test_batches_keep_read_order_and_size():
@@ -33,7 +36,7 @@ def test_a_learner_ready_twice_in_one_read_goes_to_a_later_batch():
     got = batches_of(entries("a", "b", "a", "c", "a"), 10)
     assert ids(got) == [["0-0", "1-0", "3-0"], ["2-0"], ["4-0"]]
     for batch in got:
-        learners = [event.learner for _, event in batch]
+        learners = [event.learner for _, _, event in batch]
         assert len(learners) == len(set(learners))
 
 
@@ -48,27 +51,23 @@ class UnusedMeta:
 
 
 async def test_prune_drops_only_idle_consumers_with_nothing_pending(redis, scripts, keys):
-    trigger = MetaTrigger(
-        CoachStore(redis, keys),
-        UnusedMeta(),
-        Lease(redis, keys, scripts),
-        consumer="me",
-        prune_idle_ms=0,
-    )
-    await trigger.ensure_group()
-    await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "a"})
-    await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "b"})
-    await redis.xadd(keys.stream_meta, {"type": "ready", "learner": "c"})
+    store = CoachStore(redis, keys)
+    trigger = MetaTrigger(store, UnusedMeta(), AllShards(keys), consumer="me", prune_idle_ms=0)
+    stream = keys.stream_meta(SHARD)
+    await store.ensure_meta_group(SHARD)
+    await redis.xadd(stream, {"type": "ready", "learner": "a"})
+    await redis.xadd(stream, {"type": "ready", "learner": "b"})
+    await redis.xadd(stream, {"type": "ready", "learner": "c"})
     # An old coach that served its entry (acked), and a dead one that still owes one.
-    (_, [(first, _)]), *_ = await redis.xreadgroup(GROUP, "old", {keys.stream_meta: ">"}, count=1)
-    await redis.xack(keys.stream_meta, GROUP, first)
-    await redis.xreadgroup(GROUP, "dead", {keys.stream_meta: ">"}, count=1)
-    await redis.xreadgroup(GROUP, "me", {keys.stream_meta: ">"}, count=1)
+    (_, [(first, _)]), *_ = await redis.xreadgroup(GROUP, "old", {stream: ">"}, count=1)
+    await redis.xack(stream, GROUP, first)
+    await redis.xreadgroup(GROUP, "dead", {stream: ">"}, count=1)
+    await redis.xreadgroup(GROUP, "me", {stream: ">"}, count=1)
 
-    assert await trigger.prune_consumers() == 1
-    names = {c["name"] for c in await redis.xinfo_consumers(keys.stream_meta, GROUP)}
+    assert await trigger.prune_consumers(SHARD) == 1
+    names = {c["name"] for c in await redis.xinfo_consumers(stream, GROUP)}
     assert names == {"me", "dead"}  # "dead"'s entry stays pending until it is claimed
-    assert (await redis.xpending(keys.stream_meta, GROUP))["pending"] == 2
+    assert (await redis.xpending(stream, GROUP))["pending"] == 2
 
 
 class ScriptedMeta:
@@ -89,14 +88,16 @@ class ScriptedMeta:
 
 
 async def serve(redis, scripts, keys, meta: ScriptedMeta) -> MetaTrigger:
-    trigger = MetaTrigger(CoachStore(redis, keys), meta, Lease(redis, keys, scripts), consumer="c")
-    await trigger.ensure_group()
+    store = CoachStore(redis, keys)
+    trigger = MetaTrigger(store, meta, AllShards(keys), consumer="c")
+    await store.ensure_meta_group(SHARD)
     for learner, round_id in (("a", 1), ("b", 2)):
         await redis.xadd(
-            keys.stream_meta, {"type": "ready", "learner": learner, "round": round_id, "ts": 1}
+            keys.stream_meta(SHARD),
+            {"type": "ready", "learner": learner, "round": round_id, "ts": 1},
         )
-    await redis.xadd(keys.stream_meta, {"type": "completed", "learner": "a"})
-    assert await trigger.read_once() == 2
+    await redis.xadd(keys.stream_meta(SHARD), {"type": "completed", "learner": "a"})
+    assert await trigger.read_once(SHARD) == 2
     assert await trigger.wait_backlog_below(1, 2.0)
     return trigger
 
@@ -109,7 +110,7 @@ async def test_served_triggers_are_recorded_and_acknowledged(redis, scripts, key
     assert await redis.lrange(keys.coach_meta_delays, 0, -1) == ["4.25", "4.25"]
     assert await redis.hgetall(keys.coach_meta_delay_by_learner) == {"a": "4.25", "b": "4.25"}
     assert await redis.hget(keys.coach_stats, "metaTriggers") == "2"
-    assert (await redis.xpending(keys.stream_meta, GROUP))["pending"] == 0
+    assert (await redis.xpending(keys.stream_meta(SHARD), GROUP))["pending"] == 0
     action = await redis.hget(keys.coach_state, "lastMetaAction")
     assert action == (
         "meta-learning phases completed for b (4.2 ms after round 2) and 1 more learners"
@@ -119,9 +120,33 @@ async def test_served_triggers_are_recorded_and_acknowledged(redis, scripts, key
 async def test_paused_meta_keeps_the_triggers_pending(redis, scripts, keys):
     await redis.hset(keys.coach_state, "outage.meta", "{}")
     await serve(redis, scripts, keys, ScriptedMeta(409))
-    assert (await redis.xpending(keys.stream_meta, GROUP))["pending"] == 2  # ready ones only
+    assert (await redis.xpending(keys.stream_meta(SHARD), GROUP))["pending"] == 2  # ready ones only
     assert await redis.hget(keys.coach_state, "lastMetaAction") == (
         "meta paused: 2 triggers kept queued"
     )
     assert await redis.llen(keys.coach_meta_delays) == 0
     assert await redis.hget(keys.coach_state, "outage.meta") == "{}"  # not served: not over
+
+
+async def test_a_gained_shard_claims_what_its_previous_owner_left_pending(redis, scripts, keys):
+    """A replica that gains a shard serves the entries the previous owner read and never
+    acknowledged (it died) at once, without waiting for them to go idle."""
+    store = CoachStore(redis, keys)
+    stream = keys.stream_meta(SHARD)
+    await store.ensure_meta_group(SHARD)
+    for learner, round_id in (("a", 1), ("b", 2)):
+        await redis.xadd(stream, {"type": "ready", "learner": learner, "round": round_id, "ts": 1})
+    await redis.xreadgroup(GROUP, "dead-owner", {stream: ">"}, count=10)
+    meta = ScriptedMeta()
+    trigger = MetaTrigger(store, meta, AllShards(keys), consumer="new-owner", claim_idle_ms=60_000)
+    reader = asyncio.create_task(trigger.read_shard(SHARD))
+    try:
+        for _ in range(200):  # bounded wait for the claim and the meta call
+            if (await redis.xpending(stream, GROUP))["pending"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert (await redis.xpending(stream, GROUP))["pending"] == 0
+        assert [[item["learner"] for item in batch] for batch in meta.batches] == [["a", "b"]]
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)

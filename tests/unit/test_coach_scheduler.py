@@ -8,7 +8,18 @@ from collections import Counter
 from services.coach import scheduler
 from services.coach.scheduler import Pick
 from services.coach.store import CoachStore
+from services.coach.tick import TickResult
+from shared.keys import Keys
 from shared.learner_state import LearnerState, encode
+
+
+def queue(keys: Keys, learner: str) -> str:
+    return keys.coach_queue(keys.shard_of(learner))
+
+
+async def join_fast_lane(redis, keys: Keys, *learners: str) -> None:
+    for learner in learners:
+        await redis.sadd(keys.coach_fastlane(keys.shard_of(learner)), learner)
 
 
 async def create(scripts, keys, learner: str) -> None:
@@ -20,17 +31,18 @@ async def create(scripts, keys, learner: str) -> None:
 
 
 async def advance(store: CoachStore, picks: list[Pick], weight: float) -> None:
-    """The pass advances of a tick, without the rest of its writes."""
-    async with store.redis.pipeline(transaction=False) as pipe:
-        store.queue_advance(pipe, picks, weight)
-        await pipe.execute()
+    """The pass advances of a tick (its record, with nothing coached)."""
+    result = TickResult(1_000_000, {"needing": 0, "promoted": 0, "rounds": 0}, "", weight=weight)
+    result.advanced.extend(picks)
+    assert await store.record_tick(result, store.keys.all_shards()) == []
 
 
 async def simulate(redis, scripts, keys, *, ticks: int, per_tick: int, weight: int) -> Counter:
+    """Ticks over every shard's queue at once, as a coach that owns every shard runs them."""
     store = CoachStore(redis, keys)
     picked: Counter = Counter()
     for _ in range(ticks):
-        picks = await store.pick(per_tick)
+        picks = await store.pick(per_tick, keys.all_shards())
         picked.update(p.learner for p in picks)
         await advance(store, picks, weight)
     return picked
@@ -41,7 +53,7 @@ async def test_fast_lane_gets_weight_times_the_rounds_under_contention(redis, sc
     fast = [f"f{i}" for i in range(10)]
     for learner in normal + fast:
         await create(scripts, keys, learner)
-    await redis.sadd(keys.coach_fastlane, *fast)
+    await join_fast_lane(redis, keys, *fast)
 
     # 40 learners, 8 per tick: heavy contention.
     picked = await simulate(redis, scripts, keys, ticks=300, per_tick=8, weight=3)
@@ -58,7 +70,7 @@ async def test_weight_one_is_plain_round_robin(redis, scripts, keys):
     learners = [f"l{i}" for i in range(12)]
     for learner in learners:
         await create(scripts, keys, learner)
-    await redis.sadd(keys.coach_fastlane, "l0", "l1")
+    await join_fast_lane(redis, keys, "l0", "l1")
     picked = await simulate(redis, scripts, keys, ticks=60, per_tick=4, weight=1)
     assert set(picked.values()) == {20}
 
@@ -66,7 +78,7 @@ async def test_weight_one_is_plain_round_robin(redis, scripts, keys):
 async def test_without_contention_everyone_is_coached_every_tick(redis, scripts, keys):
     for learner in ("a", "b", "c"):
         await create(scripts, keys, learner)
-    await redis.sadd(keys.coach_fastlane, "a")
+    await join_fast_lane(redis, keys, "a")
     picked = await simulate(redis, scripts, keys, ticks=10, per_tick=16, weight=5)
     assert picked == Counter({"a": 10, "b": 10, "c": 10})
 
@@ -75,30 +87,35 @@ async def test_advance_does_not_readd_a_learner_that_left_the_queue(redis, scrip
     for learner in ("a", "b"):
         await create(scripts, keys, learner)
     store = CoachStore(redis, keys)
-    picks = await store.pick(10)
-    await redis.zrem(keys.coach_queue, "a")  # the commit script found it ready meanwhile
+    picks = await store.pick(10, keys.all_shards())
+    await redis.zrem(queue(keys, "a"), "a")  # the commit script found it ready meanwhile
     await advance(store, picks, 2)
-    assert await redis.zrange(keys.coach_queue, 0, -1) == ["b"]
+    assert await redis.zscore(queue(keys, "a"), "a") is None
+    assert await redis.zscore(queue(keys, "b"), "b") == 1.0
 
 
-async def test_newcomers_join_at_the_head_pass(redis, scripts, keys):
+async def test_newcomers_join_at_their_shards_head_pass(redis, scripts, prefix):
+    keys = Keys(prefix, shards=1)  # one queue: the head pass is a, b's
     for learner in ("a", "b"):
         await create(scripts, keys, learner)
     store = CoachStore(redis, keys)
     for _ in range(5):
-        await advance(store, await store.pick(10), 1)
+        await advance(store, await store.pick(10, keys.all_shards()), 1)
     await create(scripts, keys, "late")
-    assert await redis.zscore(keys.coach_queue, "late") == 5.0
+    assert await redis.zscore(keys.coach_queue(0), "late") == 5.0
 
 
 async def test_due_reviews_move_back_into_the_queue(redis, scripts, keys):
     await create(scripts, keys, "q")
-    await redis.zadd(keys.coach_queue, {"q": 7})
-    await redis.zadd(keys.coach_ready, {"due": 1000, "later": 9_000_000_000_000})
-    moved = await CoachStore(redis, keys).promote_due(2000)
-    assert moved == 1
-    assert await redis.zrange(keys.coach_ready, 0, -1) == ["later"]
-    assert await redis.zscore(keys.coach_queue, "due") == 7.0
+    shard = keys.shard_of("q")
+    await redis.zadd(keys.coach_queue(shard), {"q": 7})
+    await redis.zadd(keys.coach_ready(shard), {"due": 1000, "later": 9_000_000_000_000})
+    await redis.zadd(keys.coach_ready(shard + 1), {"other": 1000})  # a shard not asked for
+    moved = await CoachStore(redis, keys).promote_due(2000, [shard])
+    assert moved == (1, [])
+    assert await redis.zrange(keys.coach_ready(shard), 0, -1) == ["later"]
+    assert await redis.zscore(keys.coach_queue(shard), "due") == 7.0
+    assert await redis.zrange(keys.coach_ready(shard + 1), 0, -1) == ["other"]
 
 
 def test_rounds_for_applies_aggressive_hyper_and_cap():
@@ -127,13 +144,19 @@ def test_plan_calls_respects_batch_size_and_the_1000_round_bound():
 
 async def test_coverage_counts_queued_learners_coached_in_the_last_minute(redis, keys):
     now = 10_000_000
-    await redis.zadd(keys.coach_queue, {"a": 0, "b": 0, "c": 0, "d": 0})
-    # a, b coached recently; c too long ago; gone left the queue (ready) after being coached.
-    await redis.zadd(
-        keys.coach_coached, {"a": now - 1000, "b": now, "c": now - 120_000, "gone": now}
-    )
+    # Two shards, each: a, b coached recently; c too long ago; gone left the queue (ready)
+    # after being coached. Shard 3 is twice shard 1's size and weighs twice.
+    for shard, copies in ((1, 1), (3, 2)):
+        for i in range(copies):
+            await redis.zadd(keys.coach_queue(shard), {f"{x}{i}": 0 for x in "abcd"})
+            await redis.zadd(
+                keys.coach_coached(shard),
+                {f"a{i}": now - 1000, f"b{i}": now, f"c{i}": now - 120_000, f"gone{i}": now},
+            )
+    await redis.zadd(keys.coach_queue(5), {"e": 0})  # never coached
     store = CoachStore(redis, keys)
     cover = await store.coverage(now)
-    assert cover["ratio"] == 0.5 and cover["needing"] == 4 and cover["estimated"] is False
-    await redis.delete(keys.coach_queue)
+    assert cover == {"ratio": 0.4615, "needing": 13, "coachedLastMinute": 9, "estimated": False}
+    for shard in (1, 3, 5):
+        await redis.delete(keys.coach_queue(shard))
     assert (await store.coverage(now))["ratio"] is None
