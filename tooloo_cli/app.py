@@ -159,13 +159,23 @@ def processes(ctx: typer.Context) -> None:
 # ---- coach -----------------------------------------------------------------------------------
 
 
+def _shares(status: dict[str, Any]) -> str:
+    """Which coach replica answered and how many shards it coaches (each replica coaches its
+    own share; through the gateway any of them may answer)."""
+    replica = status.get("replica") or {}
+    owned = replica.get("ownedShards")
+    if owned is None:
+        return str(status.get("instance") or "—")
+    return f"{replica.get('instance')} · {len(owned)}/{status.get('shards')} shards"
+
+
 def coach_summary(body: dict[str, Any]) -> Table:
     s = body.get("status") or {}
     fast = s.get("fastLane") or {}
     tput = (s.get("throughput") or {}).get("roundsPerMin")
     rows: list[list[Any]] = [
         ["active", yes_no(s.get("active"))],
-        ["leader", s.get("leaderInstance") or s.get("leader")],
+        ["answering replica", _shares(s)],
         ["rounds run", s.get("roundsRun")],
         ["rounds/min", tput],
         ["coverage", s.get("coverage")],

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.reports import routes
-from services.reports.app_keys import CONSUMER
+from services.reports.app_keys import CONSUMER, LEASES
 from services.reports.consumer import ReportsConsumer, StreamTrimmer, consumer_name
 from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.replicas import ReplicaSettings
 from shared.settings import FleetSettings
-from shared.shards import AllShards
+from shared.shard_leases import ShardLeases, ShardLeaseSettings, reports_role
 
 
 async def consumer_ready(app: web.Application) -> str | None:
@@ -25,10 +25,20 @@ async def consumer_ready(app: web.Application) -> str | None:
 
 async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     name = consumer_name(app[SETTINGS].port_of("reports"), ReplicaSettings().replica)
-    # One replica consumes every shard. Replicas that split the shards pass per-shard leases
-    # (shared/shard_leases.py) here instead: the consumer follows their changes at run time.
-    app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name, AllShards(app[KEYS]))
+    # Replicas split the shard streams through per-shard leases, as the coach's replicas do; the
+    # consumer follows the leases' changes at run time (claiming a gained shard's pending
+    # entries). Counting stays exactly once whoever reads an entry (reports_apply.lua), so the
+    # leases only spread the work; a lone replica ends up holding every shard.
+    leases = ShardLeases.from_settings(
+        app[REDIS], app[KEYS], reports_role(app[KEYS]), ShardLeaseSettings()
+    )
+    app[LEASES] = leases
+    app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name, leases)
     yield
+
+
+async def _run_leases(app: web.Application) -> None:
+    await app[LEASES].run()
 
 
 async def _consume(app: web.Application) -> None:
@@ -53,6 +63,8 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
     routes.register(app)
     # After the Redis context (registered by the base app), which provides REDIS.
     app.cleanup_ctx.append(_consumer_ctx)
+    # Cleanup runs in reverse: the consumer and the trimmer stop before the leases are given back.
+    add_background_task(app, _run_leases, "reports-leases")
     add_background_task(app, _consume, "reports-consumer")
     add_background_task(app, _trim, "stream-trimmer")
     return app

@@ -3,5 +3,7 @@
 from aiohttp import web
 
 from services.reports.consumer import ReportsConsumer
+from shared.shard_leases import ShardLeases
 
 CONSUMER = web.AppKey("reports_consumer", ReportsConsumer)
+LEASES = web.AppKey("reports_leases", ShardLeases)

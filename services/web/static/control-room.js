@@ -262,7 +262,9 @@
     var active = $("coach-active");
     active.textContent = "";
     active.appendChild(badge(c.active ? "active" : "stopped", c.active, !c.active));
-    if (c.leader === false && c.leaderInstance) active.appendChild(document.createTextNode(" (standby)"));
+    // Each coach replica coaches the shards it holds; the one answering through the gateway may hold none.
+    var owned = c.replica && c.replica.ownedShards;
+    if (owned && c.shards) active.appendChild(document.createTextNode(" · replica " + c.replica.instance + " coaches " + owned.length + "/" + c.shards + " shards"));
     var tput = c.throughput && typeof c.throughput.roundsPerMin === "number" ? c.throughput.roundsPerMin : c.throughput_rounds_per_min;
     text("coach-throughput", num(tput, 0));
     text("coach-rounds", num(c.roundsRun, 0));
