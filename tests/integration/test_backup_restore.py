@@ -18,7 +18,8 @@ import redis as sync_redis
 
 from harness.fleet import Fleet
 from harness.polling import wait_for
-from shared.keys import Keys
+from shared.fleet_totals import learner_ids_sync, rounds_total_sync
+from shared.keys import ROUND_ID_STRIDE, Keys
 from shared.learner_state import decode
 from tooloo_cli import snapshot
 
@@ -73,13 +74,36 @@ def learner_keys(client: sync_redis.Redis, keys: Keys) -> dict[str, Any]:
             client.hgetall(keys.learner_meta(learner)),
             client.lrange(keys.learner_meta_log(learner), 0, -1),
         )
-    found["index"] = client.zrange(keys.learners_index, 0, -1, withscores=True)
+    for shard in keys.all_shards():
+        found[f"index {shard}"] = client.zrange(keys.learners_index(shard), 0, -1, withscores=True)
     return found
+
+
+def shard_counters(client: sync_redis.Redis, keys: Keys) -> dict[int, int]:
+    """Each shard's round counter: shard s hands out ids s * ROUND_ID_STRIDE + n."""
+    return {s: int(client.get(keys.rounds_seq(s)) or 0) for s in keys.all_shards()}
+
+
+def highest_per_shard(ids: list[int]) -> dict[int, int]:
+    """The highest counter value given out in each shard, from round ids."""
+    top: dict[int, int] = {}
+    for round_id in ids:
+        shard, n = divmod(round_id, ROUND_ID_STRIDE)
+        top[shard] = max(top.get(shard, 0), n)
+    return top
+
+
+def manifest_rounds(manifest: dict[str, Any]) -> int:
+    """The rounds total a backup recorded: the sum of its shards' round counters."""
+    return sum(v for name, v in manifest["counters"].items() if name.endswith(":rounds:seq"))
 
 
 def groups(client: sync_redis.Redis, keys: Keys) -> dict[str, Any]:
     out = {}
-    for stream in (keys.stream_rounds, keys.stream_meta, keys.stream_system):
+    streams = [keys.stream_system]
+    for shard in keys.all_shards():
+        streams += [keys.stream_rounds(shard), keys.stream_meta(shard)]
+    for stream in streams:
         if client.exists(stream):
             out[stream] = [
                 (g["name"], g["last-delivered-id"], g["pending"])
@@ -106,7 +130,7 @@ def test_backup_wipe_restore(fleet: Fleet, tmp_path: Path) -> None:
     groups_at_backup = groups(client, keys)
     file = tmp_path / "fleet.tlb"
     made = ok(tooloo(fleet, "backup", str(file)))
-    assert made["manifest"]["counters"]["rounds:seq"] == max(given)
+    assert manifest_rounds(made["manifest"]) == len(given)
     assert made["manifest"]["prefix"] == fleet.prefix and made["manifest"]["keys"] > 20
 
     given += rounds(fleet, LEARNERS, 5)
@@ -132,24 +156,29 @@ def test_backup_wipe_restore(fleet: Fleet, tmp_path: Path) -> None:
     assert done["keys"] == made["manifest"]["keys"]
     assert learner_keys(client, keys) == at_backup
     assert groups(client, keys) == groups_at_backup
-    assert int(client.get(keys.rounds_seq)) > max(given)  # the lost ids are skipped
+    counters = shard_counters(client, keys)
+    for shard, top in highest_per_shard(given).items():
+        assert counters[shard] > top, shard  # the ids given after the backup are skipped
 
     for name in ("training", "meta", "reports", "web"):
         fleet.restart(name).wait_ready()
     status, view = fleet["training"].get(f"/api/v1/learners/{LEARNERS[1]}")
     assert status == 200 and view["learner"]["rounds"] == 20
     new = rounds(fleet, LEARNERS, 2)
-    assert min(new) > max(given), "a round id was handed out twice"
+    before_restore = highest_per_shard(given)
+    for round_id in new:
+        shard, n = divmod(round_id, ROUND_ID_STRIDE)
+        assert n > before_restore.get(shard, 0), f"round id {round_id} was handed out twice"
     status, view = fleet["training"].get(f"/api/v1/learners/{LEARNERS[1]}")
     assert view["learner"]["rounds"] == 22
 
     # --force over the fleet's own prefix with the fleet stopped: counters Redis still has
     # (at or past the backup's) keep their value, no gap needed.
-    seq_now = int(client.get(keys.rounds_seq))
+    seq_now = shard_counters(client, keys)
     fleet.stop_all()
     ok(tooloo(fleet, "restore", str(file), "--force"))
     assert learner_keys(client, keys) == at_backup
-    assert int(client.get(keys.rounds_seq)) == seq_now
+    assert shard_counters(client, keys) == seq_now
     client.close()
 
 
@@ -179,7 +208,7 @@ def test_backup_while_the_fleet_writes_is_one_moment(fleet: Fleet, tmp_path: Pat
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: int(client.get(keys.rounds_seq) or 0) > 200, timeout_s=30)
+        wait_for(lambda: rounds_total_sync(client, keys) > 200, timeout_s=30)
         file = tmp_path / "busy.tlb"
         made = ok(tooloo(fleet, "backup", str(file)))
     finally:
@@ -192,12 +221,10 @@ def test_backup_while_the_fleet_writes_is_one_moment(fleet: Fleet, tmp_path: Pat
     ok(tooloo(fleet, "restore", str(file), "--id-gap", "0", prefix=copy))
     copy_keys = Keys(copy)
     total = 0
-    for learner, _ in client.zscan_iter(copy_keys.learners_index):
+    for learner in learner_ids_sync(client, copy_keys):
         raw = client.hget(copy_keys.learner_state(learner), "s")
         total += decode(raw).rounds
-    assert (
-        total == made["manifest"]["counters"]["rounds:seq"] == int(client.get(copy_keys.rounds_seq))
-    )
+    assert total == manifest_rounds(made["manifest"]) == rounds_total_sync(client, copy_keys)
 
     # Every counter-like key this running fleet keeps (round and learner sequences, onboarding,
     # the coach's fencing token, the curriculum version) is one the restore never moves back.
@@ -208,7 +235,8 @@ def test_backup_while_the_fleet_writes_is_one_moment(fleet: Fleet, tmp_path: Pat
         for k in client.scan_iter(match=f"{fleet.prefix}:*")
         if k.endswith(suffixes)
     ]
-    assert {"rounds:seq", "learners:seq", "training:onboarding:seq", "{coach}:fence"} <= set(found)
+    kinds = {name.split("}:", 1)[-1] for name in found}
+    assert {"rounds:seq", "learners:seq", "training:onboarding:seq", "coach:fence"} <= kinds
     unmatched = [name for name in found if not snapshot.is_counter(name)]
     assert not unmatched, f"counters the restore would move back: {unmatched}"
     client.close()
