@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from services.training import paging, selection
+from services.training.coalesce import RoundCoalescer
 from services.training.curriculum import Curriculum
 from services.training.curriculum_store import DEFAULT_MAX_TOPICS, CurriculumStore
 from services.training.pipelining import AutoPipeline
@@ -185,6 +186,7 @@ class TrainingStore:
         state_cache: int = 50_000,
         pipeline_connections: int = 2,
         max_topics: int = DEFAULT_MAX_TOPICS,
+        coalesce_max: int = 32,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
@@ -192,11 +194,16 @@ class TrainingStore:
         self.history_limit = history_limit
         self.locks = KeyedLocks()
         self.cache = StateCache(state_cache)
+        # Concurrent single rounds of one learner share one commit (coalesce.py).
+        self.coalescer: RoundCoalescer[CommittedRound] = RoundCoalescer(
+            self._run_group, max_group=coalesce_max
+        )
         self.pipe = AutoPipeline(redis, connections=pipeline_connections)
         self.curriculum = CurriculumStore(redis, keys, max_topics)
         self.thresholds = ThresholdsCache(redis, keys)
 
     async def aclose(self) -> None:
+        await self.coalescer.aclose()
         await self.thresholds.aclose()
         await self.pipe.aclose()
 
@@ -453,8 +460,14 @@ class TrainingStore:
         self, learner: str, idem: Idempotency | None = None
     ) -> CommittedRound | ReplayedRounds:
         """One round for one learner, with the per-topic detail of its results; with `idem`, the
-        round committed earlier under that key if there is one (nothing is committed then)."""
+        round committed earlier under that key if there is one (nothing is committed then).
+
+        Without `idem`, concurrent rounds of the learner are coalesced into one commit (see
+        coalesce.py). A round with an Idempotency-Key commits alone: its key's record names
+        exactly one commit, whose replay answers that round only."""
         started = time.perf_counter()
+        if idem is None:
+            return await self.coalescer.submit(learner, started)
         async with self.hold(learner):
             try:
                 return await self._run_round_held(learner, started, idem)
@@ -486,6 +499,89 @@ class TrainingStore:
                 return result
             read = result  # a conflict: recompute from the current state, not the cache's
         raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
+
+    async def _run_group(self, learner: str, starteds: list[float]) -> list[CommittedRound]:
+        """Rounds for the requests of one group (their start times, in arrival order), computed
+        one after another on the learner's newest state and committed in one step."""
+        async with self.hold(learner):
+            try:
+                return await self._run_group_held(learner, starteds)
+            except BaseException:
+                self.cache.drop(learner)  # as in run_round: the next round reads Redis
+                raise
+
+    async def _run_group_held(self, learner: str, starteds: list[float]) -> list[CommittedRound]:
+        read, curriculum = await self.read(learner)
+        for attempt in range(ROUND_MAX_ATTEMPTS):
+            if attempt and not read.from_cache:
+                await conflict_backoff(attempt)
+            if read.version is None or read.encoded is None:
+                raise LearnerNotFound(learner)
+            state = decode(read.encoded)
+            if not state.active:
+                if read.from_cache:
+                    read, curriculum = await self.read(learner, cached=False)
+                    continue
+                raise TrainingNotStarted(learner)
+            if len(starteds) == 1:  # the common case: exactly run_round's single path
+                done = await self.commit(
+                    self.compute(learner, read, state, curriculum, starteds[0]), starteds[0]
+                )
+                if isinstance(done, LearnerRead):
+                    read = done
+                    continue
+                if isinstance(done, ReplayedRounds):  # no key, so no record: cannot happen
+                    raise RuntimeError("a round without an Idempotency-Key was replayed")
+                return [done]
+            result = await self._commit_group(learner, read, state, curriculum, starteds)
+            if not isinstance(result, LearnerRead):
+                return result
+            read = result  # a conflict: recompute the whole group on the current state
+        raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
+
+    async def _commit_group(
+        self,
+        learner: str,
+        read: LearnerRead,
+        state: LearnerState,
+        curriculum: Curriculum,
+        starteds: list[float],
+    ) -> list[CommittedRound] | LearnerRead:
+        now = time.time()
+        t0 = time.perf_counter()
+        outs: list[RoundOutcome] = []
+        states: list[LearnerState] = []
+        for i in range(len(starteds)):
+            outs.append(compute_round(state, curriculum, now, detail=True))
+            # Each answer shows the learner after its own round: a copy for all but the last
+            # (compute_round works in place, so the next round continues from `state`).
+            states.append(decode(encode(state)) if i < len(starteds) - 1 else state)
+        dur = (time.perf_counter() - t0) * 1000
+        guard = incarnation_marker(state) if read.from_cache else None
+        args = self.commit_args(read.version or "", state, now, outs, dur, guard)
+        keys = self.keys.commit_rounds_keys(learner, None)
+        reply = await self._commit_reply(self.pipe.evalsha(self.scripts.commit_rounds, keys, args))
+        if reply.status == "committed":
+            self.cache.put(learner, reply.version, args[1])
+            thresholds = self.thresholds.get()
+            last = len(outs) - 1
+            return [
+                CommittedRound(
+                    PreparedRound(learner, states[i], curriculum, now, out, args),
+                    reply.first_round + i,
+                    # The commit decides the final state's readiness; an earlier round's is
+                    # judged with the same thresholds the commit was given.
+                    reply.ready if i == last else thresholds.ready(out.avg, out.below),
+                    starteds[i],
+                )
+                for i, out in enumerate(outs)
+            ]
+        if reply.status == "missing":
+            raise LearnerNotFound(learner)
+        if reply.status != "conflict":
+            raise RuntimeError(f"unexpected commit status {reply.status!r} for a group")
+        self.cache.contend(learner)
+        return LearnerRead(reply.version, reply.state, False)
 
     def commit_args(
         self,
