@@ -468,18 +468,33 @@ class TrainingStore:
         started = time.perf_counter()
         if idem is None:
             return await self.coalescer.submit(learner, started)
+        done = await self._rounds(learner, [started], idem)
+        return done if isinstance(done, ReplayedRounds) else done[0]
+
+    async def _run_group(self, learner: str, starteds: list[float]) -> list[CommittedRound]:
+        """The coalescer's runner: rounds for the requests of one group (their start times, in
+        arrival order), computed one after another on the learner's newest state and committed
+        in one step."""
+        done = await self._rounds(learner, starteds, None)
+        if isinstance(done, ReplayedRounds):  # only a key's record replays; a group has none
+            raise RuntimeError("rounds without an Idempotency-Key were replayed")
+        return done
+
+    async def _rounds(
+        self, learner: str, starteds: list[float], idem: Idempotency | None
+    ) -> list[CommittedRound] | ReplayedRounds:
         async with self.hold(learner):
             try:
-                return await self._run_round_held(learner, started, idem)
+                return await self._rounds_held(learner, starteds, idem)
             except BaseException:
                 # Whatever happened to the commit (error, cancellation, conflicts), the entry may
                 # no longer be current: the next round reads the learner from Redis.
                 self.cache.drop(learner)
                 raise
 
-    async def _run_round_held(
-        self, learner: str, started: float, idem: Idempotency | None
-    ) -> CommittedRound | ReplayedRounds:
+    async def _rounds_held(
+        self, learner: str, starteds: list[float], idem: Idempotency | None
+    ) -> list[CommittedRound] | ReplayedRounds:
         read, curriculum = await self.read(learner)
         for attempt in range(ROUND_MAX_ATTEMPTS):
             if attempt and not read.from_cache:
@@ -492,51 +507,16 @@ class TrainingStore:
                     read, curriculum = await self.read(learner, cached=False)
                     continue
                 raise TrainingNotStarted(learner)
-            result = await self.commit(
-                self.compute(learner, read, state, curriculum, started, idem), started
-            )
+            result: list[CommittedRound] | ReplayedRounds | LearnerRead
+            if len(starteds) == 1:  # one round (the common case): its own commit path
+                prepared = self.compute(learner, read, state, curriculum, starteds[0], idem)
+                one = await self.commit(prepared, starteds[0])
+                result = [one] if isinstance(one, CommittedRound) else one
+            else:
+                result = await self._commit_group(learner, read, state, curriculum, starteds)
             if not isinstance(result, LearnerRead):
                 return result
             read = result  # a conflict: recompute from the current state, not the cache's
-        raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
-
-    async def _run_group(self, learner: str, starteds: list[float]) -> list[CommittedRound]:
-        """Rounds for the requests of one group (their start times, in arrival order), computed
-        one after another on the learner's newest state and committed in one step."""
-        async with self.hold(learner):
-            try:
-                return await self._run_group_held(learner, starteds)
-            except BaseException:
-                self.cache.drop(learner)  # as in run_round: the next round reads Redis
-                raise
-
-    async def _run_group_held(self, learner: str, starteds: list[float]) -> list[CommittedRound]:
-        read, curriculum = await self.read(learner)
-        for attempt in range(ROUND_MAX_ATTEMPTS):
-            if attempt and not read.from_cache:
-                await conflict_backoff(attempt)
-            if read.version is None or read.encoded is None:
-                raise LearnerNotFound(learner)
-            state = decode(read.encoded)
-            if not state.active:
-                if read.from_cache:
-                    read, curriculum = await self.read(learner, cached=False)
-                    continue
-                raise TrainingNotStarted(learner)
-            if len(starteds) == 1:  # the common case: exactly run_round's single path
-                done = await self.commit(
-                    self.compute(learner, read, state, curriculum, starteds[0]), starteds[0]
-                )
-                if isinstance(done, LearnerRead):
-                    read = done
-                    continue
-                if isinstance(done, ReplayedRounds):  # no key, so no record: cannot happen
-                    raise RuntimeError("a round without an Idempotency-Key was replayed")
-                return [done]
-            result = await self._commit_group(learner, read, state, curriculum, starteds)
-            if not isinstance(result, LearnerRead):
-                return result
-            read = result  # a conflict: recompute the whole group on the current state
         raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
 
     async def _commit_group(
