@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from shared.validation import LearnerId, QueryModel, StrictModel
 
 TopicKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
 Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
-Keyword = Annotated[str, StringConstraints(min_length=1, max_length=40, strip_whitespace=True)]
+# `\S`: the value is stripped before its length is checked, so blanks alone are refused; the
+# pattern says so in the schema.
+Keyword = Annotated[
+    str, StringConstraints(min_length=1, max_length=40, strip_whitespace=True, pattern=r"\S")
+]
 
 MAX_BATCH_ROUNDS = 1000
 
@@ -28,16 +32,26 @@ class RoundRequest(LearnerBody):
     pass
 
 
+MAX_ROUNDS_PER_LEARNER = 50
+
+
 class BatchRequest(StrictModel):
-    learners: list[LearnerId] = Field(min_length=1, max_length=MAX_BATCH_ROUNDS)
-    rounds_per_learner: int = Field(1, ge=1, le=50)
+    # The bound on learners × rounds is in the description only: the schema form of it (one
+    # branch per range of rounds_per_learner) is refused by schemathesis's generator.
+    learners: list[LearnerId] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ROUNDS,
+        description=f"At most {MAX_BATCH_ROUNDS} learners × rounds_per_learner, as listed",
+    )
+    rounds_per_learner: int = Field(1, ge=1, le=MAX_ROUNDS_PER_LEARNER)
 
     @model_validator(mode="after")
     def _total(self) -> BatchRequest:
-        unique = list(dict.fromkeys(self.learners))
-        if len(unique) * self.rounds_per_learner > MAX_BATCH_ROUNDS:
+        # Counted as listed, duplicates included (a list the bound allows stays allowed however
+        # many repeats it has); a learner listed twice still runs once.
+        if len(self.learners) * self.rounds_per_learner > MAX_BATCH_ROUNDS:
             raise ValueError(f"at most {MAX_BATCH_ROUNDS} rounds per call (learners × rounds)")
-        self.learners = unique
+        self.learners = list(dict.fromkeys(self.learners))
         return self
 
 
@@ -51,7 +65,20 @@ class SelectionPatch(StrictModel):
     minAttemptsInBatch: int | None = Field(None, ge=0, le=100)
 
 
+SETTINGS_FIELDS = ("parallelTraining", "maxParallel", "spacedRepetition", "selection")
+
+
+def _some_setting(schema: dict[str, Any]) -> None:
+    # An update that sets nothing is refused (empty_settings): at least one setting not null.
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in SETTINGS_FIELDS
+    ]
+
+
 class SettingsRequest(StrictModel):
+    model_config = ConfigDict(json_schema_extra=_some_setting)
+
     learner: LearnerId | None = None
     parallelTraining: bool | None = None
     maxParallel: int | None = Field(None, ge=1, le=9)
@@ -69,7 +96,9 @@ class ProblemIn(StrictModel):
 
 class NewTopicRequest(StrictModel):
     key: TopicKey
-    name: Annotated[str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True)]
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True, pattern=r"\S")
+    ]
     problems: list[ProblemIn] = Field(min_length=1, max_length=10)
     background: bool = True
     force: bool = False
