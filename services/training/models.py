@@ -35,9 +35,34 @@ class RoundRequest(LearnerBody):
 MAX_ROUNDS_PER_LEARNER = 50
 
 
+def _batch_bound(schema: dict[str, Any]) -> None:
+    # The bound on learners × rounds, in the schema's own terms: one branch per range of
+    # rounds_per_learner that allows the same longest list. The branches are whole objects and
+    # exclusive (each but the first requires rounds_per_learner; absent, it is 1): `oneOf` of
+    # such branches is a form schemathesis's generator takes, where `anyOf` of partial
+    # branches, or `if`/`then`, it refuses.
+    props = schema["properties"]
+    ranges: dict[int, list[int]] = {}
+    for r in range(1, MAX_ROUNDS_PER_LEARNER + 1):
+        ranges.setdefault(MAX_BATCH_ROUNDS // r, []).append(r)
+    branches = []
+    for most, rs in ranges.items():
+        branch: dict[str, Any] = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["learners"] if min(rs) == 1 else ["learners", "rounds_per_learner"],
+            "properties": {
+                "learners": {**props["learners"], "maxItems": most},
+                "rounds_per_learner": {"type": "integer", "minimum": min(rs), "maximum": max(rs)},
+            },
+        }
+        branches.append(branch)
+    schema["oneOf"] = branches
+
+
 class BatchRequest(StrictModel):
-    # The bound on learners × rounds is in the description only: the schema form of it (one
-    # branch per range of rounds_per_learner) is refused by schemathesis's generator.
+    model_config = ConfigDict(json_schema_extra=_batch_bound)
+
     learners: list[LearnerId] = Field(
         min_length=1,
         max_length=MAX_BATCH_ROUNDS,
