@@ -57,18 +57,23 @@ async def read_json(request: web.Request) -> Any:
 
 # Whole floats beyond this are not read as ints: past 2**53 a float is no exact integer anyway.
 _EXACT_INT = 2**53
+# How deep the retry looks: the models nest a few levels; a body nested deeper (orjson reads up
+# to 1024 levels, past Python's recursion limit) is refused as it is.
+_MAX_DEPTH = 16
 
 
-def _whole_floats_as_ints(value: Any) -> tuple[Any, bool]:
-    """`value` with every whole float (`9.0`) as the int it equals, at any depth, and whether
-    any was found."""
+def _whole_floats_as_ints(value: Any, depth: int = 0) -> tuple[Any, bool]:
+    """`value` with every whole float (`9.0`) as the int it equals, down to `_MAX_DEPTH`, and
+    whether any was found."""
     if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_INT:
         return int(value), True
+    if depth >= _MAX_DEPTH:
+        return value, False
     if isinstance(value, dict):
-        pairs = {k: _whole_floats_as_ints(v) for k, v in value.items()}
+        pairs = {k: _whole_floats_as_ints(v, depth + 1) for k, v in value.items()}
         return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
     if isinstance(value, list):
-        items = [_whole_floats_as_ints(v) for v in value]
+        items = [_whole_floats_as_ints(v, depth + 1) for v in value]
         return [v for v, _ in items], any(c for _, c in items)
     return value, False
 

@@ -103,6 +103,9 @@ def test_whole_floats_are_ints_for_strict_models():
     from shared.validation import validate
 
     assert validate(Body, {"rounds": 9.0}).rounds == 9  # JSON Schema's integer
-    for bad in ({"rounds": 9.5}, {"rounds": 1e300}, {"rounds": True}):
+    deep: object = 1.0
+    for _ in range(1000):  # deeper than Python's recursion limit: refused, not a crash
+        deep = [deep]
+    for bad in ({"rounds": 9.5}, {"rounds": 1e300}, {"rounds": True}, {"rounds": deep}):
         with pytest.raises(ValidationFailed):
             validate(Body, bad)
