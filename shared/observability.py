@@ -22,6 +22,7 @@ from shared.app_keys import APP_STARTED, METRICS, READY_CHECKS, REDIS, SERVICE
 from shared.errors import ServiceUnavailable
 from shared.replicas import ReplicaRegistry
 from shared.responses import json_response, ok
+from shared.routing import documented
 
 # This process's heartbeat (set once Redis is connected) and the main app a control app serves.
 REPLICAS = web.AppKey("replica_registry", ReplicaRegistry)
@@ -47,6 +48,7 @@ def _served(request: web.Request) -> web.Application:
     return request.app.get(MAIN_APP, request.app)
 
 
+@documented()
 async def health(request: web.Request) -> web.Response:
     app = _served(request)
     return json_response(
@@ -63,6 +65,7 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+@documented(responses={503: "Not ready: Redis, or a check of the service, fails"})
 async def ready(request: web.Request) -> web.Response:
     app = _served(request)
     reasons = []
@@ -85,6 +88,8 @@ async def ready(request: web.Request) -> web.Response:
     return json_response({"ok": True, "ready": True, "service": app[SERVICE], "pid": os.getpid()})
 
 
+# Prometheus's text exposition format (its gauges read Redis, hence the 503).
+@documented(media="text/plain", uses_redis=True)
 async def metrics(request: web.Request) -> web.Response:
     app = _served(request)
     await domain_metrics.refresh(app)  # gauges that are a reading of Redis
@@ -92,6 +97,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
+@documented(responses={503: "Redis not connected yet"}, uses_redis=True)
 async def replicas(request: web.Request) -> web.Response:
     """The whole service: every replica that sent a heartbeat within the TTL, this one marked."""
     app = _served(request)

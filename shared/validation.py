@@ -44,7 +44,8 @@ async def read_json(request: web.Request) -> Any:
     """The request's JSON body; an empty body reads as {}. Size is bounded by the app's
     client_max_size (413 beyond it)."""
     raw = await request.read()
-    if not raw.strip():
+    # Only a body of no bytes at all: blanks are no JSON document, and the schema says JSON.
+    if not raw:
         return {}
     try:
         return orjson.loads(raw)
@@ -54,12 +55,44 @@ async def read_json(request: web.Request) -> Any:
         ) from None
 
 
+# Whole floats beyond this are not read as ints: past 2**53 a float is no exact integer anyway.
+_EXACT_INT = 2**53
+# How deep the retry looks: the models nest a few levels; a body nested deeper (orjson reads up
+# to 1024 levels, past Python's recursion limit) is refused as it is.
+_MAX_DEPTH = 16
+
+
+def _whole_floats_as_ints(value: Any, depth: int = 0) -> tuple[Any, bool]:
+    """`value` with every whole float (`9.0`) as the int it equals, down to `_MAX_DEPTH`, and
+    whether any was found."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_INT:
+        return int(value), True
+    if depth >= _MAX_DEPTH:
+        return value, False
+    if isinstance(value, dict):
+        pairs = {k: _whole_floats_as_ints(v, depth + 1) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
+    if isinstance(value, list):
+        items = [_whole_floats_as_ints(v, depth + 1) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    return value, False
+
+
 def validate(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
         raise ValidationFailed("Request body must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        # JSON Schema counts `9.0` as an integer, and a client's JSON library may write one;
+        # strict models take only ints. Retried with whole floats as ints (a float field takes
+        # an int), only when the first try failed: the common request pays nothing for it.
+        fixed, changed = _whole_floats_as_ints(data)
+        if changed:
+            try:
+                return model.model_validate(fixed)
+            except ValidationError:
+                pass
         raise ValidationFailed("Invalid request", details=_errors(exc)) from None
 
 

@@ -30,6 +30,15 @@ routes = ApiRoutes("coach")
 BASE = "/api/v1/auto-coach"
 BOOST_LIMIT = RateLimit("coach-boost", 60, 10)
 HYPER_BOOST_LIMIT = RateLimit("coach-hyper-boost", 20, 10)
+# A boost runs its rounds through training (services/coach/boost.py): training's refusals come
+# back as the learner's 404/409, its failures as 502/504.
+BOOST_RESPONSES = {
+    **IDEMPOTENCY_RESPONSES,
+    404: "Unknown learner",
+    409: "Training not started for the learner, or training refused the rounds",
+    502: "Training failed or does not answer",
+    504: "Training did not answer in time",
+}
 
 
 async def _status(request: web.Request) -> dict[str, Any]:
@@ -101,7 +110,12 @@ async def get_fast_lane(request: web.Request) -> web.Response:
     return await _fast_lane_response(request)
 
 
-@routes.post(f"{BASE}/fast-lane", body=FastLaneRequest, summary="Change the fast lane live")
+@routes.post(
+    f"{BASE}/fast-lane",
+    body=FastLaneRequest,
+    summary="Change the fast lane live",
+    responses={404: "A learner to add does not exist"},
+)
 async def post_fast_lane(request: web.Request) -> web.Response:
     body = await parse_body(request, FastLaneRequest)
     add, remove = body.learner_changes()
@@ -153,7 +167,7 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
     f"{BASE}/boost",
     body=BoostRequest,
     summary="Run N rounds (1–20) for one learner now (Idempotency-Key: a retry adds no rounds)",
-    responses=IDEMPOTENCY_RESPONSES,
+    responses={**BOOST_RESPONSES, 429: "More than 60 calls in 10 s from this client"},
 )
 async def boost(request: web.Request) -> web.Response:
     body, results, _, replayed = await _boost(request, BoostRequest)
@@ -164,7 +178,7 @@ async def boost(request: web.Request) -> web.Response:
     f"{BASE}/hyper-boost",
     body=HyperBoostRequest,
     summary="Run up to 50 rounds for one learner (Idempotency-Key: a retry adds no rounds)",
-    responses=IDEMPOTENCY_RESPONSES,
+    responses={**BOOST_RESPONSES, 429: "More than 20 calls in 10 s from this client"},
 )
 async def hyper_boost(request: web.Request) -> web.Response:
     body, results, calls, replayed = await _boost(request, HyperBoostRequest)

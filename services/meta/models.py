@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.validation import LearnerId, QueryModel, StrictModel
 
@@ -15,9 +15,15 @@ class LearnerBody(StrictModel):
     learner: LearnerId | None = None
 
 
+# Both are stored as Redis integers (64-bit signed): a larger value is refused, and says so.
+MAX_INT64 = 2**63 - 1
+
+
 class TriggerModel(StrictModel):
-    round: int = Field(ge=0)
-    ts: int = Field(ge=0, description="epoch ms of the commit of the round that made it ready")
+    round: int = Field(ge=0, le=MAX_INT64)
+    ts: int = Field(
+        ge=0, le=MAX_INT64, description="epoch ms of the commit of the round that made it ready"
+    )
 
 
 class RunAllRequest(StrictModel):
@@ -34,17 +40,32 @@ class RunBatchItem(StrictModel):
 
 
 class RunBatchRequest(StrictModel):
-    items: list[RunBatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+    items: list[RunBatchItem] = Field(
+        min_length=1, max_length=MAX_BATCH, description="A learner listed again runs once"
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> RunBatchRequest:
-        # One learner twice would wait on its own run lock; the caller has no reason to.
-        if len({item.learner for item in self.items}) != len(self.items):
-            raise ValueError("each learner may appear once per batch")
+        # One learner twice would wait on its own run lock: it runs once, with its first item.
+        # Merged rather than refused, because no schema can say "distinct by one field of the
+        # items", and a request the schema allows must be accepted.
+        first: dict[str, RunBatchItem] = {}
+        for item in self.items:
+            first.setdefault(item.learner, item)
+        self.items = list(first.values())
         return self
 
 
+def _one_target(schema: dict[str, Any]) -> None:
+    schema["not"] = {
+        "required": ["learner", "cohort"],
+        "properties": {"learner": {"type": "string"}, "cohort": {"type": "string"}},
+    }
+
+
 class BoostRequest(StrictModel):
+    model_config = ConfigDict(json_schema_extra=_one_target)
+
     learner: LearnerId | None = None
     cohort: Literal["all"] | None = Field(None, description='"all": boost every learner')
     retentionDelta: float = Field(0.05, ge=0.0, le=MAX_DELTA)

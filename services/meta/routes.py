@@ -104,7 +104,9 @@ async def insights(request: web.Request) -> web.Response:
 @routes.get(
     f"{BASE}/phase/{{n}}/report",
     query=LearnerQuery,
-    responses={404: "Phase or learner not found"},
+    # The handler's own check, as a pattern: ASCII digits, at most 6.
+    path_params={"n": {"type": "string", "pattern": "^[0-9]{1,6}$"}},
+    responses={404: "Phase or learner not found", 422: "Phase number is not 1-6 digits"},
 )
 async def phase_report(request: web.Request) -> web.Response:
     """One phase with its status and payload."""

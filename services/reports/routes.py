@@ -126,6 +126,7 @@ async def dashboard(request: web.Request) -> web.Response:
     "/api/v1/reports/export",
     query=ExportQuery,
     summary="Per-minute series as CSV or JSON",
+    media=("application/json", "text/csv"),
     responses=LONG_WINDOW_429,
 )
 async def export(request: web.Request) -> web.Response:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from shared.keys import MAX_SHARDS
 from shared.validation import LearnerId, QueryModel, StrictModel
 
 TopicKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
 Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
-Keyword = Annotated[str, StringConstraints(min_length=1, max_length=40, strip_whitespace=True)]
+# `\S`: the value is stripped before its length is checked, so blanks alone are refused; the
+# pattern says so in the schema.
+Keyword = Annotated[
+    str, StringConstraints(min_length=1, max_length=40, strip_whitespace=True, pattern=r"\S")
+]
 
 MAX_BATCH_ROUNDS = 1000
 ShardNumber = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,3})$")]
@@ -30,9 +34,45 @@ class RoundRequest(LearnerBody):
     pass
 
 
+MAX_ROUNDS_PER_LEARNER = 50
+
+
+def _batch_bound(schema: dict[str, Any]) -> None:
+    # The bound on learners × rounds, in the schema's own terms: one branch per range of
+    # rounds_per_learner that allows the same longest list. The branches are whole objects and
+    # exclusive (each but the first requires rounds_per_learner; absent, it is 1): `oneOf` of
+    # such branches is a form schemathesis's generator takes, where `anyOf` of partial
+    # branches, or `if`/`then`, it refuses.
+    props = schema["properties"]
+    ranges: dict[int, list[int]] = {}
+    for r in range(1, MAX_ROUNDS_PER_LEARNER + 1):
+        ranges.setdefault(MAX_BATCH_ROUNDS // r, []).append(r)
+    branches = []
+    for most, rs in ranges.items():
+        branch: dict[str, Any] = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["learners"] if min(rs) == 1 else ["learners", "rounds_per_learner"],
+            "properties": {
+                "learners": {**props["learners"], "maxItems": most},
+                "rounds_per_learner": {"type": "integer", "minimum": min(rs), "maximum": max(rs)},
+                # The coach's fencing tokens are allowed in every branch alike.
+                **({"fences": props["fences"]} if "fences" in props else {}),
+            },
+        }
+        branches.append(branch)
+    schema["oneOf"] = branches
+
+
 class BatchRequest(StrictModel):
-    learners: list[LearnerId] = Field(min_length=1, max_length=MAX_BATCH_ROUNDS)
-    rounds_per_learner: int = Field(1, ge=1, le=50)
+    model_config = ConfigDict(json_schema_extra=_batch_bound)
+
+    learners: list[LearnerId] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ROUNDS,
+        description=f"At most {MAX_BATCH_ROUNDS} learners × rounds_per_learner, as listed",
+    )
+    rounds_per_learner: int = Field(1, ge=1, le=MAX_ROUNDS_PER_LEARNER)
     # A coach replica's fencing tokens, by shard: each learner's commit carries its shard's and is
     # refused (outcome `fenced`) once the shard's lease has moved on. A shard not listed is
     # committed unfenced. Shard numbers above the fleet's shard count are refused by the route.
@@ -42,10 +82,11 @@ class BatchRequest(StrictModel):
 
     @model_validator(mode="after")
     def _total(self) -> BatchRequest:
-        unique = list(dict.fromkeys(self.learners))
-        if len(unique) * self.rounds_per_learner > MAX_BATCH_ROUNDS:
+        # Counted as listed, duplicates included (a list the bound allows stays allowed however
+        # many repeats it has); a learner listed twice still runs once.
+        if len(self.learners) * self.rounds_per_learner > MAX_BATCH_ROUNDS:
             raise ValueError(f"at most {MAX_BATCH_ROUNDS} rounds per call (learners × rounds)")
-        self.learners = unique
+        self.learners = list(dict.fromkeys(self.learners))
         return self
 
 
@@ -59,7 +100,20 @@ class SelectionPatch(StrictModel):
     minAttemptsInBatch: int | None = Field(None, ge=0, le=100)
 
 
+SETTINGS_FIELDS = ("parallelTraining", "maxParallel", "spacedRepetition", "selection")
+
+
+def _some_setting(schema: dict[str, Any]) -> None:
+    # An update that sets nothing is refused (empty_settings): at least one setting not null.
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in SETTINGS_FIELDS
+    ]
+
+
 class SettingsRequest(StrictModel):
+    model_config = ConfigDict(json_schema_extra=_some_setting)
+
     learner: LearnerId | None = None
     parallelTraining: bool | None = None
     maxParallel: int | None = Field(None, ge=1, le=9)
@@ -77,7 +131,9 @@ class ProblemIn(StrictModel):
 
 class NewTopicRequest(StrictModel):
     key: TopicKey
-    name: Annotated[str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True)]
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True, pattern=r"\S")
+    ]
     problems: list[ProblemIn] = Field(min_length=1, max_length=10)
     background: bool = True
     force: bool = False

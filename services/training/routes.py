@@ -35,6 +35,7 @@ from shared.routing import ApiRoutes
 from shared.validation import (
     DEFAULT_LEARNER,
     IDEMPOTENCY_RESPONSES,
+    LEARNER_ID_PATTERN,
     idempotency_key,
     learner_from,
     parse_body,
@@ -53,7 +54,12 @@ def register(app: web.Application) -> None:
     api.register(app)
 
 
-@api.post("/api/v1/training/start", body=StartRequest, summary="Start (or reset) training")
+@api.post(
+    "/api/v1/training/start",
+    body=StartRequest,
+    summary="Start (or reset) training",
+    responses={404: "Unknown learner"},
+)
 async def start(request: web.Request) -> web.Response:
     body = await parse_body(request, StartRequest)
     learner = learner_from(request, body.learner)
@@ -133,25 +139,45 @@ async def _state(request: web.Request) -> tuple[TrainingStore, LearnerState, boo
     return store, state, ready
 
 
-@api.get("/api/v1/training/overview", query=LearnerQuery, summary="Per-domain overview")
+@api.get(
+    "/api/v1/training/overview",
+    query=LearnerQuery,
+    responses={404: "Unknown learner"},
+    summary="Per-domain overview",
+)
 async def overview(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
     return ok(data=presenters.overview(state, store.curriculum.current, time.time()))
 
 
-@api.get("/api/v1/training/status", query=LearnerQuery, summary="Training status")
+@api.get(
+    "/api/v1/training/status",
+    query=LearnerQuery,
+    responses={404: "Unknown learner"},
+    summary="Training status",
+)
 async def status(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
     return ok(status=presenters.status(state, store.curriculum.current, time.time()))
 
 
-@api.get("/api/v1/training/settings", query=LearnerQuery, summary="Selection settings")
+@api.get(
+    "/api/v1/training/settings",
+    query=LearnerQuery,
+    responses={404: "Unknown learner"},
+    summary="Selection settings",
+)
 async def get_settings(request: web.Request) -> web.Response:
     _, state, _ = await _state(request)
     return ok(settings=presenters.settings_view(state))
 
 
-@api.post("/api/v1/training/settings", body=SettingsRequest, summary="Change selection settings")
+@api.post(
+    "/api/v1/training/settings",
+    body=SettingsRequest,
+    summary="Change selection settings",
+    responses={404: "Unknown learner"},
+)
 async def post_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, SettingsRequest)
     learner = learner_from(request, body.learner)
@@ -177,7 +203,12 @@ async def deep_dive(request: web.Request) -> web.Response:
     return ok(data=presenters.deep_dive(state, topic, time.time()))
 
 
-@api.get("/api/v1/next-domain", query=LearnerQuery, summary="What to train next")
+@api.get(
+    "/api/v1/next-domain",
+    query=LearnerQuery,
+    responses={404: "Unknown learner"},
+    summary="What to train next",
+)
 async def next_domain(request: web.Request) -> web.Response:
     store, state, _ = await _state(request)
     thresholds = await store.readiness_thresholds()
@@ -222,7 +253,12 @@ async def delete_topic(request: web.Request) -> web.Response:
     return ok(deleted=key)
 
 
-@api.get("/api/v1/training/history", query=HistoryQuery, summary="Recorded rounds, newest first")
+@api.get(
+    "/api/v1/training/history",
+    query=HistoryQuery,
+    responses={404: "Unknown learner"},
+    summary="Recorded rounds, newest first",
+)
 async def history(request: web.Request) -> web.Response:
     query = parse_query(request, HistoryQuery)
     learner = query.learner or DEFAULT_LEARNER
@@ -234,6 +270,7 @@ async def history(request: web.Request) -> web.Response:
     "/api/v1/learners",
     body=CreateLearnerRequest,
     summary="Create a learner",
+    status=201,
     responses={409: "Learner exists", 429: "More than 100 calls in 10 s from this client"},
 )
 async def create_learner(request: web.Request) -> web.Response:
@@ -270,7 +307,16 @@ def _path_learner(request: web.Request) -> str:
     return learner_from(request, request.match_info["id"])
 
 
-@api.get("/api/v1/learners/{id}", summary="One learner", responses={404: "Unknown learner"})
+LEARNER_PATH = {"id": {"type": "string", "pattern": LEARNER_ID_PATTERN}}
+BAD_LEARNER = "Learner id does not match its pattern"
+
+
+@api.get(
+    "/api/v1/learners/{id}",
+    summary="One learner",
+    path_params=LEARNER_PATH,
+    responses={404: "Unknown learner", 422: BAD_LEARNER},
+)
 async def get_learner(request: web.Request) -> web.Response:
     store = request.app[STORE]
     _, state, ready = await store.load(_path_learner(request))
@@ -283,7 +329,8 @@ async def get_learner(request: web.Request) -> web.Response:
 @api.delete(
     "/api/v1/learners/{id}",
     summary="Erase a learner and every key of it",
-    responses={404: "Unknown learner"},
+    path_params=LEARNER_PATH,
+    responses={404: "Unknown learner", 422: BAD_LEARNER},
 )
 async def delete_learner(request: web.Request) -> web.Response:
     learner = _path_learner(request)

@@ -4,6 +4,7 @@ page, and the catch-all proxy (registered last, so every specific route wins).""
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from services.web.models import EmptyBody, GatesQuery, ScaleRequest
 from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.errors import NotFound
+from shared.fleet import SERVICES
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
-from shared.routing import ApiRoutes
+from shared.routing import ApiRoutes, Upstream
 from shared.validation import parse_body, parse_query
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -28,6 +30,11 @@ routes = ApiRoutes("web")
 # Per client, fleet-wide (shared/rate_limit.py): a scale change sets onboarding of up to millions
 # of learners in motion; an operator or the Locust onboarding user needs a few a minute.
 SCALE_LIMIT = RateLimit("system-scale", 30, 10)
+# What the gateway adds to every operation it forwards (services/web/proxy.py).
+GATEWAY_ERRORS = {
+    502: "The owning service failed or refused the connection",
+    504: "The owning service did not answer in time",
+}
 
 
 # ---- scale and onboarding ---------------------------------------------------------------------
@@ -108,6 +115,7 @@ def _error_message(body: dict[str, Any]) -> str | None:
 @routes.get(
     "/api/v1/system/events",
     summary="Server-sent events: fleet, coach, metrics, gates",
+    media="text/event-stream",
     responses={503: "TOOLOO_SSE_MAX_STREAMS streams are open already"},
 )
 async def get_events(request: web.Request) -> web.StreamResponse:
@@ -135,12 +143,42 @@ async def api_health(request: web.Request) -> web.Response:
 # ---- the Control Room ------------------------------------------------------------------------
 
 
-@routes.get("/control-room", summary="The Control Room page")
+# The Control Room's files, fixed at start: a name not in this set is a 404 without touching the
+# filesystem, and no path (`..`, `/`) can name anything else.
+STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())
+# As guessed from the name; JavaScript under both of its names, since which one aiohttp sends
+# depends on the platform's MIME table.
+STATIC_MEDIA = tuple(
+    sorted(
+        {mimetypes.guess_type(n)[0] or "application/octet-stream" for n in STATIC_FILES}
+        | {"application/javascript", "text/javascript"}
+    )
+)
+
+
+@routes.get(
+    "/static/{name}",
+    summary="A file of the Control Room",
+    media=STATIC_MEDIA,
+    path_params={"name": {"type": "string", "enum": sorted(STATIC_FILES)}},
+    responses={404: "No such file"},
+    uses_redis=False,
+)
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A Control Room file. Not aiohttp's add_static: for a missing file it answers an empty
+    404, where every other error of the fleet is the JSON envelope."""
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise NotFound(f"No static file {name[:100]!r}", code="not_found")
+    return web.FileResponse(STATIC_DIR / name)
+
+
+@routes.get("/control-room", summary="The Control Room page", media="text/html", uses_redis=False)
 async def control_room(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
 
 
-@routes.get("/", summary="The Control Room page")
+@routes.get("/", summary="The Control Room page", media="text/html", uses_redis=False)
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
 
@@ -156,27 +194,30 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     return await request.app[FORWARDER].forward(request)
 
 
-# The Control Room's files, fixed at start: a name not in this set is a 404 without touching the
-# filesystem, and no path (`..`, `/`) can name anything else.
-STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())
+def upstreams() -> list[Upstream]:
+    """Every service's route table, for the operations the gateway forwards to it (the fleet
+    table's prefixes): the gateway's document lists everything it serves. Imported here, not at
+    the top: the tables are only read, once, when the document is built."""
+    from orchestrator.routes import routes as orchestrator
+    from services.coach.routes import routes as coach
+    from services.meta.routes import routes as meta
+    from services.reports.routes import api as reports
+    from services.training.routes import api as training
 
-
-async def static_file(request: web.Request) -> web.StreamResponse:
-    """A Control Room file. Not aiohttp's add_static: for a missing file it answers an empty
-    404, where every other error of the fleet is the JSON envelope."""
-    name = request.match_info["name"]
-    if name not in STATIC_FILES:
-        raise NotFound(f"No static file {name[:100]!r}", code="not_found")
-    return web.FileResponse(STATIC_DIR / name)
+    tables = {t.service: t for t in (training, meta, coach, reports, orchestrator)}
+    return [
+        Upstream(tables[svc.name], svc.proxy_prefixes, GATEWAY_ERRORS)
+        for svc in SERVICES
+        if svc.proxy_prefixes
+    ]
 
 
 def register(app: web.Application) -> None:
-    routes.register(app)
+    routes.register(app, upstreams=upstreams())
     local: dict[str, set[str]] = {}
     for spec in routes.specs:
         if spec.path.startswith("/api/"):
             local.setdefault(spec.path, set()).add(spec.method)
     app[LOCAL_API_ROUTES] = local
-    app.router.add_get("/static/{name}", static_file)
     # Last: anything under /api/ that no specific route took goes to the owning service.
     app.router.add_route("*", "/api/{tail:.*}", proxy)
