@@ -44,6 +44,11 @@ def _batch_bound(schema: dict[str, Any]) -> None:
     # such branches is a form schemathesis's generator takes, where `anyOf` of partial
     # branches, or `if`/`then`, it refuses.
     props = schema["properties"]
+    # Shard numbers are the fences' only keys: the pattern is not a filter of some keys among
+    # others (JSON Schema's patternProperties alone would let any other key through).
+    for option in props.get("fences", {}).get("anyOf", []):
+        if option.get("type") == "object":
+            option["additionalProperties"] = False
     ranges: dict[int, list[int]] = {}
     for r in range(1, MAX_ROUNDS_PER_LEARNER + 1):
         ranges.setdefault(MAX_BATCH_ROUNDS // r, []).append(r)

@@ -27,7 +27,7 @@ from services.training.store import (
 )
 from shared import domain_metrics
 from shared.commit_rounds import request_hash
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.learner_state import LearnerState
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
@@ -97,13 +97,15 @@ async def one_round(request: web.Request) -> web.Response:
 
 
 def _fences(raw: dict[str, int] | None, shards: int) -> dict[int, int] | None:
-    """The batch's fencing tokens by shard number; 400 for a shard this fleet does not have."""
+    """The batch's fencing tokens by shard number; 409 for a shard this fleet does not have: the
+    body is well-formed (the schema allows every shard number a fleet may have), but it
+    disagrees with this fleet's shard count, which no document can state in advance."""
     if raw is None:
         return None
     fences = {int(shard): token for shard, token in raw.items()}
     unknown = sorted(shard for shard in fences if shard >= shards)
     if unknown:
-        raise ValidationFailed(
+        raise Conflict(
             f"fences names shards this fleet does not have (it has {shards}: 0..{shards - 1})",
             code="unknown_shard",
             details={"shards": unknown[:10]},
@@ -116,7 +118,7 @@ def _fences(raw: dict[str, int] | None, shards: int) -> dict[int, int] | None:
     body=BatchRequest,
     summary="Run rounds for many learners (Idempotency-Key: a retry commits nothing twice; "
     "fences: a coach's per-shard tokens, a learner of a fenced-off shard fails with `fenced`)",
-    responses=IDEMPOTENCY_RESPONSES,
+    responses={**IDEMPOTENCY_RESPONSES, 409: "A fence names a shard this fleet does not have"},
 )
 async def rounds_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, BatchRequest)
