@@ -73,7 +73,9 @@ async def evalsha_each(
     send: Callable[[str, list[ScriptCall]], Awaitable[list[Any]]],
 ) -> list[Any]:
     """Run `script` once per call by SHA through `send(sha, calls)`, which sends them together
-    (a pipeline, an auto-pipeline) and returns one reply or exception per call, in order.
+    (a pipeline, an auto-pipeline) and returns one reply or exception per call, in order. A
+    pipeline sends them with `pipe.execute_command("EVALSHA", sha, n, *keys, *args)`: a Redis
+    Cluster's pipeline refuses `pipe.evalsha` (and a Script), and routes this by the first key.
     A NOSCRIPT reply (a Redis restart, SCRIPT FLUSH) means that call did not run: the script is
     loaded and those calls alone are sent once more (bounded: one reload). redis-py's own
     pipeline would instead ask SCRIPT EXISTS before every batch, a round trip each time. The

@@ -169,7 +169,7 @@ class ShardLeases:
         async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for keys, args in batch:
-                    pipe.evalsha(sha, len(keys), *keys, *args)
+                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
                 return list(await pipe.execute(raise_on_error=False))
 
         return await evalsha_each(self.redis, script, calls, send)

@@ -152,7 +152,7 @@ class MetaStore:
         async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
             for keys, args in batch:
-                pipe.evalsha(sha, len(keys), *keys, *args)
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
             return await pipe.execute(raise_on_error=False)
 
         return await evalsha_each(self.redis, script, calls, send)

@@ -250,7 +250,7 @@ class ReportsConsumer:
         async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for keys, args in batch:
-                    pipe.evalsha(sha, len(keys), *keys, *args)
+                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
                 return list(await pipe.execute(raise_on_error=False))
 
         replies = await evalsha_each(self.redis, self.apply_script, calls, send)
