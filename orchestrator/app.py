@@ -91,9 +91,10 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = make_client(settings.redis_url)  # connects on first use: no wait here
     app[REDIS] = redis
     app[REDIS_WATCH] = RedisWatch(
-        redis, settings.health_interval_s, settings.redis_memory_alert_pct
+        redis, settings.health_interval_s, settings.redis_memory_alert_pct, settings.redis_url
     )
     yield
+    await app[REDIS_WATCH].aclose()
     await redis.aclose()
 
 

@@ -6,7 +6,9 @@ it comes up without it and reports `waiting_for_redis` until Redis answers (secu
 The same loop reads `INFO memory` now and then and raises the memory alert when `used_memory`
 reaches TOOLOO_REDIS_MEMORY_ALERT_PCT of `maxmemory` (the embedded Redis refuses writes at the
 limit, noeviction): shown in `GET /api/v1/system/status` (`redis`, `alerts`) and logged once per
-crossing.
+crossing. On a Redis Cluster the reading is the fullest master's (each refuses writes at its own
+limit): the first reading finds `cluster_enabled:1` on the node of REDIS_URL and from then on reads
+every master through a cluster client of its own (shared/redis_memory.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.logging import get_logger, redact_text
+from shared.redis_conn import make_cluster_client
+from shared.redis_memory import NodeMemory, fullest, masters_memory
+from shared.redis_types import FleetRedis
 
 log = get_logger(__name__)
 
@@ -25,23 +30,27 @@ PING_TIMEOUT_S = 1.0
 MEMORY_EVERY_S = 5.0
 
 
-def memory_view(info: dict[str, Any], alert_pct: float) -> dict[str, Any]:
-    """Used and maximum memory from `INFO memory`, the share used and whether it is at or past
-    the alert threshold (never with no maxmemory set)."""
-    used = int(info.get("used_memory", 0))
-    limit = int(info.get("maxmemory", 0))
-    pct = round(100.0 * used / limit, 1) if limit else None
+def memory_view(node: NodeMemory, alert_pct: float, masters: int = 1) -> dict[str, Any]:
+    """Used and maximum memory of the fullest master, the share used and whether it is at or
+    past the alert threshold (never with no maxmemory set)."""
+    pct = round(node.pct, 1) if node.pct is not None else None
     return {
-        "used_memory": used,
-        "maxmemory": limit or None,
+        "used_memory": node.used,
+        "maxmemory": node.limit or None,
         "memory_pct": pct,
         "memory_alert": pct is not None and pct >= alert_pct,
+        "memory_node": node.node,
+        "masters": masters,
     }
 
 
 class RedisWatch:
-    def __init__(self, redis: Redis, interval_s: float, alert_pct: float) -> None:
+    def __init__(
+        self, redis: Redis, interval_s: float, alert_pct: float, url: str | None = None
+    ) -> None:
         self.redis = redis
+        self.url = url  # to reach every master once the node turns out to be a cluster's
+        self._memory_client: FleetRedis | None = None  # None: not known yet whether a cluster
         self.interval_s = interval_s
         self.alert_pct = alert_pct
         self.up: bool | None = None  # None: not asked yet
@@ -75,14 +84,36 @@ class RedisWatch:
     async def _read_memory(self) -> None:
         self._memory_at = time.monotonic()
         try:
-            info = await asyncio.wait_for(self.redis.info("memory"), PING_TIMEOUT_S)
+            client = await asyncio.wait_for(self._memory_source(), PING_TIMEOUT_S * 5)
+            nodes = await asyncio.wait_for(masters_memory(client), PING_TIMEOUT_S * 2)
         except Exception as exc:  # the alert is advisory: keep the last reading
             log.warning("redis_memory_unread", error=redact_text(str(exc)))
             return
-        memory = memory_view(info, self.alert_pct)
+        memory = memory_view(fullest(nodes), self.alert_pct, len(nodes))
         if memory["memory_alert"] and not self.memory.get("memory_alert"):
             log.warning("redis_memory_high", **memory, alert_pct=self.alert_pct)
         self.memory = memory
+
+    async def _memory_source(self) -> FleetRedis:
+        """The client memory is read through: the watched one on a single Redis, a cluster
+        client (made once, on the first reading) when the node is a cluster's."""
+        if self._memory_client is None:
+            info = await self.redis.info("cluster")
+            if int(info.get("cluster_enabled", 0)) == 1 and self.url:
+                cluster = make_cluster_client(self.url)
+                try:
+                    await cluster.initialize()
+                except BaseException:  # a timeout included: nothing left open, tried again later
+                    await cluster.aclose()
+                    raise
+                self._memory_client = cluster
+            else:
+                self._memory_client = self.redis
+        return self._memory_client
+
+    async def aclose(self) -> None:
+        if self._memory_client is not None and self._memory_client is not self.redis:
+            await self._memory_client.aclose()
 
     async def run(self) -> None:
         while True:  # ends by cancellation at shutdown; one bounded check per interval

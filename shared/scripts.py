@@ -73,9 +73,7 @@ async def evalsha_each(
     send: Callable[[str, list[ScriptCall]], Awaitable[list[Any]]],
 ) -> list[Any]:
     """Run `script` once per call by SHA through `send(sha, calls)`, which sends them together
-    (a pipeline, an auto-pipeline) and returns one reply or exception per call, in order. A
-    pipeline sends them with `pipe.execute_command("EVALSHA", sha, n, *keys, *args)`: a Redis
-    Cluster's pipeline refuses `pipe.evalsha` (and a Script), and routes this by the first key.
+    (a pipeline, an auto-pipeline) and returns one reply or exception per call, in order.
     A NOSCRIPT reply (a Redis restart, SCRIPT FLUSH) means that call did not run: the script is
     loaded and those calls alone are sent once more (bounded: one reload). redis-py's own
     pipeline would instead ask SCRIPT EXISTS before every batch, a round trip each time. The
@@ -95,3 +93,20 @@ async def evalsha_each(
         if isinstance(reply, BaseException):
             raise reply
     return replies
+
+
+async def evalsha_pipelined(
+    redis: Redis, script: AsyncScript, calls: list[ScriptCall]
+) -> list[Any]:
+    """`script` once per call in one non-transactional pipeline (evalsha_each's `send` that
+    most callers want). Each call runs atomically on its own keys' slot; the calls together are
+    not one atomic step. On a Redis Cluster the client splits the pipeline per node."""
+
+    async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for keys, args in batch:
+                # Not pipe.evalsha: a Redis Cluster's pipeline refuses it (and a Script).
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    return await evalsha_each(redis, script, calls, send)

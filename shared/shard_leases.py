@@ -50,7 +50,7 @@ from redis.exceptions import RedisError
 
 from shared.keys import Keys
 from shared.logging import get_logger
-from shared.scripts import ScriptCall, evalsha_each, script_source
+from shared.scripts import ScriptCall, evalsha_pipelined, script_source
 
 log = get_logger(__name__)
 
@@ -165,14 +165,7 @@ class ShardLeases:
 
     async def _each(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
         """One pipelined round trip of `script` over `calls` (one reply per call, in order)."""
-
-        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in batch:
-                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-                return list(await pipe.execute(raise_on_error=False))
-
-        return await evalsha_each(self.redis, script, calls, send)
+        return await evalsha_pipelined(self.redis, script, calls)
 
     async def cycle(self) -> None:
         """Beat, renew, give back above the fair share, acquire up to it."""

@@ -48,7 +48,7 @@ from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
 from shared.redis_types import field_map, scored, text_map, texts
-from shared.scripts import ScriptCall, evalsha_each, lua_source
+from shared.scripts import ScriptCall, evalsha_pipelined, lua_source
 from shared.shards import ShardOwnership
 
 log = get_logger(__name__)
@@ -160,14 +160,7 @@ class CoachStore:
 
     async def _each(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
         """One pipelined round trip of `script` over `calls` (one per shard); replies in order."""
-
-        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in batch:
-                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-                return list(await pipe.execute(raise_on_error=False))
-
-        return await evalsha_each(self.redis, script, calls, send)
+        return await evalsha_pipelined(self.redis, script, calls)
 
     # ---- settings ------------------------------------------------------------------------------
     async def load_settings(self) -> CoachSettings:

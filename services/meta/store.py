@@ -25,7 +25,7 @@ from shared.events import CompletedEvent
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
 from shared.redis_types import scored, text_map
-from shared.scripts import ScriptCall, Scripts, evalsha_each, lua_source
+from shared.scripts import ScriptCall, Scripts, evalsha_pipelined, lua_source
 
 LOG_CAP = 200  # activity-log entries kept per learner, so a long-lived learner's log stays bounded
 LOCK_TTL_MS = 5_000  # a run holds the lock for milliseconds; the TTL only matters after a crash
@@ -148,14 +148,7 @@ class MetaStore:
 
     async def _evalsha_all(self, script: Any, calls: list[ScriptCall]) -> list[Any]:
         """One pipeline of EVALSHAs (see shared.scripts.evalsha_each)."""
-
-        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args in batch:
-                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-            return await pipe.execute(raise_on_error=False)
-
-        return await evalsha_each(self.redis, script, calls, send)
+        return await evalsha_pipelined(self.redis, script, calls)
 
     # ---- the per-learner run lock --------------------------------------------------------------
     async def paused_or_lock(self, learner: str) -> tuple[bool, str | None]:

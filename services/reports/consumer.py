@@ -55,7 +55,7 @@ from shared.fleet_totals import read_totals
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.redis_types import texts
-from shared.scripts import ScriptCall, evalsha_each
+from shared.scripts import ScriptCall, evalsha_pipelined
 from shared.shards import AllShards, ShardOwnership
 from shared.stream_trim import TrimResult, trim_script, trim_stream
 
@@ -247,13 +247,7 @@ class ReportsConsumer:
             build_call(self.keys, self.refs[stream], entries) for stream, entries in batches.items()
         ]
 
-        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in batch:
-                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-                return list(await pipe.execute(raise_on_error=False))
-
-        replies = await evalsha_each(self.redis, self.apply_script, calls, send)
+        replies = await evalsha_pipelined(self.redis, self.apply_script, calls)
         return [ApplyResult(int(r[0]), int(r[1])) for r in replies]
 
     async def drain(self, max_passes: int = 100) -> int:

@@ -33,6 +33,7 @@ from shared.clock import iso_ms
 from shared.events import STREAM_KINDS, fleet_streams
 from shared.fleet_totals import read_totals
 from shared.keys import Keys
+from shared.redis_memory import fullest, masters_memory
 from shared.redis_types import text_map, texts
 from shared.scripts import ScriptCall, evalsha_each, lua_source
 from shared.stream_trim import GroupLag, group_lags_many
@@ -468,15 +469,18 @@ def lag_alerts(streams: dict[str, dict[str, Any]], lag_alert: int) -> list[str]:
 
 
 async def redis_memory(redis: Redis) -> dict[str, Any]:
-    """Redis' used memory against its `maxmemory` (0: no limit): at or above the limit with
-    `noeviction`, Redis refuses every write (the fleet answers 503 redis_out_of_memory)."""
-    info = await redis.info("memory")
-    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    """The fullest master's used memory against its `maxmemory` (0: no limit): at or above the
+    limit with `noeviction`, that master refuses every write to its slots (the fleet answers 503
+    redis_out_of_memory). On a single Redis, that Redis; `masters` says how many were read."""
+    nodes = await masters_memory(redis)
+    top = fullest(nodes)
     return {
-        "used_bytes": used,
-        "maxmemory_bytes": limit,
-        "used_pct": round(100 * used / limit, 2) if limit else None,
-        "policy": info.get("maxmemory_policy"),
+        "used_bytes": top.used,
+        "maxmemory_bytes": top.limit,
+        "used_pct": top.pct,
+        "policy": top.policy,
+        "node": top.node,
+        "masters": len(nodes),
     }
 
 

@@ -31,6 +31,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         state_cache=tsettings.state_cache,
         pipeline_connections=tsettings.pipeline_connections,
         max_topics=tsettings.max_topics,
+        coalesce_max=tsettings.round_coalesce_max,
     )
     await store.pipe.configure_wait(
         tsettings.commit_wait_replicas, tsettings.commit_wait_timeout_ms

@@ -18,6 +18,11 @@ class TrainingSettings(FleetSettings):
     pipeline_connections: int = Field(
         2, ge=1, le=16, validation_alias="TRAINING_PIPELINE_CONNECTIONS"
     )
+    # Concurrent single rounds of one learner committed together, at most this many per commit
+    # (1: each commits alone, one round trip after another). See services/training/coalesce.py.
+    round_coalesce_max: int = Field(
+        32, ge=1, le=100, validation_alias="TRAINING_ROUND_COALESCE_MAX"
+    )
     # Redis replicas that must have a round's commit before it is acknowledged (WAIT after each
     # pipelined batch; a timeout answers 503). Unset: 1 on a Redis Cluster whose every master has
     # a replica, else 0. See docs/OPERATIONS.md, "Redis Cluster".

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from services.training import paging, selection
+from services.training.coalesce import RoundCoalescer
 from services.training.curriculum import Curriculum
 from services.training.curriculum_store import DEFAULT_MAX_TOPICS, CurriculumStore
 from services.training.pipelining import AutoPipeline
@@ -68,7 +69,7 @@ from shared.readiness import (
 )
 from shared.redis_types import scored, text
 from shared.retry import conflict_backoff
-from shared.scripts import ScriptCall, Scripts, evalsha_each
+from shared.scripts import ScriptCall, Scripts, evalsha_pipelined
 
 MAX_ATTEMPTS = 8
 # A single round retries longer: its first attempt may come from the cache, which under contention
@@ -185,6 +186,7 @@ class TrainingStore:
         state_cache: int = 50_000,
         pipeline_connections: int = 2,
         max_topics: int = DEFAULT_MAX_TOPICS,
+        coalesce_max: int = 32,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
@@ -192,11 +194,16 @@ class TrainingStore:
         self.history_limit = history_limit
         self.locks = KeyedLocks()
         self.cache = StateCache(state_cache)
+        # Concurrent single rounds of one learner share one commit (coalesce.py).
+        self.coalescer: RoundCoalescer[CommittedRound] = RoundCoalescer(
+            self._run_group, max_group=coalesce_max
+        )
         self.pipe = AutoPipeline(redis, connections=pipeline_connections)
         self.curriculum = CurriculumStore(redis, keys, max_topics)
         self.thresholds = ThresholdsCache(redis, keys)
 
     async def aclose(self) -> None:
+        await self.coalescer.aclose()
         await self.thresholds.aclose()
         await self.pipe.aclose()
 
@@ -229,15 +236,7 @@ class TrainingStore:
             )
             for learner, region in specs
         ]
-
-        async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
-            # By SHA through execute_command: a cluster pipeline refuses a Script and evalsha().
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in batch:
-                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-                return list(await pipe.execute(raise_on_error=False))
-
-        results = await evalsha_each(self.redis, self.scripts.create_learner, calls, send)
+        results = await evalsha_pipelined(self.redis, self.scripts.create_learner, calls)
         return sum(1 for r in results if int(r) > 0)
 
     async def load(self, learner: str) -> tuple[str, LearnerState, bool]:
@@ -460,20 +459,41 @@ class TrainingStore:
         self, learner: str, idem: Idempotency | None = None
     ) -> CommittedRound | ReplayedRounds:
         """One round for one learner, with the per-topic detail of its results; with `idem`, the
-        round committed earlier under that key if there is one (nothing is committed then)."""
+        round committed earlier under that key if there is one (nothing is committed then).
+
+        Without `idem`, concurrent rounds of the learner are coalesced into one commit (see
+        coalesce.py). A round with an Idempotency-Key commits alone: its key's record names
+        exactly one commit, whose replay answers that round only."""
         started = time.perf_counter()
+        if idem is None:
+            return await self.coalescer.submit(learner, started)
+        done = await self._rounds(learner, [started], idem)
+        return done if isinstance(done, ReplayedRounds) else done[0]
+
+    async def _run_group(self, learner: str, starteds: list[float]) -> list[CommittedRound]:
+        """The coalescer's runner: rounds for the requests of one group (their start times, in
+        arrival order), computed one after another on the learner's newest state and committed
+        in one step."""
+        done = await self._rounds(learner, starteds, None)
+        if isinstance(done, ReplayedRounds):  # only a key's record replays; a group has none
+            raise RuntimeError("rounds without an Idempotency-Key were replayed")
+        return done
+
+    async def _rounds(
+        self, learner: str, starteds: list[float], idem: Idempotency | None
+    ) -> list[CommittedRound] | ReplayedRounds:
         async with self.hold(learner):
             try:
-                return await self._run_round_held(learner, started, idem)
+                return await self._rounds_held(learner, starteds, idem)
             except BaseException:
                 # Whatever happened to the commit (error, cancellation, conflicts), the entry may
                 # no longer be current: the next round reads the learner from Redis.
                 self.cache.drop(learner)
                 raise
 
-    async def _run_round_held(
-        self, learner: str, started: float, idem: Idempotency | None
-    ) -> CommittedRound | ReplayedRounds:
+    async def _rounds_held(
+        self, learner: str, starteds: list[float], idem: Idempotency | None
+    ) -> list[CommittedRound] | ReplayedRounds:
         read, curriculum = await self.read(learner)
         for attempt in range(ROUND_MAX_ATTEMPTS):
             if attempt and not read.from_cache:
@@ -486,13 +506,61 @@ class TrainingStore:
                     read, curriculum = await self.read(learner, cached=False)
                     continue
                 raise TrainingNotStarted(learner)
-            result = await self.commit(
-                self.compute(learner, read, state, curriculum, started, idem), started
-            )
+            result: list[CommittedRound] | ReplayedRounds | LearnerRead
+            if len(starteds) == 1:  # one round (the common case): its own commit path
+                prepared = self.compute(learner, read, state, curriculum, starteds[0], idem)
+                one = await self.commit(prepared, starteds[0])
+                result = [one] if isinstance(one, CommittedRound) else one
+            else:
+                result = await self._commit_group(learner, read, state, curriculum, starteds)
             if not isinstance(result, LearnerRead):
                 return result
             read = result  # a conflict: recompute from the current state, not the cache's
         raise VersionConflict("Concurrent rounds for this learner kept conflicting; try again")
+
+    async def _commit_group(
+        self,
+        learner: str,
+        read: LearnerRead,
+        state: LearnerState,
+        curriculum: Curriculum,
+        starteds: list[float],
+    ) -> list[CommittedRound] | LearnerRead:
+        now = time.time()
+        t0 = time.perf_counter()
+        outs: list[RoundOutcome] = []
+        states: list[LearnerState] = []
+        for i in range(len(starteds)):
+            outs.append(compute_round(state, curriculum, now, detail=True))
+            # Each answer shows the learner after its own round: a copy for all but the last
+            # (compute_round works in place, so the next round continues from `state`).
+            states.append(decode(encode(state)) if i < len(starteds) - 1 else state)
+        dur = (time.perf_counter() - t0) * 1000
+        guard = incarnation_marker(state) if read.from_cache else None
+        args = self.commit_args(read.version or "", state, now, outs, dur, guard)
+        keys = self.keys.commit_rounds_keys(learner, None)
+        reply = await self._commit_reply(self.pipe.evalsha(self.scripts.commit_rounds, keys, args))
+        if reply.status == "committed":
+            self.cache.put(learner, reply.version, args[1])
+            thresholds = self.thresholds.get()
+            last = len(outs) - 1
+            return [
+                CommittedRound(
+                    PreparedRound(learner, states[i], curriculum, now, out, args),
+                    reply.first_round + i,
+                    # The commit decides the final state's readiness; an earlier round's is
+                    # judged with the same thresholds the commit was given.
+                    reply.ready if i == last else thresholds.ready(out.avg, out.below),
+                    starteds[i],
+                )
+                for i, out in enumerate(outs)
+            ]
+        if reply.status == "missing":
+            raise LearnerNotFound(learner)
+        if reply.status != "conflict":
+            raise RuntimeError(f"unexpected commit status {reply.status!r} for a group")
+        self.cache.contend(learner)
+        return LearnerRead(reply.version, reply.state, False)
 
     def commit_args(
         self,

@@ -192,3 +192,37 @@ def test_a_port_in_use_is_named_and_nothing_is_started(tmp_path: Path):
     finally:
         squatter.close()
         cluster.stop()
+
+
+async def test_memory_is_read_on_every_master_and_the_fullest_one_counts(
+    redis_cluster: LocalCluster,
+):
+    """Each master refuses writes at its own maxmemory, so the figure the alerts use is the
+    fullest master's, not the one node a bare INFO reaches."""
+    from orchestrator.redis_watch import RedisWatch
+    from shared.redis_conn import make_client
+    from shared.redis_memory import fullest, masters_memory
+
+    cluster = await connect_fleet(redis_cluster.url)
+    masters = sorted(int(node.port) for node in cluster.get_primaries())
+    tight = masters[-1]
+    admin = redis_cluster.admin(tight)
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory", str(used * 2))  # that master alone at about 50 %
+    watched = make_client(redis_cluster.url)
+    watch = RedisWatch(watched, 1.0, alert_pct=40.0, url=redis_cluster.url)
+    try:
+        nodes = await masters_memory(cluster)
+        assert sorted(int(n.node.rsplit(":", 1)[1]) for n in nodes) == masters
+        top = fullest(nodes)
+        assert top.node.endswith(f":{tight}") and top.limit == used * 2
+        # The orchestrator's watch finds the cluster behind REDIS_URL and alerts on that master.
+        assert await watch.check()
+        assert watch.memory["masters"] == 3 and watch.memory["memory_node"].endswith(f":{tight}")
+        assert any("redis memory at" in alert for alert in watch.alerts())
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.close()
+        await watch.aclose()
+        await watched.aclose()
+        await cluster.aclose()
