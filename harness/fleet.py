@@ -11,6 +11,7 @@ from typing import Any
 from harness.http import probe_json
 from harness.ports import free_port
 from harness.processes import ServiceProcess
+from harness.redis_clients import SyncRedis, sync_client
 from shared.fleet import NAMES, SERVICES, service, stop_sequence
 
 
@@ -101,6 +102,11 @@ class Fleet:
         if status != 200:
             raise AssertionError(f"processes answered {status}: {body}")
         return {p["name"]: p for p in body["processes"]}
+
+    def redis(self) -> SyncRedis:
+        """A synchronous client of the fleet's Redis (a RedisCluster when it is a cluster's
+        node), decoded replies; the caller closes it."""
+        return sync_client(self.redis_url)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"

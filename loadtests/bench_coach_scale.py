@@ -1,11 +1,15 @@
-"""Coach capacity with 1, 2 and 4 coach replicas in one run: rounds/min, the scaling ratio against
-the one-replica figure of the same run, and where the CPU goes (coach processes, training, Redis)
-per round, so that a ratio below the replica count is explained rather than hidden.
+"""Coach capacity with 1, 2 and 4 coach replicas in one run, on a single Redis and on a 3-master
+Redis Cluster: rounds/min, the scaling ratio against the one-replica figure of the same backend in
+the same run, and where the CPU goes (coach processes, training, Redis) per round, so that a ratio
+below the replica count is explained rather than hidden.
 
     python -m loadtests.bench_coach_scale [--duration 20] [--repeats 3] [--learners 4000]
+                                          [--backends single,cluster]
 
-One private redis-server, training and 1..4 coach processes (the first from the fleet, the others
-on ports of their own, same Redis; every replica coaches the shards it owns). `--learners` active
+Per backend: a private redis-server, or a private cluster (harness/redis_cluster.py: 3 masters +
+3 replicas on free ports; Redis CPU is then the masters' summed), training and 1..4 coach
+processes (the first from the fleet, the others on ports of their own, same Redis; every replica
+coaches the shards it owns). `--learners` active
 learners stay in the coach queues for the whole run (the readiness bar is set out of reach, so
 no learner leaves the queue and meta is not needed); the fast lane runs at its minimum interval
 (50 ms) with `--micro` × `--batch` learners per tick and replica. For each repeat, each replica
@@ -27,22 +31,31 @@ process near one core caps the rounds every coach replica asks for.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import redis
+from redis.cluster import RedisCluster
 
 from harness.ports import free_port
 from harness.processes import ServiceProcess
-from loadtests.bench_coach import create_learners, print_table, row
+from harness.redis_clients import SyncRedis, evalsha_pipelined, sync_client
+from harness.redis_cluster import LocalCluster, free_cluster_base, ports_from
+from loadtests.bench_coach import print_table, row
 from loadtests.fleetctl import BenchFleet
+from services.training.round import new_learner_state
 from shared.keys import Keys
+from shared.learner_state import encode
+from shared.scripts import script_source
 
 COACH = "/api/v1/auto-coach"
 REPLICAS = (1, 2, 4)
+BACKENDS = ("single", "cluster")
 WARMUP_S = 3.0
 SETTLE_TIMEOUT_S = 30.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -59,12 +72,49 @@ def cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def redis_cpu_s(r: redis.Redis) -> float:
-    info = r.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+def redis_cpu_s(r: SyncRedis) -> float:
+    """Redis's user + system CPU seconds: a cluster's masters summed (INFO on each)."""
+    if isinstance(r, RedisCluster):
+        per_node = r.info("cpu", target_nodes=RedisCluster.PRIMARIES)
+        infos = list(per_node.values())
+    else:
+        infos = [r.info("cpu")]
+    return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos)
 
 
-def rounds_total(r: redis.Redis, keys: Keys) -> int:
+def create_learners(r: SyncRedis, keys: Keys, count: int, tag: str) -> list[str]:
+    """Create `count` active learners as training does (its initial state), pipelined by SHA
+    (works on a cluster: each call's keys are one shard's)."""
+    ids = [f"{tag}-{i:05d}" for i in range(count)]
+    source, now = script_source("create_learner"), time.time()
+    for start in range(0, count, 1000):
+        calls = [
+            (
+                keys.create_learner_keys(x),
+                [x, encode(new_learner_state(x, "bench", True, now)), "bench", 1],
+            )
+            for x in ids[start : start + 1000]
+        ]
+        evalsha_pipelined(r, source, calls)
+    return ids
+
+
+@contextlib.contextmanager
+def backend_url(backend: str) -> Iterator[str | None]:
+    """None for the single Redis (the fleet starts its own), a private cluster's URL else."""
+    if backend == "single":
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="tooloo-coach-scale-") as tmp:
+        cluster = LocalCluster(Path(tmp), ports_from(free_cluster_base()))
+        try:
+            cluster.start()
+            yield cluster.url
+        finally:
+            cluster.stop()
+
+
+def rounds_total(r: SyncRedis, keys: Keys) -> int:
     """The fleet's rounds: the sum of the shards' counters (one GET per shard: no cross-slot
     MGET, so the same code reads a Redis Cluster)."""
     with r.pipeline(transaction=False) as pipe:
@@ -119,7 +169,7 @@ class Coaches:
 
 
 def measure(
-    fleet: BenchFleet, coaches: Coaches, r: redis.Redis, keys: Keys, duration_s: float
+    fleet: BenchFleet, coaches: Coaches, r: SyncRedis, keys: Keys, duration_s: float
 ) -> dict[str, float]:
     pids = [p.pid for p in coaches.all]
     training = fleet["training"].pid
@@ -148,13 +198,28 @@ def run(
     learners: int = 4000,
     micro: int = 2,
     batch: int = 50,
+    backends: tuple[str, ...] = BACKENDS,
 ) -> list[dict[str, Any]]:
+    results = {}
+    for backend in backends:
+        with backend_url(backend) as url:
+            results[backend] = run_backend(url, duration_s, repeats, learners, micro, batch)
+    setup = f"{learners:,} learners, 50 ms, {micro}×{batch}, {duration_s:g} s × {repeats}"
+    out = [row(f"setup: {setup}", len(REPLICAS) * len(backends), "configs", "-", None)]
+    for backend in backends:
+        out += rows(backend, results[backend])
+    return out
+
+
+def run_backend(
+    url: str | None, duration_s: float, repeats: int, learners: int, micro: int, batch: int
+) -> dict[int, list[dict[str, float]]]:
     results: dict[int, list[dict[str, float]]] = {n: [] for n in REPLICAS}
-    with BenchFleet(prefix="benchcoachscale") as fleet:
+    with BenchFleet(redis_url=url, prefix="benchcoachscale") as fleet:
         fleet.start("training", "coach")
         keys = Keys(fleet.prefix)
-        r = redis.Redis.from_url(fleet.redis_url, decode_responses=True)
-        create_learners(fleet.redis_url, fleet.prefix, learners, "scale")
+        r = sync_client(fleet.redis_url)
+        create_learners(r, keys, learners, "scale")
         coaches = Coaches(fleet)
         call = fleet["coach"].post
         # Out of reach: nobody becomes ready, every learner stays in the queues all run long.
@@ -172,25 +237,19 @@ def run(
         finally:
             coaches.stop_extra()
             r.close()
-    return rows(results, duration_s, repeats, learners, micro, batch)
+    return results
 
 
-def rows(
-    results: dict[int, list[dict[str, float]]],
-    duration_s: float,
-    repeats: int,
-    learners: int,
-    micro: int,
-    batch: int,
-) -> list[dict[str, Any]]:
+def rows(backend: str, results: dict[int, list[dict[str, float]]]) -> list[dict[str, Any]]:
     def med(n: int, key: str) -> float:
         return statistics.median(x[key] for x in results[n])
 
-    setup = f"{learners:,} learners, 50 ms, {micro}×{batch}, {duration_s:g} s × {repeats}"
-    out = [row(f"setup: {setup}", len(REPLICAS), "configs", "-", None)]
+    where = "Redis Cluster, 3 masters" if backend == "cluster" else "single Redis"
+    redis_cpu = "all masters summed" if backend == "cluster" else "INFO cpu"
+    out = []
     base = med(1, "rpm")
     for n in REPLICAS:
-        label = f"{n} coach replica{'s' if n > 1 else ''}"
+        label = f"{where}, {n} coach replica{'s' if n > 1 else ''}"
         out += [
             row(f"{label}: rounds/min (median)", med(n, "rpm"), "rounds/min", "-", None),
             row(f"{label}: scaling ratio vs 1 replica", med(n, "rpm") / base, "x", "-", None),
@@ -200,7 +259,8 @@ def rows(
             row(f"{label}: training CPU per round", med(n, "training_ms"), "ms", "-", None),
             row(f"{label}: training CPU in use (one process)", med(n, "training_cores"), "cores",
                 "-", None),
-            row(f"{label}: Redis CPU per round (INFO cpu)", med(n, "redis_ms"), "ms", "-", None),
+            row(f"{label}: Redis CPU per round ({redis_cpu})", med(n, "redis_ms"), "ms", "-",
+                None),
             row(f"{label}: Redis CPU in use", med(n, "redis_cores"), "cores", "-", None),
         ]  # fmt: skip
     return out
@@ -213,8 +273,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learners", type=int, default=4000)
     parser.add_argument("--micro", type=int, default=2, help="microBatchesPerTick per replica")
     parser.add_argument("--batch", type=int, default=50, help="batchSize per replica")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="single,cluster or one")
     args = parser.parse_args(argv)
-    print_table(run(args.duration, args.repeats, args.learners, args.micro, args.batch))
+    backends = tuple(b for b in args.backends.split(",") if b)
+    if not backends or set(backends) - set(BACKENDS):
+        parser.error(f"--backends: a comma-separated list of {', '.join(BACKENDS)}")
+    print_table(run(args.duration, args.repeats, args.learners, args.micro, args.batch, backends))
     print(f"({os.cpu_count()} cores, shared machine: provisional figures; ratios are same-run)")
 
 

@@ -262,14 +262,22 @@ class Keys:
         """Hash: `target` (population target), `hold` (0/1), `paused` (0/1)."""
         return f"{self.prefix}:scale"
 
+    # The curriculum and its version share the hash tag `{curriculum}`: every topic write bumps
+    # the version in the same MULTI or script, which a Redis Cluster runs only on one slot.
     @property
     def curriculum(self) -> str:
         """Hash: topic key -> JSON topic (name, problems, background, order)."""
-        return f"{self.prefix}:curriculum"
+        return f"{self.prefix}:{{curriculum}}"
 
     @property
     def curriculum_version(self) -> str:
-        return f"{self.prefix}:curriculum:ver"
+        return f"{self.prefix}:{{curriculum}}:ver"
+
+    @property
+    def curriculum_untagged(self) -> tuple[str, str]:
+        """The curriculum hash and version as named before they shared a hash tag (a single
+        Redis only: training could not start on a cluster then); training renames them at start."""
+        return f"{self.prefix}:curriculum", f"{self.prefix}:curriculum:ver"
 
     @property
     def stream_system(self) -> str:

@@ -31,9 +31,9 @@ from typing import Any
 
 from aiohttp import web
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from shared.app_keys import KEYS, REDIS, SETTINGS
@@ -176,12 +176,30 @@ def _limiter(redis: Redis, keys: Keys) -> MovingWindowRateLimiter:
     per_prefix = _LIMITERS.setdefault(redis, {})
     limiter = per_prefix.get(keys.prefix)
     if limiter is None:
-        # The service's own pool (its timeouts, retry and password); the URI is then unused.
-        # `limits` types its pass-through options as scalars, hence the Any.
-        pool: dict[str, Any] = {"connection_pool": redis.connection_pool}
-        storage = RedisStorage(
-            "async+redis://", implementation="redispy", key_prefix=keys.rate_limit_prefix, **pool
-        )
+        storage: RedisStorage
+        if isinstance(redis, RedisCluster):
+            # A cluster client has no pool to share: `limits` makes its own RedisCluster from a
+            # node's address and the fleet's user (each window is one key, so one slot).
+            node, kw = redis.get_default_node(), redis.connection_kwargs
+            auth: dict[str, Any] = {"username": kw.get("username"), "password": kw.get("password")}
+            storage = RedisClusterStorage(
+                f"async+redis+cluster://{node.host}:{node.port}",
+                implementation="redispy",
+                key_prefix=keys.rate_limit_prefix,
+                socket_connect_timeout=2.0,
+                socket_timeout=10.0,
+                **{k: v for k, v in auth.items() if v},
+            )
+        else:
+            # The service's own pool (its timeouts, retry and password); the URI is then unused.
+            # `limits` types its pass-through options as scalars, hence the Any.
+            pool: dict[str, Any] = {"connection_pool": redis.connection_pool}
+            storage = RedisStorage(
+                "async+redis://",
+                implementation="redispy",
+                key_prefix=keys.rate_limit_prefix,
+                **pool,
+            )
         limiter = per_prefix[keys.prefix] = MovingWindowRateLimiter(storage)
     return limiter
 

@@ -105,7 +105,8 @@ async def evalsha_pipelined(
     async def send(sha: str, batch: list[ScriptCall]) -> list[Any]:
         async with redis.pipeline(transaction=False) as pipe:
             for keys, args in batch:
-                pipe.evalsha(sha, len(keys), *keys, *args)
+                # Not pipe.evalsha: a Redis Cluster's pipeline refuses it (and a Script).
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))
 
     return await evalsha_each(redis, script, calls, send)

@@ -1,5 +1,12 @@
 """Session fixtures: a real redis-server on a free port, flushed between tests, a factory for
-fleets of real service processes, and one for the whole fleet under honcho."""
+fleets of real service processes, and one for the whole fleet under honcho.
+
+Backends. A module (or a test) marked `@pytest.mark.backends("single", "cluster")` runs each of
+its tests once per backend: `redis_url`, the `redis` client and the `fleet`'s services then point
+at the single redis-server or at the session's 3-master Redis Cluster (`redis_cluster`). A test
+marked `backends("single")` inside such a module runs on the single Redis only. Tests that do not
+opt in get the single Redis, as before, with unchanged ids. On the cluster nothing is flushed (the
+cluster is shared by the session): the test's own key prefix keeps its keys apart."""
 
 from __future__ import annotations
 
@@ -16,10 +23,32 @@ from redis.asyncio import Redis
 from harness.fleet import Fleet
 from harness.honcho import ArmedFleetFactory, HonchoFleet, armed_fleet
 from harness.processes import ServiceProcess
+from harness.redis_clients import SyncRedis, sync_client
 from harness.redis_cluster import LocalCluster, free_cluster_base, ports_from
 from harness.redis_server import RedisServer
 from shared.keys import Keys
+from shared.redis_conn import connect
 from shared.scripts import Scripts
+
+BACKENDS = ("single", "cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): run the test once per backend named ('single', 'cluster'); the "
+        "closest marker wins, so a test can narrow its module's",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is None or "backend" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(BACKENDS)
+    if unknown or not marker.args:
+        raise pytest.UsageError(f"backends{marker.args}: each must be one of {BACKENDS}")
+    metafunc.parametrize("backend", list(marker.args), indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +82,42 @@ def keys(prefix: str) -> Keys:
     return Keys(prefix)
 
 
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """'single' unless the test opted into backends (see the module docstring)."""
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def redis_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the test's backend: the single redis-server, or a node of the cluster (the
+    fleet's user; its client discovers the other nodes)."""
+    if backend == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
 @pytest_asyncio.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url, decode_responses=True)
-    await client.flushdb()
+async def redis(redis_url: str, backend: str) -> AsyncIterator[Redis]:
+    """An async client of the backend: on the cluster the fleet's own cluster client
+    (`shared.redis_conn.connect`), which offers the commands the tests use on one shard's keys."""
+    if backend == "cluster":
+        client = await connect(redis_url)
+    else:
+        client = Redis.from_url(redis_url, decode_responses=True)
+        await client.flushdb()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def redis_sync(redis_url: str) -> Iterator[SyncRedis]:
+    """A synchronous client of the backend (a RedisCluster on the cluster), decoded replies."""
+    client = sync_client(redis_url)
+    yield client
+    client.close()
 
 
 @pytest_asyncio.fixture
@@ -70,13 +129,16 @@ async def scripts(redis: Redis) -> Scripts:
 
 @pytest.fixture
 def fleet(
-    redis_server: RedisServer, prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+    redis_url: str, backend: str, prefix: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Fleet]:
-    """Real service processes on free ports; the test starts the ones it needs."""
+    """Real service processes on free ports, on the test's backend; the test starts the ones it
+    needs."""
     import redis as sync_redis
 
-    sync_redis.Redis.from_url(redis_server.url).flushdb()
-    fleet = Fleet(redis_server.url, prefix, tmp_path / "logs")
+    if backend == "single":
+        with sync_redis.Redis.from_url(redis_url) as flush:
+            flush.flushdb()
+    fleet = Fleet(redis_url, prefix, tmp_path / "logs")
     yield fleet
     failed = getattr(request.node, "rep_call", None)
     fleet.stop_all()

@@ -193,7 +193,7 @@ async def read_minutes(
     async def send(sha: str, calls: list[ScriptCall]) -> list[Any]:
         async with redis.pipeline(transaction=False) as pipe:
             for call_keys, _ in calls:
-                pipe.evalsha(sha, len(call_keys), *call_keys)
+                pipe.execute_command("EVALSHA", sha, len(call_keys), *call_keys)
             # The request statistics ride along (plain reads of other slots); a NOSCRIPT retry
             # reads them again, harmlessly.
             for key in stats:

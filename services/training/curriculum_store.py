@@ -66,12 +66,28 @@ class CurriculumStore:
     async def init(self) -> None:
         """Write the built-in topics if missing. MULTI/EXEC: the HSETNXs and the version bump
         land together, so another replica never sees new topics under an old version."""
+        await self._rename_untagged()
         async with self.redis.pipeline(transaction=True) as pipe:
             for topic in builtin_topics():
                 pipe.hsetnx(self.keys.curriculum, topic.key, orjson.dumps(topic.to_dict()).decode())
             pipe.incr(self.keys.curriculum_version)
             await pipe.execute()
         await self.refresh()
+
+    async def _rename_untagged(self) -> None:
+        """A Redis initialised before the curriculum keys shared a hash tag keeps its topics:
+        RENAMENX moves each old key unless the new one exists (idempotent; replicas starting
+        together each try, one wins). Only on a single Redis, the one place the old names can
+        exist (RENAME across slots is refused by a cluster)."""
+        old_hash, old_version = self.keys.curriculum_untagged
+        if not await self.redis.exists(old_hash, old_version):
+            return
+        for old, new in (
+            (old_hash, self.keys.curriculum),
+            (old_version, self.keys.curriculum_version),
+        ):
+            if await self.redis.exists(old):
+                await self.redis.renamenx(old, new)
 
     async def refresh(self) -> Curriculum:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -69,7 +69,7 @@ from shared.readiness import (
 )
 from shared.redis_types import scored, text
 from shared.retry import conflict_backoff
-from shared.scripts import Scripts
+from shared.scripts import ScriptCall, Scripts, evalsha_pipelined
 
 MAX_ATTEMPTS = 8
 # A single round retries longer: its first attempt may come from the cache, which under contention
@@ -229,15 +229,14 @@ class TrainingStore:
 
     async def create_learners(self, specs: list[tuple[str, str]], now: float) -> int:
         """Create many active learners in one pipelined round trip; returns how many were new."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for learner, region in specs:
-                state = new_learner_state(learner, region, True, now)
-                await self.scripts.create_learner(
-                    keys=self.keys.create_learner_keys(learner),
-                    args=[learner, encode(state), region, 1],
-                    client=pipe,
-                )
-            results = await pipe.execute()
+        calls: list[ScriptCall] = [
+            (
+                self.keys.create_learner_keys(learner),
+                [learner, encode(new_learner_state(learner, region, True, now)), region, 1],
+            )
+            for learner, region in specs
+        ]
+        results = await evalsha_pipelined(self.redis, self.scripts.create_learner, calls)
         return sum(1 for r in results if int(r) > 0)
 
     async def load(self, learner: str) -> tuple[str, LearnerState, bool]:

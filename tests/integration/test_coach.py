@@ -1,5 +1,9 @@
 """The coach against real redis, training, meta and coach processes: readiness and exactly-once
-meta, boost round ids, live fast-lane changes that survive a restart, paused meta, bad input."""
+meta, boost round ids, live fast-lane changes that survive a restart, paused meta, bad input.
+
+Backends: every test but the bad-input one runs on the single Redis and on the 3-master Redis
+Cluster (coaching and boosts over shards on several masters); bad input runs on the single Redis
+only, to keep the suite's time (its refusals touch no Redis)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from harness.polling import wait_for
 from shared.fleet_totals import rounds_total
 from shared.keys import round_id_base
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("single", "cluster")]
 
 COACH = "/api/v1/auto-coach"
 
@@ -239,6 +243,7 @@ BAD_BOOST = [
 ]
 
 
+@pytest.mark.backends("single")  # input checks: nothing Redis-specific
 async def test_bad_inputs_get_4xx_and_change_nothing(fleet, redis, keys):
     fleet.start("training", "coach")
     create_learners(fleet, ["x"])

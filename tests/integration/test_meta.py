@@ -1,6 +1,10 @@
 """The meta service as a real process against a real redis-server. Learners are created directly
 in Redis (create_learner script + an encoded LearnerState with practised domains), as training
-would leave them."""
+would leave them.
+
+Backends: the tests that run phases, batches, boosts and triggers run on the single Redis and on
+the 3-master Redis Cluster; the input checks (pause, boost validation, the OpenAPI list) run on the
+single Redis only, to keep the suite's time: they touch no Redis behaviour a cluster changes."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from shared.keys import Keys
 from shared.learner_state import DomainState, LearnerState, decode, encode
 from shared.scripts import Scripts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("single", "cluster")]
 
 BASE = "/api/v4/meta-learning"
 
@@ -173,6 +177,7 @@ async def test_concurrent_run_all_runs_each_phase_once(meta, redis, scripts, key
     assert not await redis.exists(keys.learner_meta_lock("c"))  # released
 
 
+@pytest.mark.backends("single")  # input checks: nothing Redis-specific
 async def test_pause_refuses_changes_and_resume_restores(meta, redis, scripts, keys):
     await create(redis, scripts, keys, practised_state("p", level=0.5))
     v0, _ = await read_state(redis, keys, "p")
@@ -251,6 +256,7 @@ async def test_run_batch_answers_each_learner_and_refuses_bad_batches(meta, redi
         assert not await redis.exists(keys.learner_meta_lock(learner))
 
 
+@pytest.mark.backends("single")  # input checks: nothing Redis-specific
 async def test_boost_retention_validates_and_changes_nothing_on_bad_input(
     meta, redis, scripts, keys
 ):
@@ -388,6 +394,7 @@ async def test_training_writes_during_boosts_are_not_lost(meta, redis, scripts, 
     assert state.transfer == pytest.approx(0.01 * boosts)
 
 
+@pytest.mark.backends("single")  # input checks: nothing Redis-specific
 def test_openapi_lists_the_meta_endpoints(meta):
     status, doc = meta.get("/openapi.json")
     assert status == 200

@@ -1,5 +1,7 @@
 """The reports service as a real process: catching up on history, the endpoint shapes and
-bounds, and exactly-once counting of training's rounds across a kill -9 of reports."""
+bounds, and exactly-once counting of training's rounds across a kill -9 of reports. Every test
+runs on the single Redis and on the 3-master Redis Cluster (the shards' streams, counters and
+reports' aggregates then live on different masters)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ import threading
 import time
 import urllib.request
 
-import redis as sync_redis
+import pytest
 
 from harness.fleet import Fleet
 from harness.polling import wait_for
+from harness.redis_clients import SyncRedis
 from shared.keys import Keys
+
+pytestmark = [pytest.mark.integration, pytest.mark.backends("single", "cluster")]
 
 BAD_QUERIES = [
     "/api/v1/reports/metrics?window=59",
@@ -30,8 +35,8 @@ BAD_QUERIES = [
 ]
 
 
-def client(fleet: Fleet) -> sync_redis.Redis:
-    return sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
+def client(fleet: Fleet) -> SyncRedis:
+    return fleet.redis()
 
 
 def applied_rounds(fleet: Fleet) -> int:
@@ -40,7 +45,7 @@ def applied_rounds(fleet: Fleet) -> int:
     return body["status"]["rounds_total"]
 
 
-def commit(r: sync_redis.Redis, keys: Keys, learner: str, n: int, ms: float = 20.0) -> None:
+def commit(r: SyncRedis, keys: Keys, learner: str, n: int, ms: float = 20.0) -> None:
     """n rounds of `learner` as the commit script leaves them: its shard's round counter moved
     on and one event per round on its shard's stream, in one MULTI (one slot)."""
     shard = keys.shard_of(learner)
@@ -54,7 +59,7 @@ def commit(r: sync_redis.Redis, keys: Keys, learner: str, n: int, ms: float = 20
         pipe.execute()
 
 
-def committed(r: sync_redis.Redis, keys: Keys) -> int:
+def committed(r: SyncRedis, keys: Keys) -> int:
     """The fleet's rounds total: the sum of the shards' round counters."""
     return sum(int(r.get(keys.rounds_seq(s)) or 0) for s in keys.all_shards())
 
@@ -194,7 +199,7 @@ def test_rounds_through_training_counted_exactly_once_across_kill_9(
     assert_exactly_once(r, keys, applied_rounds(fleet))
 
 
-def assert_exactly_once(r: sync_redis.Redis, keys: Keys, reported: int) -> None:
+def assert_exactly_once(r: SyncRedis, keys: Keys, reported: int) -> None:
     """Reports' total is the sum of the shards' round counters, and so is every shard's own
     count; nothing is left pending in any shard's group."""
     assert reported == committed(r, keys)
@@ -204,7 +209,7 @@ def assert_exactly_once(r: sync_redis.Redis, keys: Keys, reported: int) -> None:
         assert r.xpending(keys.stream_rounds(shard), "reports")["pending"] == 0, shard
 
 
-def _commit_rounds(r: sync_redis.Redis, keys: Keys, stop: threading.Event) -> None:
+def _commit_rounds(r: SyncRedis, keys: Keys, stop: threading.Event) -> None:
     for i in range(2000):  # bounded
         if stop.is_set():
             return

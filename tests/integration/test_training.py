@@ -1,4 +1,7 @@
-"""The training service as a real process against a real redis-server."""
+"""The training service as a real process against a real redis-server, and against the 3-master
+Redis Cluster: the tests run on both backends (rounds, batch and fences, restarts of training,
+onboarding and paging on keys spread over the cluster's masters), except the bad-input table,
+which runs on the single Redis only to keep the suite's time (its refusals touch no Redis)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from harness.http import http_json
 from shared import fleet_totals
 from shared.keys import Keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("single", "cluster")]
 
 ROUND = "/api/v1/training/round"
 START = "/api/v1/training/start"
@@ -166,6 +169,7 @@ async def _snapshot(redis, keys: Keys) -> dict:
     }
 
 
+@pytest.mark.backends("single")  # input checks: nothing Redis-specific
 async def test_bad_input_gets_4xx_json_and_changes_nothing(redis, keys, training):
     training.post(START, {})
     training.post(ROUND, {})
@@ -228,7 +232,7 @@ async def test_bad_input_gets_4xx_json_and_changes_nothing(redis, keys, training
     assert await _snapshot(redis, keys) == before
 
 
-def test_new_topic_settings_and_learners_crud(training, keys):
+def test_new_topic_settings_and_learners_crud(training, keys, redis_sync):
     topic = {
         "key": "systems",
         "name": "Systems Design",
@@ -264,16 +268,11 @@ def test_new_topic_settings_and_learners_crud(training, keys):
     assert training.post(ROUND, {"learner": "crud-1"})[0] == 200
     assert training.delete("/api/v1/learners/crud-1")[0] == 200
     assert training.get("/api/v1/learners/crud-1")[0] == 404
-    import redis as sync_redis
-
-    r = sync_redis.Redis.from_url(training.env["REDIS_URL"])
-    assert not any(r.exists(k) for k in keys.learner_keys("crud-1"))
+    assert not any(redis_sync.exists(k) for k in keys.learner_keys("crud-1"))
 
 
-def test_onboarding_ramps_to_target_and_respects_pause(fleet: Fleet, keys):
-    import redis as sync_redis
-
-    r = sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
+def test_onboarding_ramps_to_target_and_respects_pause(fleet: Fleet, keys, redis_sync):
+    r = redis_sync
     r.hset(keys.scale, mapping={"target": 300, "paused": 1, "hold": 0})
     fleet.start("training", env={"TRAINING_ONBOARDING_RATE": "2000"})
     time.sleep(0.6)
@@ -325,17 +324,15 @@ async def test_two_replicas_share_state_without_lost_updates(fleet: Fleet, train
         replica.stop()
 
 
-def test_a_coach_batch_with_fences_commits_only_where_its_token_holds(training, keys):
+def test_a_coach_batch_with_fences_commits_only_where_its_token_holds(training, keys, redis_sync):
     """The coach sends its per-shard fencing tokens: a learner of a shard whose fence moved on
     gets the outcome `fenced` and nothing is committed for it; the others commit."""
-    import redis as sync_redis
-
     learners = [f"fz{i}" for i in range(24)]
     for learner in learners:
         assert training.post(START, {"learner": learner})[0] == 200
     shards = sorted({keys.shard_of(x) for x in learners})
     held, lost = shards[0], shards[1]
-    r = sync_redis.Redis.from_url(training.env["REDIS_URL"], decode_responses=True)
+    r = redis_sync
     r.set(keys.coach_fence(held), 4)
     r.set(keys.coach_fence(lost), 9)
     status, body = training.post(
