@@ -99,7 +99,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _flush_stats(app: web.Application) -> None:
-    await app[STATS].run(app[REDIS], app[KEYS])
+    watch, stats, keys = app[REDIS_WATCH], app[STATS], app[KEYS]
+    while True:  # bounded by task cancellation at shutdown
+        await asyncio.sleep(1.0)
+        # The watch's client: a cluster client once Redis turned out to be a cluster.
+        await stats.flush(watch.client, keys)
 
 
 async def _watch_redis(app: web.Application) -> None:
@@ -110,10 +114,10 @@ def _emitter(app: web.Application) -> Any:
     async def emit(service: str, kind: str, **fields: Any) -> None:
         # Events are a record, not a dependency: a slow or absent Redis (e.g. already stopped
         # by honcho during shutdown) must not hold up supervision.
-        redis = app.get(REDIS)
         watch = app.get(REDIS_WATCH)
-        if redis is None or (watch is not None and watch.up is False):
+        if watch is None or watch.up is False:
             return  # known to be down: no 1 s wait per event
+        redis = watch.client
         try:
             await asyncio.wait_for(
                 emit_system_event(
@@ -141,7 +145,9 @@ async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CLIENT],
         emit,
         announce_phase,
-        wait_redis=after_redis(app[REDIS_WATCH].wait_up, app[REDIS], app[KEYS]),  # + migration
+        wait_redis=after_redis(
+            app[REDIS_WATCH].wait_up, settings.redis_url, app[KEYS], settings.redis_wait_s
+        ),  # + the layout migration
     )
     app[SUPERVISOR] = supervisor
     supervisor.start()

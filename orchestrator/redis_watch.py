@@ -7,8 +7,12 @@ The same loop reads `INFO memory` now and then and raises the memory alert when 
 reaches TOOLOO_REDIS_MEMORY_ALERT_PCT of `maxmemory` (the embedded Redis refuses writes at the
 limit, noeviction): shown in `GET /api/v1/system/status` (`redis`, `alerts`) and logged once per
 crossing. On a Redis Cluster the reading is the fullest master's (each refuses writes at its own
-limit): the first reading finds `cluster_enabled:1` on the node of REDIS_URL and from then on reads
-every master through a cluster client of its own (shared/redis_memory.py).
+limit; shared/redis_memory.py).
+
+The watch also decides which client the orchestrator writes with (`client`: its events and
+request counts): the single client it pings, until the first answer shows `cluster_enabled:1`,
+then a cluster client made from the same URL (a single-node client would be answered MOVED for
+every key another master serves).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class RedisWatch:
     ) -> None:
         self.redis = redis
         self.url = url  # to reach every master once the node turns out to be a cluster's
-        self._memory_client: FleetRedis | None = None  # None: not known yet whether a cluster
+        self._fleet: FleetRedis | None = None  # None: not known yet whether a cluster
         self.interval_s = interval_s
         self.alert_pct = alert_pct
         self.up: bool | None = None  # None: not asked yet
@@ -77,6 +81,11 @@ class RedisWatch:
         self.up = True
         self.error = None
         self._became_up.set()
+        if self._fleet is None:
+            try:
+                self._fleet = await asyncio.wait_for(self._fleet_client(), PING_TIMEOUT_S * 5)
+            except Exception as exc:  # asked again at the next check
+                log.warning("redis_mode_unknown", error=redact_text(str(exc)))
         if time.monotonic() - self._memory_at >= MEMORY_EVERY_S:
             await self._read_memory()
         return True
@@ -84,8 +93,7 @@ class RedisWatch:
     async def _read_memory(self) -> None:
         self._memory_at = time.monotonic()
         try:
-            client = await asyncio.wait_for(self._memory_source(), PING_TIMEOUT_S * 5)
-            nodes = await asyncio.wait_for(masters_memory(client), PING_TIMEOUT_S * 2)
+            nodes = await asyncio.wait_for(masters_memory(self.client), PING_TIMEOUT_S * 2)
         except Exception as exc:  # the alert is advisory: keep the last reading
             log.warning("redis_memory_unread", error=redact_text(str(exc)))
             return
@@ -94,26 +102,28 @@ class RedisWatch:
             log.warning("redis_memory_high", **memory, alert_pct=self.alert_pct)
         self.memory = memory
 
-    async def _memory_source(self) -> FleetRedis:
-        """The client memory is read through: the watched one on a single Redis, a cluster
-        client (made once, on the first reading) when the node is a cluster's."""
-        if self._memory_client is None:
-            info = await self.redis.info("cluster")
-            if int(info.get("cluster_enabled", 0)) == 1 and self.url:
-                cluster = make_cluster_client(self.url)
-                try:
-                    await cluster.initialize()
-                except BaseException:  # a timeout included: nothing left open, tried again later
-                    await cluster.aclose()
-                    raise
-                self._memory_client = cluster
-            else:
-                self._memory_client = self.redis
-        return self._memory_client
+    @property
+    def client(self) -> FleetRedis:
+        """The client to write with: a cluster client once the node is known to be a
+        cluster's, else the watched single client."""
+        return self._fleet if self._fleet is not None else self.redis
+
+    async def _fleet_client(self) -> FleetRedis:
+        info = await self.redis.info("cluster")
+        if int(info.get("cluster_enabled", 0)) != 1 or not self.url:
+            return self.redis
+        cluster = make_cluster_client(self.url)
+        try:
+            await cluster.initialize()
+        except BaseException:  # a timeout included: nothing left open, tried again later
+            await cluster.aclose()
+            raise
+        log.info("redis_cluster", masters=len(cluster.get_primaries()))
+        return cluster
 
     async def aclose(self) -> None:
-        if self._memory_client is not None and self._memory_client is not self.redis:
-            await self._memory_client.aclose()
+        if self._fleet is not None and self._fleet is not self.redis:
+            await self._fleet.aclose()
 
     async def run(self) -> None:
         while True:  # ends by cancellation at shutdown; one bounded check per interval

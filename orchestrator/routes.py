@@ -13,7 +13,7 @@ from orchestrator.app_keys import FLEET, REDIS_WATCH, SUPERVISOR
 from orchestrator.fleet_state import FleetState, ProcessRecord
 from orchestrator.models import PrearmRequest, ServiceAction
 from orchestrator.supervisor import Supervisor
-from shared.app_keys import KEYS, REDIS
+from shared.app_keys import KEYS
 from shared.errors import Conflict, NotFound, ServiceUnavailable
 from shared.rate_limit import RateLimit, limit
 from shared.replicas import ReplicaSettings, live_replicas
@@ -86,7 +86,7 @@ REPLICAS_READ_TIMEOUT_S = 2.0
 async def replicas(request: web.Request) -> web.Response:
     # What the services say of themselves (each process's heartbeat), beside what the process
     # table says: under observe mode (compose) it is the only list of the platform's replicas.
-    redis, keys = request.app[REDIS], request.app[KEYS]
+    redis, keys = request.app[REDIS_WATCH].client, request.app[KEYS]  # a cluster's if one
     ttl_s = ReplicaSettings().ttl_s
     services: dict[str, Any] = {}
     for name in dict.fromkeys(r.service for r in _fleet(request).processes.values()):

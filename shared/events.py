@@ -29,11 +29,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, cast
 
-from redis.asyncio import Redis
-
 from shared.clock import now_ms
 from shared.keys import Keys
-from shared.redis_types import field_map, text
+from shared.redis_types import FleetRedis, field_map, text
 
 TYPE = "type"  # the field naming an entry's kind on the meta and system streams
 # The coach's consumer group on the meta stream. Named here because the stream trimmer
@@ -259,7 +257,7 @@ class SystemEvent:
 
 
 async def emit_system_event(
-    redis: Redis, keys: Keys, *, service: str, kind: str, **fields: Any
+    redis: FleetRedis, keys: Keys, *, service: str, kind: str, **fields: Any
 ) -> str:
     """Append one event (start, exit, restart, prearm step, settings change, …)."""
     event = SystemEvent(

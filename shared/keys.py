@@ -259,7 +259,14 @@ class Keys:
     # ---- fleet-wide settings and state (written by operators and ticks, never per round) ------
     @property
     def scale(self) -> str:
-        """Hash: `target` (population target), `hold` (0/1), `paused` (0/1)."""
+        """Hash: `target` (population target), `hold` (0/1), `paused` (0/1). In the `{system}`
+        slot: a change and its event on the system stream are one MULTI."""
+        return f"{self.prefix}:{{system}}:scale"
+
+    @property
+    def scale_untagged(self) -> str:
+        """`scale` as named before it shared the system stream's hash tag (renamed at web's
+        start, services/web/system.py)."""
         return f"{self.prefix}:scale"
 
     # The curriculum and its version share the hash tag `{curriculum}`: every topic write bumps

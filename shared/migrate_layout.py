@@ -50,12 +50,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from shared.keys import COACH_NAMES, COACH_PER_SHARD, Keys, LegacyKeys
-from shared.logging import get_logger
-from shared.redis_types import field_map, scored, text, text_map, text_or_none
+from shared.logging import get_logger, redact_text
+from shared.redis_types import FleetRedis, field_map, scored, text, text_map, text_or_none
 from shared.scripts import lua_source
 from shared.shards import ensure_shard_count
 
@@ -67,6 +67,12 @@ MIGRATED_CONSUMER = "migrated"
 COMMAND = "tooloo-migrate"
 
 
+CLUSTER_REFUSED = (
+    "the layout migration runs on a single Redis only (the unsharded layout never ran on a "
+    "Cluster): migrate on the single Redis, then move the data to the Cluster"
+)
+
+
 class MigrationRefused(RuntimeError):
     """The migration cannot run against this Redis (a Cluster, a learner it cannot move)."""
 
@@ -75,7 +81,7 @@ class LegacyLayoutFound(RuntimeError):
     """A service found the unsharded layout: it must not write into a half-moved keyspace."""
 
 
-async def legacy_keys_found(redis: Redis, keys: Keys) -> list[str]:
+async def legacy_keys_found(redis: FleetRedis, keys: Keys) -> list[str]:
     """Which keys of the unsharded layout this Redis holds (one EXISTS each, pipelined; none of
     them exists in the sharded layout)."""
     markers = LegacyKeys(keys.prefix).legacy_markers()
@@ -86,7 +92,7 @@ async def legacy_keys_found(redis: Redis, keys: Keys) -> list[str]:
     return [key for key, n in zip(markers, found, strict=True) if int(n)]
 
 
-async def refuse_legacy_layout(redis: Redis, keys: Keys) -> None:
+async def refuse_legacy_layout(redis: FleetRedis, keys: Keys) -> None:
     """Raise LegacyLayoutFound (naming the migration command) when the old layout is there;
     reads only."""
     found = await legacy_keys_found(redis, keys)
@@ -125,12 +131,6 @@ class Migration:
     async def run(self) -> Report:
         if not await legacy_keys_found(self.redis, self.keys):
             return self.report  # a fresh or already migrated fleet: nothing to do, nothing written
-        info = await self.redis.info("cluster")
-        if int(info.get("cluster_enabled", 0)):
-            raise MigrationRefused(
-                "the layout migration runs on a single Redis only (the unsharded layout never ran "
-                "on a Cluster): migrate on the single Redis, then move the data to the Cluster"
-            )
         await ensure_shard_count(self.redis, self.keys)
         self.report.ran = True
         layout = self.keys.fleet_layout
@@ -554,36 +554,49 @@ def _next_id(entry_id: str) -> tuple[int, int]:
     return ms, seq + 1
 
 
-async def migrate(redis: Redis, keys: Keys) -> Report:
-    """Migrate when the old layout is there (a no-op that writes nothing otherwise)."""
+async def migrate(redis: FleetRedis, keys: Keys) -> Report:
+    """Migrate when the old layout is there (a no-op that writes nothing otherwise). On a Redis
+    Cluster it only looks: the unsharded layout never ran on one, so finding it there is refused
+    (MigrationRefused), and finding nothing is the normal case."""
+    if isinstance(redis, RedisCluster):
+        if await legacy_keys_found(redis, keys):
+            raise MigrationRefused(CLUSTER_REFUSED)
+        return Report()
     return await Migration(redis, keys).run()
 
 
 def after_redis(
-    wait: Callable[[], Awaitable[None]], redis: Redis, keys: Keys
+    wait: Callable[[], Awaitable[None]], url: str, keys: Keys, wait_s: float = 10.0
 ) -> Callable[[], Awaitable[None]]:
     """`wait` (for Redis to answer), then the migration: what the orchestrator runs before it
-    starts any service."""
+    starts any service. It connects as the services do (`connect_fleet`): on a Redis Cluster a
+    single-node client would be answered MOVED for every key of another master's slots."""
 
     async def waited_and_migrated() -> None:
+        from shared.redis_conn import connect_fleet
+
         await wait()
         try:
-            await migrate(redis, keys)
+            redis = await connect_fleet(url, wait_s=wait_s)
+            try:
+                await migrate(redis, keys)
+            finally:
+                await redis.aclose()
         except Exception as exc:
-            log.error("layout_migration_failed", error=str(exc), command=COMMAND)
+            log.error("layout_migration_failed", error=redact_text(str(exc)), command=COMMAND)
             raise
 
     return waited_and_migrated
 
 
 async def _main(argv: list[str] | None = None) -> int:
-    from shared.redis_conn import connect
+    from shared.redis_conn import connect_fleet
     from shared.settings import get_settings
 
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
     settings = get_settings()
-    redis = await connect(settings.redis_url, wait_s=settings.redis_wait_s)
+    redis = await connect_fleet(settings.redis_url, wait_s=settings.redis_wait_s)
     try:
         report = await migrate(redis, Keys(settings.redis_prefix, settings.shards))
     except Exception as exc:

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from shared.clock import now_ms
 from shared.keys import Keys
 from shared.logging import get_logger
+from shared.redis_types import FleetRedis
 
 log = get_logger(__name__)
 
@@ -159,7 +160,7 @@ class ReplicaRegistry:
             await asyncio.sleep(self.heartbeat_s)
 
 
-async def _records(redis: Redis, key: str) -> list[dict[str, Any]]:
+async def _records(redis: FleetRedis, key: str) -> list[dict[str, Any]]:
     raw = await redis.hgetall(key)
     records = []
     for value in list(raw.values())[:MAX_REPLICAS_LISTED]:
@@ -172,7 +173,7 @@ async def _records(redis: Redis, key: str) -> list[dict[str, Any]]:
     return records
 
 
-async def live_replicas(redis: Redis, key: str, ttl_s: float) -> list[dict[str, Any]]:
+async def live_replicas(redis: FleetRedis, key: str, ttl_s: float) -> list[dict[str, Any]]:
     """The records of `key` (Keys.replicas) seen within `ttl_s`, by replica name, each with its
     `age_ms` (by this process's clock: replicas on other hosts need clocks within the TTL of
     each other)."""

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from shared.keys import Keys
 from shared.logging import get_logger
+from shared.redis_types import FleetRedis
 
 log = get_logger(__name__)
 BUCKET_TTL_S = 26 * 3600  # keep a day of minutes (the reports retention) plus margin
@@ -30,7 +31,7 @@ class RequestStats:
         if status >= 500:
             self._pending[(minute, "errors")] += 1
 
-    async def flush(self, redis: Redis, keys: Keys) -> None:
+    async def flush(self, redis: FleetRedis, keys: Keys) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, Counter()

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.web import routes
+from services.web import routes, system
 from services.web.app_keys import FORWARDER, GATE_TABLE, PROXY_TABLE, SNAPSHOTS
 from services.web.cors import allowed_origins, cors_middleware
 from services.web.events import SnapshotCache, build_snapshot
@@ -43,5 +43,6 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     client = app[CLIENT]
     app[FORWARDER] = Forwarder(app[PROXY_TABLE], app[SETTINGS], client.session)
     redis, keys, table = app[REDIS], app[KEYS], app[GATE_TABLE]
+    await system.rename_untagged(redis, keys)
     app[SNAPSHOTS] = SnapshotCache(lambda: build_snapshot(client, redis, keys, table))
     yield

@@ -39,6 +39,15 @@ async def read_scale(redis: Redis, keys: Keys) -> dict[str, Any]:
     }
 
 
+async def rename_untagged(redis: Redis, keys: Keys) -> None:
+    """A Redis initialised before the scale hash shared the `{system}` tag keeps its target and
+    switches: RENAMENX moves the old key unless the new one exists (idempotent; web replicas
+    starting together each try, one wins). The old name can only exist on a single Redis (the
+    fleet never ran on a Cluster with it), where a rename across slots is no concern."""
+    if await redis.exists(keys.scale_untagged):
+        await redis.renamenx(keys.scale_untagged, keys.scale)
+
+
 async def _change(redis: Redis, keys: Keys, fields: dict[str, str], setting: str) -> None:
     event = SystemEvent(
         type="settings_changed", service=SERVICE, ts=now_ms(), extra={"setting": setting, **fields}

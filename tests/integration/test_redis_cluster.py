@@ -226,3 +226,57 @@ async def test_memory_is_read_on_every_master_and_the_fullest_one_counts(
         await watch.aclose()
         await watched.aclose()
         await cluster.aclose()
+
+
+def test_honcho_start_on_the_cluster_reaches_armed_and_records_its_events(
+    redis_cluster: LocalCluster, honcho_fleet
+):
+    """`REDIS_URL=<a cluster node> honcho start`, as the README says: the orchestrator's layout
+    check, its events and request counts, and every service work on the cluster (a single-node
+    client there would be answered MOVED for the keys of the other masters)."""
+    import uuid
+
+    from shared.keys import Keys
+
+    prefix = f"h{uuid.uuid4().hex[:8]}"
+    env = {"REDIS_URL": redis_cluster.url, "TOOLOO_REDIS_PREFIX": prefix}
+    with honcho_fleet(env) as fleet:
+        status, body = fleet.post("training", "/api/v1/training/start", {"learner": "on-cluster"})
+        assert status == 200, body
+        status, body = fleet.post("training", "/api/v1/training/round", {"learner": "on-cluster"})
+        assert status == 200 and body["result"]["success"], body
+        status, body = fleet.get("web", "/api/v1/system/replicas")
+        assert status == 200, body
+        keys = Keys(prefix)
+        admin = sync_redis.RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+        try:
+            events = [e for _, e in admin.xrange(keys.stream_system, count=1000)]
+            assert any(e.get("source") == "orchestrator" for e in events), events[:5]
+        finally:
+            admin.close()
+
+
+def test_a_scale_change_and_its_event_are_one_step_on_the_cluster(
+    redis_cluster: LocalCluster, tmp_path: Path
+):
+    """The scale hash shares the system stream's slot: web's MULTI of both is not refused."""
+    import uuid
+
+    from harness.fleet import Fleet
+    from shared.keys import Keys
+
+    fleet = Fleet(redis_cluster.url, f"s{uuid.uuid4().hex[:8]}", tmp_path / "logs")
+    try:
+        fleet.start("web")
+        status, body = fleet["web"].post("/api/v1/system/scale", {"learners": 25})
+        assert status == 200 and body["scale"]["target"] == 25, body
+        keys = Keys(fleet.prefix)
+        admin = sync_redis.RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+        try:
+            assert admin.hget(keys.scale, "target") == "25"
+            events = [e for _, e in admin.xrange(keys.stream_system)]
+            assert any(e.get("setting") == "scale" for e in events), events[-3:]
+        finally:
+            admin.close()
+    finally:
+        fleet.stop_all()
