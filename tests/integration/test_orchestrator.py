@@ -157,6 +157,19 @@ def test_observe_mode_prearms_and_rearms_external_services(fleet: Fleet) -> None
     wait_for(lambda: steps(fleet)["training"]["runs"] >= 2, "training step rerun")
     wait_for(lambda: fleet_status(fleet)["phase"] == "armed", "armed again")
     assert steps(fleet)["training"]["ok"] is True
+    # ... and records it as a restart, so "zero crashes" sees a crash in observe mode too.
+    r = sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
+    system = Keys(fleet.env["TOOLOO_REDIS_PREFIX"]).stream_system
+    try:
+        wait_for(
+            lambda: any(
+                f.get("type") == "process_restarted" and f.get("service") == "training"
+                for _, f in r.xrange(system)
+            ),
+            "process_restarted event",
+        )
+    finally:
+        r.close()
 
 
 def test_sigterm_during_start_up_stops_the_children_and_exits_0(fleet: Fleet) -> None:
