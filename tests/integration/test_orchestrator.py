@@ -14,6 +14,7 @@ import pytest
 import redis as sync_redis
 
 from harness.fleet import Fleet
+from harness.http import http_json
 from harness.polling import wait_for
 from harness.processes import pid_alive
 from harness.redis_server import RedisServer
@@ -184,3 +185,38 @@ def test_sigterm_during_start_up_stops_the_children_and_exits_0(fleet: Fleet) ->
     pids = wait_for(spawning, "a child starting", timeout_s=20)
     assert fleet["orchestrator"].stop() == 0
     assert [p for p in pids if pid_alive(p)] == []
+
+
+def test_prearm_after_a_coach_restart_keeps_the_operators_settings(fleet: Fleet) -> None:
+    """Pre-arm's defaults (coach started, fast lane on at 2/600) are for a fleet never
+    configured: after a kill -9 of the coach, a stopped coach stays stopped and a changed fast
+    lane stays as the operator left it."""
+    fleet.start("orchestrator", env={"ORCHESTRATOR_SERVICES": "training,meta,coach"})
+    wait_for(lambda: fleet_status(fleet)["phase"] == "armed", "armed", timeout_s=60)
+    coach_url = f"http://127.0.0.1:{fleet.ports['coach']}"
+
+    def coach_call(method: str, path: str, body: Any = None) -> dict[str, Any]:
+        status_code, answer = http_json(method, coach_url + path, body)
+        assert status_code == 200, answer
+        return dict(answer)
+
+    status = coach_call("GET", "/api/v1/auto-coach/status")["status"]
+    assert status["active"] is True and status["fastLane"]["enabled"] is True  # armed defaults
+    coach_call("POST", "/api/v1/auto-coach/stop", {})
+    coach_call("POST", "/api/v1/auto-coach/fast-lane", {"enable": False, "weight": 5})
+
+    old_pid = fleet.process_table()["coach"]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(
+        lambda: (
+            fleet.process_table()["coach"]["pid"] not in (None, old_pid)
+            and steps(fleet)["coach"]["runs"] >= 2
+            and steps(fleet)["coach"]["ok"] is True
+        ),
+        "coach restarted and its step run again",
+        timeout_s=60,
+    )
+    status = coach_call("GET", "/api/v1/auto-coach/status")["status"]
+    assert status["active"] is False, status
+    assert status["fastLane"]["enabled"] is False and status["fastLane"]["weight"] == 5
+    assert fleet_status(fleet)["phase"] == "armed"
