@@ -416,7 +416,7 @@ def gates_table(b: dict[str, Any]) -> Table:
 @app.command()
 def gates(
     ctx: typer.Context,
-    window: Annotated[int, typer.Option(min=10, max=86400, help="Metrics window, s")] = 60,
+    window: Annotated[int, typer.Option(min=60, max=86400, help="Metrics window, s")] = 60,
     watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C (or --count times)")] = False,
     interval: Annotated[float, typer.Option(min=0.5, max=3600, help="Refresh period, s")] = 2.0,
     count: Annotated[int, typer.Option(min=0, help="With --watch: stop after N (0: never)")] = 0,

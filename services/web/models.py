@@ -21,9 +21,10 @@ class EmptyBody(StrictModel):
 
 
 class GatesQuery(QueryModel):
-    """The metrics window (seconds) the gates are evaluated over."""
+    """The metrics window (seconds) the gates are evaluated over: reports' own bounds (a shorter
+    window would be refused there and show every gate as HOLD, "metrics unavailable")."""
 
-    window: int = Field(60, ge=10, le=86_400)
+    window: int = Field(60, ge=60, le=86_400)
 
 
 GATE_ID = r"^[A-Za-z0-9_.-]{1,64}$"

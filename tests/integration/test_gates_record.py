@@ -85,6 +85,9 @@ def test_signoff_is_recorded_and_bad_input_records_nothing(fleet: Fleet) -> None
     assert status == 404
     status, body = web.get("/api/v1/system/gates/history?limit=0")
     assert status == 422
+    # A window reports would refuse is refused here too, not answered "metrics unavailable".
+    status, body = web.get("/api/v1/system/gates?window=30")
+    assert status == 422 and body["ok"] is False
     # A gate that is not sealed cannot be re-opened.
     status, body = web.post(f"/api/v1/system/gates/{GATE2}/reopen", {"actor": "ana"})
     assert status == 409 and body["error"]["code"] == "gate_not_sealed"
