@@ -78,8 +78,8 @@ EXCLUDED = {("web", "GET", "/api/v1/system/events")}
 #   rounds in the background; the guard stops it again (coach stop itself is harmless here);
 # - coach settings / pre-arm: readiness thresholds could become reachable; the guard restores them;
 # - meta pause: every meta call would answer 409 for the rest of the run; the guard resumes;
-# - web resume-onboarding: training would onboard up to the fuzzed scale target (up to ten
-#   million learners); the guard pauses onboarding again.
+# - web resume-onboarding (and the full resume): training would onboard up to the fuzzed scale
+#   target (up to ten million learners); the guard pauses onboarding again.
 # The orchestrator's service stop/start/restart are fuzzed as they are: the fleet's orchestrator
 # runs in observe mode, where they answer 409 `not_managed` and touch no process.
 GUARDS: dict[tuple[str, str, str], tuple[str, ...]] = {
@@ -88,6 +88,9 @@ GUARDS: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("orchestrator", "POST", "/api/v1/system/prearm"): ("coach_stop", "thresholds"),
     ("meta", "POST", "/api/v4/meta-learning/pause"): ("meta_resume",),
     ("web", "POST", "/api/v1/system/resume-onboarding"): ("onboarding_pause",),
+    # The full pause pauses meta (resumed again); the full resume starts the coach and onboarding.
+    ("web", "POST", "/api/v1/system/pause"): ("meta_resume",),
+    ("web", "POST", "/api/v1/system/resume"): ("coach_stop", "onboarding_pause"),
 }
 
 

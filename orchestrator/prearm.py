@@ -5,6 +5,11 @@ started with the fast lane on (weight 2, interval 600 ms). Each step waits for i
 /ready, checks the response, and is retried with exponential back-off (bounded); its timing and
 attempts are recorded and appended to the system events stream. No failure is swallowed,
 nothing resets progress, and a restarted service gets its steps again.
+
+The operator's settings win over pre-arm's defaults: the coach is started and its fast lane set
+only on a fleet never configured (the coach's status says `configured` once anyone started or
+stopped it, pre-arm's own first run included); a stopped coach stays stopped and a changed fast
+lane stays changed through any restart, and a paused meta stays paused.
 """
 
 from __future__ import annotations
@@ -91,6 +96,10 @@ async def meta_step(http: HttpCaller, _: OrchestratorSettings) -> dict[str, Any]
     status, body = await http.post(
         "meta", "/api/v4/meta-learning/start", {}, timeout_s=CALL_TIMEOUT_S
     )
+    error = body.get("error") if isinstance(body, dict) else None
+    if status == 409 and isinstance(error, dict) and error.get("code") == "meta_paused":
+        # Paused by an operator (a full pause): pre-arm leaves it paused.
+        return {"kept": "meta is paused"}
     _expect_ok("meta start", status, body)
     return {}
 
@@ -109,6 +118,17 @@ def _find_fast_lane(body: Any) -> dict[str, Any] | None:
 
 async def coach_step(http: HttpCaller, settings: OrchestratorSettings) -> dict[str, Any]:
     await wait_ready(http, "coach")
+    # The operator's settings win: once the coach has been configured (started or stopped,
+    # by pre-arm's first run or by anyone since), its stored state and fast lane stay as they
+    # are; a crash and restart must not undo a stop or a changed fast lane.
+    status, body = await http.get("coach", "/api/v1/auto-coach/status", timeout_s=CALL_TIMEOUT_S)
+    current = _expect_ok("coach status", status, body).get("status") or {}
+    if current.get("configured") is True:
+        return {
+            "fastLane": current.get("fastLane"),
+            "active": current.get("active"),
+            "kept": "the stored settings (the coach was configured before)",
+        }
     status, body = await http.post(
         "coach", "/api/v1/auto-coach/start", {}, timeout_s=CALL_TIMEOUT_S
     )

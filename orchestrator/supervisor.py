@@ -581,9 +581,23 @@ class Supervisor:
                 if seen:
                     log.info("external_restart_seen", service=record.name)
                     self.state.invalidate_steps_of(record.service)
+                    # Recorded as a restart, so the gates' "zero crashes" sees crashes in
+                    # observe mode (compose) too; a replica added by scaling reads the same.
+                    self._background(
+                        self._restart_seen(record.name, float(uptime)),
+                        f"restart-seen-{record.name}",
+                    )
                 seen.append(started)
             record.seen_uptime_s = float(uptime)
         record.healthy = True
+
+    async def _restart_seen(self, name: str, uptime_s: float) -> None:
+        await self.emit(
+            name,
+            "process_restarted",
+            reason="external restart seen (its /health uptime went back)",
+            uptime_s=uptime_s,
+        )
 
     def _reconcile_prearm(self) -> None:
         """Re-run steps that are not valid (failed, or their service came back), in pre-arm

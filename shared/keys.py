@@ -420,6 +420,29 @@ class Keys:
         claims about shards / members of the reports shard leases."""
         return f"{self.prefix}:{{system}}:reports:members"
 
+    # ---- the rollout's decision record (services/web/gate_store.py) ---------------------------
+    # One `{gates}` hash tag: the record script changes a gate's state and appends to the history
+    # in one step, so every key it touches is in one slot (a Redis Cluster runs it unchanged).
+    def _gates(self, name: str) -> str:
+        return f"{self.prefix}:{{gates}}:{name}"
+
+    @property
+    def gates_state(self) -> str:
+        """Hash: gate id -> JSON of its recorded state (verdict, since, sealed, version)."""
+        return self._gates("state")
+
+    @property
+    def gates_history(self) -> str:
+        """List, newest first, capped: verdict changes, seals, regressions, re-openings,
+        sign-offs and full pauses/resumes, each with its time, actor and metrics."""
+        return self._gates("history")
+
+    @property
+    def gates_signoffs(self) -> str:
+        """Hash: `<gate id>/<criterion id>` -> JSON {value, actor, note, at}: what a person
+        stated for a criterion the fleet cannot measure."""
+        return self._gates("signoffs")
+
 
 @dataclass(frozen=True, slots=True)
 class LegacyKeys:

@@ -305,13 +305,14 @@ class RequestMetrics:
                     hist = latency[(method, route)] = self.latency.labels(
                         self.service, method, route
                     )
-                hist.observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                hist.observe(elapsed)
                 counter = requests.get((method, route, status))
                 if counter is None:
                     counter = requests[(method, route, status)] = self.requests.labels(
                         self.service, method, route, str(status)
                     )
                 counter.inc()
-                self.stats.record(status)
+                self.stats.record(status, request.path, route, elapsed * 1000.0)
 
         return middleware

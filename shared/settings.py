@@ -115,6 +115,23 @@ class FleetSettings(ServiceAddresses):
     redis_memory_alert_pct: float = Field(
         80.0, gt=0, le=100, validation_alias="TOOLOO_REDIS_MEMORY_ALERT_PCT"
     )
+    # The fleet's deployment regions (comma-separated, 1–64 names): onboarding labels learners
+    # with them (unless TRAINING_ONBOARDING_REGIONS says otherwise) and the gates count those
+    # that have learners.
+    fleet_regions: str = Field(
+        "us-east,us-west,eu-west,eu-central,ap-south,ap-east",
+        validation_alias="TOOLOO_REGIONS",
+        pattern=r"^\s*[A-Za-z0-9_.-]{1,64}(\s*,\s*[A-Za-z0-9_.-]{1,64}){0,63}\s*$",
+    )
+
+    # How often (s) the web service evaluates the gates and records what changed (verdicts,
+    # seals, regressions): evaluations further apart than 5 minutes restart a gate's period.
+    gates_record_interval_s: float = Field(
+        30.0, ge=0.2, le=120, validation_alias="TOOLOO_GATES_RECORD_INTERVAL"
+    )
+
+    def region_list(self) -> list[str]:
+        return list(dict.fromkeys(r.strip() for r in self.fleet_regions.split(",") if r.strip()))
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

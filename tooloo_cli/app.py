@@ -5,6 +5,7 @@ usage), never a traceback."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -345,25 +346,49 @@ NO_FULL_PAUSE = (
 )
 
 
-def full_pause(client: FleetClient, action: str) -> Any:
+def full_pause(client: FleetClient, action: str, actor: str, note: str | None) -> Any:
+    body: dict[str, Any] = {"actor": actor}
+    if note:
+        body["note"] = note
     try:
-        return client.post(f"/api/v1/system/{action}")
+        return client.post(f"/api/v1/system/{action}", body)
     except FleetError as exc:
-        if exc.status == 404:
+        if exc.status == 404:  # an older fleet, without the full pause
             raise CliError(NO_FULL_PAUSE.format(action=action)) from None
         raise
 
 
-@app.command()
-def pause(ctx: typer.Context) -> None:
-    """Pause the whole fleet: no rounds, no coaching, no meta, no onboarding."""
-    show(ctx, full_pause(opts(ctx).client(), "pause"), lambda b: "fleet paused")
+def _default_actor() -> str:
+    try:
+        return getpass.getuser() or "operator"
+    except Exception:  # no user name in this environment
+        return "operator"
+
+
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="who does it, recorded (default: your user name)")
+]
+NoteOption = Annotated[str | None, typer.Option("--note", help="why, recorded with it")]
+
+
+def _parts_line(verb: str, body: Any) -> str:
+    parts = body.get("parts") if isinstance(body, dict) else None
+    names = ", ".join(sorted(parts)) if isinstance(parts, dict) else "onboarding, coach, meta"
+    return f"fleet {verb} ({names}) · recorded"
 
 
 @app.command()
-def resume(ctx: typer.Context) -> None:
+def pause(ctx: typer.Context, actor: ActorOption = None, note: NoteOption = None) -> None:
+    """Pause the whole fleet: no coaching, no meta, no onboarding (recorded with its actor)."""
+    body = full_pause(opts(ctx).client(), "pause", actor or _default_actor(), note)
+    show(ctx, body, lambda b: _parts_line("paused", b))
+
+
+@app.command()
+def resume(ctx: typer.Context, actor: ActorOption = None, note: NoteOption = None) -> None:
     """Resume the whole fleet after a pause."""
-    show(ctx, full_pause(opts(ctx).client(), "resume"), lambda b: "fleet resumed")
+    body = full_pause(opts(ctx).client(), "resume", actor or _default_actor(), note)
+    show(ctx, body, lambda b: _parts_line("resumed", b))
 
 
 # ---- gates -----------------------------------------------------------------------------------
@@ -391,7 +416,7 @@ def gates_table(b: dict[str, Any]) -> Table:
 @app.command()
 def gates(
     ctx: typer.Context,
-    window: Annotated[int, typer.Option(min=10, max=86400, help="Metrics window, s")] = 60,
+    window: Annotated[int, typer.Option(min=60, max=86400, help="Metrics window, s")] = 60,
     watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C (or --count times)")] = False,
     interval: Annotated[float, typer.Option(min=0.5, max=3600, help="Refresh period, s")] = 2.0,
     count: Annotated[int, typer.Option(min=0, help="With --watch: stop after N (0: never)")] = 0,
@@ -641,7 +666,7 @@ def restore(
     finally:
         target.close()
         if paused:
-            full_pause(client, "resume")
+            full_pause(client, "resume", _default_actor(), "after tooloo restore")
     result = {
         "ok": True,
         "file": str(file),
@@ -665,7 +690,9 @@ def pause_for_restore(client: FleetClient) -> bool:
     fleet that does not answer is taken as stopped; a running fleet without a full pause is
     refused (stop it, restore, start it)."""
     try:
-        client.post("/api/v1/system/pause")
+        client.post(
+            "/api/v1/system/pause", {"actor": _default_actor(), "note": "for tooloo restore"}
+        )
         return True
     except FleetError as exc:
         if exc.status == 404:
@@ -673,6 +700,16 @@ def pause_for_restore(client: FleetClient) -> bool:
                 "the fleet at "
                 f"{client.base_url} is running and has no full pause yet: stop the fleet, then "
                 "restore --force, then start it"
+            ) from None
+        if exc.error_code == "pause_incomplete":
+            # Nothing was restored: undo the parts that did pause, as far as they answer.
+            try:
+                full_pause(client, "resume", _default_actor(), "restore refused")
+            except CliError:
+                pass
+            raise CliError(
+                f"the fleet at {client.base_url} is running and its full pause did not "
+                f"complete ({exc.message}): stop the fleet, then restore --force, then start it"
             ) from None
         raise
     except CliError as exc:

@@ -10,6 +10,7 @@ import orjson
 
 from services.coach.settings_store import CoachSettings
 from services.coach.store import (
+    ACTIVE,
     LAST_ACTION,
     LAST_ACTION_AT,
     LAST_META_ACTION,
@@ -50,6 +51,9 @@ async def build_status(
     meta_count = status.counter(CounterName.META_TRIGGERS)
     return {
         "active": status.active,
+        # Whether anyone (pre-arm's first run, an operator) has started or stopped the coach:
+        # pre-arm applies its defaults only to a coach never configured.
+        "configured": ACTIVE in state,
         # Whether this replica coaches (owns a shard); one that owns none stands by.
         "leader": bool(owned),
         "instance": instance,

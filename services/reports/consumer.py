@@ -43,7 +43,7 @@ from redis.exceptions import ResponseError
 
 from services.reports.aggregates import RETENTION_S, minute_of
 from services.reports.apply import GROUP, ApplyResult, Entry, apply_script, build_call
-from services.reports.queries import coach_throughput
+from services.reports.queries import coach_throughput, needing_coaching
 from shared.events import (
     COACH_META_GROUP,
     StreamRef,
@@ -312,14 +312,17 @@ async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
     minute is the minute's sample. Every replica may write it: they write the same figures."""
     pop = await read_totals(redis, keys, rounds=False)
     tput = await coach_throughput(redis, keys, now_ms)
+    # The queue's size: the gates judge throughput only over minutes with demand.
+    needing = await needing_coaching(redis, keys)
     minute = keys.reports_system_minute(minute_of(now_ms))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(
             minute,
             mapping={
                 "learners": pop.learners,
-                "regions": len(pop.regions),
+                "regions": sum(1 for n in pop.regions.values() if n > 0),
                 "coach_tput": tput,
+                "needing": needing,
             },
         )
         pipe.expire(minute, RETENTION_S)

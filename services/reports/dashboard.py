@@ -93,7 +93,9 @@ def build_dashboard(
         "uptime": m["uptime_pct"],
         "coach_status": {
             "throughput_rounds_per_min": m["coach"]["throughput_rounds_per_min"],
-            "meta_trigger_delay_ms": m["meta_trigger_delay_ms"]["p50"],
+            # One name, one meaning fleet-wide: the p99 (as in the coach's status).
+            "meta_trigger_delay_ms": m["meta_trigger_delay_ms"]["p99"],
+            "meta_trigger_delay_p50_ms": m["meta_trigger_delay_ms"]["p50"],
             "fast_lane_enabled": fast_lane,
         },
         "alert_level": level,

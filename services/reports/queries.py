@@ -29,12 +29,20 @@ from services.reports.aggregates import (
     window_minutes,
 )
 from services.reports.apply import GROUP
+from services.reports.readings import (
+    demand_minutes,
+    meta_trigger_misses,
+    regions_with_learners,
+    throughput_reading,
+    worst_uptime,
+)
 from shared.clock import iso_ms
 from shared.events import STREAM_KINDS, fleet_streams
 from shared.fleet_totals import read_totals
 from shared.keys import Keys
 from shared.redis_memory import fullest, masters_memory
 from shared.redis_types import text_map, texts
+from shared.request_stats import ROUND_LATENCY_PREFIX, ROUND_LATENCY_SUM
 from shared.scripts import ScriptCall, evalsha_each, lua_source
 from shared.stream_trim import GroupLag, group_lags_many
 
@@ -144,29 +152,53 @@ async def coach_throughput(redis: Redis, keys: Keys, at_ms: int) -> int:
 
 async def coach_coverage(redis: Redis, keys: Keys, at_ms: int) -> tuple[float | None, int]:
     """(share of the learners needing coaching that were coached in the last minute, how many
-    need coaching), over every shard's queue. None when nobody needs coaching (0 of 0 is not a
-    share)."""
+    need coaching), over every shard's queue; None when nobody needs coaching (0 of 0 is not a
+    share). Right at any population: each shard's queue is sampled (whole when small, else a
+    uniform ZRANDMEMBER sample), ZMSCORE against its coached set tells which were coached in the
+    last minute, and each shard's hit ratio weighs by its queue's size. Sampling the coached
+    side instead caps the share at sample ÷ needing, and is biased (its oldest members are the
+    ones most likely to have become ready and left the queue)."""
     shards = list(keys.all_shards())
-    sample = max(COVERAGE_SAMPLE_MIN, COVERAGE_SAMPLE // len(shards))
+    per_shard = max(COVERAGE_SAMPLE_MIN, COVERAGE_SAMPLE // len(shards))
+    since = at_ms - 60_000
     async with redis.pipeline(transaction=False) as pipe:
         for shard in shards:
             pipe.zcard(keys.coach_queue(shard))
-            pipe.zrangebyscore(
-                keys.coach_coached(shard), at_ms - 60_000, "+inf", start=0, num=sample
-            )
-        replies = await pipe.execute()
-    needing = sum(_int(n) for n in replies[0::2])
+        sizes = [_int(n) for n in await pipe.execute()]
+    needing = sum(sizes)
     if needing == 0:
         return None, 0
-    recent = [(shard, texts(r)) for shard, r in zip(shards, replies[1::2], strict=True) if r]
-    if not recent:
-        return 0.0, needing
+    queued = [(shard, n) for shard, n in zip(shards, sizes, strict=True) if n]
     async with redis.pipeline(transaction=False) as pipe:
-        for shard, members in recent:
-            pipe.zmscore(keys.coach_queue(shard), members)
+        for shard, n in queued:
+            if n > per_shard:
+                pipe.zrandmember(keys.coach_queue(shard), per_shard)
+            else:
+                pipe.zrange(keys.coach_queue(shard), 0, per_shard - 1)
+        samples = [texts(x) for x in await pipe.execute()]
+    async with redis.pipeline(transaction=False) as pipe:
+        for (shard, _), sample in zip(queued, samples, strict=True):
+            pipe.zmscore(keys.coach_coached(shard), sample or ["-"])
         scores = await pipe.execute()
-    covered = sum(1 for per_shard in scores for s in per_shard if s is not None)
-    return round(min(1.0, covered / needing), 4), needing
+    weighted = 0.0
+    total = 0
+    for (_, n), sample, found in zip(queued, samples, scores, strict=True):
+        if not sample:
+            continue  # emptied since the count
+        hits = sum(1 for score in found if score is not None and float(score) >= since)
+        weighted += n * hits / len(sample)
+        total += n
+    if total == 0:
+        return None, 0
+    return round(min(1.0, weighted / total), 4), needing
+
+
+async def needing_coaching(redis: Redis, keys: Keys) -> int:
+    """Learners that need coaching now: the sum of every shard's coach queue."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in keys.all_shards():
+            pipe.zcard(keys.coach_queue(shard))
+        return sum(_int(n) for n in await pipe.execute())
 
 
 # ---- minute rows -----------------------------------------------------------------------------
@@ -230,12 +262,13 @@ def _read_script(redis: Redis) -> AsyncScript:
 def minute_row(minute: int, fields: dict[str, str], http: dict[str, str]) -> dict[str, Any]:
     """One minute's values. Counters are zero-filled; percentiles are null without samples and
     gauges null where the consumer took no sample (a 0 there would be a false reading)."""
+    # Round latency: what callers of the round endpoints waited (request latency).
     lat: dict[int, int] = {}
-    merge_hist(lat, "lat:", fields)
+    merge_hist(lat, ROUND_LATENCY_PREFIX, http)
     delays: dict[int, int] = {}
     merge_hist(delays, "md:", fields)
     requests, errors = http_totals(http)
-    lat_n = _int(fields.get("lat_n"))
+    lat_n = sum(lat.values())
     rounds = _int(fields.get("rounds"))
     return {
         "minute": iso_ms(minute * 60_000),
@@ -249,8 +282,8 @@ def minute_row(minute: int, fields: dict[str, str], http: dict[str, str]) -> dic
         "meta_failed": _int(fields.get("meta:failed")),
         "restarts": sum(_int(v) for k, v in fields.items() if k.startswith("restart:")),
         "error_rate_pct": error_rate_pct(requests, errors),
-        "latency_avg_ms": round(float(fields["lat_sum"]) / lat_n, 3)
-        if lat_n and "lat_sum" in fields
+        "latency_avg_ms": round(float(http[ROUND_LATENCY_SUM]) / lat_n, 3)
+        if lat_n and ROUND_LATENCY_SUM in http
         else None,
         "latency_p50_ms": percentile(lat, 0.50),
         "latency_p95_ms": percentile(lat, 0.95),
@@ -325,17 +358,27 @@ async def service_table(
 # ---- metrics ---------------------------------------------------------------------------------
 
 
-async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[str, Any]:
-    """The contract of GET /api/v1/reports/metrics (docs/ARCHITECTURE.md §3)."""
+async def metrics(
+    redis: Redis,
+    keys: Keys,
+    window_s: int,
+    at_ms: int,
+    regions: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The contract of GET /api/v1/reports/metrics (docs/ARCHITECTURE.md §3). `regions`: the
+    configured regions (TOOLOO_REGIONS); `regions` counts those that have learners."""
     span = window_minutes(at_ms, window_s)
     totals, minute_hashes, http_hashes = await read_minutes(redis, keys, span)
-    lat: dict[int, int] = {}
+    compute: dict[int, int] = {}
+    request_lat: dict[int, int] = {}
     delays: dict[int, int] = {}
-    rounds = requests = errors = 0
+    rounds = requests = errors = meta_failed = 0
     restarts: dict[str, int] = {}
     for fields, http in zip(minute_hashes, http_hashes, strict=True):
         rounds += _int(fields.get("rounds"))
-        merge_hist(lat, "lat:", fields)
+        meta_failed += _int(fields.get("meta:failed"))
+        merge_hist(compute, "lat:", fields)
+        merge_hist(request_lat, ROUND_LATENCY_PREFIX, http)
         merge_hist(delays, "md:", fields)
         for name, value in fields.items():
             if name.startswith("restart:"):
@@ -350,7 +393,11 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
     pop = await read_totals(redis, keys, rounds=False)
     coverage, needing = await coach_coverage(redis, keys, at_ms)
     services = await service_table(redis, keys, at_ms - window_s * 1000, at_ms, restarts)
-    uptimes = [s["uptime_pct"] for s in services.values() if s["uptime_pct"] is not None]
+    worst, worst_name = worst_uptime(services)
+    # The minute before the window too: demand throughout a minute needs the sample before it.
+    before = await read_minutes(redis, keys, [span[0] - 1])
+    demand = throughput_reading(demand_minutes([before[1][0], *minute_hashes]))
+    configured = list(regions) if regions is not None else sorted(pop.regions)
     return {
         "rounds_total": _int(totals.get("rounds")),
         "rounds_per_min": round(rounds / covered_min, 3),
@@ -358,28 +405,35 @@ async def metrics(redis: Redis, keys: Keys, window_s: int, at_ms: int) -> dict[s
         "requests": requests,
         "errors": errors,
         "error_rate_pct": error_rate_pct(requests, errors),
-        "round_latency_ms": {
-            "p50": percentile(lat, 0.50),
-            "p95": percentile(lat, 0.95),
-            "p99": percentile(lat, 0.99),
-            "count": sum(lat.values()),
-        },
-        "meta_trigger_delay_ms": {
-            "p50": percentile(delays, 0.50),
-            "p99": percentile(delays, 0.99),
-            "count": sum(delays.values()),
-        },
+        # What a caller of the round endpoints waited (their request latency, probes apart).
+        "round_latency_ms": _hist_reading(request_lat),
+        # A round's own compute time before its commit (the round events' `ms`).
+        "round_compute_ms": _hist_reading(compute),
+        "meta_trigger_delay_ms": _hist_reading(delays),
+        "meta_trigger_misses": meta_trigger_misses(delays, meta_failed),
         "learners": pop.learners,
-        "regions": len(pop.regions),
+        "regions": len(regions_with_learners(configured, pop.regions)),
+        "regions_configured": configured,
         "region_counts": pop.regions,
         "coach": {
             "throughput_rounds_per_min": await coach_throughput(redis, keys, at_ms),
+            "demand_throughput": demand,
             "coverage": coverage,
             "needing_coaching": needing,
         },
-        "uptime_pct": round(sum(uptimes) / len(uptimes), 3) if uptimes else None,
+        "uptime_pct": worst,
+        "uptime_worst_service": worst_name,
         "restarts": sum(restarts.values()),
         "services": services,
+    }
+
+
+def _hist_reading(hist: dict[int, int]) -> dict[str, Any]:
+    return {
+        "p50": percentile(hist, 0.50),
+        "p95": percentile(hist, 0.95),
+        "p99": percentile(hist, 0.99),
+        "count": sum(hist.values()),
     }
 
 

@@ -73,7 +73,8 @@ async def metrics(request: web.Request) -> web.Response:
     q = parse_query(request, WindowQuery)
     await _long_window(request, math.ceil(q.window / 60))
     at = now_ms()
-    body = await queries.metrics(request.app[REDIS], request.app[KEYS], q.window, at)
+    regions = request.app[SETTINGS].region_list()
+    body = await queries.metrics(request.app[REDIS], request.app[KEYS], q.window, at, regions)
     return ok(window_s=q.window, generated_at=iso_ms(at), metrics=body)
 
 
@@ -104,7 +105,7 @@ async def dashboard(request: web.Request) -> web.Response:
     await _long_window(request, math.ceil(q.window / 60))
     redis, keys = request.app[REDIS], request.app[KEYS]
     at = now_ms()
-    m = await queries.metrics(redis, keys, q.window, at)
+    m = await queries.metrics(redis, keys, q.window, at, request.app[SETTINGS].region_list())
     fast_lane = await queries.fast_lane_enabled(redis, keys)
     streams = await queries.stream_status(redis, keys)
     memory = await queries.redis_memory(redis)

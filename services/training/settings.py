@@ -36,10 +36,8 @@ class TrainingSettings(FleetSettings):
     onboarding_rate: float = Field(
         5_000.0, gt=0, le=1_000_000, validation_alias="TRAINING_ONBOARDING_RATE"
     )
-    onboarding_regions: str = Field(
-        "us-east,us-west,eu-west,eu-central,ap-south,ap-east",
-        validation_alias="TRAINING_ONBOARDING_REGIONS",
-    )
+    # Unset: the fleet's regions (TOOLOO_REGIONS).
+    onboarding_regions: str = Field("", validation_alias="TRAINING_ONBOARDING_REGIONS")
     # One tick creates at most this many learners (one pipelined round trip).
     onboarding_batch_max: int = Field(
         2_000, ge=1, le=50_000, validation_alias="TRAINING_ONBOARDING_BATCH"
@@ -51,10 +49,7 @@ class TrainingSettings(FleetSettings):
     @field_validator("onboarding_regions")
     @classmethod
     def _regions(cls, value: str) -> str:
-        regions = [r.strip() for r in value.split(",") if r.strip()]
-        if not regions:
-            raise ValueError("TRAINING_ONBOARDING_REGIONS needs at least one region")
-        return ",".join(regions)
+        return ",".join(r.strip() for r in value.split(",") if r.strip())
 
     def regions(self) -> list[str]:
-        return self.onboarding_regions.split(",")
+        return self.onboarding_regions.split(",") if self.onboarding_regions else self.region_list()

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.web import routes, system
-from services.web.app_keys import FORWARDER, GATE_TABLE, PROXY_TABLE, SNAPSHOTS
+from services.web.app_keys import FORWARDER, GATE_STORE, GATE_TABLE, PROXY_TABLE, SNAPSHOTS
 from services.web.cors import allowed_origins, cors_middleware
 from services.web.events import SnapshotCache, build_snapshot
+from services.web.gate_store import GateStore
 from services.web.gates import load_table
 from services.web.proxy import Forwarder, ProxyTable
 from shared import domain_metrics
-from shared.app_factory import create_base_app
+from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.settings import FleetSettings
 
@@ -28,6 +29,7 @@ def create_app(settings: FleetSettings) -> web.Application:
     routes.register(app)
     app.cleanup_ctx.append(_gateway_ctx)
     app.on_shutdown.append(_end_streams)
+    add_background_task(app, routes.record_gates, "gates-record")
     domain_metrics.on_scrape(app, routes.scrape_gates)
     return app
 
@@ -44,5 +46,6 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FORWARDER] = Forwarder(app[PROXY_TABLE], app[SETTINGS], client.session)
     redis, keys, table = app[REDIS], app[KEYS], app[GATE_TABLE]
     await system.rename_untagged(redis, keys)
-    app[SNAPSHOTS] = SnapshotCache(lambda: build_snapshot(client, redis, keys, table))
+    store = app[GATE_STORE] = GateStore(redis, keys)
+    app[SNAPSHOTS] = SnapshotCache(lambda: build_snapshot(client, redis, keys, table, store))
     yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.web.events import SnapshotCache
+from services.web.gate_store import GateStore
 from services.web.gates import GateTable
 from services.web.proxy import Forwarder, ProxyTable
 
@@ -14,3 +15,4 @@ FORWARDER = web.AppKey("forwarder", Forwarder)
 SNAPSHOTS = web.AppKey("snapshots", SnapshotCache)
 # Each local /api/ path and the methods it takes.
 LOCAL_API_ROUTES = web.AppKey("local_api_routes", dict[str, set[str]])
+GATE_STORE = web.AppKey("gate_store", GateStore)

@@ -21,8 +21,10 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from services.web import gates as gates_mod
-from services.web import system
+from services.web import rollout, system
+from services.web.gate_store import GateStore
 from shared import fleet
+from shared.clock import now_ms
 from shared.errors import ApiError, ServiceUnavailable
 from shared.http_client import ServiceClient
 from shared.keys import Keys
@@ -75,7 +77,11 @@ async def _health(client: ServiceClient, service: str) -> dict[str, Any]:
 
 
 async def build_snapshot(
-    client: ServiceClient, redis: Any, keys: Keys, table: gates_mod.GateTable
+    client: ServiceClient,
+    redis: Any,
+    keys: Keys,
+    table: gates_mod.GateTable,
+    store: GateStore,
 ) -> dict[str, Any]:
     async def scale() -> dict[str, Any]:
         try:
@@ -95,8 +101,8 @@ async def build_snapshot(
     merged, available, reason, _ = gates_mod.compose_metrics(
         metrics, processes, reports_error=metrics.get("error", {}).get("message")
     )
-    evaluated = gates_mod.evaluate(
-        table, merged, metrics_available=available, unavailable_reason=reason
+    evaluated = await rollout.evaluate(
+        store, table, merged, available=available, reason=reason, now_ms=now_ms(), record=False
     )
     fleet: dict[str, Any] = {}
     if "error" in processes:
@@ -131,6 +137,9 @@ async def build_snapshot(
                 "reason",
                 "escalation_level",
                 "verdicts",
+                "gates_passed",
+                "next_decision",
+                "record_alerts",
             )
         }
         | {

@@ -8,6 +8,9 @@ A criterion is `pass` when its measured value meets the pass threshold (the targ
 gives no separate threshold), `fail` when it does not, and `not_measured` when the fleet has no
 such measurement (revenue, ROI, incidents, compliance…) or no data for it yet. `not_measured` is
 never counted as passed: branches such as `all_pass` need every named criterion to be `pass`.
+A criterion with `idle_when` (coach throughput) is `idle` when that flag is set: no learner
+needed coaching during the period, so there was nothing to measure a pace on and nothing wrong;
+`idle` satisfies `all_pass` and is never a failure ("idle, no demand").
 
 Decision branches are tried in table order; the first whose condition holds gives the verdict.
 Conditions (JSON):
@@ -35,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 TABLE_PATH = Path(__file__).with_name("gates.json")
 
 Comparator = Literal["<", "<=", ">", ">=", "==", "between"]
-Status = Literal["pass", "fail", "not_measured"]
+Status = Literal["pass", "fail", "not_measured", "idle"]
+SATISFIED = ("pass", "idle")
 HOLD_UNAVAILABLE = "HOLD"
 
 
@@ -61,6 +65,7 @@ class Criterion(_Model):
     unit: str
     scale: float = 1.0  # measured = raw * scale (ms → s, fraction → %)
     requires: str | None = None  # a count that must be > 0 for the metric to mean anything
+    idle_when: str | None = None  # a flag: true when there was no demand to measure
     note: str | None = None
     kind: str | None = None
     escalation: Escalation | None = None
@@ -98,6 +103,10 @@ class Gate(_Model):
     when: str
     authority: str
     purpose: str
+    # The gate's own period: its verdict must pass continuously this long before it is sealed.
+    hold_s: int = 0
+    hold: str | None = None
+    phase_after: str | None = None  # the rollout phase its seal opens
     criteria: list[Criterion]
     alerts: list[Alert] = []
     decision: list[Branch]
@@ -168,6 +177,26 @@ def lookup(metrics: Mapping[str, Any] | None, path: str) -> float | None:
     return node if math.isfinite(node) else None
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def signable(gate: Gate) -> dict[str, Criterion]:
+    """The criteria of a gate a person may sign off: those the fleet cannot measure."""
+    return {c.id: c for c in gate.criteria if c.metric is None}
+
+
+def _flag(metrics: Mapping[str, Any] | None, path: str) -> bool:
+    node: Any = metrics
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return node is True
+
+
 def compare(value: float, comparator: str, bound: float | Sequence[float]) -> bool:
     if comparator == "between":
         low, high = bound  # type: ignore[misc]
@@ -186,7 +215,13 @@ def compare(value: float, comparator: str, bound: float | Sequence[float]) -> bo
     raise ValueError(f"unknown comparator {comparator!r}")
 
 
-def measure(criterion: Criterion, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+def measure(
+    criterion: Criterion,
+    metrics: Mapping[str, Any] | None,
+    signoff: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One criterion's reading. A criterion the fleet cannot measure is judged on its sign-off
+    (what a person stated, with who and when), never on an invented value."""
     threshold = criterion.threshold if criterion.threshold is not None else criterion.target
     out: dict[str, Any] = {
         "id": criterion.id,
@@ -204,7 +239,19 @@ def measure(criterion: Criterion, metrics: Mapping[str, Any] | None) -> dict[str
         out["partial"] = criterion.partial
         out["partial_met"] = False
     if criterion.metric is None:
+        if signoff is not None and _number(signoff.get("value")) is not None:
+            value = float(signoff["value"])
+            out["measured"] = value
+            out["status"] = "pass" if compare(value, criterion.comparator, threshold) else "fail"
+            out["meets_target"] = compare(value, criterion.comparator, criterion.target)
+            out["signed_off"] = dict(signoff)
+            out["reason"] = f"signed off by {signoff.get('actor')} at {signoff.get('at')}"
+            return out
         out["reason"] = criterion.note or "the fleet has no measurement for this criterion"
+        return out
+    if criterion.idle_when is not None and _flag(metrics, criterion.idle_when):
+        out["status"] = "idle"
+        out["reason"] = "idle, no demand in the period"
         return out
     raw = lookup(metrics, criterion.metric)
     if raw is not None and criterion.requires is not None:
@@ -253,7 +300,7 @@ def holds(cond: Any, results: Mapping[str, dict[str, Any]], alerts: list[dict[st
     if cond == "otherwise":
         return True
     if cond == "all_pass":
-        return all(r["status"] == "pass" for r in results.values())
+        return all(r["status"] in SATISFIED for r in results.values())
     checks = []
     for key, value in cond.items():
         if key == "any_of":
@@ -265,11 +312,11 @@ def holds(cond: Any, results: Mapping[str, dict[str, Any]], alerts: list[dict[st
         elif key == "any_not_measured":
             checks.append(any(results[i]["status"] == "not_measured" for i in _ids(value, results)))
         elif key == "all_pass":
-            checks.append(all(results[i]["status"] == "pass" for i in _ids(value, results)))
+            checks.append(all(results[i]["status"] in SATISFIED for i in _ids(value, results)))
         elif key == "all_partial":
             checks.append(
                 all(
-                    results[i]["status"] == "pass" or results[i].get("partial_met", False)
+                    results[i]["status"] in SATISFIED or results[i].get("partial_met", False)
                     for i in _ids(value, results)
                 )
             )
@@ -295,8 +342,11 @@ def evaluate_gate(
     *,
     metrics_available: bool = True,
     unavailable_reason: str | None = None,
+    signoffs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    results = {c.id: measure(c, metrics) for c in gate.criteria}
+    """One gate's verdict; `signoffs`: criterion id -> the sign-off recorded for it."""
+    signed = signoffs or {}
+    results = {c.id: measure(c, metrics, signed.get(c.id)) for c in gate.criteria}
     alerts = _alerts(gate, metrics) if metrics_available else []
     failed = [i for i, r in results.items() if r["status"] == "fail"]
     unmeasured = [i for i, r in results.items() if r["status"] == "not_measured"]
@@ -366,9 +416,12 @@ def evaluate(
     *,
     metrics_available: bool = True,
     unavailable_reason: str | None = None,
+    signoffs: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Every gate's verdict plus the rollout dashboard's summary (current_phase, active_gate,
-    metrics, gates_passed/pending, escalation_level)."""
+    metrics, gates_passed/pending, escalation_level) as this one evaluation alone says it;
+    `signoffs`: gate id -> criterion id -> sign-off. The decision record
+    (services/web/gate_record.py) turns it into decisions over each gate's period."""
     gates = [
         evaluate_gate(
             table,
@@ -376,6 +429,7 @@ def evaluate(
             metrics,
             metrics_available=metrics_available,
             unavailable_reason=unavailable_reason,
+            signoffs=(signoffs or {}).get(gate.id),
         )
         for gate in table.gates
     ]
@@ -397,7 +451,11 @@ def evaluate(
             "latency_p99": lookup(metrics, "round_latency_ms.p99"),
             "uptime": lookup(metrics, "uptime_pct"),
             "coach_throughput": lookup(metrics, "coach.throughput_rounds_per_min"),
-            "meta_trigger_delay_ms": lookup(metrics, "meta_trigger_delay_ms.p50"),
+            "coach_throughput_demand_p10": lookup(metrics, "coach.demand_throughput.p10"),
+            "coach_idle": _flag(metrics, "coach.demand_throughput.idle"),
+            # One name, one meaning fleet-wide: the p99 (the coach's status says the same).
+            "meta_trigger_delay_ms": lookup(metrics, "meta_trigger_delay_ms.p99"),
+            "meta_trigger_delay_p50_ms": lookup(metrics, "meta_trigger_delay_ms.p50"),
             "restarts": lookup(metrics, "restarts"),
             "revenue_signal": None,  # not tracked by the fleet; never invented
         },

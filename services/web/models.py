@@ -21,6 +21,41 @@ class EmptyBody(StrictModel):
 
 
 class GatesQuery(QueryModel):
-    """The metrics window (seconds) the gates are evaluated over."""
+    """The metrics window (seconds) the gates are evaluated over: reports' own bounds (a shorter
+    window would be refused there and show every gate as HOLD, "metrics unavailable")."""
 
-    window: int = Field(60, ge=10, le=86_400)
+    window: int = Field(60, ge=60, le=86_400)
+
+
+GATE_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class GatesHistoryQuery(QueryModel):
+    """The newest entries of the decision record, of one gate when `gate` is given."""
+
+    limit: int = Field(100, ge=1, le=1000)
+    gate: str | None = Field(None, pattern=GATE_ID)
+
+
+class SignoffRequest(StrictModel):
+    """A person's statement for a criterion the fleet cannot measure (revenue, ROI, incidents,
+    compliance, staffing): its value in the criterion's unit, who states it, and why."""
+
+    criterion: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    value: float = Field(ge=-1e15, le=1e15)
+    actor: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    note: str | None = Field(None, max_length=500)
+
+
+class ActorRequest(StrictModel):
+    """Who re-opens a gate, and why."""
+
+    actor: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    note: str | None = Field(None, max_length=500)
+
+
+class PauseRequest(StrictModel):
+    """Who pauses (or resumes) the whole fleet, and why; an empty body records `unspecified`."""
+
+    actor: str = Field("unspecified", min_length=1, max_length=100, pattern=r"\S")
+    note: str | None = Field(None, max_length=500)

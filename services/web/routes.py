@@ -11,13 +11,30 @@ from typing import Any
 
 from aiohttp import web
 
-from services.web import events, gates, system
-from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY_TABLE, SNAPSHOTS
-from services.web.models import EmptyBody, GatesQuery, ScaleRequest
+from services.web import events, full_pause, gates, rollout, system
+from services.web.app_keys import (
+    FORWARDER,
+    GATE_STORE,
+    GATE_TABLE,
+    LOCAL_API_ROUTES,
+    PROXY_TABLE,
+    SNAPSHOTS,
+)
+from services.web.models import (
+    ActorRequest,
+    EmptyBody,
+    GatesHistoryQuery,
+    GatesQuery,
+    PauseRequest,
+    ScaleRequest,
+    SignoffRequest,
+)
 from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
-from shared.errors import NotFound
+from shared.clock import now_ms
+from shared.errors import NotFound, UpstreamError
 from shared.fleet import SERVICES
+from shared.logging import get_logger
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
 from shared.routing import ApiRoutes, Upstream
@@ -27,6 +44,10 @@ STATIC_DIR = Path(__file__).with_name("static")
 PAGE = STATIC_DIR / "control-room.html"
 
 routes = ApiRoutes("web")
+log = get_logger(__name__)
+# The window of the recorded evaluations: each one judges the last minute, and a gate's period
+# is the run of such evaluations (gate_record.py).
+RECORD_WINDOW_S = 60
 # Per client, fleet-wide (shared/rate_limit.py): a scale change sets onboarding of up to millions
 # of learners in motion; an operator or the Locust onboarding user needs a few a minute.
 SCALE_LIMIT = RateLimit("system-scale", 30, 10)
@@ -87,8 +108,12 @@ async def get_gates(request: web.Request) -> web.Response:
     )
 
 
-async def evaluate_gates(app: web.Application, window: int) -> tuple[dict[str, Any], Any]:
-    """The gates against reports' metrics over `window` s and the orchestrator's restarts."""
+async def evaluate_gates(
+    app: web.Application, window: int, *, record: bool = False
+) -> tuple[dict[str, Any], Any]:
+    """The gates against reports' metrics over `window` s and the orchestrator's restarts,
+    with the recorded sign-offs; the decisions (passed, active gate, next decision) come from
+    the decision record, which only the periodic recorder writes (`record`)."""
     client = app[CLIENT]
     metrics, processes = await asyncio.gather(
         events.fetch(client, "reports", f"/api/v1/reports/metrics?window={window}", 2.0),
@@ -97,14 +122,129 @@ async def evaluate_gates(app: web.Application, window: int) -> tuple[dict[str, A
     merged, available, reason, sources = gates.compose_metrics(
         metrics, processes, reports_error=_error_message(metrics)
     )
-    result = gates.evaluate(
-        app[GATE_TABLE], merged, metrics_available=available, unavailable_reason=reason
+    result = await rollout.evaluate(
+        app[GATE_STORE],
+        app[GATE_TABLE],
+        merged,
+        available=available,
+        reason=reason,
+        now_ms=now_ms(),
+        record=record,
     )
     return result, sources
 
 
+async def record_gates(app: web.Application) -> None:
+    """Evaluate the gates every TOOLOO_GATES_RECORD_INTERVAL seconds and record what changed;
+    bounded by task cancellation at shutdown. Every replica may run it: the record script
+    writes a gate only over the version it read."""
+    interval = app[SETTINGS].gates_record_interval_s
+    while True:
+        try:
+            await evaluate_gates(app, RECORD_WINDOW_S, record=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis or a service away: the next pass tries again
+            log.warning("gates_record_failed", error=str(exc)[:300])
+        await asyncio.sleep(interval)
+
+
 async def scrape_gates(app: web.Application) -> None:
     domain_metrics.set_gates(app, (await evaluate_gates(app, 60))[0])
+
+
+@routes.get(
+    "/api/v1/system/gates/history",
+    query=GatesHistoryQuery,
+    summary="The decision record: verdict changes, seals, regressions, sign-offs, pauses",
+)
+async def get_gates_history(request: web.Request) -> web.Response:
+    query = parse_query(request, GatesHistoryQuery)
+    if query.gate is not None:
+        rollout.gate_of(request.app[GATE_TABLE], query.gate)
+    entries = await request.app[GATE_STORE].history(query.limit, query.gate)
+    return ok(history=entries, count=len(entries))
+
+
+@routes.post(
+    "/api/v1/system/gates/{gate_id}/signoff",
+    body=SignoffRequest,
+    summary="Sign off a criterion the fleet cannot measure (who stated what, and when)",
+    responses={404: "Unknown gate", 422: "Unknown criterion, or one the fleet measures"},
+)
+async def post_signoff(request: web.Request) -> web.Response:
+    body = await parse_body(request, SignoffRequest)
+    result = await rollout.sign_off(
+        request.app[GATE_STORE],
+        request.app[GATE_TABLE],
+        request.match_info["gate_id"],
+        body.criterion,
+        body.value,
+        body.actor.strip(),
+        body.note,
+        now_ms(),
+    )
+    return ok(**result)
+
+
+@routes.post(
+    "/api/v1/system/gates/{gate_id}/reopen",
+    body=ActorRequest,
+    summary="Re-open a passed (sealed) gate: it is judged again from now",
+    responses={404: "Unknown gate", 409: "The gate is not sealed"},
+)
+async def post_reopen(request: web.Request) -> web.Response:
+    body = await parse_body(request, ActorRequest)
+    event = await rollout.reopen(
+        request.app[GATE_STORE],
+        request.app[GATE_TABLE],
+        request.match_info["gate_id"],
+        body.actor.strip(),
+        body.note,
+        now_ms(),
+    )
+    return ok(reopened=event)
+
+
+# ---- the full pause (rollback level 4) -------------------------------------------------------
+
+
+async def _full_pause(request: web.Request, paused: bool) -> web.Response:
+    body = await parse_body(request, PauseRequest)
+    app = request.app
+    try:
+        entry = await full_pause.set_full_pause(
+            app[REDIS],
+            app[KEYS],
+            app[CLIENT],
+            app[GATE_STORE],
+            paused,
+            body.actor.strip(),
+            body.note,
+        )
+    except full_pause.PartFailed as exc:
+        raise UpstreamError(str(exc), code="pause_incomplete", details=exc.parts) from None
+    return ok(paused=paused, parts=entry["parts"], recorded=entry)
+
+
+@routes.post(
+    "/api/v1/system/pause",
+    body=PauseRequest,
+    summary="Full pause: onboarding, coach and meta stopped together (recorded with its actor)",
+    responses={502: "A part did not follow (its answer in details); retrying is safe"},
+)
+async def post_pause(request: web.Request) -> web.Response:
+    return await _full_pause(request, True)
+
+
+@routes.post(
+    "/api/v1/system/resume",
+    body=PauseRequest,
+    summary="Resume after a full pause: meta, coach and onboarding together",
+    responses={502: "A part did not follow (its answer in details); retrying is safe"},
+)
+async def post_resume(request: web.Request) -> web.Response:
+    return await _full_pause(request, False)
 
 
 def _error_message(body: dict[str, Any]) -> str | None:

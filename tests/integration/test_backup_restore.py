@@ -137,10 +137,10 @@ def test_backup_wipe_restore(fleet: Fleet, tmp_path: Path) -> None:
     assert learner_keys(client, keys) != at_backup
 
     # A non-empty prefix is refused without --force, and with --force while the fleet runs
-    # without a full pause: nothing changes either way.
+    # without a complete full pause (no coach here): nothing changes either way.
     assert "is not empty" in refused(tooloo(fleet, "restore", str(file)))
     before = learner_keys(client, keys)
-    assert "no full pause" in refused(tooloo(fleet, "restore", str(file), "--force"))
+    assert "full pause" in refused(tooloo(fleet, "restore", str(file), "--force"))
     assert learner_keys(client, keys) == before
 
     # A truncated backup: refused, nothing written.

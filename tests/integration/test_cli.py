@@ -100,9 +100,17 @@ def test_cli_drives_a_fleet(fleet: Fleet) -> None:
     assert watched.count('"gates_passed"') == 2
     assert "verdict" in ok(fleet, "gates")
 
-    # the full pause is not in this fleet yet: one clear line, exit 1
-    assert "does not have a full pause yet" in refused(fleet, "pause")
-    assert "does not have a full pause yet" in refused(fleet, "resume")
+    # the full pause: onboarding, coach and meta together, recorded with the actor
+    paused = js(fleet, "pause", "--actor", "ana", "--note", "drill")
+    assert paused["paused"] is True and set(paused["parts"]) == {"onboarding", "coach", "meta"}
+    assert js(fleet, "coach", "status")["status"]["active"] is False
+    assert "fleet resumed" in ok(fleet, "resume", "--actor", "ana")
+    assert js(fleet, "coach", "status")["status"]["active"] is True
+    recorded = fleet["web"].get("/api/v1/system/gates/history")[1]["history"]
+    assert [(e["type"], e["actor"]) for e in recorded[:2]] == [
+        ("full_resume", "ana"),
+        ("full_pause", "ana"),
+    ]
 
     # delete, then the learner is gone
     assert js(fleet, "learners", "delete", "alice", "--yes")["deleted"] == "alice"

@@ -14,6 +14,7 @@ import pytest
 import redis as sync_redis
 
 from harness.fleet import Fleet
+from harness.http import http_json
 from harness.polling import wait_for
 from harness.processes import pid_alive
 from harness.redis_server import RedisServer
@@ -157,6 +158,19 @@ def test_observe_mode_prearms_and_rearms_external_services(fleet: Fleet) -> None
     wait_for(lambda: steps(fleet)["training"]["runs"] >= 2, "training step rerun")
     wait_for(lambda: fleet_status(fleet)["phase"] == "armed", "armed again")
     assert steps(fleet)["training"]["ok"] is True
+    # ... and records it as a restart, so "zero crashes" sees a crash in observe mode too.
+    r = sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
+    system = Keys(fleet.env["TOOLOO_REDIS_PREFIX"]).stream_system
+    try:
+        wait_for(
+            lambda: any(
+                f.get("type") == "process_restarted" and f.get("service") == "training"
+                for _, f in r.xrange(system)
+            ),
+            "process_restarted event",
+        )
+    finally:
+        r.close()
 
 
 def test_sigterm_during_start_up_stops_the_children_and_exits_0(fleet: Fleet) -> None:
@@ -171,3 +185,38 @@ def test_sigterm_during_start_up_stops_the_children_and_exits_0(fleet: Fleet) ->
     pids = wait_for(spawning, "a child starting", timeout_s=20)
     assert fleet["orchestrator"].stop() == 0
     assert [p for p in pids if pid_alive(p)] == []
+
+
+def test_prearm_after_a_coach_restart_keeps_the_operators_settings(fleet: Fleet) -> None:
+    """Pre-arm's defaults (coach started, fast lane on at 2/600) are for a fleet never
+    configured: after a kill -9 of the coach, a stopped coach stays stopped and a changed fast
+    lane stays as the operator left it."""
+    fleet.start("orchestrator", env={"ORCHESTRATOR_SERVICES": "training,meta,coach"})
+    wait_for(lambda: fleet_status(fleet)["phase"] == "armed", "armed", timeout_s=60)
+    coach_url = f"http://127.0.0.1:{fleet.ports['coach']}"
+
+    def coach_call(method: str, path: str, body: Any = None) -> dict[str, Any]:
+        status_code, answer = http_json(method, coach_url + path, body)
+        assert status_code == 200, answer
+        return dict(answer)
+
+    status = coach_call("GET", "/api/v1/auto-coach/status")["status"]
+    assert status["active"] is True and status["fastLane"]["enabled"] is True  # armed defaults
+    coach_call("POST", "/api/v1/auto-coach/stop", {})
+    coach_call("POST", "/api/v1/auto-coach/fast-lane", {"enable": False, "weight": 5})
+
+    old_pid = fleet.process_table()["coach"]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(
+        lambda: (
+            fleet.process_table()["coach"]["pid"] not in (None, old_pid)
+            and steps(fleet)["coach"]["runs"] >= 2
+            and steps(fleet)["coach"]["ok"] is True
+        ),
+        "coach restarted and its step run again",
+        timeout_s=60,
+    )
+    status = coach_call("GET", "/api/v1/auto-coach/status")["status"]
+    assert status["active"] is False, status
+    assert status["fastLane"]["enabled"] is False and status["fastLane"]["weight"] == 5
+    assert fleet_status(fleet)["phase"] == "armed"

@@ -16,8 +16,14 @@ CANARY: dict[str, Any] = {
     "error_rate_pct": 0.079,
     "round_latency_ms": {"p50": 2100, "p95": 45, "p99": 120},
     "uptime_pct": 99.97,
-    "coach": {"throughput_rounds_per_min": 180, "coverage": 0.95, "needing_coaching": 10},
+    "coach": {
+        "throughput_rounds_per_min": 180,
+        "demand_throughput": {"demand_minutes": 30, "idle": False, "p10": 180, "mean": 190},
+        "coverage": 0.95,
+        "needing_coaching": 10,
+    },
     "meta_trigger_delay_ms": {"p50": 45, "p99": 90, "count": 12},
+    "meta_trigger_misses": {"pct": 0.0, "late": 0, "failed": 0, "triggers": 12, "idle": False},
     "restarts": 0,
     "learners": 10_000,
     "regions": 1,
@@ -60,6 +66,8 @@ def test_table_has_the_measurable_gates_and_loads_cleanly(table: GateTable) -> N
         "round_time",
         "meta_trigger_delay",
         "zero_crashes",
+        "learners",
+        "regions",
     }
 
 
@@ -107,7 +115,7 @@ def test_gate1_threshold_not_target_decides_pass(table: GateTable) -> None:
 
 
 def test_gate1_coach_throughput_failure_holds_48_hours(table: GateTable) -> None:
-    result = evaluate_gate(table, gate(table, 1), with_(coach__throughput_rounds_per_min=85))
+    result = evaluate_gate(table, gate(table, 1), with_(coach__demand_throughput__p10=85))
     assert result["verdict"] == "HOLD 48h"
     assert "fast-lane timers" in result["action"]
     assert result["owner"] == "Coach Owner"
@@ -144,7 +152,7 @@ def test_gate1_other_failures_hold_and_missing_data_never_passes(table: GateTabl
 def test_criteria_without_a_measurement_are_never_passed(table: GateTable) -> None:
     # Even with absurdly good metrics, revenue/ROI/cost/compliance are not_measured.
     great = with_(learners=10_000_000, regions=10, uptime_pct=100.0, error_rate_pct=0.0)
-    great["coach"]["throughput_rounds_per_min"] = 200
+    great["coach"]["demand_throughput"]["p10"] = 200
     result = evaluate(table, great)
     unmeasured = {
         (g["number"], c["id"])
@@ -211,18 +219,78 @@ def test_gate7_partial_scale_is_conditional_and_a_major_miss_holds(table: GateTa
     assert evaluate_gate(table, g7, full)["verdict"] == "GO"
     partial = with_(learners=3_000_000, regions=6, uptime_pct=99.995, error_rate_pct=0.08)
     assert evaluate_gate(table, g7, partial)["verdict"] == "CONDITIONAL GO"
-    miss = with_(learners=500_000, regions=3, uptime_pct=99.995, error_rate_pct=0.08)
+    miss = with_(learners=500_000, regions=3, uptime_pct=99.5, error_rate_pct=0.5)
     held = evaluate_gate(table, g7, miss)
-    assert held["verdict"] == "HOLD" and held["rollback_level"] == 3
+    # A planning outcome (root cause, replan), not the emergency pause.
+    assert held["verdict"] == "HOLD" and held["rollback_level"] is None
+    assert held["rollback"] is None
 
 
-def test_gate3_between_comparator(table: GateTable) -> None:
-    g3 = gate(table, 3)
-    metrics = with_(error_rate_pct=0.01, uptime_pct=99.999, round_latency_ms__p95=20)
-    metrics["coach"]["throughput_rounds_per_min"] = 300
-    result = evaluate_gate(table, g3, metrics)
-    assert criterion(result, "coach_throughput")["status"] == "fail"
-    assert result["verdict"] == "FAIL"
+def test_gate7_scale_partial_or_reliability_partial_is_conditional(table: GateTable) -> None:
+    g7 = gate(table, 7)
+    # Scale partial, reliability below even its partial level: still CONDITIONAL GO (OR).
+    scale_only = with_(learners=3_000_000, regions=6, uptime_pct=99.5, error_rate_pct=0.5)
+    assert evaluate_gate(table, g7, scale_only)["verdict"] == "CONDITIONAL GO"
+    # Reliability partial, scale a major miss: CONDITIONAL GO too.
+    reliable = with_(learners=500_000, regions=3, uptime_pct=99.995, error_rate_pct=0.08)
+    assert evaluate_gate(table, g7, reliable)["verdict"] == "CONDITIONAL GO"
+    # Neither: HOLD.
+    neither = with_(learners=500_000, regions=3, uptime_pct=99.5, error_rate_pct=0.5)
+    assert evaluate_gate(table, g7, neither)["verdict"] == "HOLD"
+
+
+@pytest.mark.parametrize("pace", [180, 300, 9240])
+def test_gate3_throughput_is_a_floor_a_faster_fleet_passes(table: GateTable, pace: int) -> None:
+    metrics = with_(
+        error_rate_pct=0.01,
+        uptime_pct=99.999,
+        round_latency_ms__p95=20,
+        learners=600_000,
+        regions=3,
+        coach__demand_throughput__p10=pace,
+    )
+    for number in (3, 4, 6):
+        assert criterion(evaluate_gate(table, gate(table, number), metrics), "coach_throughput")[
+            "status"
+        ] == ("pass" if number == 3 or pace > {4: 200, 6: 400}[number] else "fail")
+    slow = evaluate_gate(
+        table,
+        gate(table, 3),
+        {**metrics, "coach": {"demand_throughput": {"idle": False, "p10": 150}}},
+    )
+    assert criterion(slow, "coach_throughput")["status"] == "fail"
+    assert slow["verdict"] == "FAIL"
+
+
+def test_idle_fleet_never_fails_or_holds_for_throughput(table: GateTable) -> None:
+    idle = with_(coach__demand_throughput={"demand_minutes": 0, "idle": True, "p10": None})
+    idle["coach"]["throughput_rounds_per_min"] = 0
+    result = evaluate(table, idle)
+    for g in result["gates"]:
+        for c in g["criteria"]:
+            if c["id"] == "coach_throughput":
+                assert c["status"] == "idle" and "idle, no demand" in c["reason"]
+    g1 = next(g for g in result["gates"] if g["number"] == 1)
+    assert g1["verdict"] == "GO" and "coach_throughput" not in g1["failed"]
+    assert result["metrics"]["coach_idle"] is True
+
+
+def test_gates_1_to_3_judge_learners_and_regions(table: GateTable) -> None:
+    small = evaluate_gate(table, gate(table, 1), with_(learners=1000))
+    assert small["verdict"] == "HOLD" and small["failed"] == ["learners"]
+    no_region = evaluate_gate(table, gate(table, 1), with_(regions=0))
+    assert no_region["failed"] == ["regions"]
+    g3 = evaluate_gate(table, gate(table, 3), with_(learners=100_000, regions=2))
+    assert {"learners", "regions"} <= set(g3["failed"])
+
+
+def test_meta_trigger_delay_is_the_p99_everywhere(table: GateTable) -> None:
+    slow_tail = with_(meta_trigger_delay_ms__p50=40, meta_trigger_delay_ms__p99=400)
+    result = evaluate(table, slow_tail)
+    g1 = next(g for g in result["gates"] if g["number"] == 1)
+    assert criterion(g1, "meta_trigger_delay")["measured"] == 400
+    assert result["metrics"]["meta_trigger_delay_ms"] == 400
+    assert result["metrics"]["meta_trigger_delay_p50_ms"] == 40
 
 
 def test_dashboard_summary_fields(table: GateTable) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests.chaos import locust_failures_between
-from loadtests.gate import judge
+from loadtests.gate import judge, period_notes
 from loadtests.reference import parse_wrk, percentile
 from loadtests.report import fmt, format_table
 
@@ -60,7 +60,10 @@ def _measured(**reports: object) -> dict[str, object]:
         "locust": {"error_rate_pct": 0.1, "p95_ms": 40.0, "p99_ms": 90.0, "round_p99_s": 0.05},
         "reports": {
             "uptime_pct": 100.0,
-            "coach": {"throughput_rounds_per_min": 5000.0},
+            "coach": {
+                "throughput_rounds_per_min": 5000.0,
+                "demand_throughput": {"idle": False, "p10": 5000, "demand_minutes": 3},
+            },
             "round_latency_ms": {"p99": 12.0},
             "meta_trigger_delay_ms": {"p99": 30.0, "count": 4},
             "restarts": 0,
@@ -76,9 +79,23 @@ def test_gate_1_passes_on_good_figures() -> None:
 
 
 def test_gate_1_fails_below_the_seed_throughput_and_on_a_restart() -> None:
-    rows = judge(1, _measured(coach={"throughput_rounds_per_min": 200.0}, restarts=1))
+    slow = {"demand_throughput": {"idle": False, "p10": 200, "demand_minutes": 3}}
+    rows = judge(1, _measured(coach=slow, restarts=1))
     failed = {row["criterion"] for row in rows if not row["passed"]}
     assert failed == {"coach throughput", "critical restarts"}
+
+
+def test_an_idle_coach_is_not_a_throughput_failure() -> None:
+    idle = {"demand_throughput": {"idle": True, "p10": None, "demand_minutes": 0}}
+    row = next(r for r in judge(1, _measured(coach=idle)) if r["criterion"] == "coach throughput")
+    assert row["measured"] == "idle" and row["passed"] is True
+
+
+def test_a_period_longer_than_the_run_is_left_to_the_fleet() -> None:
+    record = {"hold_s": 72000, "hold": "20 hours", "seals_at": None}
+    (note,) = period_notes(record, 1800)
+    assert "20 hours" in note and "1800 s" in note and "fleet's own record decides" in note
+    assert period_notes({"hold_s": 600, "hold": "10 min"}, 1800) == []
 
 
 def test_a_criterion_with_nothing_measured_fails() -> None:

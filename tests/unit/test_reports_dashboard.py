@@ -35,7 +35,8 @@ def test_a_healthy_fleet_continues_the_ramp() -> None:
     )
     assert doc["coach_status"] == {
         "throughput_rounds_per_min": 30,
-        "meta_trigger_delay_ms": 40.0,
+        "meta_trigger_delay_ms": 80.0,  # the p99, as everywhere
+        "meta_trigger_delay_p50_ms": 40.0,
         "fast_lane_enabled": True,
     }
     assert doc["dashboard"]["status"] == "healthy"

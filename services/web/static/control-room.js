@@ -348,8 +348,19 @@
     var list = $("gates-list");
     list.textContent = "";
     if (!g) return;
+    var passed = (g.gates_passed || []).length;
+    var next = g.next_decision;
     text("gates-summary", "Phase " + (g.current_phase || "—") + " · active gate " + (g.active_gate || "none") +
+      " · passed " + passed +
+      (next ? " · next decision: " + next.gate + (next.at ? " at " + next.at : " (" + next.when + ")") + " on " + next.on : "") +
       (g.metrics_available ? "" : " · " + (g.reason || "metrics unavailable")));
+    (g.record_alerts || []).forEach(function (alert) {
+      var li = document.createElement("li");
+      li.className = "gate-reason bad";
+      li.setAttribute("data-testid", "gate-record-alert");
+      li.textContent = alert.message;
+      list.appendChild(li);
+    });
     var esc = $("escalation");
     esc.textContent = "escalation: " + (g.escalation_level || "—");
     esc.className = "pill " + (g.escalation_level === "normal" ? "ok" : g.escalation_level === "red" ? "bad" : "warn");
