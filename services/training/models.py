@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from shared.compat import ignored
 from shared.keys import MAX_SHARDS
 from shared.validation import LearnerId, QueryModel, StrictModel
 
@@ -59,12 +60,50 @@ class SelectionPatch(StrictModel):
     minAttemptsInBatch: int | None = Field(None, ge=0, le=100)
 
 
+# The selection settings the original fleet's clients send at the top level of the body.
+TOP_LEVEL_SELECTION = ("targetThreshold", "autoFillGaps", "gapsCount")
+
+
 class SettingsRequest(StrictModel):
     learner: LearnerId | None = None
     parallelTraining: bool | None = None
     maxParallel: int | None = Field(None, ge=1, le=9)
     spacedRepetition: bool | None = None
     selection: SelectionPatch | None = None
+    # Accepted at the top level too, as the original fleet's clients send them; applied as the
+    # `selection` field of the same name (a different value in both places is refused).
+    targetThreshold: int | None = Field(
+        None, ge=1, le=100, description="Same as selection.targetThreshold"
+    )
+    autoFillGaps: bool | None = Field(None, description="Same as selection.autoFillGaps")
+    gapsCount: int | None = Field(None, ge=1, le=9, description="Same as selection.gapsCount")
+
+    @model_validator(mode="after")
+    def _fold_top_level(self) -> SettingsRequest:
+        given = {
+            name: getattr(self, name)
+            for name in TOP_LEVEL_SELECTION
+            if getattr(self, name) is not None
+        }
+        if not given:
+            return self
+        selection = self.selection or SelectionPatch()
+        for name, value in given.items():
+            nested = getattr(selection, name)
+            if nested is not None and nested != value:
+                raise ValueError(f"{name} and selection.{name} differ; give one")
+            setattr(selection, name, value)
+            setattr(self, name, None)
+        self.selection = selection
+        return self
+
+    def folded(self) -> list[str]:
+        """Notes on the top-level fields applied as selection fields."""
+        return [
+            f"{name}: applied as selection.{name}"
+            for name in TOP_LEVEL_SELECTION
+            if name in self.model_fields_set
+        ]
 
 
 class ProblemIn(StrictModel):
@@ -75,12 +114,89 @@ class ProblemIn(StrictModel):
     keywords: list[Keyword] = Field(min_length=1, max_length=20)
 
 
+TopicName = Annotated[str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True)]
+
+
 class NewTopicRequest(StrictModel):
-    key: TopicKey
-    name: Annotated[str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True)]
-    problems: list[ProblemIn] = Field(min_length=1, max_length=10)
+    """`key` (or `topic`, the name the original fleet's clients use) is required. Without
+    `name` the topic is named after its key; without `problems` it gets three generic
+    system-design problems, as the original did (a topic without problems could never be
+    trained)."""
+
+    key: TopicKey | None = None
+    topic: TopicKey | None = Field(None, description="Same as key")
+    name: TopicName | None = None
+    problems: list[ProblemIn] | None = Field(None, min_length=1, max_length=10)
     background: bool = True
     force: bool = False
+    description: Annotated[str, StringConstraints(max_length=500)] | None = ignored(
+        "a topic here is its name and its problems"
+    )
+    difficulty: Annotated[str, StringConstraints(max_length=32)] | None = ignored(
+        "each problem has its own difficulty (easy, medium, hard)"
+    )
+
+    @model_validator(mode="after")
+    def _key(self) -> NewTopicRequest:
+        if self.key is None and self.topic is None:
+            raise ValueError("key (or topic) is required")
+        if self.key is not None and self.topic is not None and self.key != self.topic:
+            raise ValueError("key and topic differ; give one")
+        self.key = self.key or self.topic
+        return self
+
+    @property
+    def topic_key(self) -> str:
+        assert self.key is not None  # set by the validator
+        return self.key
+
+
+class CalibrateRequest(StrictModel):
+    """Lift the learner's topics that are within `delta` below `threshold` to it (all of them
+    below it with `force`), if they have at least `minAttempts` attempts (any with `force`)."""
+
+    learner: LearnerId | None = None
+    threshold: int | None = Field(None, ge=1, le=100, description="default: targetThreshold")
+    minAttempts: int | None = Field(None, ge=0, le=100, description="default: 2")
+    delta: int = Field(3, ge=0, le=100)
+    force: bool = False
+
+
+class ForceMasteriesRequest(StrictModel):
+    """Lift every topic of the learner below `threshold` to it."""
+
+    learner: LearnerId | None = None
+    threshold: int | None = Field(None, ge=1, le=100, description="default: targetThreshold")
+
+
+class HyperStartRequest(StrictModel):
+    learner: LearnerId | None = None
+    rounds: int | None = Field(None, ge=1, le=10, description="cycles (one round each); 3")
+
+
+class HyperStartQuery(QueryModel):
+    learner: LearnerId | None = None
+    rounds: int | None = Field(None, ge=1, le=10, description="cycles, as the original took")
+
+
+class MicroBatchQuestion(StrictModel):
+    domain: Annotated[str, StringConstraints(max_length=80)] | None = None
+    question: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class MicroBatchRequest(StrictModel):
+    learner: LearnerId | None = None
+    domain: Annotated[str, StringConstraints(max_length=80)] | None = ignored(
+        "the learner's selection engine picks a round's domains"
+    )
+    question: MicroBatchQuestion | None = ignored(
+        "questions come from the curriculum's problems, graded by keyword coverage"
+    )
+
+
+class TurboRoundRequest(StrictModel):
+    learner: LearnerId | None = None
+    rounds: int = Field(3, ge=1, le=10, description="rounds committed in one batch")
 
 
 class CreateLearnerRequest(StrictModel):
