@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.web import events, gates, system
+from services.web import compat, events, gates, system
 from services.web.app_keys import FORWARDER, GATE_TABLE, LOCAL_API_ROUTES, PROXY_TABLE, SNAPSHOTS
 from services.web.models import EmptyBody, GatesQuery, ScaleRequest
 from shared import domain_metrics
@@ -168,6 +168,9 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     if name not in STATIC_FILES:
         raise NotFound(f"No static file {name[:100]!r}", code="not_found")
     return web.FileResponse(STATIC_DIR / name)
+
+
+compat.declare(routes)
 
 
 def register(app: web.Application) -> None:
