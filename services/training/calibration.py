@@ -2,7 +2,7 @@
 fleet's `calibrate` and `force-masteries`. Pure (no I/O); the store writes the result.
 
 It sets what the fleet *shows* and what readiness reads (the mastery, recent scores and
-confidence), never the latent skill: the next rounds grade the learner on its real skill, so a
+confidence), never the latent skill's value: the next rounds grade the learner on its real skill, so a
 calibrated mastery the learner cannot sustain drifts back down, and the coach coaches it again.
 """
 
@@ -49,16 +49,19 @@ def adjust(state: LearnerState, cur: Curriculum, now: float, rule: Rule) -> list
 
 def _lifted(d: DomainState, now: float, threshold: int) -> DomainState:
     attempts = max(1, d.attempts)
-    # Displayed mastery is the stored one times the recall factor since last practice; the stored
-    # value is set so that what is shown now is the threshold (capped at 100).
-    recall = learner_model.recall_factor(d, now)
+    # Displayed mastery decays with the recall factor since last practice, so a topic last
+    # practised long ago could not show the threshold whatever its stored mastery. The topic is
+    # rebased to now instead: skill × recall-so-far at last = now is the same effective skill (the
+    # decay is exponential, hence memoryless), and the mastery is stored as the threshold. What
+    # changes is that the topic counts as practised now (lastPracticed, the spacing of its next
+    # practice).
     lifted = DomainState(
-        skill=d.skill,
+        skill=learner_model.effective_skill(d, now),
         half_life=d.half_life,
-        last=d.last,
+        last=now,
         attempts=attempts,
         completed=d.completed,
-        mastery=min(100.0, threshold / recall) if recall > 0 else float(threshold),
+        mastery=float(threshold),
         confidence=d.confidence,
         next_review=d.next_review,
         scores=[threshold] * min(attempts, SCORE_WINDOW),
