@@ -88,6 +88,8 @@ GUARDS: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("orchestrator", "POST", "/api/v1/system/prearm"): ("coach_stop", "thresholds"),
     ("meta", "POST", "/api/v4/meta-learning/pause"): ("meta_resume",),
     ("web", "POST", "/api/v1/system/resume-onboarding"): ("onboarding_pause",),
+    # Background priority starts the coach, as coach start does.
+    ("web", "POST", "/api/v1/system/priority/background"): ("coach_stop",),
 }
 
 
