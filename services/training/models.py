@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, PrivateAttr, StringConstraints, model_validator
 
 from shared.compat import ignored
 from shared.keys import MAX_SHARDS
@@ -77,6 +77,7 @@ class SettingsRequest(StrictModel):
     )
     autoFillGaps: bool | None = Field(None, description="Same as selection.autoFillGaps")
     gapsCount: int | None = Field(None, ge=1, le=9, description="Same as selection.gapsCount")
+    _folded: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _fold_top_level(self) -> SettingsRequest:
@@ -94,16 +95,13 @@ class SettingsRequest(StrictModel):
                 raise ValueError(f"{name} and selection.{name} differ; give one")
             setattr(selection, name, value)
             setattr(self, name, None)
+            self._folded.append(name)
         self.selection = selection
         return self
 
     def folded(self) -> list[str]:
         """Notes on the top-level fields applied as selection fields."""
-        return [
-            f"{name}: applied as selection.{name}"
-            for name in TOP_LEVEL_SELECTION
-            if name in self.model_fields_set
-        ]
+        return [f"{name}: applied as selection.{name}" for name in self._folded]
 
 
 class ProblemIn(StrictModel):
