@@ -7,6 +7,7 @@ batch commits (the original's ran a separate camp that changed no mastery, or ne
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -125,7 +126,7 @@ async def active(request: web.Request) -> web.Response:
 
 
 async def _calibrate(
-    request: web.Request, learner: str, rule_of: Any
+    request: web.Request, learner: str, rule_of: Callable[[LearnerState], calibration.Rule]
 ) -> tuple[calibration.Rule, list[dict[str, Any]], dict[str, Any]]:
     store = request.app[STORE]
     await store.curriculum.refresh_if_stale()
