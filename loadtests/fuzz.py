@@ -91,6 +91,8 @@ GUARDS: dict[tuple[str, str, str], tuple[str, ...]] = {
     # The full pause pauses meta (resumed again); the full resume starts the coach and onboarding.
     ("web", "POST", "/api/v1/system/pause"): ("meta_resume",),
     ("web", "POST", "/api/v1/system/resume"): ("coach_stop", "onboarding_pause"),
+    # Background priority starts the coach, as coach start does.
+    ("web", "POST", "/api/v1/system/priority/background"): ("coach_stop",),
 }
 
 

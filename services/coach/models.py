@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from services.coach.settings_store import CoachSettings, FastLaneSettings, bounds
+from shared.compat import ignored
 from shared.validation import LearnerId, StrictModel
 
 MAX_FAST_LANE_CHANGE = 1000  # learner ids per fast-lane call
@@ -17,10 +18,18 @@ class Empty(StrictModel):
     """No parameters (start, stop)."""
 
 
+CompatText = Annotated[str, Field(max_length=64)]
+
+
 class BoostRequest(StrictModel):
     rounds: int = Field(5, ge=1, le=20)
     batchSize: int = Field(3, ge=1, le=20)
     learner: LearnerId | None = None
+    # Sent by the original fleet's clients (its boost read neither).
+    target: CompatText | None = ignored(
+        "a boost trains the learner named by `learner`; there is no other target"
+    )
+    intensity: CompatText | float | None = ignored("`rounds` and `batchSize` size a boost")
 
 
 class HyperBoostRequest(StrictModel):
@@ -93,9 +102,17 @@ class SettingsUpdate(StrictModel):
     )
     hyperMode: bool | None = None
     fastLane: FastLaneSettingsUpdate | None = None
+    # Kept in the original fleet's settings file, never read by its coach: nothing to apply here.
+    autoBoostEnabled: bool | None = ignored("the coach has no automatic boost; boosts are calls")
+    boostInterval: int | None = ignored(
+        "the coach has no automatic boost; its pace is intervalMs", ge=-(10**9), le=10**9
+    )
+    targetMastery: float | None = ignored("readiness is minAvgMastery and maxBelow80", ge=0, le=100)
 
     def changes(self) -> dict[str, object]:
-        data = self.model_dump(exclude_none=True)
+        data = self.model_dump(
+            exclude_none=True, exclude={"autoBoostEnabled", "boostInterval", "targetMastery"}
+        )
         if "fastLane" in data and not data["fastLane"]:
             del data["fastLane"]
         return data

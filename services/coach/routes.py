@@ -19,6 +19,7 @@ from services.coach.models import (
 from services.coach.status import build_status
 from services.coach.store import UnknownLearners
 from shared.app_keys import KEYS, REDIS
+from shared.compat import warnings_of, with_warnings
 from shared.errors import NotFound
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, limit
@@ -102,7 +103,7 @@ async def post_settings(request: web.Request) -> web.Response:
     new, changed = await request.app[STORE].update_settings(update.changes())
     if changed:
         await _system_event(request, "settings_changed", fields=",".join(changed))
-    return ok(settings=new.model_dump(), changed=changed)
+    return ok(**with_warnings(warnings_of(update), settings=new.model_dump(), changed=changed))
 
 
 @routes.get(f"{BASE}/fast-lane", summary="The fast-lane settings and members (read only)")
@@ -171,7 +172,15 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
 )
 async def boost(request: web.Request) -> web.Response:
     body, results, _, replayed = await _boost(request, BoostRequest)
-    return ok(boosted=len(results), results=results, batchSize=body.batchSize, replayed=replayed)
+    return ok(
+        **with_warnings(
+            warnings_of(body),
+            boosted=len(results),
+            results=results,
+            batchSize=body.batchSize,
+            replayed=replayed,
+        )
+    )
 
 
 @routes.post(

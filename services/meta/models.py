@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from shared.compat import ignored
 from shared.validation import LearnerId, QueryModel, StrictModel
 
 MAX_DELTA = 0.5
@@ -70,6 +71,14 @@ class BoostRequest(StrictModel):
     cohort: Literal["all"] | None = Field(None, description='"all": boost every learner')
     retentionDelta: float = Field(0.05, ge=0.0, le=MAX_DELTA)
     transferDelta: float = Field(0.04, ge=0.0, le=MAX_DELTA)
+    # Sent by the original fleet's clients, which its boost never read either.
+    targetAreas: list[Annotated[str, Field(max_length=80)]] | None = ignored(
+        "a boost lengthens the half-life of every practised domain of the learner",
+        max_length=50,
+    )
+    intensity: Annotated[str, Field(max_length=32)] | float | None = ignored(
+        "retentionDelta and transferDelta size a boost"
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> BoostRequest:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.meta import compat
 from services.meta.app_keys import ENGINE
 from services.meta.engine import MetaEngine, Trigger
 from services.meta.models import (
@@ -20,6 +21,7 @@ from services.meta.models import (
 from services.meta.phases import PHASES
 from shared import domain_metrics
 from shared.app_keys import KEYS, REDIS, SERVICE
+from shared.compat import warnings_of, with_warnings
 from shared.errors import NotFound, ValidationFailed
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, limit
@@ -156,10 +158,14 @@ async def boost_retention(request: web.Request) -> web.Response:
     engine = _engine(request)
     if body.cohort == "all":
         result = await engine.boost_cohort(body.retentionDelta, body.transferDelta)
-        return ok(booster={"ok": True, **result}, count=result["count"])
+        return ok(
+            **with_warnings(
+                warnings_of(body), booster={"ok": True, **result}, count=result["count"]
+            )
+        )
     learner = _learner(body.learner)
     result = await engine.boost(learner, body.retentionDelta, body.transferDelta)
-    return ok(learner=learner, **result)
+    return ok(**with_warnings(warnings_of(body), learner=learner, **result))
 
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
@@ -192,6 +198,9 @@ async def stats(request: web.Request) -> web.Response:
     """Fleet-wide meta counters (sums over the shards) and the meta trigger delay (count,
     avg, last, max)."""
     return ok(stats=await _engine(request).stats())
+
+
+compat.declare(routes)
 
 
 def register(app: web.Application) -> None:

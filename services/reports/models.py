@@ -24,3 +24,11 @@ class TimeseriesQuery(QueryModel):
 class ExportQuery(QueryModel):
     format: Literal["csv", "json"] = "json"
     minutes: int = Field(60, ge=1, le=1440)
+
+
+class ComprehensiveQuery(QueryModel):
+    window: int = Field(60, ge=60, le=86_400, description="window in seconds")
+    # Sent by the original fleet's clients: JSON is the one format of this report, and
+    # `details` adds the per-service table, error rate and uptime.
+    format: Literal["json"] = "json"
+    details: bool = False

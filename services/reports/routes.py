@@ -6,10 +6,15 @@ import math
 
 from aiohttp import web
 
-from services.reports import queries
+from services.reports import comprehensive, queries
 from services.reports.app_keys import CONSUMER
 from services.reports.dashboard import build_dashboard
-from services.reports.models import ExportQuery, TimeseriesQuery, WindowQuery
+from services.reports.models import (
+    ComprehensiveQuery,
+    ExportQuery,
+    TimeseriesQuery,
+    WindowQuery,
+)
 from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.clock import iso_ms, now_ms
 from shared.rate_limit import RateLimit, limit
@@ -147,3 +152,23 @@ async def export(request: web.Request) -> web.Response:
         columns=list(queries.EXPORT_COLUMNS),
         rows=rows,
     )
+
+
+@api.get(
+    "/api/v1/reports/comprehensive",
+    query=ComprehensiveQuery,
+    summary="The original fleet's comprehensive report, over this fleet's metrics and totals",
+    responses=LONG_WINDOW_429,
+)
+async def comprehensive_report(request: web.Request) -> web.Response:
+    q = parse_query(request, ComprehensiveQuery)
+    await _long_window(request, math.ceil(q.window / 60))
+    redis, keys = request.app[REDIS], request.app[KEYS]
+    at = now_ms()
+    m = await queries.metrics(redis, keys, q.window, at)
+    totals = await queries.fleet_totals(redis, keys)
+    fast_lane = await queries.fast_lane_enabled(redis, keys)
+    doc = comprehensive.build(
+        m, totals, window_s=q.window, generated=iso_ms(at), fast_lane=fast_lane, details=q.details
+    )
+    return ok(**doc)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
+from shared.compat import ignored
 from shared.keys import MAX_SHARDS
 from shared.validation import LearnerId, QueryModel, StrictModel
 
@@ -105,14 +106,31 @@ class SelectionPatch(StrictModel):
     minAttemptsInBatch: int | None = Field(None, ge=0, le=100)
 
 
+# The selection settings the original fleet's clients send at the top level of the body.
+TOP_LEVEL_SELECTION = ("targetThreshold", "autoFillGaps", "gapsCount")
 SETTINGS_FIELDS = ("parallelTraining", "maxParallel", "spacedRepetition", "selection")
+
+
+def _not_null(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
 
 
 def _some_setting(schema: dict[str, Any]) -> None:
     # An update that sets nothing is refused (empty_settings): at least one setting not null.
-    schema["anyOf"] = [
-        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
-        for name in SETTINGS_FIELDS
+    schema["anyOf"] = [_not_null(name) for name in (*SETTINGS_FIELDS, *TOP_LEVEL_SELECTION)]
+    # A top-level selection field and the same field inside `selection` are not given together.
+    schema["allOf"] = [
+        {
+            "not": {
+                **_not_null(name),
+                "required": [name, "selection"],
+                "properties": {
+                    name: {"not": {"type": "null"}},
+                    "selection": {"type": "object", **_not_null(name)},
+                },
+            }
+        }
+        for name in TOP_LEVEL_SELECTION
     ]
 
 
@@ -124,6 +142,37 @@ class SettingsRequest(StrictModel):
     maxParallel: int | None = Field(None, ge=1, le=9)
     spacedRepetition: bool | None = None
     selection: SelectionPatch | None = None
+    # Accepted at the top level too, as the original fleet's clients send them; applied as the
+    # `selection` field of the same name (a different value in both places is refused).
+    targetThreshold: int | None = Field(
+        None, ge=1, le=100, description="Same as selection.targetThreshold"
+    )
+    autoFillGaps: bool | None = Field(None, description="Same as selection.autoFillGaps")
+    gapsCount: int | None = Field(None, ge=1, le=9, description="Same as selection.gapsCount")
+    _folded: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fold_top_level(self) -> SettingsRequest:
+        given = {
+            name: getattr(self, name)
+            for name in TOP_LEVEL_SELECTION
+            if getattr(self, name) is not None
+        }
+        if not given:
+            return self
+        selection = self.selection or SelectionPatch()
+        for name, value in given.items():
+            if getattr(selection, name) is not None:
+                raise ValueError(f"{name} and selection.{name} name the same setting; give one")
+            setattr(selection, name, value)
+            setattr(self, name, None)
+            self._folded.append(name)
+        self.selection = selection
+        return self
+
+    def folded(self) -> list[str]:
+        """Notes on the top-level fields applied as selection fields."""
+        return [f"{name}: applied as selection.{name}" for name in self._folded]
 
 
 class ProblemIn(StrictModel):
@@ -134,14 +183,100 @@ class ProblemIn(StrictModel):
     keywords: list[Keyword] = Field(min_length=1, max_length=20)
 
 
-class NewTopicRequest(StrictModel):
-    key: TopicKey
-    name: Annotated[
-        str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True, pattern=r"\S")
+TopicName = Annotated[
+    str, StringConstraints(min_length=1, max_length=80, strip_whitespace=True, pattern=r"\S")
+]
+
+
+def _key_or_topic(schema: dict[str, Any]) -> None:
+    # Exactly one of the two names, not null (the validator below says the same).
+    schema["oneOf"] = [
+        {**_not_null("key"), "not": {"required": ["topic"], "properties": {"topic": {"not": {"type": "null"}}}}},
+        {**_not_null("topic"), "not": {"required": ["key"], "properties": {"key": {"not": {"type": "null"}}}}},
     ]
-    problems: list[ProblemIn] = Field(min_length=1, max_length=10)
+
+
+class NewTopicRequest(StrictModel):
+    """`key` or `topic` (the name the original fleet's clients use), not both. Without `name`
+    the topic is named after its key; without `problems` it gets three generic system-design
+    problems, as the original did (a topic without problems could never be trained)."""
+
+    model_config = ConfigDict(json_schema_extra=_key_or_topic)
+
+    key: TopicKey | None = None
+    topic: TopicKey | None = Field(None, description="Same as key")
+    name: TopicName | None = None
+    problems: list[ProblemIn] | None = Field(None, min_length=1, max_length=10)
     background: bool = True
     force: bool = False
+    description: Annotated[str, StringConstraints(max_length=500)] | None = ignored(
+        "a topic here is its name and its problems"
+    )
+    difficulty: Annotated[str, StringConstraints(max_length=32)] | None = ignored(
+        "each problem has its own difficulty (easy, medium, hard)"
+    )
+
+    @model_validator(mode="after")
+    def _key(self) -> NewTopicRequest:
+        if self.key is None and self.topic is None:
+            raise ValueError("key (or topic) is required")
+        if self.key is not None and self.topic is not None:
+            raise ValueError("key and topic name the same thing; give one")
+        self.key = self.key or self.topic
+        return self
+
+    @property
+    def topic_key(self) -> str:
+        assert self.key is not None  # set by the validator
+        return self.key
+
+
+class CalibrateRequest(StrictModel):
+    """Lift the learner's topics that are within `delta` below `threshold` to it (all of them
+    below it with `force`), if they have at least `minAttempts` attempts (any with `force`)."""
+
+    learner: LearnerId | None = None
+    threshold: int | None = Field(None, ge=1, le=100, description="default: targetThreshold")
+    minAttempts: int | None = Field(None, ge=0, le=100, description="default: 2")
+    delta: int = Field(3, ge=0, le=100)
+    force: bool = False
+
+
+class ForceMasteriesRequest(StrictModel):
+    """Lift every topic of the learner below `threshold` to it."""
+
+    learner: LearnerId | None = None
+    threshold: int | None = Field(None, ge=1, le=100, description="default: targetThreshold")
+
+
+class HyperStartRequest(StrictModel):
+    learner: LearnerId | None = None
+    rounds: int | None = Field(None, ge=1, le=10, description="cycles (one round each); 3")
+
+
+class HyperStartQuery(QueryModel):
+    learner: LearnerId | None = None
+    rounds: int | None = Field(None, ge=1, le=10, description="cycles, as the original took")
+
+
+class MicroBatchQuestion(StrictModel):
+    domain: Annotated[str, StringConstraints(max_length=80)] | None = None
+    question: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class MicroBatchRequest(StrictModel):
+    learner: LearnerId | None = None
+    domain: Annotated[str, StringConstraints(max_length=80)] | None = ignored(
+        "the learner's selection engine picks a round's domains"
+    )
+    question: MicroBatchQuestion | None = ignored(
+        "questions come from the curriculum's problems, graded by keyword coverage"
+    )
+
+
+class TurboRoundRequest(StrictModel):
+    learner: LearnerId | None = None
+    rounds: int = Field(3, ge=1, le=10, description="rounds committed in one batch")
 
 
 class CreateLearnerRequest(StrictModel):

@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from services.training import presenters
+from services.training import compat, presenters
 from services.training.app_keys import STORE
 from services.training.models import (
     BatchRequest,
@@ -27,6 +27,7 @@ from services.training.store import (
 )
 from shared import domain_metrics
 from shared.commit_rounds import request_hash
+from shared.compat import warnings_of, with_warnings
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.learner_state import LearnerState
 from shared.rate_limit import RateLimit, limit
@@ -187,7 +188,7 @@ async def post_settings(request: web.Request) -> web.Response:
     if not patch:
         raise ValidationFailed("No setting given", code="empty_settings")
     state = await request.app[STORE].update_settings(learner, patch)
-    return ok(settings=presenters.settings_view(state))
+    return ok(**with_warnings(body.folded(), settings=presenters.settings_view(state)))
 
 
 @api.get(
@@ -230,17 +231,23 @@ async def new_topic(request: web.Request) -> web.Response:
     body = await parse_body(request, NewTopicRequest)
     await limit(request, NEW_TOPIC_LIMIT)
     store = request.app[STORE]
+    key = body.topic_key
+    warnings = warnings_of(body)
+    if body.problems is None:
+        problems = compat.generic_problems(key)
+        warnings.append("problems: not given, so the topic has three generic system-design ones")
+    else:
+        problems = [p.model_dump(exclude_none=True) for p in body.problems]
     updated = await store.curriculum.add_topic(
-        body.key,
-        body.name,
-        [p.model_dump(exclude_none=True) for p in body.problems],
-        body.background,
-        body.force,
+        key, body.name or key, problems, body.background, body.force
     )
-    topic = store.curriculum.current.get(body.key)
+    topic = store.curriculum.current.get(key)
     return ok(
-        added=presenters.topic_added(body.key, body.background, updated),
-        topic={"key": body.key, **(topic.to_dict() if topic else {})},
+        **with_warnings(
+            warnings,
+            added=presenters.topic_added(key, body.background, updated),
+            topic={"key": key, **(topic.to_dict() if topic else {})},
+        )
     )
 
 
@@ -338,3 +345,13 @@ async def delete_learner(request: web.Request) -> web.Response:
     learner = _path_learner(request)
     await request.app[STORE].delete_learner(learner)
     return ok(deleted=learner)
+
+
+compat.declare(api)
+# The original's clients changed settings with a GET of /settings/update; here that path takes
+# POST with the body of POST /settings (a GET answers 405 naming the POST).
+api.post(
+    "/api/v1/training/settings/update",
+    body=SettingsRequest,
+    summary="Change selection settings (same as POST /api/v1/training/settings)",
+)(post_settings)

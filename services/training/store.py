@@ -370,6 +370,11 @@ class TrainingStore:
 
         return await self._cas(learner, change, "keep")
 
+    async def rewrite(self, learner: str, change: Callable[[LearnerState], bool]) -> LearnerState:
+        """A change of the learner's domains outside a round (calibration), as one compare-and-
+        set; readiness and the coach's queue follow at the learner's next round."""
+        return await self._cas(learner, change, "keep")
+
     # ---- one round: hold → read → compute → commit ---------------------------------------------
     def hold(self, learner: str) -> AbstractAsyncContextManager[None]:
         """This process's lock on the learner's rounds."""

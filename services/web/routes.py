@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.web import events, full_pause, gates, rollout, system
+from services.web import compat, events, full_pause, gates, rollout, system
 from services.web.app_keys import (
     FORWARDER,
     GATE_STORE,
@@ -350,6 +350,9 @@ def upstreams() -> list[Upstream]:
         for svc in SERVICES
         if svc.proxy_prefixes
     ]
+
+
+compat.declare(routes)
 
 
 def register(app: web.Application) -> None:

@@ -200,8 +200,8 @@ async def test_bad_input_gets_4xx_json_and_changes_nothing(redis, keys, training
         ("POST", "/api/v1/training/settings", b'{"maxParallel": 99}'),
         ("POST", "/api/v1/training/settings", b'{"selection": {"targetThreshold": NaN}}'),
         ("POST", "/api/v1/training/settings", b'{"selection": {"bogus": 1}}'),
-        ("POST", "/api/v1/training/settings", b'{"gapsCount": 2}'),
-        ("POST", "/api/v1/training/new-topic", b'{"key": "foo", "name": "Foo"}'),
+        ("POST", "/api/v1/training/settings", b'{"gapsCount": 0}'),
+        ("POST", "/api/v1/training/new-topic", b'{"key": "foo", "name": "Foo", "problems": []}'),
         ("POST", "/api/v1/training/new-topic", b'{"key": "foo", "name": "Foo", "problems": []}'),
         (
             "POST",
