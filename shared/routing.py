@@ -242,8 +242,9 @@ class ApiRoutes:
             if spec.body is not None:
                 op["requestBody"] = {
                     # An empty body reads as `{}` (shared/validation.py read_json): optional
-                    # unless the model has a required field.
-                    "required": bool(spec.body.model_json_schema().get("required")),
+                    # unless `{}` is not a valid body (a required field, or a rule such as
+                    # "at least one setting" that `{}` breaks).
+                    "required": _body_required(spec.body.model_json_schema()),
                     "content": {JSON: {"schema": dict(refs[(spec.body, "validation")])}},
                 }
             if secured and spec.method in UNSAFE:
@@ -361,3 +362,15 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
                 del prop["default"]
         params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
     return params
+
+
+def _body_required(schema: dict[str, Any]) -> bool:
+    """Whether an absent body (read as `{}`) breaks the model's schema: a required field, or an
+    anyOf/oneOf whose every branch requires a field."""
+    if schema.get("required"):
+        return True
+    for combinator in ("anyOf", "oneOf"):
+        branches = schema.get(combinator)
+        if branches and all(b.get("required") for b in branches):
+            return True
+    return False

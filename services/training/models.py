@@ -191,8 +191,14 @@ TopicName = Annotated[
 def _key_or_topic(schema: dict[str, Any]) -> None:
     # Exactly one of the two names, not null (the validator below says the same).
     schema["oneOf"] = [
-        {**_not_null("key"), "not": {"required": ["topic"], "properties": {"topic": {"not": {"type": "null"}}}}},
-        {**_not_null("topic"), "not": {"required": ["key"], "properties": {"key": {"not": {"type": "null"}}}}},
+        {
+            **_not_null("key"),
+            "not": {"required": ["topic"], "properties": {"topic": {"not": {"type": "null"}}}},
+        },
+        {
+            **_not_null("topic"),
+            "not": {"required": ["key"], "properties": {"key": {"not": {"type": "null"}}}},
+        },
     ]
 
 

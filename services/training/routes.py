@@ -353,5 +353,6 @@ compat.declare(api)
 api.post(
     "/api/v1/training/settings/update",
     body=SettingsRequest,
+    responses={404: "Unknown learner"},
     summary="Change selection settings (same as POST /api/v1/training/settings)",
 )(post_settings)

@@ -156,6 +156,7 @@ async def scrape_gates(app: web.Application) -> None:
 @routes.get(
     "/api/v1/system/gates/history",
     query=GatesHistoryQuery,
+    responses={404: "Unknown gate"},
     summary="The decision record: verdict changes, seals, regressions, sign-offs, pauses",
 )
 async def get_gates_history(request: web.Request) -> web.Response:
