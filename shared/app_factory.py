@@ -45,7 +45,7 @@ from shared.middlewares import (
 )
 from shared.migrate_layout import LegacyLayoutFound, refuse_legacy_layout
 from shared.observability import REPLICAS, ReadyCheck, add_routes, control_app, redis_ready
-from shared.redis_conn import connect
+from shared.redis_conn import connect_fleet
 from shared.replicas import ReplicaRecord, ReplicaRegistry, ReplicaSettings, inherited_listener
 from shared.request_stats import RequestStats
 from shared.scripts import Scripts
@@ -174,7 +174,7 @@ def process_name(app: web.Application) -> str:
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    redis = await connect(app[SETTINGS].redis_url, wait_s=app[SETTINGS].redis_wait_s)
+    redis = await connect_fleet(app[SETTINGS].redis_url, wait_s=app[SETTINGS].redis_wait_s)
     try:
         # Before anything is written: a Redis still holding the unsharded layout must be
         # migrated first (tooloo-migrate; reads only), and a fleet started with another shard

@@ -8,11 +8,11 @@ importing each other. A service's own keys live in its own `app_keys.py`.
 from __future__ import annotations
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from shared.http_client import ServiceClient
 from shared.keys import Keys
 from shared.middlewares import RequestMetrics
+from shared.redis_types import FleetRedis
 from shared.request_stats import RequestStats
 from shared.scripts import Scripts
 from shared.settings import FleetSettings
@@ -20,7 +20,7 @@ from shared.settings import FleetSettings
 SERVICE = web.AppKey("service", str)
 SETTINGS = web.AppKey("settings", FleetSettings)
 KEYS = web.AppKey("keys", Keys)
-REDIS = web.AppKey("redis", Redis)
+REDIS: web.AppKey[FleetRedis] = web.AppKey("redis")
 SCRIPTS = web.AppKey("scripts", Scripts)
 CLIENT = web.AppKey("client", ServiceClient)
 METRICS = web.AppKey("metrics", RequestMetrics)

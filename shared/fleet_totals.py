@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis as sync_redis
-from redis.asyncio import Redis
 
 from shared.keys import Keys
+from shared.redis_types import FleetRedis
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,12 @@ def _fold(
 
 
 async def read_totals(
-    redis: Redis, keys: Keys, *, learners: bool = True, rounds: bool = True, regions: bool = True
+    redis: FleetRedis,
+    keys: Keys,
+    *,
+    learners: bool = True,
+    rounds: bool = True,
+    regions: bool = True,
 ) -> FleetTotals:
     """The sums asked for (the others stay 0 / empty), in one pipelined round trip."""
     what = {"learners": learners, "rounds": rounds, "regions": regions}
@@ -72,11 +77,11 @@ async def read_totals(
     return _fold(replies, keys, **what)
 
 
-async def learner_count(redis: Redis, keys: Keys) -> int:
+async def learner_count(redis: FleetRedis, keys: Keys) -> int:
     return (await read_totals(redis, keys, rounds=False, regions=False)).learners
 
 
-async def rounds_total(redis: Redis, keys: Keys) -> int:
+async def rounds_total(redis: FleetRedis, keys: Keys) -> int:
     """Rounds ever committed in the fleet: the sum of the shards' round counters."""
     return (await read_totals(redis, keys, learners=False, regions=False)).rounds
 

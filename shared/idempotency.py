@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from shared.commit_rounds import IDEMPOTENCY_TTL_MS
 from shared.domain_errors import IdempotencyKeyReused
-from shared.redis_types import text_or_none
+from shared.redis_types import FleetRedis, text_or_none
 
 
-async def claim(redis: Redis, key: str, request_hash: str) -> None:
+async def claim(redis: FleetRedis, key: str, request_hash: str) -> None:
     """Tie the Redis key `key` to `request_hash` for the idempotency TTL (SET NX, then read:
     whichever request set it first owns it); raise IdempotencyKeyReused when another request
     holds it. Not atomic with the work it guards and need not be: it only ever refuses, before

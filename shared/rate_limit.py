@@ -33,12 +33,13 @@ from aiohttp import web
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 
 from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.errors import TooManyRequests
 from shared.keys import Keys
+from shared.redis_types import FleetRedis
 
 FORWARDED_FOR = "X-Forwarded-For"
 GATEWAY_HOP_HEADER = "X-Tooloo-Gateway"
@@ -109,7 +110,7 @@ class HopSecret:
         self._value: str | None = None
         self._at = 0.0
 
-    async def get(self, redis: Redis, keys: Keys, *, create: bool) -> str | None:
+    async def get(self, redis: FleetRedis, keys: Keys, *, create: bool) -> str | None:
         now = time.monotonic()
         if self._value is None or now - self._at > HOP_SECRET_TTL_S:
             try:
@@ -123,7 +124,7 @@ class HopSecret:
         return self._value
 
     @staticmethod
-    async def _read(redis: Redis, keys: Keys, create: bool) -> str | None:
+    async def _read(redis: FleetRedis, keys: Keys, create: bool) -> str | None:
         key = keys.gateway_hop_secret
         if create:
             # SET NX: whichever gateway comes first picks the secret; the GET reads the winner's.
@@ -167,12 +168,12 @@ async def gateway_hop_headers(request: web.Request) -> dict[str, str]:
 # ---- counting ----------------------------------------------------------------------------------
 
 # One limiter per Redis client (and key prefix): the storage only wraps the client's pool.
-_LIMITERS: weakref.WeakKeyDictionary[Redis, dict[str, MovingWindowRateLimiter]] = (
+_LIMITERS: weakref.WeakKeyDictionary[FleetRedis, dict[str, MovingWindowRateLimiter]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _limiter(redis: Redis, keys: Keys) -> MovingWindowRateLimiter:
+def _limiter(redis: FleetRedis, keys: Keys) -> MovingWindowRateLimiter:
     per_prefix = _LIMITERS.setdefault(redis, {})
     limiter = per_prefix.get(keys.prefix)
     if limiter is None:
@@ -204,7 +205,9 @@ def _limiter(redis: Redis, keys: Keys) -> MovingWindowRateLimiter:
     return limiter
 
 
-async def enforce(redis: Redis, keys: Keys, rule: RateLimit, client: str, cost: int = 1) -> None:
+async def enforce(
+    redis: FleetRedis, keys: Keys, rule: RateLimit, client: str, cost: int = 1
+) -> None:
     """Count `cost` tokens of `client` against `rule`; raise 429 with Retry-After beyond it."""
     limiter = _limiter(redis, keys)
     if await limiter.hit(rule.item, rule.scope, client, cost=min(cost, rule.limit)):

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from shared.keys import Keys
-from shared.redis_types import text_or_none
+from shared.redis_types import FleetRedis, text_or_none
 
 MIN_AVG_FIELD = "minAvgMastery"
 MAX_BELOW_FIELD = "maxBelow80"
@@ -37,7 +35,7 @@ def thresholds_from(min_avg: str | None, max_below: str | None) -> ReadinessThre
     )
 
 
-async def read_thresholds(redis: Redis, keys: Keys) -> ReadinessThresholds:
+async def read_thresholds(redis: FleetRedis, keys: Keys) -> ReadinessThresholds:
     min_avg, max_below = await redis.hmget(keys.coach_settings, [MIN_AVG_FIELD, MAX_BELOW_FIELD])
     return thresholds_from(text_or_none(min_avg), text_or_none(max_below))
 

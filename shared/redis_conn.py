@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis, RedisCluster
@@ -256,12 +256,6 @@ async def _cluster_ready(client: Redis, url: str) -> bool:
         )
     info = await client.cluster("INFO")
     return bool(info.get("cluster_state") == "ok")
-
-
-async def connect(url: str, *, wait_s: float = 10.0, delay_s: float = 0.25) -> Redis:
-    """`connect_fleet`, typed as the single-Redis client the fleet's modules are annotated with;
-    on a cluster it is a RedisCluster, which offers the commands they use (FleetRedis)."""
-    return cast(Redis, await connect_fleet(url, wait_s=wait_s, delay_s=delay_s))
 
 
 async def connect_fleet(url: str, *, wait_s: float = 10.0, delay_s: float = 0.25) -> FleetRedis:

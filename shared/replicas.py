@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.asyncio import Redis
 
 from shared.clock import now_ms
 from shared.keys import Keys
@@ -103,7 +102,7 @@ class ReplicaRegistry:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: FleetRedis,
         keys: Keys,
         service: str,
         me: ReplicaRecord,

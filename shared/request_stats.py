@@ -13,8 +13,6 @@ import asyncio
 import time
 from collections import Counter
 
-from redis.asyncio import Redis
-
 from shared.histogram import bucket_of
 from shared.keys import Keys
 from shared.logging import get_logger
@@ -67,7 +65,7 @@ class RequestStats:
                 self._lat_sum[minute] = self._lat_sum.get(minute, 0.0) + total
             log.warning("request_stats_flush_failed", error=str(exc))
 
-    async def run(self, redis: Redis, keys: Keys, interval_s: float = 1.0) -> None:
+    async def run(self, redis: FleetRedis, keys: Keys, interval_s: float = 1.0) -> None:
         while True:  # bounded by task cancellation at shutdown
             await asyncio.sleep(interval_s)
             await self.flush(redis, keys)

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from shared.redis_types import FleetRedis
 
 SCRIPT_NAMES = (
     "create_learner",
@@ -43,7 +44,7 @@ def script_source(name: str) -> str:
 class Scripts:
     """The registered scripts of one Redis client, by name: `scripts.commit_rounds(keys, args)`."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: FleetRedis) -> None:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
@@ -54,7 +55,7 @@ class Scripts:
         except KeyError:
             raise AttributeError(name) from None
 
-    async def load_all(self, redis: Redis) -> None:
+    async def load_all(self, redis: FleetRedis) -> None:
         """Load every script now, so the first request does not pay for it."""
         for script in self._scripts.values():
             script.sha = await redis.script_load(script.script)
@@ -67,7 +68,7 @@ ScriptCall = tuple[list[str], list[Any]]  # (keys, args) of one script run
 
 
 async def evalsha_each(
-    redis: Redis,
+    redis: FleetRedis,
     script: AsyncScript,
     calls: list[ScriptCall],
     send: Callable[[str, list[ScriptCall]], Awaitable[list[Any]]],
@@ -96,7 +97,7 @@ async def evalsha_each(
 
 
 async def evalsha_pipelined(
-    redis: Redis, script: AsyncScript, calls: list[ScriptCall]
+    redis: FleetRedis, script: AsyncScript, calls: list[ScriptCall]
 ) -> list[Any]:
     """`script` once per call in one non-transactional pipeline (evalsha_each's `send` that
     most callers want). Each call runs atomically on its own keys' slot; the calls together are

@@ -44,12 +44,12 @@ from typing import Any, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from shared.keys import Keys
 from shared.logging import get_logger
+from shared.redis_types import FleetRedis
 from shared.scripts import ScriptCall, evalsha_pipelined, script_source
 
 log = get_logger(__name__)
@@ -110,7 +110,7 @@ class ShardLeases:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: FleetRedis,
         keys: Keys,
         role: LeaseRole,
         *,
@@ -137,7 +137,7 @@ class ShardLeases:
 
     @classmethod
     def from_settings(
-        cls, redis: Redis, keys: Keys, role: LeaseRole, settings: ShardLeaseSettings, **kw: Any
+        cls, redis: FleetRedis, keys: Keys, role: LeaseRole, settings: ShardLeaseSettings, **kw: Any
     ) -> ShardLeases:
         return cls(redis, keys, role, ttl_ms=settings.ttl_ms, renew_ms=settings.renew_ms, **kw)
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from shared.keys import Keys
+from shared.redis_types import FleetRedis
 
 
 class ShardCountMismatch(RuntimeError):
     """TOOLOO_SHARDS differs from the shard count recorded in the fleet's Redis."""
 
 
-async def ensure_shard_count(redis: Redis, keys: Keys) -> int:
+async def ensure_shard_count(redis: FleetRedis, keys: Keys) -> int:
     """Record S when the Redis has none yet; refuse (ShardCountMismatch, nothing written) when
     it holds another. Returns the recorded S. One `SET NX GET`: two services starting at once
     agree on one value, whichever wrote first."""

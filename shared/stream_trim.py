@@ -28,11 +28,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-from shared.redis_types import text
+from shared.redis_types import FleetRedis, text
 from shared.scripts import script_source
 
 TRIM_LIMIT = 100_000  # most entries one trim call evicts: bounds the time it holds Redis
@@ -47,7 +46,7 @@ class TrimResult:
     floor: str | None  # the lowest id every group still needs (None: capped by length)
 
 
-def trim_script(redis: Redis) -> AsyncScript:
+def trim_script(redis: FleetRedis) -> AsyncScript:
     """The `stream_trim` script registered on `redis` (called by SHA, reloaded on NOSCRIPT)."""
     return redis.register_script(script_source("stream_trim"))
 
@@ -75,7 +74,9 @@ class GroupLag:
         return asdict(self)
 
 
-async def _count_after(redis: Redis, stream: str, after: str, scan_limit: int) -> tuple[int, bool]:
+async def _count_after(
+    redis: FleetRedis, stream: str, after: str, scan_limit: int
+) -> tuple[int, bool]:
     """Entries with an id above `after`, counted up to `scan_limit` (and whether exactly)."""
     start = f"({after}" if after not in ("", "0-0") else "-"
     entries = await redis.xrange(stream, start, "+", count=scan_limit)
@@ -85,14 +86,14 @@ async def _count_after(redis: Redis, stream: str, after: str, scan_limit: int) -
 
 
 async def group_lags(
-    redis: Redis, stream: str, *, scan_limit: int = LAG_SCAN_LIMIT
+    redis: FleetRedis, stream: str, *, scan_limit: int = LAG_SCAN_LIMIT
 ) -> list[GroupLag]:
     """Each group's lag on `stream` ([] when the stream does not exist or has no group)."""
     return (await group_lags_many(redis, [stream], scan_limit=scan_limit))[stream]
 
 
 async def group_lags_many(
-    redis: Redis, streams: Sequence[str], *, scan_limit: int = LAG_SCAN_LIMIT
+    redis: FleetRedis, streams: Sequence[str], *, scan_limit: int = LAG_SCAN_LIMIT
 ) -> dict[str, list[GroupLag]]:
     """`group_lags` of many streams (every shard's) in one pipelined round trip of XINFO
     GROUPS, one command per stream (each its own key); only a group whose lag Redis cannot
@@ -112,7 +113,9 @@ async def group_lags_many(
     return out
 
 
-async def _group_lag(redis: Redis, stream: str, info: dict[str, Any], scan_limit: int) -> GroupLag:
+async def _group_lag(
+    redis: FleetRedis, stream: str, info: dict[str, Any], scan_limit: int
+) -> GroupLag:
     last = text(info.get("last-delivered-id") or "0-0")
     pending = int(info.get("pending") or 0)
     lag = info.get("lag")  # Redis >= 7 only, and nil when it cannot tell

@@ -27,7 +27,7 @@ from harness.redis_clients import SyncRedis, sync_client
 from harness.redis_cluster import LocalCluster, free_cluster_base, ports_from
 from harness.redis_server import RedisServer
 from shared.keys import Keys
-from shared.redis_conn import connect
+from shared.redis_conn import connect_fleet
 from shared.scripts import Scripts
 
 BACKENDS = ("single", "cluster")
@@ -104,7 +104,7 @@ async def redis(redis_url: str, backend: str) -> AsyncIterator[Redis]:
     """An async client of the backend: on the cluster the fleet's own cluster client
     (`shared.redis_conn.connect`), which offers the commands the tests use on one shard's keys."""
     if backend == "cluster":
-        client = await connect(redis_url)
+        client = await connect_fleet(redis_url)
     else:
         client = Redis.from_url(redis_url, decode_responses=True)
         await client.flushdb()

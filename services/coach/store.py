@@ -34,8 +34,8 @@ from enum import StrEnum
 from typing import Any, cast
 
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
@@ -47,7 +47,7 @@ from shared.events import COACH_META_GROUP
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
-from shared.redis_types import field_map, scored, text_map, texts
+from shared.redis_types import FleetRedis, field_map, scored, text_map, texts
 from shared.scripts import ScriptCall, evalsha_pipelined, lua_source
 from shared.shards import ShardOwnership
 
@@ -139,7 +139,9 @@ class StatusReading:
 
 
 class CoachStore:
-    def __init__(self, redis: Redis, keys: Keys, ownership: ShardOwnership | None = None) -> None:
+    def __init__(
+        self, redis: FleetRedis, keys: Keys, ownership: ShardOwnership | None = None
+    ) -> None:
         """`ownership`: the replica's shard leases, whose tokens the writes for a shard carry;
         None writes them unfenced (a tool or test that is not a replica of the running coach)."""
         self.redis = redis
@@ -366,7 +368,9 @@ class CoachStore:
             self._count_rounds(pipe, rounds, now_ms() / 1000, CounterName.BOOST_ROUNDS)
             await pipe.execute()
 
-    def _count_rounds(self, pipe: Pipeline, rounds: int, now_s: float, counter: str) -> None:
+    def _count_rounds(
+        self, pipe: Pipeline | ClusterPipeline, rounds: int, now_s: float, counter: str
+    ) -> None:
         """Add `rounds` to `counter` and to this second's throughput."""
         if rounds <= 0:
             return

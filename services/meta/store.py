@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from shared.events import CompletedEvent
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
-from shared.redis_types import scored, text_map
+from shared.redis_types import FleetRedis, scored, text_map
 from shared.scripts import ScriptCall, Scripts, evalsha_pipelined, lua_source
 
 LOG_CAP = 200  # activity-log entries kept per learner, so a long-lived learner's log stays bounded
@@ -62,7 +61,7 @@ class CommitResult:
 
 
 class MetaStore:
-    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+    def __init__(self, redis: FleetRedis, keys: Keys, scripts: Scripts) -> None:
         self.redis = redis
         self.keys = keys
         self.scripts = scripts  # the shared ones: lease_release for the run lock

@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from services.reports.aggregates import RETENTION_S, Op, cursor_key, entry_ops, totals_key
 from shared.events import StreamRef
 from shared.keys import Keys
+from shared.redis_types import FleetRedis
 from shared.scripts import lua_source
 
 GROUP = "reports"
@@ -32,7 +32,7 @@ class ApplyResult:
     skipped: int
 
 
-def apply_script(redis: Redis) -> AsyncScript:
+def apply_script(redis: FleetRedis) -> AsyncScript:
     """The `reports_apply` script registered on `redis` (called by SHA, reloaded on NOSCRIPT)."""
     return redis.register_script(lua_source(__package__, "reports_apply"))
 

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
@@ -54,7 +53,7 @@ from shared.events import (
 from shared.fleet_totals import read_totals
 from shared.keys import Keys
 from shared.logging import get_logger
-from shared.redis_types import texts
+from shared.redis_types import FleetRedis, texts
 from shared.scripts import ScriptCall, evalsha_pipelined
 from shared.shards import AllShards, ShardOwnership
 from shared.stream_trim import TrimResult, trim_script, trim_stream
@@ -90,7 +89,7 @@ class ConsumerState:
     started_at: float = field(default_factory=time.time)
 
 
-async def _create_groups(redis: Redis, streams: Sequence[str], group: str) -> None:
+async def _create_groups(redis: FleetRedis, streams: Sequence[str], group: str) -> None:
     """Create `group` at id 0 on each stream (MKSTREAM: it may not exist yet), one pipelined
     round trip; an existing group (BUSYGROUP) is left as it is."""
     async with redis.pipeline(transaction=False) as pipe:
@@ -102,7 +101,7 @@ async def _create_groups(redis: Redis, streams: Sequence[str], group: str) -> No
             raise reply
 
 
-async def ensure_groups(redis: Redis, keys: Keys) -> None:
+async def ensure_groups(redis: FleetRedis, keys: Keys) -> None:
     """Create the group on every stream of the fleet (every shard's, whoever owns it) at id 0,
     so history written before reports first started is counted too, and so the trimmer never
     finds a stream without the group whose progress must bound it."""
@@ -136,7 +135,7 @@ def _entries(reply: Any) -> dict[str, list[Entry]]:
 class ReportsConsumer:
     def __init__(
         self,
-        redis: Redis,
+        redis: FleetRedis,
         keys: Keys,
         name: str,
         ownership: ShardOwnership | None = None,
@@ -306,7 +305,7 @@ class ReportsConsumer:
         return claimed
 
 
-async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
+async def sample_gauges(redis: FleetRedis, keys: Keys, now_ms: int) -> None:
     """Write the current learner count, region count and coach throughput into this minute's
     `{system}` hash (fleet-wide figures: sums over the shards); the value at the end of a
     minute is the minute's sample. Every replica may write it: they write the same figures."""
@@ -329,7 +328,7 @@ async def sample_gauges(redis: Redis, keys: Keys, now_ms: int) -> None:
         await pipe.execute()
 
 
-async def trim_transitions(redis: Redis, keys: Keys, now_ms: int) -> None:
+async def trim_transitions(redis: FleetRedis, keys: Keys, now_ms: int) -> None:
     """Drop service up/down transitions older than the retention, except the newest of them: it
     is the service's state at the start of the longest window."""
     services = texts(await redis.hkeys(keys.reports_service_last))[:1000]
@@ -357,7 +356,7 @@ class StreamTrimmer:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: FleetRedis,
         keys: Keys,
         *,
         cap: int,

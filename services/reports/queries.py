@@ -17,7 +17,6 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from services.reports.aggregates import (
@@ -41,7 +40,7 @@ from shared.events import STREAM_KINDS, fleet_streams
 from shared.fleet_totals import read_totals
 from shared.keys import Keys
 from shared.redis_memory import fullest, masters_memory
-from shared.redis_types import text_map, texts
+from shared.redis_types import FleetRedis, text_map, texts
 from shared.request_stats import ROUND_LATENCY_PREFIX, ROUND_LATENCY_SUM
 from shared.scripts import ScriptCall, evalsha_each, lua_source
 from shared.stream_trim import GroupLag, group_lags_many
@@ -143,14 +142,14 @@ def newest_id(ids: Iterable[str | None]) -> str | None:
 # ---- coach gauges ----------------------------------------------------------------------------
 
 
-async def coach_throughput(redis: Redis, keys: Keys, at_ms: int) -> int:
+async def coach_throughput(redis: FleetRedis, keys: Keys, at_ms: int) -> int:
     """Rounds the coach ran in the last 60 seconds (its per-second counters)."""
     second = at_ms // 1000
     values = await redis.mget([keys.coach_throughput(s) for s in range(second - 59, second + 1)])
     return sum(_int(v) for v in values if v is not None)
 
 
-async def coach_coverage(redis: Redis, keys: Keys, at_ms: int) -> tuple[float | None, int]:
+async def coach_coverage(redis: FleetRedis, keys: Keys, at_ms: int) -> tuple[float | None, int]:
     """(share of the learners needing coaching that were coached in the last minute, how many
     need coaching), over every shard's queue; None when nobody needs coaching (0 of 0 is not a
     share). Right at any population: each shard's queue is sampled (whole when small, else a
@@ -193,7 +192,7 @@ async def coach_coverage(redis: Redis, keys: Keys, at_ms: int) -> tuple[float | 
     return round(min(1.0, weighted / total), 4), needing
 
 
-async def needing_coaching(redis: Redis, keys: Keys) -> int:
+async def needing_coaching(redis: FleetRedis, keys: Keys) -> int:
     """Learners that need coaching now: the sum of every shard's coach queue."""
     async with redis.pipeline(transaction=False) as pipe:
         for shard in keys.all_shards():
@@ -205,7 +204,7 @@ async def needing_coaching(redis: Redis, keys: Keys) -> int:
 
 
 async def read_minutes(
-    redis: Redis, keys: Keys, minutes: Sequence[int]
+    redis: FleetRedis, keys: Keys, minutes: Sequence[int]
 ) -> tuple[dict[str, str], list[dict[str, str]], list[dict[str, str]]]:
     """(totals, [minute hash], [http stats hash]): the fleet's totals and each minute's
     aggregates, each summed over the shards and the system stream's part. One `reports_read`
@@ -255,7 +254,7 @@ def _pairs(flat: Any) -> dict[str, str]:
 _READ_SOURCE = lua_source(__package__, "reports_read")
 
 
-def _read_script(redis: Redis) -> AsyncScript:
+def _read_script(redis: FleetRedis) -> AsyncScript:
     return redis.register_script(_READ_SOURCE)
 
 
@@ -296,7 +295,9 @@ def minute_row(minute: int, fields: dict[str, str], http: dict[str, str]) -> dic
     }
 
 
-async def series_rows(redis: Redis, keys: Keys, minutes: int, at_ms: int) -> list[dict[str, Any]]:
+async def series_rows(
+    redis: FleetRedis, keys: Keys, minutes: int, at_ms: int
+) -> list[dict[str, Any]]:
     """One row per minute for the last `minutes` minutes (oldest first, current minute last)."""
     span = last_minutes(at_ms, minutes)
     totals, minute_hashes, http_hashes = await read_minutes(redis, keys, span)
@@ -310,7 +311,7 @@ async def series_rows(redis: Redis, keys: Keys, minutes: int, at_ms: int) -> lis
 
 
 async def timeseries(
-    redis: Redis, keys: Keys, metric: str, minutes: int, at_ms: int
+    redis: FleetRedis, keys: Keys, metric: str, minutes: int, at_ms: int
 ) -> list[dict[str, Any]]:
     rows = await series_rows(redis, keys, minutes, at_ms)
     return [{"minute": r["minute"], "ts": r["ts"], "value": r[metric]} for r in rows]
@@ -329,7 +330,7 @@ def export_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 async def service_table(
-    redis: Redis, keys: Keys, start_ms: int, end_ms: int, restarts: dict[str, int]
+    redis: FleetRedis, keys: Keys, start_ms: int, end_ms: int, restarts: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
     last = text_map(await redis.hgetall(keys.reports_service_last))
     seen = texts(await redis.hkeys(keys.reports_services_seen))
@@ -359,7 +360,7 @@ async def service_table(
 
 
 async def metrics(
-    redis: Redis,
+    redis: FleetRedis,
     keys: Keys,
     window_s: int,
     at_ms: int,
@@ -454,7 +455,7 @@ def _merge_group(group: str, lags: list[GroupLag]) -> dict[str, Any]:
 
 
 async def stream_status(
-    redis: Redis, keys: Keys, lag_alert: int | None = None
+    redis: FleetRedis, keys: Keys, lag_alert: int | None = None
 ) -> dict[str, dict[str, Any]]:
     """Per kind of stream (rounds and meta: summed over the shards' streams; system): length,
     the reports group's pending count, entries not yet delivered, lag (both together), the
@@ -522,7 +523,7 @@ def lag_alerts(streams: dict[str, dict[str, Any]], lag_alert: int) -> list[str]:
     ]
 
 
-async def redis_memory(redis: Redis) -> dict[str, Any]:
+async def redis_memory(redis: FleetRedis) -> dict[str, Any]:
     """The fullest master's used memory against its `maxmemory` (0: no limit): at or above the
     limit with `noeviction`, that master refuses every write to its slots (the fleet answers 503
     redis_out_of_memory). On a single Redis, that Redis; `masters` says how many were read."""
@@ -556,7 +557,7 @@ def memory_high_alerts(memory: dict[str, Any], alert_pct: float) -> list[str]:
 
 
 async def status(
-    redis: Redis, keys: Keys, lag_alert: int | None = None, memory_alert_pct: float = 80.0
+    redis: FleetRedis, keys: Keys, lag_alert: int | None = None, memory_alert_pct: float = 80.0
 ) -> dict[str, Any]:
     streams = await stream_status(redis, keys, lag_alert)
     totals = await fleet_totals(redis, keys)
@@ -579,7 +580,7 @@ async def status(
     }
 
 
-async def fleet_totals(redis: Redis, keys: Keys) -> dict[str, str]:
+async def fleet_totals(redis: FleetRedis, keys: Keys) -> dict[str, str]:
     """The all-time counters of every shard and of the system stream, summed."""
     async with redis.pipeline(transaction=False) as pipe:
         for shard in keys.all_shards():
@@ -591,7 +592,7 @@ async def fleet_totals(redis: Redis, keys: Keys) -> dict[str, str]:
 # ---- dashboard inputs ------------------------------------------------------------------------
 
 
-async def fast_lane_enabled(redis: Redis, keys: Keys) -> bool | None:
+async def fast_lane_enabled(redis: FleetRedis, keys: Keys) -> bool | None:
     """The coach's persisted fast-lane switch (None until the coach has stored its settings)."""
     raw = await redis.hget(keys.coach_settings, "fastLane.enabled")
     if raw is None:

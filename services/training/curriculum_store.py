@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from services.training.curriculum import (
     Curriculum,
@@ -23,7 +22,7 @@ from services.training.curriculum import (
 )
 from shared.domain_errors import ConflictError, NotFoundError
 from shared.keys import Keys
-from shared.redis_types import text_or_none
+from shared.redis_types import FleetRedis, text_or_none
 from shared.scripts import lua_source
 
 # Single rounds check the curriculum version at most this often (the batch path and every GET
@@ -52,7 +51,7 @@ class TopicNotFound(NotFoundError):
 
 
 class CurriculumStore:
-    def __init__(self, redis: Redis, keys: Keys, max_topics: int = DEFAULT_MAX_TOPICS) -> None:
+    def __init__(self, redis: FleetRedis, keys: Keys, max_topics: int = DEFAULT_MAX_TOPICS) -> None:
         self.redis = redis
         self.keys = keys
         # Every round costs O(topics) and every learner's readiness may come to depend on each

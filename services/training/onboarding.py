@@ -14,11 +14,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from services.training.store import TrainingStore
 from shared.fleet_totals import learner_count
 from shared.keys import Keys
+from shared.redis_types import FleetRedis
 from shared.scripts import Scripts
 
 LEASE_MS = 3_000
@@ -35,7 +34,7 @@ class OnboardingConfig:
 class Onboarder:
     def __init__(
         self,
-        redis: Redis,
+        redis: FleetRedis,
         scripts: Scripts,
         keys: Keys,
         store: TrainingStore,

@@ -223,8 +223,8 @@ class AutoPipeline:
             futures = [self.execute("EVALSHA", sha, len(k), *k, *a, wait=True) for k, a in batch]
             return list(await asyncio.gather(*futures, return_exceptions=True))
 
-        # A cluster client's script_load loads on every master; evalsha_each types it as Redis.
-        return await evalsha_each(self._redis, script, calls, send)  # type: ignore[arg-type]
+        # A cluster client's script_load loads on every master.
+        return await evalsha_each(self._redis, script, calls, send)
 
     # ---- sending ---------------------------------------------------------------------------------
     def _flush(self, lane: _Lane) -> None:

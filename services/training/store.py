@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from services.training import paging, selection
@@ -67,7 +66,7 @@ from shared.readiness import (
     ReadinessThresholds,
     read_thresholds,
 )
-from shared.redis_types import scored, text
+from shared.redis_types import FleetRedis, scored, text
 from shared.retry import conflict_backoff
 from shared.scripts import ScriptCall, Scripts, evalsha_pipelined
 
@@ -178,7 +177,7 @@ class TrainingStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: FleetRedis,
         scripts: Scripts,
         keys: Keys,
         *,

@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 import time
 
-from redis.asyncio import Redis
-
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.readiness import (
@@ -27,6 +25,7 @@ from shared.readiness import (
     ReadinessThresholds,
     read_thresholds,
 )
+from shared.redis_types import FleetRedis
 
 log = get_logger(__name__)
 
@@ -34,7 +33,7 @@ MAX_AGE_S = 1.0
 
 
 class ThresholdsCache:
-    def __init__(self, redis: Redis, keys: Keys, max_age_s: float = MAX_AGE_S) -> None:
+    def __init__(self, redis: FleetRedis, keys: Keys, max_age_s: float = MAX_AGE_S) -> None:
         self.redis = redis
         self.keys = keys
         self.max_age_s = max_age_s

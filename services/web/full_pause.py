@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
 from services.web import system
 from services.web.gate_store import GateStore
 from shared.clock import iso_ms, now_ms
 from shared.http_client import ServiceClient
 from shared.keys import Keys
+from shared.redis_types import FleetRedis
 
 CALL_TIMEOUT_S = 3.0
 PAUSE_CALLS = (
@@ -51,7 +50,7 @@ async def _call(client: ServiceClient, service: str, path: str) -> dict[str, Any
 
 
 async def set_full_pause(
-    redis: Redis,
+    redis: FleetRedis,
     keys: Keys,
     client: ServiceClient,
     store: GateStore,

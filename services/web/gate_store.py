@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from services.web.gate_record import GateState
 from shared.keys import Keys
-from shared.redis_types import text_map
+from shared.redis_types import FleetRedis, text_map
 from shared.scripts import lua_source
 
 HISTORY_CAP = 10_000  # the newest entries kept; at a few changes a day that is years
@@ -28,7 +27,7 @@ def _json(value: Any) -> str:
 
 
 class GateStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: FleetRedis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
         self._record = redis.register_script(_RECORD_SOURCE)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
 from shared.clock import now_ms
 from shared.events import SystemEvent
 from shared.fleet_totals import learner_count
 from shared.keys import Keys
-from shared.redis_types import field_map, text_or_none
+from shared.redis_types import FleetRedis, field_map, text_or_none
 
 SERVICE = "web"
 
@@ -25,7 +23,7 @@ def _flag(value: str | None) -> bool:
     return value == "1"
 
 
-async def read_scale(redis: Redis, keys: Keys) -> dict[str, Any]:
+async def read_scale(redis: FleetRedis, keys: Keys) -> dict[str, Any]:
     """{target (None until set), hold, paused, learners (current population)}."""
     target, hold, paused = (
         text_or_none(x) for x in await redis.hmget(keys.scale, ["target", "hold", "paused"])
@@ -39,7 +37,7 @@ async def read_scale(redis: Redis, keys: Keys) -> dict[str, Any]:
     }
 
 
-async def rename_untagged(redis: Redis, keys: Keys) -> None:
+async def rename_untagged(redis: FleetRedis, keys: Keys) -> None:
     """A Redis initialised before the scale hash shared the `{system}` tag keeps its target and
     switches: RENAMENX moves the old key unless the new one exists (idempotent; web replicas
     starting together each try, one wins). The old name can only exist on a single Redis (the
@@ -48,7 +46,7 @@ async def rename_untagged(redis: Redis, keys: Keys) -> None:
         await redis.renamenx(keys.scale_untagged, keys.scale)
 
 
-async def _change(redis: Redis, keys: Keys, fields: dict[str, str], setting: str) -> None:
+async def _change(redis: FleetRedis, keys: Keys, fields: dict[str, str], setting: str) -> None:
     event = SystemEvent(
         type="settings_changed", service=SERVICE, ts=now_ms(), extra={"setting": setting, **fields}
     )
@@ -60,11 +58,11 @@ async def _change(redis: Redis, keys: Keys, fields: dict[str, str], setting: str
         await pipe.execute()
 
 
-async def set_scale(redis: Redis, keys: Keys, learners: int, hold: bool) -> dict[str, Any]:
+async def set_scale(redis: FleetRedis, keys: Keys, learners: int, hold: bool) -> dict[str, Any]:
     await _change(redis, keys, {"target": str(learners), "hold": "1" if hold else "0"}, "scale")
     return await read_scale(redis, keys)
 
 
-async def set_paused(redis: Redis, keys: Keys, paused: bool) -> dict[str, Any]:
+async def set_paused(redis: FleetRedis, keys: Keys, paused: bool) -> dict[str, Any]:
     await _change(redis, keys, {"paused": "1" if paused else "0"}, "onboarding")
     return await read_scale(redis, keys)
