@@ -53,12 +53,13 @@ FORMAT_VERSION = 1
 HEADER = f"{FORMAT} {FORMAT_VERSION}\n".encode()
 
 # Monotonic counters, as key names after `<prefix>:`. Each hands out ids that must never be handed
-# out twice: round ids (fleet-wide `rounds:seq` today, per shard `{s:N}:rounds:seq` in the sharded
-# layout), the creation sequence of learners (`learners:seq`, per shard too) and of onboarded
-# learner names (`training:onboarding:seq`), lease fencing tokens (`{coach}:fence`, per shard
-# `…:fence`: a restored lower token would let a deposed leader's writes through again), and the
-# curriculum version (running services reload the curriculum when it changes). A test checks
-# that every key of a running fleet ending in `:seq`, `:fence` or `:ver` is matched here.
+# out twice: round ids (per shard `{s:N}:rounds:seq`; `rounds:seq` in backups of the layout before
+# shards), the creation sequence of learners (`{s:N}:learners:seq`) and of onboarded learner names
+# (`training:onboarding:seq`), lease fencing tokens (`{s:N}:coach:fence`, `…:reports:fence`: a
+# restored lower token would let a deposed holder's writes through again), and the curriculum
+# version (`{curriculum}:ver`, `curriculum:ver` before it had a hash tag; running services reload
+# the curriculum when it changes). A test checks that every key of a running fleet ending in
+# `:seq`, `:fence` or `:ver` is matched here.
 COUNTER_PATTERNS: tuple[str, ...] = (
     "rounds:seq",
     "*:rounds:seq",
@@ -68,10 +69,11 @@ COUNTER_PATTERNS: tuple[str, ...] = (
     "*:onboarding:seq",
     "*fence",
     "curriculum:ver",
+    "{curriculum}:ver",
 )
 # Versions that running services compare with their cached copy: restored one above both the
 # backup's and the current value, so every cache sees a change and reloads.
-VERSION_PATTERNS: tuple[str, ...] = ("curriculum:ver",)
+VERSION_PATTERNS: tuple[str, ...] = ("curriculum:ver", "{curriculum}:ver")
 
 # Keys not saved: they name a process of the fleet that held them (leases, run locks) or count a
 # client's recent calls (rate limits), and the running fleet re-creates them within seconds.
