@@ -93,7 +93,11 @@ def test_state_survives_a_full_restart_and_the_coach_resumes(fleet: HonchoFleet)
     status, body = fleet.post("web", "/api/v1/training/round", {"learner": learners[0]})
     assert status == 200, body
     assert body["result"]["round"] > max(h["round"] for h in before["history"])
-    # The coach was stopped before the restart; pre-arm started it again and it coaches.
+    # The coach was stopped before the restart, and pre-arm respects a stored stop (it applies
+    # its defaults only to a fleet never configured): still stopped until the operator starts it.
+    status, body = fleet.get("coach", "/api/v1/auto-coach/status")
+    assert status == 200 and body["status"]["active"] is False, body
+    assert fleet.post("coach", "/api/v1/auto-coach/start")[0] == 200
     resumed = coaching_resumes(fleet)
     assert resumed["coach_rounds_again_s"] is not None
     # The new instance owns every shard (the only replica), none of the old one is left over.
