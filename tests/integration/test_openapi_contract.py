@@ -130,7 +130,14 @@ def test_gateway_document_lists_what_it_forwards(contract_fleet: Fleet) -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_schemathesis_finds_nothing(contract_fleet: Fleet, service: str) -> None:
     phases = GATEWAY_PHASES if service == "web" else ALL_PHASES
-    schemathesis_run(contract_fleet, service, phases, "--exclude-operation-id-regex", DISRUPTIVE)
+    # Through the gateway a 502/504 is its documented answer when a service is away or slower
+    # than TOOLOO_HTTP_TIMEOUT (a cohort-wide meta boost over the learners the earlier runs
+    # created can be), so the no-5xx check runs on each service's own document, where a 5xx
+    # is always a defect, and not again through the proxy. Every other check runs on both.
+    gateway = ("--exclude-checks", "not_a_server_error") if service == "web" else ()
+    schemathesis_run(
+        contract_fleet, service, phases, "--exclude-operation-id-regex", DISRUPTIVE, *gateway
+    )
 
 
 def test_disruptive_operations_last(contract_fleet: Fleet) -> None:
