@@ -173,6 +173,29 @@ _LIMITERS: weakref.WeakKeyDictionary[FleetRedis, dict[str, MovingWindowRateLimit
 )
 
 
+# limiter -> its first ping (see _warm); one per limiter, so per Redis client and event loop.
+_WARMING: weakref.WeakKeyDictionary[MovingWindowRateLimiter, asyncio.Future[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _warm(limiter: MovingWindowRateLimiter) -> None:
+    """The first call through a cluster storage initialises its client (reads the slot map and
+    replaces the node connections). redis-py does not serialise that: seen in CI, eight
+    concurrent first calls raced and one found its connection torn down under it (an
+    AttributeError, a 500). So one ping initialises it and every first caller awaits that same
+    ping; a failed ping is tried again by the next call."""
+    warming = _WARMING.get(limiter)
+    if warming is None:
+        warming = _WARMING[limiter] = asyncio.ensure_future(limiter.storage.check())
+    try:
+        await asyncio.shield(warming)
+    except Exception:
+        if _WARMING.get(limiter) is warming:
+            del _WARMING[limiter]
+        raise
+
+
 def _limiter(redis: FleetRedis, keys: Keys) -> MovingWindowRateLimiter:
     per_prefix = _LIMITERS.setdefault(redis, {})
     limiter = per_prefix.get(keys.prefix)
@@ -210,6 +233,8 @@ async def enforce(
 ) -> None:
     """Count `cost` tokens of `client` against `rule`; raise 429 with Retry-After beyond it."""
     limiter = _limiter(redis, keys)
+    if isinstance(redis, RedisCluster):
+        await _warm(limiter)
     if await limiter.hit(rule.item, rule.scope, client, cost=min(cost, rule.limit)):
         return
     stats = await limiter.get_window_stats(rule.item, rule.scope, client)

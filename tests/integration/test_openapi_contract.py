@@ -127,6 +127,7 @@ def test_gateway_document_lists_what_it_forwards(contract_fleet: Fleet) -> None:
     assert "/api/v1/system/scale" in doc["paths"]  # and its own
 
 
+@pytest.mark.timeout(300)  # the gateway's run repeats every service's operations: ~2 min on CI
 @pytest.mark.parametrize("service", SERVICES)
 def test_schemathesis_finds_nothing(contract_fleet: Fleet, service: str) -> None:
     phases = GATEWAY_PHASES if service == "web" else ALL_PHASES
