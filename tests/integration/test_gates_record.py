@@ -6,13 +6,14 @@ gates never hold for throughput."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis as sync_redis
 
 from harness.fleet import Fleet
+from harness.polling import wait_for
 from shared.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -27,16 +28,6 @@ def r(fleet: Fleet) -> Iterator[sync_redis.Redis]:
     client.close()
 
 
-def _wait_for(check: Callable[[], Any], what: str, attempts: int = 150) -> Any:
-    last = None
-    for _ in range(attempts):  # bounded poll
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 def _history(fleet: Fleet, query: str = "") -> list[dict[str, Any]]:
     status, body = fleet["web"].get(f"/api/v1/system/gates/history{query}")
     assert status == 200, body
@@ -48,7 +39,7 @@ def test_signoff_is_recorded_and_bad_input_records_nothing(fleet: Fleet) -> None
     fleet.start("web", env=FAST_RECORD)
     web = fleet["web"]
     # The recorder writes each gate's first verdict.
-    _wait_for(lambda: len(_history(fleet)) >= 6, "the first recorded verdicts")
+    wait_for(lambda: len(_history(fleet)) >= 6, "the first recorded verdicts", timeout_s=15)
     before = _history(fleet, "?limit=1000")
 
     bad = [
@@ -145,7 +136,7 @@ def test_an_idle_healthy_fleet_never_holds_for_throughput(fleet: Fleet) -> None:
         return body["status"]["learnersNeedingCoaching"] == 0
 
     # The coach trains `default` until it is ready; then nobody needs coaching.
-    _wait_for(idle, "default ready, the queue empty", attempts=600)
+    wait_for(idle, "default ready, the queue empty", timeout_s=60)
     for _ in range(10):  # bounded: ten looks over a few seconds
         _, body = fleet["web"].get("/api/v1/system/gates")
         for gate in body["gates"]:

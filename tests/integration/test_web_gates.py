@@ -5,13 +5,14 @@ and the gateway evaluates Gate 1's decision branches on them; with reports down 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis as sync_redis
 
 from harness.fleet import Fleet
+from harness.polling import wait_for
 from shared.histogram import bucket_of
 from shared.keys import Keys
 
@@ -25,16 +26,6 @@ def r(fleet: Fleet) -> Iterator[sync_redis.Redis]:
     client.close()
 
 
-def _wait_for(check: Callable[[], Any], what: str, attempts: int = 100) -> Any:
-    last = None
-    for _ in range(attempts):  # bounded poll
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 def _gate1(fleet: Fleet) -> dict[str, Any]:
     status, body = fleet["web"].get("/api/v1/system/gates")
     assert status == 200, body
@@ -42,8 +33,10 @@ def _gate1(fleet: Fleet) -> dict[str, Any]:
 
 
 def _verdict_becomes(fleet: Fleet, verdict: str) -> dict[str, Any]:
-    return _wait_for(
-        lambda: (g := _gate1(fleet))["verdict"] == verdict and g, f"gate 1 verdict {verdict}"
+    return wait_for(
+        lambda: (g := _gate1(fleet))["verdict"] == verdict and g,
+        f"gate 1 verdict {verdict}",
+        timeout_s=10,
     )
 
 
@@ -82,7 +75,7 @@ def test_gate1_branches_follow_live_metrics(fleet: Fleet, r: sync_redis.Redis) -
         done = m["rounds_in_window"] >= 200 and m["meta_trigger_delay_ms"]["count"] >= 5
         return m if done and m["uptime_pct"] is not None else None
 
-    _wait_for(applied, "reports to apply the streams")
+    wait_for(applied, "reports to apply the streams", timeout_s=10)
 
     # Every criterion passes: GO.
     gate = _verdict_becomes(fleet, "GO")
