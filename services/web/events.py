@@ -38,6 +38,8 @@ STREAM_INTERVAL_S = 1.0
 # A stream ends after this long; EventSource reconnects by itself, so a forgotten tab cannot
 # hold a handler forever.
 STREAM_MAX_S = 3600.0
+# A criterion the fleet cannot measure, as a snapshot carries it (`signed_off`: who stated what).
+SIGNOFF_FIELDS = ("id", "name", "unit", "comparator", "threshold", "status", "signed_off")
 # Every service but the gateway itself, whose snapshot this is.
 HEALTH_SERVICES = tuple(name for name in fleet.NAMES if name != "web")
 
@@ -144,7 +146,18 @@ async def build_snapshot(
         }
         | {
             "gates": [
-                {k: g[k] for k in ("id", "number", "name", "verdict", "decision", "reason")}
+                {
+                    k: g[k]
+                    for k in ("id", "number", "name", "verdict", "decision", "reason", "record")
+                }
+                # The criteria a person signs off, and their sign-offs (the Control Room's form).
+                | {
+                    "signoffs": [
+                        {k: c.get(k) for k in SIGNOFF_FIELDS}
+                        for c in g["criteria"]
+                        if c.get("metric") is None
+                    ]
+                }
                 for g in evaluated["gates"]
             ]
         },
