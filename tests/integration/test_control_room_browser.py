@@ -6,7 +6,9 @@ Screenshots go to test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 from harness.fleet import Fleet
 from harness.processes import ROOT
+from shared.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -243,7 +246,7 @@ def test_control_room_rollout_decisions_signoffs_and_full_pause(fleet: Fleet, br
 
     # Pause all asks first: cancelled, nothing happens.
     page.get_by_role("button", name="Pause all").click()
-    dialog = page.get_by_test_id("pause-dialog")
+    dialog = page.get_by_test_id("confirm-dialog")
     expect(dialog).to_be_visible()
     page.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
@@ -251,8 +254,8 @@ def test_control_room_rollout_decisions_signoffs_and_full_pause(fleet: Fleet, br
 
     # Confirmed with an actor: the API reports the full pause, the page says L4.
     page.get_by_role("button", name="Pause all").click()
-    page.get_by_test_id("pause-actor").fill("ops-lead")
-    page.get_by_test_id("pause-note").fill("drill")
+    page.get_by_test_id("confirm-actor").fill("ops-lead")
+    page.get_by_test_id("confirm-note").fill("drill")
     page.get_by_role("button", name="Confirm pause all").click()
     expect(page.get_by_test_id("pause-level")).to_contain_text("L4 full pause")
     expect(page.get_by_test_id("pause-pill")).to_have_text("pause: L4 full")
@@ -270,7 +273,7 @@ def test_control_room_rollout_decisions_signoffs_and_full_pause(fleet: Fleet, br
 
     # Resume all: resumed everywhere, recorded.
     page.get_by_role("button", name="Resume all").click()
-    page.get_by_test_id("pause-actor").fill("ops-lead")
+    page.get_by_test_id("confirm-actor").fill("ops-lead")
     page.get_by_role("button", name="Confirm resume all").click()
     expect(page.get_by_test_id("pause-level")).to_contain_text("running: no pause")
     assert _paused(fleet) == (False, False, False)
@@ -315,11 +318,68 @@ def test_control_room_rollout_decisions_signoffs_and_full_pause(fleet: Fleet, br
     assert width <= 390, f"the narrow layout scrolls sideways ({width}px)"
     narrow.screenshot(path=str(ARTIFACTS / "control-room-rollout-390x844-full.png"), full_page=True)
     narrow.get_by_role("button", name="Pause all").click()
-    expect(narrow.get_by_test_id("pause-dialog")).to_be_visible()
+    expect(narrow.get_by_test_id("confirm-dialog")).to_be_visible()
     width = narrow.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the pause dialog scrolls sideways ({width}px)"
-    narrow.screenshot(path=str(ARTIFACTS / "control-room-pause-dialog-390x844.png"))
+    narrow.screenshot(path=str(ARTIFACTS / "control-room-confirm-dialog-390x844.png"))
     narrow.get_by_role("button", name="Cancel").click()
     assert _paused(fleet) == (False, False, False)
 
+    assert errors == []
+
+
+def test_control_room_shows_a_sealed_gate_and_reopens_it(fleet: Fleet, browser) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    gate1 = "gate-1-nov-1"
+    fleet.start("reports")
+    fleet.start("web", env=FAST_RECORD)
+    # Gate 1 sealed two hours ago (its period is two hours of GO): what the recorder would have
+    # stored, written over any version it holds. Its live verdict (no learners: HOLD) regresses.
+    now = int(time.time() * 1000)
+    sealed = {
+        "verdict": "GO",
+        "passing": True,
+        "since": now - 4 * 3600_000,
+        "last": now,
+        "sealed_at": now - 2 * 3600_000,
+        "regressed": False,
+        "v": 1_000_000,
+    }
+    client = fleet.redis()
+    try:
+        client.hset(Keys(fleet.prefix).gates_state, gate1, json.dumps(sealed))
+    finally:
+        client.close()
+
+    page = _page(browser, 1280, 800)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(fleet["web"].url + "/control-room")
+    expect(page.get_by_test_id("stream-state")).to_have_text("live")
+    badge = page.locator(f"li[data-gate={gate1}] [data-testid=gate-sealed]")
+    expect(badge).to_have_text("sealed · regressed")
+    expect(page.get_by_test_id("gate-record-alert")).to_contain_text("re-open it")
+    expect(page.get_by_test_id("active-gate")).to_have_text("gate-2-nov-2")
+    expect(page.get_by_test_id("escalation")).to_have_text("escalation: red")
+
+    # Re-open: asked to confirm with an actor, recorded, judged again from now.
+    page.get_by_test_id("reopen-gate").select_option(gate1)
+    page.get_by_role("button", name="Re-open…").click()
+    expect(page.get_by_test_id("confirm-dialog")).to_contain_text(f"Re-open {gate1}?")
+    page.get_by_test_id("confirm-actor").fill("vp-eng")
+    page.get_by_test_id("confirm-note").fill("regressed after the canary")
+    page.get_by_role("button", name="Confirm re-open").click()
+    expect(page.locator(f"li[data-gate={gate1}] [data-testid=gate-reopened]")).to_be_visible()
+    expect(badge).to_have_count(0)
+    expect(page.get_by_test_id("active-gate")).to_have_text(gate1)
+    expect(page.get_by_test_id("reopen-form")).to_be_hidden()
+    expect(page.locator("[data-testid=record-entry][data-type=reopened]")).to_contain_text(
+        f"{gate1}: re-opened by vp-eng — regressed after the canary"
+    )
+    reopened = [e for e in _history(fleet, f"?gate={gate1}") if e["type"] == "reopened"]
+    assert len(reopened) == 1 and reopened[0]["actor"] == "vp-eng"
+    _, gates = fleet["web"].get("/api/v1/system/gates")
+    assert gates["gates"][0]["record"]["sealed"] is False
+    assert gates["active_gate"] == gate1
     assert errors == []

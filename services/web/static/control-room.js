@@ -522,6 +522,7 @@
       list.appendChild(li);
     });
     fillGateChoices(g.gates || []);
+    fillSealed(g.gates || []);
   }
 
   // ---- sign-offs ----------------------------------------------------------------------------
@@ -665,52 +666,90 @@
     text("pause-last", e ? (e.type === "full_pause" ? "paused" : "resumed") + " by " + e.actor + " at " + when(e.at) + (e.note ? " — " + e.note : "") : "none in the loaded record");
   }
 
-  var pauseMode = null;
+  // ---- confirmed actions: Pause all, Resume all, re-open a sealed gate ---------------------
+  var confirming = null; // {mode, gate}: what the open confirmation is for
 
-  function openPauseDialog(mode) {
-    pauseMode = mode;
-    var dialog = $("pause-dialog");
-    text("pause-dialog-title", mode === "pause" ? "Pause all?" : "Resume all?");
-    text("pause-dialog-text", mode === "pause"
-      ? "Rollback level 4: onboarding, the coach and meta stop together, and stay stopped through restarts until Resume all. Training still serves rounds its clients ask for."
-      : "Meta, the coach and onboarding start again together.");
-    $("pause-confirm").textContent = mode === "pause" ? "Confirm pause all" : "Confirm resume all";
-    $("pause-confirm").className = mode === "pause" ? "danger" : "";
-    if (!$("pause-actor").value) $("pause-actor").value = savedActor();
-    $("pause-note").value = "";
+  var CONFIRM = {
+    pause: {
+      title: "Pause all?",
+      text: "Rollback level 4: onboarding, the coach and meta stop together, and stay stopped through restarts until Resume all. Training still serves rounds its clients ask for.",
+      ok: "Confirm pause all", cls: "danger",
+    },
+    resume: { title: "Resume all?", text: "Meta, the coach and onboarding start again together.", ok: "Confirm resume all", cls: "" },
+    reopen: {
+      title: "Re-open the gate?",
+      text: "The sealed gate is judged again from now: it passes again only after its whole period.",
+      ok: "Confirm re-open", cls: "danger",
+    },
+  };
+
+  function openConfirm(mode, gate) {
+    var c = CONFIRM[mode];
+    confirming = { mode: mode, gate: gate || null };
+    text("confirm-title", mode === "reopen" ? "Re-open " + gate + "?" : c.title);
+    text("confirm-text", c.text);
+    $("confirm-ok").textContent = c.ok;
+    $("confirm-ok").className = c.cls;
+    if (!$("confirm-actor").value) $("confirm-actor").value = savedActor();
+    $("confirm-note").value = "";
+    var dialog = $("confirm-dialog");
     if (typeof dialog.showModal === "function") dialog.showModal(); else dialog.setAttribute("open", "");
-    $("pause-actor").focus();
+    $("confirm-actor").focus();
   }
 
-  function closePauseDialog() {
-    var dialog = $("pause-dialog");
+  function closeConfirm() {
+    var dialog = $("confirm-dialog");
     if (typeof dialog.close === "function") dialog.close(); else dialog.removeAttribute("open");
-    pauseMode = null;
+    confirming = null;
   }
 
-  function confirmPause(ev) {
+  function submitConfirm(ev) {
     ev.preventDefault();
-    var actorEl = $("pause-actor");
+    var actorEl = $("confirm-actor");
     if (!actorEl.value.trim()) {
-      actorEl.setCustomValidity("Say who pauses or resumes the fleet");
+      actorEl.setCustomValidity("Say who does this: it is recorded with the action");
       actorEl.reportValidity();
       return;
     }
     actorEl.setCustomValidity("");
-    var mode = pauseMode;
+    var what = confirming;
+    if (!what) return;
     var body = { actor: actorEl.value.trim() };
-    var note = $("pause-note").value.trim();
+    var note = $("confirm-note").value.trim();
     if (note) body.note = note;
-    closePauseDialog();
+    closeConfirm();
     rememberActor(body.actor);
-    var path = mode === "pause" ? "/api/v1/system/pause" : "/api/v1/system/resume";
-    var button = mode === "pause" ? $("pause-all") : $("resume-all");
-    withButton(button, api("POST", path, body, { timeoutMs: 20000 })).then(function (data) {
+    if (what.mode === "reopen") {
+      withButton($("reopen-button"), api("POST", "/api/v1/system/gates/" + encodeURIComponent(what.gate) + "/reopen", body)).then(function (data) {
+        loadHistory(true);
+        if (!data) return;
+        if (data.reopened) sealEvents[what.gate] = data.reopened;
+        showMessage("info", what.gate + " re-opened by " + body.actor + ": judged again from now");
+      });
+      return;
+    }
+    var pause = what.mode === "pause";
+    withButton(pause ? $("pause-all") : $("resume-all"), api("POST", pause ? "/api/v1/system/pause" : "/api/v1/system/resume", body, { timeoutMs: 20000 })).then(function (data) {
       loadHistory(true);
       if (!data) return;
       if (data.recorded) { lastPause = data.recorded; renderLastPause(); }
-      showMessage("info", (mode === "pause" ? "Full pause (L4)" : "Resumed all") + " by " + body.actor + ": onboarding, coach and meta");
+      showMessage("info", (pause ? "Full pause (L4)" : "Resumed all") + " by " + body.actor + ": onboarding, coach and meta");
     });
+  }
+
+  var sealedChoices = null;
+
+  function fillSealed(gates) {
+    var sealed = gates.filter(function (gate) { return gate.record && gate.record.sealed; });
+    var key = sealed.map(function (gate) { return gate.id; }).join(",");
+    if (key === sealedChoices) return;
+    sealedChoices = key;
+    var sel = $("reopen-gate");
+    var keep = sel.value;
+    sel.textContent = "";
+    sealed.forEach(function (gate) { sel.appendChild(option(gate.id, "Gate " + gate.number + " · " + gate.name)); });
+    if (keep && sealed.some(function (gate) { return gate.id === keep; })) sel.value = keep;
+    $("reopen-form").hidden = !sealed.length;
   }
 
   // ---- the decision record ------------------------------------------------------------------
@@ -825,11 +864,16 @@
     $("signoff-gate").addEventListener("change", fillCriteria);
     $("signoff-criterion").addEventListener("change", showNeeds);
     $("signoff-actor").value = savedActor();
-    $("pause-all").addEventListener("click", function () { openPauseDialog("pause"); });
-    $("resume-all").addEventListener("click", function () { openPauseDialog("resume"); });
-    $("pause-dialog-form").addEventListener("submit", confirmPause);
-    $("pause-cancel").addEventListener("click", closePauseDialog);
-    $("pause-actor").addEventListener("input", function () { $("pause-actor").setCustomValidity(""); });
+    $("pause-all").addEventListener("click", function () { openConfirm("pause"); });
+    $("resume-all").addEventListener("click", function () { openConfirm("resume"); });
+    $("reopen-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      if ($("reopen-gate").value) openConfirm("reopen", $("reopen-gate").value);
+    });
+    $("confirm-form").addEventListener("submit", submitConfirm);
+    $("confirm-cancel").addEventListener("click", closeConfirm);
+    $("confirm-dialog").addEventListener("close", function () { confirming = null; });
+    $("confirm-actor").addEventListener("input", function () { $("confirm-actor").setCustomValidity(""); });
     $("record-more").addEventListener("click", function () {
       historyLimit = Math.min(HISTORY_LIMIT_MAX, historyLimit + HISTORY_PAGE * 2);
       loadHistory(true);
