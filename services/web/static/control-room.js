@@ -523,6 +523,7 @@
     });
     fillGateChoices(g.gates || []);
     fillSealed(g.gates || []);
+    showNeeds(); // the chosen criterion's current sign-off, as the fleet now has it
   }
 
   // ---- sign-offs ----------------------------------------------------------------------------
@@ -654,7 +655,8 @@
       level = "partial: " + stopped.join(", ") + " stopped (Pause all or Resume all makes it whole)"; cls = "warn"; pill = "partial";
     }
     var el = $("pause-level");
-    el.textContent = level;
+    // A live region: rewritten only when it changes, so a screen reader announces changes only.
+    if (el.textContent !== level) el.textContent = level;
     el.className = "pause-level " + cls;
     var p = $("pause-pill");
     p.textContent = "pause: " + pill;
