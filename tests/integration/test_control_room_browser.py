@@ -383,3 +383,27 @@ def test_control_room_shows_a_sealed_gate_and_reopens_it(fleet: Fleet, browser) 
     assert gates["gates"][0]["record"]["sealed"] is False
     assert gates["active_gate"] == gate1
     assert errors == []
+
+
+def test_control_room_signoff_asks_for_the_token_and_retries(fleet: Fleet, browser) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    fleet.start("web", env={"TOOLOO_API_TOKEN": "control-room-token"})
+    page = _page(browser, 1280, 800)
+    page.goto(fleet["web"].url + "/control-room")
+    expect(page.get_by_test_id("stream-state")).to_have_text("live")
+
+    page.get_by_test_id("signoff-gate").select_option(GATE2)
+    page.get_by_test_id("signoff-criterion").select_option("revenue_signal")
+    page.get_by_test_id("signoff-value").fill("6")
+    page.get_by_test_id("signoff-actor").fill("cfo")
+    page.get_by_role("button", name="Record sign-off").click()
+    expect(page.get_by_test_id("message")).to_contain_text("401")
+    assert [e for e in _history(fleet, "?limit=1000") if e["type"] == "signoff"] == []
+    page.get_by_label("API token", exact=True).fill("control-room-token")
+    page.get_by_role("button", name="Save token").click()
+    # The refused sign-off is sent again with the token, once, and recorded.
+    expect(page.get_by_test_id("signoff-result")).to_contain_text("revenue_signal = 6 by cfo")
+    expect(page.get_by_test_id("signoff-error")).to_be_hidden()
+    signoffs = [e for e in _history(fleet, "?limit=1000") if e["type"] == "signoff"]
+    assert len(signoffs) == 1 and signoffs[0]["actor"] == "cfo"
