@@ -156,15 +156,15 @@ async def test_weight_two_gives_fast_lane_learners_twice_the_rounds_under_conten
     assert code == 200, body
     assert fleet["coach"].post(f"{COACH}/start")[0] == 200
 
-    # The window starts once the loop runs; it ends when normal learners have had 80 rounds each
-    # on average (10 or more picks each), enough for the ratio to settle.
+    # The window starts once the loop runs; it ends when normal learners have had 120 rounds each
+    # on average (15 or more picks each), enough for the ratio to settle.
     wait_for(lambda: sum(rounds_by_learner(fleet).values()) > 0, timeout_s=30)
     start = rounds_by_learner(fleet)
 
     def window_done() -> dict[str, int] | None:
         now = rounds_by_learner(fleet)
         per_normal = sum(now[x] - start[x] for x in normal) / len(normal)
-        return now if per_normal >= 80 else None
+        return now if per_normal >= 120 else None
 
     end = wait_for(window_done, timeout_s=240, every_s=1.0)
     assert fleet["coach"].post(f"{COACH}/stop")[0] == 200
@@ -172,6 +172,9 @@ async def test_weight_two_gives_fast_lane_learners_twice_the_rounds_under_conten
     per_normal = sum(end[x] - start[x] for x in normal) / len(normal)
     ratio = per_fast / per_normal
     print(f"rounds per learner: fast {per_fast:.1f}, normal {per_normal:.1f}, ratio {ratio:.2f}")
-    assert 1.6 <= ratio <= 2.4, (per_fast, per_normal)
+    # 1.93-1.97 in repeated runs; a pass advanced per pick rather than per round (the rule
+    # before) measured 1.64-1.79 here: fast learners pass the aggressive threshold first and
+    # then get half the rounds a pick.
+    assert 1.8 <= ratio <= 2.2, (per_fast, per_normal)
     # Nobody in either lane is starved.
     assert min(end[x] - start[x] for x in normal) > 0
