@@ -107,6 +107,16 @@ def test_fast_lane_panel_pins_and_unpins_learners(fleet: Fleet, browser) -> None
     assert (after["pinned"], after["excluded"]) == (["a"], ["b"])
     page.screenshot(path=str(ARTIFACTS / "control-room-fastlane-1280x900.png"), full_page=True)
 
+    # On a phone the panel and its table fit the width (the table scrolls inside its box).
+    narrow = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    narrow.goto(fleet["web"].url + "/control-room")
+    expect(narrow.get_by_test_id("fastlane-member")).to_have_count(3)
+    width = narrow.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the narrow layout scrolls sideways ({width}px)"
+    narrow.get_by_test_id("fastlane-panel").screenshot(
+        path=str(ARTIFACTS / "control-room-fastlane-390x844.png")
+    )
+
     # Unpin both from their rows: neither pin is left (the automatic rule has them again).
     panel.get_by_role("button", name="Unpin a", exact=True).click()
     expect(panel.get_by_test_id("fastlane-pin-result")).to_have_text("a unpinned")

@@ -122,8 +122,9 @@
     var members = data.members || {};
     summary.textContent = (lane.enabled ? "On" : "Off") + " · weight " + lane.weight + " · " +
       lane.learners + " members: " + lane.pinned + " pinned, " + lane.automatic + " automatic" +
-      (lane.auto ? " (close to readiness: average ≥ " + data.thresholds.minAvgMastery + " − " + lane.autoMargin +
-        ", up to " + lane.autoMax + ", for " + lane.windowS + " s)" : " (automatic rule off)") +
+      (lane.auto ? " (close to readiness: not ready, average ≥ " +
+        Math.max(0, data.thresholds.minAvgMastery - lane.autoMargin) + ", up to " + lane.autoMax +
+        ", for " + lane.windowS + " s each)" : " (automatic rule off)") +
       "; " + lane.excluded + " pinned out";
     body.textContent = "";
     (members.pinned || []).forEach(function (x) {
