@@ -146,8 +146,18 @@ class Keys:
         return self._shard(shard, "coach:ready")
 
     def coach_fastlane(self, shard: int) -> str:
-        """Set of this shard's learner ids in the fast lane."""
+        """Set of this shard's learner ids pinned into the fast lane by an operator."""
         return self._shard(shard, "coach:fastlane")
+
+    def coach_fastlane_out(self, shard: int) -> str:
+        """Set of this shard's learner ids pinned out of the fast lane (never automatic members)."""
+        return self._shard(shard, "coach:fastlane:out")
+
+    def coach_fastlane_auto(self, shard: int) -> str:
+        """Sorted set: learner -> when (ms) it entered the fast lane automatically, close to
+        readiness; a member for the fast lane's window after that, then cooling down for as long
+        (not re-admitted), then pruned (the coach's record_shard script)."""
+        return self._shard(shard, "coach:fastlane:auto")
 
     def coach_coached(self, shard: int) -> str:
         """Sorted set: learner -> last time (ms) the coach ran a round for it."""
@@ -242,6 +252,8 @@ class Keys:
             self.coach_ready(s),
             self.coach_fastlane(s),
             self.coach_coached(s),
+            self.coach_fastlane_out(s),
+            self.coach_fastlane_auto(s),
         ]
 
     # ---- idempotency of whole requests (one key per client key: spread over the slots) -------
