@@ -330,6 +330,12 @@ class Keys:
         return self._coach("meta:delays")
 
     @property
+    def coach_boosts(self) -> str:
+        """List of the boost endpoints' recent completed boosts, newest first, capped: JSON
+        `{at_ms, rounds, ms}` (the Phase 3 gate judges their duration)."""
+        return self._coach("boosts")
+
+    @property
     def coach_meta_delay_by_learner(self) -> str:
         """Hash: learner -> last meta trigger delay in ms."""
         return self._coach("meta:delay")

@@ -101,4 +101,6 @@ async def build_status(
             "learnerIds": sorted(status.fast_lane_sample),
         },
         "outage": {service: _json(status.outage(service)) for service in OUTAGE_SERVICES},
+        # The newest completed boosts ({at_ms, rounds, ms}): the Phase 3 gate judges them.
+        "boosts": await store.recent_boosts(5),
     }
