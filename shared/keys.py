@@ -426,6 +426,19 @@ class Keys:
         claims about shards / members of the reports shard leases."""
         return f"{self.prefix}:{{system}}:reports:members"
 
+    # ---- alert webhooks (services/reports/alert_sender.py) --------------------------------------
+    # One `{alerts}` tag: the sender's state and its delivery log live in one slot.
+    @property
+    def reports_alert_state(self) -> str:
+        """Hash `level`, `sent_ms`, `reason`: the alert level last delivered (or first seen)."""
+        return f"{self.prefix}:{{alerts}}:state"
+
+    @property
+    def reports_alert_deliveries(self) -> str:
+        """List, newest first, capped: every webhook delivery attempt (time, webhook's
+        scheme://host, level, reason, attempt, HTTP status or error, duration)."""
+        return f"{self.prefix}:{{alerts}}:deliveries"
+
     # ---- the rollout's decision record (services/web/gate_store.py) ---------------------------
     # One `{gates}` hash tag: the record script changes a gate's state and appends to the history
     # in one step, so every key it touches is in one slot (a Redis Cluster runs it unchanged).
