@@ -7,6 +7,8 @@ timeout; one that fails is a reading of None (not measured), never a guess."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import Field
@@ -67,6 +69,27 @@ async def _redis_checks(redis: FleetRedis, keys: Keys, shards: int) -> tuple[Any
     return nodes, text is not None and str(text) == str(shards)
 
 
+class _Recent:
+    """The pre-flight's slower reads (reports' status reads every stream's groups; INFO of every
+    master), kept SLOW_MAX_AGE_S: the Control Room's snapshot evaluates the gates every second,
+    and none of these changes that fast. Per process, per Redis client."""
+
+    def __init__(self) -> None:
+        self._values: dict[int, tuple[float, Any]] = {}
+
+    async def get(self, key: int, read: Callable[[], Awaitable[Any]]) -> Any:
+        at, value = self._values.get(key, (-SLOW_MAX_AGE_S, None))
+        if time.monotonic() - at < SLOW_MAX_AGE_S:
+            return value
+        value = await read()
+        self._values[key] = (time.monotonic(), value)
+        return value
+
+
+SLOW_MAX_AGE_S = 5.0
+_SLOW = _Recent()
+
+
 async def checks(
     client: ServiceClient,
     redis: FleetRedis,
@@ -84,12 +107,18 @@ async def checks(
     async def have(body: Any, service: str, path: str) -> Any:
         return body if body is not None else await fetch(client, service, path, TIMEOUT_S)
 
-    status, coach, reports_status, alerting, (nodes, shards_ok) = await asyncio.gather(
+    async def slow() -> tuple[Any, Any, Any, bool | None]:
+        reports_status, alerting, (nodes, shards_ok) = await asyncio.gather(
+            fetch(client, "reports", "/api/v1/reports/status", TIMEOUT_S),
+            fetch(client, "reports", "/api/v1/reports/alerts/deliveries?limit=1", TIMEOUT_S),
+            _redis_checks(redis, keys, settings.shards),
+        )
+        return reports_status, alerting, nodes, shards_ok
+
+    status, coach, (reports_status, alerting, nodes, shards_ok) = await asyncio.gather(
         have(status, "orchestrator", "/api/v1/system/status"),
         have(coach, "coach", "/api/v1/auto-coach/status"),
-        fetch(client, "reports", "/api/v1/reports/status", TIMEOUT_S),
-        fetch(client, "reports", "/api/v1/reports/alerts/deliveries?limit=1", TIMEOUT_S),
-        _redis_checks(redis, keys, settings.shards),
+        _SLOW.get(id(redis), slow),
     )
     integration = fleet_checks.integration_readings(coach, status, now_ms)
     preflight = fleet_checks.preflight_readings(
