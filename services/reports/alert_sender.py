@@ -47,8 +47,10 @@ class AlertSender:
         settings: AlertSettings,
         fleet: FleetSettings,
         owns: Callable[[], bool],
+        name: str = "reports",
     ) -> None:
         self.redis = redis
+        self.name = name  # this replica, recorded with each attempt
         self.keys = keys
         self.settings = settings
         self.fleet = fleet
@@ -122,6 +124,7 @@ class AlertSender:
             await self._record(
                 {
                     "at": iso_ms(now_ms()),
+                    "sender": self.name,
                     "webhook": index,
                     "target": label,
                     "level": level,

@@ -37,7 +37,12 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name, leases)
     # The one alert sender is the holder of shard 0's lease (services/reports/alert_sender.py).
     app[ALERTS] = AlertSender(
-        app[REDIS], app[KEYS], app[ALERT_SETTINGS], app[SETTINGS], lambda: 0 in leases.owned()
+        app[REDIS],
+        app[KEYS],
+        app[ALERT_SETTINGS],
+        app[SETTINGS],
+        lambda: 0 in leases.owned(),
+        name,
     )
     yield
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import redis as sync_redis
 from aiohttp import web
 
 from harness.fleet import Fleet
+from harness.http import probe_json
 from harness.polling import wait_for
 from harness.ports import free_port
 from harness.processes import ROOT
@@ -196,3 +198,55 @@ def test_a_webhook_that_is_not_http_stops_the_start(fleet: Fleet, url: str) -> N
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "TOOLOO_ALERT_WEBHOOKS" in proc.stderr and "http(s)" in proc.stderr
     assert "entry 2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_two_reports_replicas_send_each_alert_once(fleet: Fleet, receiver: Receiver) -> None:
+    fleet.start(
+        "orchestrator",
+        env={
+            "ORCHESTRATOR_SERVICES": "training,reports",
+            "REPORTS_REPLICAS": "2",
+            "TOOLOO_ALERT_WEBHOOKS": receiver.url("/ok"),
+            "TOOLOO_ALERT_CHECK_S": "0.2",
+            "TOOLOO_ALERT_REPEAT_S": "1",
+        },
+    )
+    orch = fleet["orchestrator"]
+    wait_for(lambda: orch.get("/api/v1/system/status")[1]["phase"] == "armed", "armed", 90)
+    table = fleet.process_table()
+    assert {"reports#1", "reports#2"} <= set(table), table
+    wait_for(
+        lambda: (
+            fleet["orchestrator"].get("/api/v1/system/status")[1]["phase"] == "armed"
+            and _level(fleet) == "normal"
+        ),
+        "the first level recorded",
+        30,
+    )
+
+    status, body = orch.post("/api/v1/system/services/training/stop", {})
+    assert status == 200, body
+    wait_for(lambda: receiver.bodies["/ok"], "the alert", 30)
+    # Both replicas check every 0.2 s; one holds shard 0's lease and sends. Twenty more checks
+    # of each replica (bounded wait) bring no second copy of the same change.
+    for _ in range(20):
+        time.sleep(0.2)
+    changes = [b for b in receiver.bodies["/ok"] if b["alert_change"]["reason"] == "changed"]
+    assert [(b["alert_change"]["from"], b["alert_change"]["to"]) for b in changes] == [
+        ("normal", "red")
+    ], changes
+    # Repeats every second meanwhile: every attempt came from the one replica holding the lease.
+    reports = f"http://127.0.0.1:{fleet.ports['reports']}"
+    status, body = probe_json("GET", f"{reports}/api/v1/reports/alerts/deliveries?limit=100")
+    assert status == 200, body
+    senders = {d["sender"] for d in body["deliveries"]}
+    assert len(body["deliveries"]) >= 3 and len(senders) == 1, body["deliveries"]
+
+
+def _level(fleet: Fleet) -> str | None:
+    keys = Keys(fleet.env["TOOLOO_REDIS_PREFIX"])
+    client = sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
+    try:
+        return client.hget(keys.reports_alert_state, "level")
+    finally:
+        client.close()
