@@ -102,5 +102,5 @@ async def build_status(
         },
         "outage": {service: _json(status.outage(service)) for service in OUTAGE_SERVICES},
         # The newest completed boosts ({at_ms, rounds, ms}): the Phase 3 gate judges them.
-        "boosts": await store.recent_boosts(5),
+        "boosts": await store.recent_boosts(10),
     }
