@@ -342,6 +342,12 @@ class Keys:
         return self._coach("meta:delays")
 
     @property
+    def coach_boosts(self) -> str:
+        """List of the boost endpoints' recent completed boosts, newest first, capped: JSON
+        `{at_ms, rounds, ms}` (the Phase 3 gate judges their duration)."""
+        return self._coach("boosts")
+
+    @property
     def coach_meta_delay_by_learner(self) -> str:
         """Hash: learner -> last meta trigger delay in ms."""
         return self._coach("meta:delay")
@@ -431,6 +437,19 @@ class Keys:
         """Sorted set: live reports replica token -> expiry (ms) of its heartbeat; each replica
         claims about shards / members of the reports shard leases."""
         return f"{self.prefix}:{{system}}:reports:members"
+
+    # ---- alert webhooks (services/reports/alert_sender.py) --------------------------------------
+    # One `{alerts}` tag: the sender's state and its delivery log live in one slot.
+    @property
+    def reports_alert_state(self) -> str:
+        """Hash `level`, `sent_ms`, `reason`: the alert level last delivered (or first seen)."""
+        return f"{self.prefix}:{{alerts}}:state"
+
+    @property
+    def reports_alert_deliveries(self) -> str:
+        """List, newest first, capped: every webhook delivery attempt (time, webhook's
+        scheme://host, level, reason, attempt, HTTP status or error, duration)."""
+        return f"{self.prefix}:{{alerts}}:deliveries"
 
     # ---- the rollout's decision record (services/web/gate_store.py) ---------------------------
     # One `{gates}` hash tag: the record script changes a gate's state and appends to the history

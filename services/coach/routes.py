@@ -3,6 +3,7 @@ boost/hyper-boost answers 405 naming the POST (the shared error middleware)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from services.coach.status import (
 )
 from services.coach.store import TooManyPins, UnknownLearners
 from shared.app_keys import KEYS, REDIS
+from shared.clock import now_ms
 from shared.compat import warnings_of, with_warnings
 from shared.errors import Conflict, NotFound
 from shared.events import emit_system_event
@@ -177,6 +179,7 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
             request.path, learner, body.rounds, body.batchSize
         )
         await boost_ops.claim_boost_key(app[STORE], key, fingerprint)
+    started = time.perf_counter()
     results, calls, replayed = await boost_ops.boost(
         app[STORE],
         app[TRAINING],
@@ -185,6 +188,10 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
         batch_size=body.batchSize,
         idempotency_key=key,
     )
+    if not replayed and results:  # a real boost, timed as its caller saw it (the Phase 3 gate)
+        await app[STORE].record_boost_time(
+            now_ms(), len(results), (time.perf_counter() - started) * 1000
+        )
     return body, results, calls, replayed
 
 

@@ -134,4 +134,6 @@ async def build_status(
         "live": live_values(settings),
         "fastLane": fast_lane_summary(settings, members),
         "outage": {service: _json(status.outage(service)) for service in OUTAGE_SERVICES},
+        # The newest completed boosts ({at_ms, rounds, ms}): the Phase 3 gate judges them.
+        "boosts": await store.recent_boosts(10),
     }

@@ -81,6 +81,8 @@ THROUGHPUT_TTL_S = 120
 COVERAGE_WINDOW_MS = 60_000
 COVERAGE_SAMPLE = 5000  # coached learners checked against the queue per status call
 META_DELAYS_KEPT = 1000
+# Completed boosts kept for the Phase 3 gate (it judges the newest few).
+BOOSTS_KEPT = 50
 FASTLANE_SAMPLE = 50  # fast-lane members listed by the status (GET fast-lane lists more)
 FASTLANE_LIST = 500  # members of each kind listed by GET fast-lane
 PROMOTE_LIMIT = 1000  # due reviews moved back into the queue per tick (bounded work)
@@ -713,6 +715,25 @@ class CoachStore:
             "coachedLastMinute": coached,
             "estimated": estimated,
         }
+
+    async def record_boost_time(self, at_ms: int, rounds: int, ms: float) -> None:
+        """A completed boost's duration, kept for the Phase 3 gate. LPUSH and LTRIM in one
+        MULTI: the list never holds more than BOOSTS_KEPT entries."""
+        entry = orjson.dumps({"at_ms": at_ms, "rounds": rounds, "ms": round(ms, 1)})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(self.keys.coach_boosts, entry)
+            pipe.ltrim(self.keys.coach_boosts, 0, BOOSTS_KEPT - 1)
+            await pipe.execute()
+
+    async def recent_boosts(self, count: int = 10) -> list[dict[str, Any]]:
+        raw = await self.redis.lrange(self.keys.coach_boosts, 0, min(count, BOOSTS_KEPT) - 1)
+        out = []
+        for item in raw:
+            try:
+                out.append(orjson.loads(item))
+            except orjson.JSONDecodeError:
+                continue
+        return out
 
     async def meta_delays(self) -> dict[str, Any]:
         raw = await self.redis.lrange(self.keys.coach_meta_delays, 0, META_DELAYS_KEPT - 1)

@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import sse_response
 
+from services.web import gate_inputs, rollout, system
 from services.web import gates as gates_mod
-from services.web import rollout, system
 from services.web.gate_store import GateStore
 from shared import fleet
 from shared.clock import now_ms
@@ -30,6 +30,7 @@ from shared.http_client import ServiceClient
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.responses import dumps
+from shared.settings import FleetSettings
 
 log = get_logger(__name__)
 
@@ -84,6 +85,7 @@ async def build_snapshot(
     keys: Keys,
     table: gates_mod.GateTable,
     store: GateStore,
+    settings: FleetSettings,
 ) -> dict[str, Any]:
     async def scale() -> dict[str, Any]:
         try:
@@ -100,11 +102,15 @@ async def build_snapshot(
         scale(),
         *(_health(client, s) for s in HEALTH_SERVICES),
     )
+    at = now_ms()
+    checks = await gate_inputs.checks(
+        client, redis, keys, settings, processes=processes, status=status, coach=coach, now_ms=at
+    )
     merged, available, reason, _ = gates_mod.compose_metrics(
-        metrics, processes, reports_error=metrics.get("error", {}).get("message")
+        metrics, processes, reports_error=metrics.get("error", {}).get("message"), checks=checks
     )
     evaluated = await rollout.evaluate(
-        store, table, merged, available=available, reason=reason, now_ms=now_ms(), record=False
+        store, table, merged, available=available, reason=reason, now_ms=at, record=False
     )
     fleet: dict[str, Any] = {}
     if "error" in processes:

@@ -105,7 +105,7 @@ def test_control_room_drives_a_running_fleet(fleet: Fleet, browser) -> None:  # 
     assert fleet["web"].get("/api/v1/system/scale")[1]["scale"]["paused"] is True
 
     # The gates panel lists every evaluated gate with a verdict.
-    expect(page.get_by_test_id("gate-verdict")).to_have_count(6)
+    expect(page.get_by_test_id("gate-verdict")).to_have_count(7)
     page.wait_for_timeout(1500)  # a couple more snapshots so the chart has a line
     page.screenshot(path=str(ARTIFACTS / "control-room-1280x800.png"))
     page.screenshot(path=str(ARTIFACTS / "control-room-1280x800-full.png"), full_page=True)
