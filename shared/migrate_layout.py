@@ -204,7 +204,7 @@ class Migration:
             o.learner_meta_log(learner),
             o.learner_meta_lock(learner),
             k.learner_state(learner),
-            k.learner_history(learner),
+            k.learner_history_list(learner),
             k.learner_meta(learner),
             k.learner_meta_log(learner),
             k.learner_meta_lock(learner),

@@ -120,7 +120,7 @@ def test_a_round_a_replica_lacks_is_503_and_its_retry_answers_it_once_replicated
         time.sleep(0.2)
         mirror = sync_redis.Redis(port=replica.port, decode_responses=True)
         try:
-            assert mirror.llen(Keys(prefix).learner_history("wait-a")) == 2
+            assert len(history.decode(mirror.get(Keys(prefix).learner_history("wait-a")))) == 2
         finally:
             mirror.close()
     finally:
