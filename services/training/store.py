@@ -306,7 +306,8 @@ class TrainingStore:
             exists, blob, legacy = await pipe.execute()
         if not exists:
             raise LearnerNotFound(learner)
-        return history.read_entries(blob, legacy, limit)
+        # A list of the older encoding was capped at the history length: so is the answer.
+        return history.read_entries(blob, legacy, min(limit, self.history_limit))
 
     async def readiness_thresholds(self) -> ReadinessThresholds:
         return await read_thresholds(self.redis, self.keys)
