@@ -10,11 +10,13 @@ Every byte is below 128 (ASCII), so the fleet's clients, which decode replies as
 write it unchanged: no second, binary client is needed. Integers are varints of 6 bits a byte
 (bit 6 set: more bytes follow), signed ones zigzag-mapped first.
 
-    blob   = 'h' varint(H) varint(len(anchor)) anchor record*      (records newest first)
+    blob   = 'h' varint(H) varint(count) varint(len(anchor)) anchor record*   (newest first)
     record = varint(len(rest)) rest,   rest = zigzag(idgap) (entry JSON | packed body)
 
 - H is the newest record's round id and `idgap` a record's id minus the next older one's (the
-  script knows the ids; the oldest record's gap is never used).
+  script knows the ids; the oldest record's gap is never used). `count` records follow: the
+  script keeps up to a tenth more than the history length, so that it walks the records to cut
+  them only once in that many commits; readers stop at the history length.
 - The anchor (built here, written by the script as given) holds the newest packed record's `ts`,
   `avg` (in hundredths) and `n`, and the topic keys that packed records name by their position
   (the learner's own list, kept in its state as `hk`, only ever appended to, so older records
@@ -190,6 +192,7 @@ def decode(blob: str | None, limit: int | None = None) -> list[dict[str, Any]]:
     if blob[0] != MAGIC:
         raise ValueError("not a history string")
     head, pos = read_varint(blob, 1)
+    _count, pos = read_varint(blob, pos)
     alen, pos = read_varint(blob, pos)
     anchor = Anchor.decode(blob[pos : pos + alen])
     pos += alen
@@ -259,19 +262,20 @@ def decode(blob: str | None, limit: int | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def _split(blob: str) -> tuple[int, str, int]:
-    """(H, anchor, position of the first record) of a history string."""
+def _split(blob: str) -> tuple[int, int, str, int]:
+    """(H, record count, anchor, position of the first record) of a history string."""
     head, pos = read_varint(blob, 1)
+    count, pos = read_varint(blob, pos)
     alen, pos = read_varint(blob, pos)
-    return head, blob[pos : pos + alen], pos + alen
+    return head, count, blob[pos : pos + alen], pos + alen
 
 
 def prepend(blob: str | None, first_id: int, bodies: list[str], anchor: str, cap: int) -> str:
-    """What the commit script does, in Python (the layout migration builds histories with it,
-    the tests hold the script to it): rounds `first_id, first_id + 1, ...` with `bodies`
-    (oldest first) put in front of `blob`, the anchor replaced (kept when ''), then cut to the
-    newest `cap` records."""
-    old_head, old_anchor, pos = _split(blob) if blob else (0, "", 0)
+    """What the commit script does, in Python (the history migration builds strings with it, the
+    tests hold the script to it): rounds `first_id, first_id + 1, ...` with `bodies` (oldest
+    first) put in front of `blob`, the anchor replaced (kept when ''); the stored records kept
+    whole while the total is at most `cap` plus a tenth, else cut to the newest `cap`."""
+    old_head, old_count, old_anchor, pos = _split(blob) if blob else (0, 0, "", 0)
     records = []
     for i, body in enumerate(bodies):
         rid = first_id + i
@@ -280,18 +284,24 @@ def prepend(blob: str | None, first_id: int, bodies: list[str], anchor: str, cap
         records.append(varint(len(rest)) + rest)
     records.reverse()
     kept = records[:cap]
-    if blob and len(kept) < cap:
-        end = len(blob)
-        left = cap - len(kept)
-        start = pos
-        while pos < end and left:
-            length, p = read_varint(blob, pos)
-            pos = p + length
-            left -= 1
-        kept.append(blob[start:pos])
+    count = len(kept)
+    if blob and count < cap:
+        if count + old_count <= cap + cap // 10:
+            kept.append(blob[pos:])
+            count += old_count
+        else:
+            end = len(blob)
+            left = cap - count
+            start = pos
+            while pos < end and left:
+                length, p = read_varint(blob, pos)
+                pos = p + length
+                left -= 1
+            kept.append(blob[start:pos])
+            count = cap - left
     head = first_id + len(bodies) - 1
     use = anchor if anchor else old_anchor
-    return MAGIC + varint(head) + varint(len(use)) + use + "".join(kept)
+    return MAGIC + varint(head) + varint(count) + varint(len(use)) + use + "".join(kept)
 
 
 def read_entries(blob: str | None, legacy: list[str], limit: int) -> list[dict[str, Any]]:

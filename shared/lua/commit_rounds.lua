@@ -33,8 +33,9 @@
 --       So #ARGV is exactly 17 + 2n.
 -- History: one string, newest record first (layout in shared/history.py, whose `prepend` is
 -- this script's reference in Python): the new records go in front with their round id gaps,
--- the anchor is replaced and the string is cut after `history cap` records, in this script,
--- so a round and its history record are one atomic step.
+-- the anchor and the record count are replaced and the string is cut back to `history cap`
+-- records once it holds a tenth more, in this script, so a round and its history record are
+-- one atomic step.
 -- Returns {1, new version, first round id, ready 0/1, became ready 0/1}
 --       | {0, current version, current state} on a version conflict | {-1} if the learner is gone
 --       | {2, version, first round id, ready 0/1, became ready 0/1, n} when the idempotency record
@@ -197,7 +198,7 @@ end
 -- The stored history, read (and checked) before any write: its newest round id, its anchor and
 -- where its records start.
 local old = redis.call('GET', KEYS[2])
-local old_head, old_anchor, old_start = 0, '', nil
+local old_head, old_count, old_anchor, old_start = 0, 0, '', nil
 if old then
   if string.sub(old, 1, 1) ~= 'h' then
     return bad('the stored history is not a history string')
@@ -205,9 +206,12 @@ if old then
   local alen
   old_head, old_start = read_varint(old, 2)
   if old_head ~= nil then
+    old_count, old_start = read_varint(old, old_start)
+  end
+  if old_count ~= nil then
     alen, old_start = read_varint(old, old_start)
   end
-  if old_head == nil or alen == nil or old_start + alen > #old + 1 then
+  if old_head == nil or old_count == nil or alen == nil or old_start + alen > #old + 1 then
     return bad('the stored history has a broken header')
   end
   old_anchor = string.sub(old, old_start, old_start + alen - 1)
@@ -252,23 +256,39 @@ for i = n, math.max(1, n - history_cap + 1), -1 do
   local rest = varint(gap >= 0 and gap * 2 or -gap * 2 - 1) .. ARGV[FIXED + 2 * i - 1]
   records[#records + 1] = varint(#rest) .. rest
 end
-if old and #records < history_cap then
-  -- Keep the newest (cap - new) stored records: walk their lengths, cut after the last one.
-  local pos, left = old_start, history_cap - #records
-  while left > 0 and pos <= #old do
-    local len, at = read_varint(old, pos)
-    if len == nil then
-      break
+local count = #records
+if old and count < history_cap then
+  -- The stored records are kept whole while the string holds at most `history_cap` plus a
+  -- tenth; past that it is cut back to `history_cap` records, walking their lengths once. So
+  -- a commit usually copies the string without reading its records (the walk is most of the
+  -- script's time), at the cost of up to a tenth more records kept (never answered: readers
+  -- stop at the history length).
+  if count + old_count <= history_cap + math.floor(history_cap / 10) then
+    records[#records + 1] = string.sub(old, old_start)
+    count = count + old_count
+  else
+    local pos, left = old_start, history_cap - count
+    while left > 0 do
+      local b = string.byte(old, pos)
+      if b == nil then
+        break
+      elseif b < 64 then
+        pos = pos + 1 + b
+      else
+        local len, at = read_varint(old, pos)
+        pos = at + len
+      end
+      left = left - 1
     end
-    pos = at + len
-    left = left - 1
+    records[#records + 1] = string.sub(old, old_start, pos - 1)
+    count = history_cap - left
   end
-  records[#records + 1] = string.sub(old, old_start, pos - 1)
 end
 if anchor == '' then
   anchor = old_anchor
 end
-redis.call('SET', KEYS[2], 'h' .. varint(last) .. varint(#anchor) .. anchor .. table.concat(records))
+redis.call('SET', KEYS[2],
+  'h' .. varint(last) .. varint(count) .. varint(#anchor) .. anchor .. table.concat(records))
 for i = 1, n do
   redis.call('XADD', KEYS[4], '*',
     'round', id(first + i - 1), 'learner', ARGV[3], 'region', ARGV[4], 'ts', now_ms,
