@@ -3,8 +3,8 @@ by `MEMORY USAGE`, for learners that ran 200 rounds through the HTTP round path 
 run, with the default history length (100). A size, not a time: deterministic for a given
 encoding, so the assertion holds on any machine. loadtests/bench_memory.py prints the figures.
 
-The history alone (100 rounds) fits in 2 KiB; all of a learner's keys take ~4.4 KB (from ~23 KB
-before the compact encodings: state ~1.6 KB, history ~1.6 KB, meta ~0.4 KB, log ~0.8 KB), which
+The history alone (100 rounds) fits in 2 KiB; all of a learner's keys take ~4.3 KB (from ~23.9 KB
+before the compact encodings: state ~1.6 KB, history ~1.6 KB, meta ~0.4 KB, log ~0.7 KB), which
 the bound below holds with a margin."""
 
 from __future__ import annotations
