@@ -54,6 +54,7 @@ from typing import Any
 from harness.honcho import HonchoFleet
 from harness.http import http_json
 from harness.processes import ROOT, pid_alive
+from shared import history
 from shared.fleet import SUPERVISED
 from shared.fleet_totals import learner_ids_sync
 
@@ -303,8 +304,8 @@ def learner_history(fleet: HonchoFleet, learner: str) -> tuple[list[dict[str, An
     if len(body["history"]) < HISTORY_API_MAX:
         return body["history"], "api"
     with fleet.redis() as client:
-        raw = client.lrange(fleet.keys.learner_history(learner), 0, -1)
-    return [json.loads(x) for x in raw], "redis"
+        raw = client.get(fleet.keys.learner_history(learner))
+    return history.decode(raw), "redis"
 
 
 def check_rounds(

@@ -179,7 +179,7 @@ class Fuzzer:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.learner_state(LEARNER))
             pipe.hgetall(k.learner_meta(LEARNER))
-            pipe.llen(k.learner_history(LEARNER))
+            pipe.get(k.learner_history(LEARNER))
             pipe.hgetall(k.coach_settings)
             pipe.hget(k.coach_state, "active")
             for shard in k.all_shards():

@@ -418,6 +418,7 @@ def _commit_loop(
 ) -> CommitResult:
     import redis
 
+    from shared import history
     from shared.commit_rounds import CommitHeader, commit_rounds_args
     from shared.keys import Keys, round_id_base
     from shared.scripts import script_source
@@ -432,8 +433,20 @@ def _commit_loop(
         setup.hset(keys.learner_state(x), mapping={"v": 1, "s": states[x], "r": 0})
     setup.execute()
     versions = dict.fromkeys(ids, 1)
-    entry = json.dumps(
-        {"n": 0, "ts": 0, "trained": ["dsa", "os", "ml"], "scores": {"dsa": 80, "os": 70}}
+    # A history record as training sends it: a packed body and the anchor it steps from.
+    anchor = history.Anchor()
+    (entry,) = history.encode_entries(
+        anchor,
+        [
+            {
+                "n": 1,
+                "ts": int(time.time() * 1000),
+                "trained": ["dsa", "os", "ml"],
+                "scores": {"dsa": 80, "os": 70, "ml": 100},
+                "avg": 70.5,
+                "ms": 0.8,
+            }
+        ],
     )
 
     def commit_keys(x: str) -> list[str]:
@@ -462,6 +475,7 @@ def _commit_loop(
                 now_ms + 60_000,
                 100,
                 round_base=round_id_base(keys.shard_of(x)),
+                history_anchor=anchor.encode(),
             )
             args = commit_rounds_args(header, [(entry, 0.8)] * rounds_per_commit)
             script(keys=key_lists[x], args=args, client=pipe)

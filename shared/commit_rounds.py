@@ -55,6 +55,9 @@ class CommitHeader:
     # The round id base of the learner's shard (`round_id_base(keys.shard_of(learner))`); no
     # default, so that no caller commits into one shard with another's ids.
     round_base: int = field(kw_only=True)
+    # The history's anchor after these rounds (shared/history.py: `Anchor.encode()`); '' keeps
+    # the stored one (rounds whose entries are all JSON objects).
+    history_anchor: str = field(default="", kw_only=True)
 
 
 def request_hash(*parts: str | bytes) -> str:
@@ -76,7 +79,8 @@ def commit_rounds_args(
     idempotency_ttl_ms: int = IDEMPOTENCY_TTL_MS,
     fence: int | None = None,
 ) -> list[Any]:
-    """ARGV for `rounds`, each (history entry JSON, duration ms), in the order they were run;
+    """ARGV for `rounds`, each (history entry: a packed body from `shared.history.encode_entries`
+    or a JSON object, duration ms), in the order they were run;
     `guard` is the incarnation guard the script checks against the stored state;
     `idempotency_hash` (with KEYS from `Keys.commit_rounds_keys(learner, idempotency_key)`) makes
     the script record the commit, or answer an earlier one recorded under the same key; `fence`
@@ -99,6 +103,7 @@ def commit_rounds_args(
         idempotency_ttl_ms,
         header.round_base,
         "" if fence is None else fence,
+        header.history_anchor,
     ]
     for entry, ms in rounds:
         args += [entry, ms]

@@ -77,7 +77,13 @@ class Keys:
         return self._learner(learner, "state")
 
     def learner_history(self, learner: str) -> str:
-        """List of the learner's committed rounds, newest first, capped."""
+        """String: the learner's committed rounds, newest first, capped, in the compact encoding
+        of shared/history.py (extended by the commit script)."""
+        return self._learner(learner, "hist")
+
+    def learner_history_list(self, learner: str) -> str:
+        """List: the rounds as one JSON string each, as fleets wrote them before the compact
+        history (read after it; `tooloo-migrate` folds it into the string)."""
         return self._learner(learner, "history")
 
     def learner_meta(self, learner: str) -> str:
@@ -104,6 +110,7 @@ class Keys:
         return [
             self.learner_state(learner),
             self.learner_history(learner),
+            self.learner_history_list(learner),
             self.learner_meta(learner),
             self.learner_meta_log(learner),
             self.learner_meta_lock(learner),

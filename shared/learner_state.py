@@ -84,6 +84,12 @@ class LearnerState:
     settings: dict[str, Any] = field(default_factory=dict)  # overrides of selection settings
     retention: float = 1.0  # meta: multiplier on half-life growth (>= 1)
     transfer: float = 0.0  # meta: share of a skill gain spread to related domains, [0, 1]
+    # The round history's anchor (shared/history.py), committed with every round so the next
+    # round's record is a small step from it: the topic keys records name by position (only
+    # ever appended to), and the newest record's ts (ms) and average (hundredths).
+    hist_topics: list[str] = field(default_factory=list)
+    hist_ts: int = 0
+    hist_avg: int = 0
 
     def domain(self, key: str) -> DomainState:
         """The domain's state; a never-practised domain reads as the zero state."""
@@ -127,6 +133,12 @@ def encode(state: LearnerState) -> str:
         doc["ret"] = round(state.retention, 4)
     if state.transfer:
         doc["xf"] = round(state.transfer, 4)
+    if state.hist_topics:
+        doc["hk"] = state.hist_topics
+    if state.hist_ts:
+        doc["ht"] = state.hist_ts
+    if state.hist_avg:
+        doc["ha"] = state.hist_avg
     return orjson.dumps(doc).decode()
 
 
@@ -157,4 +169,7 @@ def decode(raw: str | bytes) -> LearnerState:
         settings=dict(doc.get("set", {})),
         retention=float(doc.get("ret", 1.0)),
         transfer=float(doc.get("xf", 0.0)),
+        hist_topics=list(doc.get("hk", ())),
+        hist_ts=int(doc.get("ht", 0)),
+        hist_avg=int(doc.get("ha", 0)),
     )

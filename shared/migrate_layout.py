@@ -38,6 +38,9 @@ What moves where (steps in this order, each idempotent; `keys.fleet_layout` reco
   (which the orchestrator may already be writing) with new ids. So no event is lost and none is
   counted twice;
 - last, the old keys are deleted and `version` is set.
+
+Then, on any Redis (a Cluster too), learners' history lists are folded into the compact history
+string (shared/migrate_history.py).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from redis.commands.core import AsyncScript
 
 from shared.keys import COACH_NAMES, COACH_PER_SHARD, Keys, LegacyKeys
 from shared.logging import get_logger, redact_text
+from shared.migrate_history import compact_histories
 from shared.redis_types import FleetRedis, field_map, scored, text, text_map, text_or_none
 from shared.scripts import lua_source
 from shared.shards import ensure_shard_count
@@ -114,6 +118,7 @@ class Report:
     stream_entries: dict[str, int] = field(default_factory=dict)
     steps_done: list[str] = field(default_factory=list)
     ran: bool = False
+    histories: int = 0  # history lists folded into the compact string (shared/migrate_history.py)
 
 
 class Migration:
@@ -204,7 +209,7 @@ class Migration:
             o.learner_meta_log(learner),
             o.learner_meta_lock(learner),
             k.learner_state(learner),
-            k.learner_history(learner),
+            k.learner_history_list(learner),
             k.learner_meta(learner),
             k.learner_meta_log(learner),
             k.learner_meta_lock(learner),
@@ -561,8 +566,12 @@ async def migrate(redis: FleetRedis, keys: Keys) -> Report:
     if isinstance(redis, RedisCluster):
         if await legacy_keys_found(redis, keys):
             raise MigrationRefused(CLUSTER_REFUSED)
-        return Report()
-    return await Migration(redis, keys).run()
+        report = Report()
+    else:
+        report = await Migration(redis, keys).run()
+    # Then the history lists into the compact string (any Redis; a no-op once done).
+    report.histories = await compact_histories(redis, keys)
+    return report
 
 
 def after_redis(
@@ -604,6 +613,8 @@ async def _main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         await redis.aclose()
+    if report.histories:
+        print(f"{COMMAND}: folded {report.histories} history lists into the compact history")
     if not report.ran:
         print(f"{COMMAND}: nothing to migrate (prefix {settings.redis_prefix!r})")
     else:

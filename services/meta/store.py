@@ -7,7 +7,8 @@ shard, like its state: `Keys.meta_commit_keys` is one slot); every write goes
 through the `meta_commit` script (`meta_commit.lua`, beside this module, registered here on the
 store's own client), which checks the meta version (and, when meta changes the learner model, the
 learner-state version) in the same atomic step. This module is the Python side of the script's
-KEYS/ARGV protocol (`_commit_args`).
+KEYS/ARGV protocol (`_commit_args`). The document and the log entries are stored in the compact
+JSON of packing.py, read and written only here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from services.meta.packing import pack, unpack
 from shared.events import CompletedEvent
 from shared.keys import Keys
 from shared.learner_state import LearnerState, decode, encode
@@ -80,7 +80,7 @@ class MetaStore:
         meta, state, *rest = await pipe.execute()
         snap = _snapshot_of(meta, state)
         if rest:
-            snap.log = [orjson.loads(x) for x in rest[0]]
+            snap.log = [unpack(x) for x in rest[0]]
         return snap
 
     def _queue_snapshot(self, pipe: Any, learner: str) -> None:
@@ -92,7 +92,7 @@ class MetaStore:
         pipe.lrange(self.keys.learner_meta_log(learner), 0, limit - 1)
         pipe.llen(self.keys.learner_meta_log(learner))
         raw, total = await pipe.execute()
-        return [orjson.loads(x) for x in raw], int(total)
+        return [unpack(x) for x in raw], int(total)
 
     def shards(self) -> range:
         return self.keys.all_shards()
@@ -294,7 +294,7 @@ def _snapshot_of(meta: list[str | None], state: list[str | None]) -> Snapshot:
     (mv, ms), (sv, ss, rr, rt) = meta, state
     return Snapshot(
         meta_version=mv or "0",
-        doc=orjson.loads(ms) if ms else None,
+        doc=unpack(ms) if ms else None,
         state_version=sv,
         state=decode(ss) if ss else None,
         ready_round=int(rr) if rr else None,
@@ -305,7 +305,7 @@ def _snapshot_of(meta: list[str | None], state: list[str | None]) -> Snapshot:
 def _commit_args(c: MetaCommit) -> list[Any]:
     args: list[Any] = [
         c.meta_version,
-        orjson.dumps(c.doc).decode(),
+        pack(c.doc),
         LOG_CAP,
         c.state_version if c.state is not None and c.state_version is not None else "",
         encode(c.state) if c.state is not None else "",
@@ -313,7 +313,7 @@ def _commit_args(c: MetaCommit) -> list[Any]:
         len(c.log),
         c.lock_token or "",
     ]
-    args += [orjson.dumps(entry).decode() for entry in c.log]
+    args += [pack(entry) for entry in c.log]
     if c.event is not None:  # the script XADDs these pairs as they come
         for name, value in c.event.to_fields().items():
             args += [name, value]

@@ -25,7 +25,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from redis.exceptions import ResponseError
 
 from services.training import paging, selection
@@ -36,7 +35,7 @@ from services.training.pipelining import AutoPipeline
 from services.training.round import RoundOutcome, compute_round, new_learner_state
 from services.training.state_cache import StateCache
 from services.training.thresholds import ThresholdsCache
-from shared import idempotency
+from shared import history, idempotency
 from shared.commit_rounds import (
     IDEMPOTENCY_TTL_MS,
     CommitHeader,
@@ -53,6 +52,7 @@ from shared.domain_errors import (
     VersionConflict,
 )
 from shared.fleet_totals import learner_count
+from shared.history import Anchor
 from shared.keyed_locks import KeyedLocks
 from shared.keys import Keys, round_id_base
 from shared.learner_state import (
@@ -297,13 +297,17 @@ class TrainingStore:
         return await learner_count(self.redis, self.keys)
 
     async def history(self, learner: str, limit: int) -> list[Any]:
+        """The newest `limit` rounds: the history string's, then those of a list written
+        before it (older; see `history.read_entries`)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(self.keys.learner_state(learner))
-            pipe.lrange(self.keys.learner_history(learner), 0, limit - 1)
-            exists, raw = await pipe.execute()
+            pipe.get(self.keys.learner_history(learner))
+            pipe.lrange(self.keys.learner_history_list(learner), 0, limit - 1)
+            exists, blob, legacy = await pipe.execute()
         if not exists:
             raise LearnerNotFound(learner)
-        return [orjson.loads(x) for x in raw]
+        # A list of the older encoding was capped at the history length: so is the answer.
+        return history.read_entries(blob, legacy, min(limit, self.history_limit))
 
     async def readiness_thresholds(self) -> ReadinessThresholds:
         return await read_thresholds(self.redis, self.keys)
@@ -582,6 +586,26 @@ class TrainingStore:
         learner's shard's, `fence` the coach's token for that shard (None: unfenced)."""
         last = outs[-1]
         thresholds = self.thresholds.get()
+        ts = int(now * 1000)
+        per = round(dur_ms / len(outs), 3)
+        # The history records are steps from the anchor the state carries (shared/history.py);
+        # the state is committed with its advanced anchor in the same script.
+        anchor = Anchor(state.hist_ts, state.hist_avg, outs[0].learner_round - 1, state.hist_topics)
+        records = history.encode_entries(
+            anchor,
+            [
+                {
+                    "n": out.learner_round,
+                    "ts": ts,
+                    "trained": out.trained,
+                    "scores": out.scores,
+                    "avg": out.avg,
+                    "ms": per,
+                }
+                for out in outs
+            ],
+        )
+        state.hist_ts, state.hist_avg = anchor.ts, anchor.avg
         header = CommitHeader(
             version=v,
             state=encode(state),
@@ -594,25 +618,9 @@ class TrainingStore:
             min_avg=thresholds.min_avg,
             max_below=thresholds.max_below,
             round_base=round_id_base(self.keys.shard_of(state.id)),
+            history_anchor=anchor.encode(),
         )
-        ts = int(now * 1000)
-        per = round(dur_ms / len(outs), 3)
-        entries = [
-            (
-                orjson.dumps(
-                    {
-                        "n": out.learner_round,
-                        "ts": ts,
-                        "trained": out.trained,
-                        "scores": out.scores,
-                        "avg": out.avg,
-                        "ms": per,
-                    }
-                ).decode(),
-                per,
-            )
-            for out in outs
-        ]
+        entries = [(record, per) for record in records]
         return commit_rounds_args(
             header, entries, guard, idem.request_hash if idem is not None else None, fence=fence
         )

@@ -8,7 +8,7 @@
 -- the shard's base (shard * ROUND_ID_STRIDE, shared/keys.py): unique across the fleet without a
 -- fleet-wide counter, increasing for the learner (it always commits in this shard), consecutive
 -- within this call.
--- KEYS: 1 state, 2 history, 3 the shard's round seq, 4 the shard's rounds stream,
+-- KEYS: 1 state, 2 history (one string, shared/history.py), 3 the shard's round seq, 4 the shard's rounds stream,
 --       5 the shard's coach fence, 6 coach queue, 7 coach ready, 8 meta stream,
 --       9 (only with an idempotency key) the idempotency record, in the learner's slot
 --       (keys.learner_idempotency)
@@ -26,9 +26,16 @@
 --       16 fencing token or '' (unfenced: a client's own round, a boost): with a token the
 --          commit happens only while GET KEYS[5] equals it (the coach replica still holds the
 --          shard's lease it acquired with that token),
---       then per round i (1..n): 15+2i history entry JSON (a non-empty object; its id is
---                                prepended here), 16+2i round duration in ms.
---       So #ARGV is exactly 16 + 2n.
+--       17 the history's new anchor (shared/history.py; '' keeps the stored one),
+--       then per round i (1..n): 16+2i history entry: a packed body (ASCII, first byte below
+--                                64) or a JSON object (a non-empty one), its round id added
+--                                here, 17+2i round duration in ms.
+--       So #ARGV is exactly 17 + 2n.
+-- History: one string, newest record first (layout in shared/history.py, whose `prepend` is
+-- this script's reference in Python): the new records go in front with their round id gaps,
+-- the anchor and the record count are replaced and the string is cut back to `history cap`
+-- records once it holds a tenth more, in this script, so a round and its history record are
+-- one atomic step.
 -- Returns {1, new version, first round id, ready 0/1, became ready 0/1}
 --       | {0, current version, current state} on a version conflict | {-1} if the learner is gone
 --       | {2, version, first round id, ready 0/1, became ready 0/1, n} when the idempotency record
@@ -48,7 +55,7 @@
 -- Ids reach 10^15 and more: Lua's `..` and tostring print such numbers as `1e+15`, so every id
 -- written into a string goes through `id()` (exact: integers below 2^53 are exact doubles).
 local MAX_ROUNDS = 1000
-local FIXED = 16
+local FIXED = 17
 
 local function id(x)
   return string.format('%.0f', x)
@@ -67,6 +74,36 @@ local function number(i)
     return nil
   end
   return x
+end
+
+-- Varints of the history string: 6 bits a byte, low first, bit 6 set when more follow, so
+-- every byte stays ASCII (shared/history.py). Integers up to 2^53 are exact doubles.
+local function varint(v)
+  local out = {}
+  while v >= 64 do
+    local low = v % 64
+    out[#out + 1] = string.char(64 + low)
+    v = (v - low) / 64
+  end
+  out[#out + 1] = string.char(v)
+  return table.concat(out)
+end
+
+local function read_varint(s, pos)
+  local v, mul = 0, 1
+  while true do
+    local b = string.byte(s, pos)
+    if b == nil then
+      return nil, pos
+    end
+    pos = pos + 1
+    if b >= 64 then
+      v = v + (b - 64) * mul
+      mul = mul * 64
+    else
+      return v + b * mul, pos
+    end
+  end
 end
 
 -- ---- validation: every input, before the first write ------------------------------------------
@@ -102,10 +139,13 @@ if idem ~= '' and (idem_ttl == nil or idem_ttl < 1 or idem_ttl ~= math.floor(ide
 end
 for i = 1, n do
   local entry = ARGV[FIXED + 2 * i - 1]
-  local okj, decoded = pcall(cjson.decode, entry)
-  if not okj or type(decoded) ~= 'table' or string.sub(entry, 1, 1) ~= '{'
-      or next(decoded) == nil then
-    return bad('round ' .. i .. ': the history entry must be a non-empty JSON object')
+  if string.sub(entry, 1, 1) == '{' then
+    local okj, decoded = pcall(cjson.decode, entry)
+    if not okj or type(decoded) ~= 'table' or next(decoded) == nil then
+      return bad('round ' .. i .. ': the history entry must be a non-empty JSON object')
+    end
+  elseif entry == '' or string.byte(entry, 1) >= 64 or string.find(entry, '[\128-\255]') then
+    return bad('round ' .. i .. ': the history entry must be a packed body or a JSON object')
   end
   if number(FIXED + 2 * i) == nil then
     return bad('round ' .. i .. ': the duration must be a finite number')
@@ -120,6 +160,10 @@ if fence ~= '' and (not string.match(fence, '^%d+$') or #fence > 18) then
   return bad('ARGV[16] (fencing token) must be a non-negative integer or empty')
 end
 local guard = ARGV[12]
+local anchor = ARGV[17]
+if string.find(anchor, '[\128-\255]') then
+  return bad('ARGV[17] (history anchor) must be ASCII')
+end
 
 -- ---- reads and checks ----------------------------------------------------------------------
 if fence ~= '' then
@@ -151,6 +195,28 @@ end
 if cur ~= ARGV[1] then
   return {0, cur, redis.call('HGET', KEYS[1], 's')}
 end
+-- The stored history, read (and checked) before any write: its newest round id, its anchor and
+-- where its records start.
+local old = redis.call('GET', KEYS[2])
+local old_head, old_count, old_anchor, old_start = 0, 0, '', nil
+if old then
+  if string.sub(old, 1, 1) ~= 'h' then
+    return bad('the stored history is not a history string')
+  end
+  local alen
+  old_head, old_start = read_varint(old, 2)
+  if old_head ~= nil then
+    old_count, old_start = read_varint(old, old_start)
+  end
+  if old_count ~= nil then
+    alen, old_start = read_varint(old, old_start)
+  end
+  if old_head == nil or old_count == nil or alen == nil or old_start + alen > #old + 1 then
+    return bad('the stored history has a broken header')
+  end
+  old_anchor = string.sub(old, old_start, old_start + alen - 1)
+  old_start = old_start + alen
+end
 if guard ~= '' then
   local s = redis.call('HGET', KEYS[1], 's')
   if not string.find(s, guard, 1, true) then
@@ -180,15 +246,54 @@ if became then
 else
   redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2], 'r', ready and '1' or '0')
 end
+local records = {}
+for i = n, math.max(1, n - history_cap + 1), -1 do
+  local gap = 1
+  if i == 1 then
+    gap = old_head > 0 and first - old_head or 0
+  end
+  -- zigzag: a gap is negative only if a caller changed the round id base (tests do)
+  local rest = varint(gap >= 0 and gap * 2 or -gap * 2 - 1) .. ARGV[FIXED + 2 * i - 1]
+  records[#records + 1] = varint(#rest) .. rest
+end
+local count = #records
+if old and count < history_cap then
+  -- The stored records are kept whole while the string holds at most `history_cap` plus a
+  -- tenth; past that it is cut back to `history_cap` records, walking their lengths once. So
+  -- a commit usually copies the string without reading its records (the walk is most of the
+  -- script's time), at the cost of up to a tenth more records kept (never answered: readers
+  -- stop at the history length).
+  if count + old_count <= history_cap + math.floor(history_cap / 10) then
+    records[#records + 1] = string.sub(old, old_start)
+    count = count + old_count
+  else
+    local pos, left = old_start, history_cap - count
+    while left > 0 do
+      local b = string.byte(old, pos)
+      if b == nil then
+        break
+      elseif b < 64 then
+        pos = pos + 1 + b
+      else
+        local len, at = read_varint(old, pos)
+        pos = at + len
+      end
+      left = left - 1
+    end
+    records[#records + 1] = string.sub(old, old_start, pos - 1)
+    count = history_cap - left
+  end
+end
+if anchor == '' then
+  anchor = old_anchor
+end
+redis.call('SET', KEYS[2],
+  'h' .. varint(last) .. varint(count) .. varint(#anchor) .. anchor .. table.concat(records))
 for i = 1, n do
-  local rid = id(first + i - 1)
-  local entry = ARGV[FIXED + 2 * i - 1]
-  redis.call('LPUSH', KEYS[2], '{"round":' .. rid .. ',' .. string.sub(entry, 2))
   redis.call('XADD', KEYS[4], '*',
-    'round', rid, 'learner', ARGV[3], 'region', ARGV[4], 'ts', now_ms,
+    'round', id(first + i - 1), 'learner', ARGV[3], 'region', ARGV[4], 'ts', now_ms,
     'ms', ARGV[FIXED + 2 * i], 'avg', ARGV[5])
 end
-redis.call('LTRIM', KEYS[2], 0, history_cap - 1)
 if ready then
   redis.call('ZREM', KEYS[6], ARGV[3])
   redis.call('ZADD', KEYS[7], ARGV[7], ARGV[3])

@@ -1,8 +1,9 @@
 -- Erase a learner and every index entry that names it, atomically. Every key is in the learner's
 -- shard (one hash tag): the indexes are the shard's own.
--- KEYS: 1 state, 2 history, 3 meta, 4 meta log, 5 meta lock, 6 learners index, 7 regions,
---       8 coach queue, 9 coach ready, 10 coach fastlane, 11 coach coached,
---       12 fast lane pinned out, 13 fast lane automatic members (all of the shard)
+-- KEYS: 1 state, 2 history, 3 history list (the encoding before the compact one), 4 meta,
+--       5 meta log, 6 meta lock, 7 learners index, 8 regions, 9 coach queue, 10 coach ready,
+--       11 coach fastlane, 12 coach coached, 13 fast lane pinned out,
+--       14 fast lane automatic members (all of the shard)
 -- ARGV: 1 learner id
 -- Returns 1 when erased, 0 when there was no such learner, or an `INVALID delete_learner: …`
 -- error reply, having written nothing (checked before the first write: Redis does not roll a
@@ -20,15 +21,15 @@ local ok, doc = pcall(cjson.decode, raw)
 if not ok or type(doc) ~= 'table' then return invalid('stored state is not JSON') end
 local region = doc['rg'] or 'local'
 if type(region) ~= 'string' then return invalid('stored region') end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-redis.call('ZREM', KEYS[6], ARGV[1])
-if redis.call('HINCRBY', KEYS[7], region, -1) <= 0 then
-  redis.call('HDEL', KEYS[7], region)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('ZREM', KEYS[7], ARGV[1])
+if redis.call('HINCRBY', KEYS[8], region, -1) <= 0 then
+  redis.call('HDEL', KEYS[8], region)
 end
-redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('ZREM', KEYS[9], ARGV[1])
-redis.call('SREM', KEYS[10], ARGV[1])
-redis.call('ZREM', KEYS[11], ARGV[1])
-redis.call('SREM', KEYS[12], ARGV[1])
-redis.call('ZREM', KEYS[13], ARGV[1])
+redis.call('ZREM', KEYS[10], ARGV[1])
+redis.call('SREM', KEYS[11], ARGV[1])
+redis.call('ZREM', KEYS[12], ARGV[1])
+redis.call('SREM', KEYS[13], ARGV[1])
+redis.call('ZREM', KEYS[14], ARGV[1])
 return 1

@@ -70,7 +70,7 @@ def learner_keys(client: sync_redis.Redis, keys: Keys) -> dict[str, Any]:
     for learner in LEARNERS:
         found[learner] = (
             client.hgetall(keys.learner_state(learner)),
-            client.lrange(keys.learner_history(learner), 0, -1),
+            client.get(keys.learner_history(learner)),
             client.hgetall(keys.learner_meta(learner)),
             client.lrange(keys.learner_meta_log(learner), 0, -1),
         )

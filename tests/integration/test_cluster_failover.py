@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from harness.fleet import Fleet
@@ -33,6 +32,7 @@ from harness.http import probe_json
 from harness.polling import wait_for
 from harness.redis_clients import SyncRedis, sync_client
 from harness.redis_cluster import LocalCluster, free_cluster_base, ports_from
+from shared import history
 from shared.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -130,7 +130,7 @@ class Rounds:
 
 
 def history_ids(r: SyncRedis, keys: Keys, learner: str) -> list[int]:
-    return [int(orjson.loads(x)["round"]) for x in r.lrange(keys.learner_history(learner), 0, -1)]
+    return [int(e["round"]) for e in history.decode(r.get(keys.learner_history(learner)))]
 
 
 def committed(r: SyncRedis, keys: Keys) -> int:

@@ -12,10 +12,10 @@ import asyncio
 import time
 
 import aiohttp
-import orjson
 import pytest
 
 from harness.fleet import Fleet
+from services.meta.packing import unpack
 from shared.keys import Keys
 from shared.learner_state import DomainState, LearnerState, decode, encode
 from shared.scripts import Scripts
@@ -165,7 +165,7 @@ async def test_concurrent_run_all_runs_each_phase_once(meta, redis, scripts, key
     ran = sorted(n for a in answers for n in a["ran"])
     assert ran == [1, 2, 3, 4]
     raw = await redis.lrange(keys.learner_meta_log("c"), 0, -1)
-    messages = [orjson.loads(e)["message"] for e in raw]
+    messages = [unpack(e)["message"] for e in raw]  # stored packed (services/meta/packing.py)
     for n in (1, 2, 3, 4):
         assert sum(1 for m in messages if m.startswith(f"Phase {n} completed")) == 1
     _, metrics = meta.get(f"{BASE}/metrics?learner=c")

@@ -23,6 +23,7 @@ import redis as sync_redis
 from harness.fleet import Fleet
 from harness.polling import wait_for
 from harness.redis_server import RedisServer
+from shared.history import decode as decode_history
 from shared.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -120,7 +121,7 @@ def test_a_round_a_replica_lacks_is_503_and_its_retry_answers_it_once_replicated
         time.sleep(0.2)
         mirror = sync_redis.Redis(port=replica.port, decode_responses=True)
         try:
-            assert mirror.llen(Keys(prefix).learner_history("wait-a")) == 2
+            assert len(decode_history(mirror.get(Keys(prefix).learner_history("wait-a")))) == 2
         finally:
             mirror.close()
     finally:

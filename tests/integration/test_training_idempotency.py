@@ -10,6 +10,7 @@ import pytest
 import redis as sync_redis
 
 from harness.processes import ServiceProcess
+from shared import history
 from shared.fleet_totals import rounds_total_sync
 from shared.keys import Keys
 
@@ -26,7 +27,7 @@ def _counters(training: ServiceProcess, keys: Keys, learner: str) -> tuple[Any, 
         return (
             rounds_total_sync(r, keys),
             r.hget(keys.learner_state(learner), "v"),
-            r.llen(keys.learner_history(learner)),
+            len(history.decode(r.get(keys.learner_history(learner)))),
             r.xlen(keys.stream_rounds(shard)),
         )
     finally:

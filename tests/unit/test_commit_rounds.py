@@ -8,6 +8,7 @@ from __future__ import annotations
 import orjson
 
 from shared.commit_rounds import CommitHeader, commit_rounds_args, rejected_of
+from shared.history import decode as decode_history
 from shared.keys import ROUND_ID_STRIDE, Keys, round_id_base
 from shared.learner_state import LearnerState, decode, encode
 from shared.readiness import DEFAULT_MAX_BELOW, DEFAULT_MIN_AVG_MASTERY
@@ -130,9 +131,7 @@ async def test_round_ids_are_the_shards_base_plus_its_counter(redis, scripts, ke
             )
             assert res[0] == 1
             assert res[2] == shard * ROUND_ID_STRIDE + 3 * (version - 1) + 1
-        history = [
-            orjson.loads(h)["round"] for h in await redis.lrange(k.learner_history(learner), 0, -1)
-        ]
+        history = [h["round"] for h in decode_history(await redis.get(k.learner_history(learner)))]
         base = shard * ROUND_ID_STRIDE
         assert history == [base + n for n in range(6, 0, -1)]
         streamed = [int(e["round"]) for _, e in await redis.xrange(k.stream_rounds(shard))]
@@ -215,10 +214,14 @@ async def test_bad_arguments_are_refused_before_any_write(redis, scripts, keys, 
         with_arg(15, "-1"),  # the round id base
         with_arg(15, "1e15"),
         with_arg(16, "token"),  # the fencing token
-        with_arg(17, "not json"),
-        with_arg(17, "[1, 2]"),
-        with_arg(17, "{}"),
-        with_arg(18, "fast"),
+        with_arg(17, "\u00e9"),  # the history anchor: ASCII only
+        with_arg(18, "not json"),
+        with_arg(18, "[1, 2]"),
+        with_arg(18, "{}"),
+        with_arg(18, ""),
+        with_arg(18, "\x40packed"),  # a packed body starts below 64
+        with_arg(18, "\x0c\u00e9"),  # and is ASCII
+        with_arg(19, "fast"),
         with_arg(13, "abc"),  # an idempotency hash without KEYS[9]
         good[:-1],
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from services.meta.engine import MetaEngine, Trigger
+from services.meta.packing import unpack
 from services.meta.store import MetaStore, Snapshot, merge_stats
 from shared.commit_rounds import CommitHeader, commit_rounds_args
 from shared.learner_state import DomainState, LearnerState, decode, encode
@@ -194,7 +195,7 @@ async def test_trigger_delay_comes_from_the_servers_record_not_the_caller(redis,
     result = await engine.run_all("t1", Trigger(2**63, 0))
     sec2, usec2 = await redis.time()
     assert 0 <= result["delay_ms"] <= sec2 * 1000 + usec2 // 1000 - rt + 1000
-    doc = orjson.loads(await redis.hget(keys.learner_meta("t1"), "s"))
+    doc = unpack(await redis.hget(keys.learner_meta("t1"), "s"))
     assert doc["lastTrigger"]["round"] == rr and doc["lastTrigger"]["ts"] == rt
     assert (await fleet_stats(redis, keys)).get("delayMaxMs", 0) < 60_000
     assert sec * 1000 + usec // 1000 >= rt

@@ -172,7 +172,7 @@ async def new_view(redis: Redis, keys: Keys, learners: list[str]) -> dict[str, A
         s = keys.shard_of(learner)
         out[learner] = {
             "state": await redis.hgetall(keys.learner_state(learner)),
-            "history": await redis.lrange(keys.learner_history(learner), 0, -1),
+            "history": await redis.lrange(keys.learner_history_list(learner), 0, -1),
             "meta": await redis.hgetall(keys.learner_meta(learner)),
             "log": await redis.lrange(keys.learner_meta_log(learner), 0, -1),
             "queue": await redis.zscore(keys.coach_queue(s), learner),

@@ -8,6 +8,7 @@ from importlib import resources
 import orjson
 
 from shared.commit_rounds import CommitHeader, commit_rounds_args
+from shared.history import decode as decode_history
 from shared.keys import Keys, round_id_base
 from shared.learner_state import DomainState, LearnerState, decode, encode
 from shared.scripts import SCRIPT_NAMES, Scripts, lua_source
@@ -60,8 +61,8 @@ async def test_commit_assigns_contiguous_ids_and_rejects_stale_version(redis, sc
     assert ok[0] == 1 and ok[1] == 2 and ok[2] == base + 1
     stale = await commit(redis, scripts, keys, "a", 1, 10, 9)
     assert stale[0] == 0 and stale[1] == "2"
-    history = await redis.lrange(keys.learner_history("a"), 0, -1)
-    assert [orjson.loads(h)["round"] for h in history] == [base + 3, base + 2, base + 1]
+    history = decode_history(await redis.get(keys.learner_history("a")))
+    assert [h["round"] for h in history] == [base + 3, base + 2, base + 1]
     assert await redis.xlen(keys.stream_rounds(keys.shard_of("a"))) == 3
 
 

@@ -296,3 +296,29 @@ async def test_readiness_thresholds_default_and_follow_the_coach_settings(store,
     await redis.hset(keys.coach_settings, mapping={"minAvgMastery": "60", "maxBelow80": "junk"})
     read = await store.readiness_thresholds()
     assert (read.min_avg, read.max_below) == (60.0, 3)
+
+
+async def test_a_history_list_of_the_older_encoding_is_read_after_the_string(store, keys, redis):
+    """A learner written before the compact history: its list still answers (after the rounds
+    committed since, which go into the string), and its state, written in the older form, is
+    rewritten with the history anchor at its next round."""
+    import orjson
+
+    await store.start("old", reset=False)
+    raw = await redis.hget(keys.learner_state("old"), "s")
+    assert '"hk"' not in raw  # no round yet: the state is as the older encoder wrote it
+    legacy = [
+        {"round": 7 - i, "n": 0, "ts": 1000 - i, "trained": ["dsa"], "scores": {"dsa": 50}}
+        for i in range(3)
+    ]
+    await redis.rpush(keys.learner_history_list("old"), *(orjson.dumps(e) for e in legacy))
+    assert await store.history("old", 10) == legacy
+    await store.run_round("old")
+    await store.run_round("old")
+    got = await store.history("old", 10)
+    assert [e["n"] for e in got[:2]] == [2, 1] and got[2:] == legacy
+    assert await store.history("old", 3) == got[:3]
+    assert '"hk"' in await redis.hget(keys.learner_state("old"), "s")
+    for _ in range(4):  # the string alone reaches the cap (5): the list no longer shows
+        await store.run_round("old")
+    assert [e["n"] for e in await store.history("old", 10)] == [6, 5, 4, 3, 2]
