@@ -62,6 +62,9 @@ CLEANUP_WRITE_S = 0.5  # each last write on shutdown (stats flush, service_stopp
 REPLICA_SETTINGS = web.AppKey("replica_settings", ReplicaSettings)
 # The port this replica's control site listens on (0: it has none).
 CONTROL_PORT = web.AppKey("control_port", int)
+# Where this replica alone serves the API (shared/runner.py sets it for a replica on a shared
+# socket), announced in its heartbeat; None otherwise.
+API_URL: web.AppKey[str | None] = web.AppKey("api_url")
 
 
 def create_base_app(
@@ -103,6 +106,7 @@ def create_base_app(
     app[READY_CHECKS] = ([redis_ready] if use_redis else []) + list(ready_checks or [])
     app[REPLICA_SETTINGS] = replica
     app[CONTROL_PORT] = 0
+    app[API_URL] = None
     if replica.control_fd is not None or replica.control_port is not None:
         # First, so the control port answers /health while Redis is still awaited; the same
         # edge check as the main port, and JSON errors.
@@ -204,6 +208,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
             host=socket.gethostname(),
             control_port=app[CONTROL_PORT] or None,
             started_ms=int(app[APP_STARTED] * 1000),
+            api_url=app[API_URL],
         ),
         heartbeat_s=replica.heartbeat_s,
         ttl_s=replica.ttl_s,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -12,9 +14,10 @@ from services.web.cors import allowed_origins, cors_middleware
 from services.web.events import SnapshotCache, build_snapshot
 from services.web.gate_store import GateStore
 from services.web.gates import load_table
+from services.web.learner_routing import LearnerRouter
 from services.web.proxy import Forwarder, ProxyTable
 from shared import domain_metrics
-from shared.app_factory import add_background_task, create_base_app
+from shared.app_factory import REPLICA_SETTINGS, add_background_task, create_base_app
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.settings import FleetSettings
 
@@ -43,9 +46,15 @@ async def _end_streams(app: web.Application) -> None:
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     # Runs after the Redis and client contexts: one pooled session serves every forwarded call.
     client = app[CLIENT]
-    app[FORWARDER] = Forwarder(app[PROXY_TABLE], app[SETTINGS], client.session)
     redis, keys, table = app[REDIS], app[KEYS], app[GATE_TABLE]
+    router = LearnerRouter(redis, keys, ttl_s=app[REPLICA_SETTINGS].ttl_s)
+    app[FORWARDER] = Forwarder(app[PROXY_TABLE], app[SETTINGS], client.session, router)
+    # One learner's requests to one training replica, from the replicas' heartbeats.
+    refresher = asyncio.create_task(router.run(), name="learner-routes")
     await system.rename_untagged(redis, keys)
     store = app[GATE_STORE] = GateStore(redis, keys)
     app[SNAPSHOTS] = SnapshotCache(lambda: build_snapshot(client, redis, keys, table, store))
     yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
