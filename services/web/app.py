@@ -23,10 +23,10 @@ from shared.settings import FleetSettings
 
 
 def create_app(settings: FleetSettings) -> web.Application:
-    app = create_base_app("web", settings, use_client=True)
-    # Just inside the request metrics (so refusals are counted) and outside the error and auth
-    # middlewares, so their answers (a 401 too) carry the CORS headers a browser needs to read them.
-    app.middlewares.insert(1, cors_middleware(allowed_origins(settings)))
+    # CORS just inside the request metrics (so refusals are counted) and outside the error and
+    # auth checks, so their answers (a 401 too) carry the CORS headers a browser needs.
+    cors = cors_middleware(allowed_origins(settings))
+    app = create_base_app("web", settings, use_client=True, around_edge=cors)
     app[GATE_TABLE] = load_table()  # a malformed gate table stops the start, not a request
     app[PROXY_TABLE] = ProxyTable()
     routes.register(app)
