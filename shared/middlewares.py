@@ -128,6 +128,26 @@ class EdgePolicy:
         return request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site"
 
 
+def edge_refusal(policy: EdgePolicy, request: web.Request) -> web.Response | None:
+    """The refusal of a foreign `Host` (421) or of a cross-site unsafe call (403); None when the
+    request may go on."""
+    host = request.headers.get("Host")
+    if not policy.host_allowed(host):
+        return _envelope(
+            "host_not_allowed",
+            f"Host {str(host)[:200]!r} is not a name of this fleet (TOOLOO_ALLOWED_HOSTS)",
+            421,
+        )
+    if request.method not in SAFE_METHODS and policy.cross_site(request):
+        origin = request.headers.get("Origin") or "(cross-site)"
+        return _envelope(
+            "cors_forbidden",
+            f"Origin {origin[:200]!r} may not call this API (TOOLOO_CORS_ORIGINS)",
+            403,
+        )
+    return None
+
+
 def edge_middleware(policy: EdgePolicy) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Refuses, before any handler runs: a `Host` that is not one of the fleet's names, on every
     method (DNS rebinding: a page on attacker.example rebound to 127.0.0.1 sends its own name),
@@ -136,21 +156,8 @@ def edge_middleware(policy: EdgePolicy) -> Callable[..., Awaitable[web.StreamRes
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        host = request.headers.get("Host")
-        if not policy.host_allowed(host):
-            return _envelope(
-                "host_not_allowed",
-                f"Host {str(host)[:200]!r} is not a name of this fleet (TOOLOO_ALLOWED_HOSTS)",
-                421,
-            )
-        if request.method not in SAFE_METHODS and policy.cross_site(request):
-            origin = request.headers.get("Origin") or "(cross-site)"
-            return _envelope(
-                "cors_forbidden",
-                f"Origin {origin[:200]!r} may not call this API (TOOLOO_CORS_ORIGINS)",
-                403,
-            )
-        return await handler(request)
+        refused = edge_refusal(policy, request)  # a Response is falsy (an empty mapping)
+        return refused if refused is not None else await handler(request)
 
     return middleware
 
@@ -263,23 +270,11 @@ def fleet_middleware(
     record = metrics.recorder()
 
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-        host = request.headers.get("Host")
-        if not policy.host_allowed(host):
-            return _envelope(
-                "host_not_allowed",
-                f"Host {str(host)[:200]!r} is not a name of this fleet (TOOLOO_ALLOWED_HOSTS)",
-                421,
-            )
-        unsafe = request.method not in SAFE_METHODS
-        if unsafe and policy.cross_site(request):
-            origin = request.headers.get("Origin") or "(cross-site)"
-            return _envelope(
-                "cors_forbidden",
-                f"Origin {origin[:200]!r} may not call this API (TOOLOO_CORS_ORIGINS)",
-                403,
-            )
+        refused = edge_refusal(policy, request)
+        if refused is not None:
+            return refused
         try:
-            if expected is not None and unsafe:
+            if expected is not None and request.method not in SAFE_METHODS:
                 given = request.headers.get("Authorization", "").encode()
                 # Constant-time compare, so the token cannot be guessed byte by byte.
                 if not hmac.compare_digest(given, expected):
