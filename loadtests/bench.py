@@ -50,7 +50,7 @@ GROUPS = ("refs", "training", "training-wrk", "coach", "boost", "fleet")
 SINGLE_ROUND_SHARE = 0.24
 ONE_LEARNER_SHARE = 0.8  # one learner's concurrent rounds >= 0.8x the many-learner rate
 SINGLE_ROUND_P99_MS = 25.0
-COACH_SHARE = 0.10  # coach capacity >= 10% of the Redis commit ceiling
+COACH_SHARE = 0.18  # coach capacity >= 18% of the Redis commit ceiling (it was 19.8–20.5 %)
 COACH_MIN_RPM = 300_000.0
 BOOST_P99_MS = 100.0
 BOOST_PACE_S = 0.2  # the coach allows 60 boosts per 10 s per client; stay under it
