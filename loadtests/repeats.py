@@ -6,7 +6,8 @@ ratio compares figures taken minutes apart at most) and this module folds the N 
 
 - `measured`: the median of the repeats; `spread`: "min–max" of them;
 - `reference` and `ratio`: the medians of the repeats' references and ratios (the ratio's median,
-  not the ratio of medians, so each ratio pairs figures of one repeat);
+  not the ratio of medians, so each ratio pairs figures of one repeat), each with its spread
+  (`reference_spread`, `ratio_spread`);
 - `passed`: the verdict of at least half the repeats (a figure that passed once in three did
   not pass); `result` says how many passed ("2/3").
 
@@ -68,7 +69,9 @@ def fold(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                     "measured": statistics.median(measured) if measured else first["measured"],
                     "spread": _spread(measured) if len(measured) > 1 else "—",
                     "reference": statistics.median(refs) if refs else None,
+                    "reference_spread": _spread(refs) if len(refs) > 1 else "—",
                     "ratio": statistics.median(ratios) if ratios else None,
+                    "ratio_spread": _spread(ratios) if len(ratios) > 1 else "—",
                     "passed": passed,
                     "passes": f"{sum(bool(v) for v in verdicts)}/{len(verdicts)}"
                     if verdicts

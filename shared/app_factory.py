@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -36,12 +35,10 @@ from shared.keys import Keys
 from shared.logging import configure_logging, get_logger
 from shared.middlewares import (
     EdgePolicy,
-    Handler,
     RequestMetrics,
-    auth_middleware,
     edge_middleware,
     error_middleware,
-    request_context_middleware,
+    fleet_middleware,
 )
 from shared.migrate_layout import LegacyLayoutFound, refuse_legacy_layout
 from shared.observability import REPLICAS, ReadyCheck, add_routes, control_app, redis_ready
@@ -62,6 +59,9 @@ CLEANUP_WRITE_S = 0.5  # each last write on shutdown (stats flush, service_stopp
 REPLICA_SETTINGS = web.AppKey("replica_settings", ReplicaSettings)
 # The port this replica's control site listens on (0: it has none).
 CONTROL_PORT = web.AppKey("control_port", int)
+# Where this replica alone serves the API (shared/runner.py sets it for a replica on a shared
+# socket), announced in its heartbeat; None otherwise.
+API_URL: web.AppKey[str | None] = web.AppKey("api_url")
 
 
 def create_base_app(
@@ -72,25 +72,28 @@ def create_base_app(
     use_client: bool = False,
     ready_checks: list[ReadyCheck] | None = None,
     client_max_size: int = BODY_LIMIT,
+    around_edge: Callable[..., Any] | None = None,
 ) -> web.Application:
     settings = settings or get_settings()
     configure_logging(service, settings.log_level)
     stats = RequestStats(service)
     metrics = RequestMetrics(service, stats)
-    edge = edge_middleware(EdgePolicy.of(settings))
+    policy = EdgePolicy.of(settings)
+    edge = edge_middleware(policy)
     replica = ReplicaSettings()
     recycle = replica.recycle_every()
     app = web.Application(
+        # The recycling, metrics, request id, edge check (before anything reads the request: a
+        # foreign Host or a cross-site unsafe call is refused whatever the route, the token or
+        # the body), JSON errors and, with a token, auth: one middleware on every request.
         middlewares=[
-            *([connection_recycle_middleware(recycle)] if recycle else []),
-            metrics.middleware(),
-            request_context_middleware,
-            # Before anything reads the request: a foreign Host or a cross-site unsafe call is
-            # refused whatever the route, the token or the body.
-            edge,
-            error_middleware,
-            # Only when a token is set: without one it would be a no-op layer on every request.
-            *([auth_middleware(token)] if (token := settings.token()) else []),
+            fleet_middleware(
+                metrics,
+                policy,
+                settings.token(),
+                recycle_every=recycle,
+                around_edge=around_edge,
+            )
         ],
         client_max_size=client_max_size,
     )
@@ -103,6 +106,7 @@ def create_base_app(
     app[READY_CHECKS] = ([redis_ready] if use_redis else []) + list(ready_checks or [])
     app[REPLICA_SETTINGS] = replica
     app[CONTROL_PORT] = 0
+    app[API_URL] = None
     if replica.control_fd is not None or replica.control_port is not None:
         # First, so the control port answers /health while Redis is still awaited; the same
         # edge check as the main port, and JSON errors.
@@ -116,25 +120,6 @@ def create_base_app(
         app.cleanup_ctx.append(_client_ctx)
     add_routes(app, with_replicas=use_redis)
     return app
-
-
-def connection_recycle_middleware(every: int) -> Callable[..., Any]:
-    """Close a kept-alive connection after `every` requests on average (each answer with
-    probability 1/every: no per-connection state). Replicas sharing a listening socket each
-    keep the connections they accepted, and a client's pool is placed once, at connect time,
-    often all on one replica (the one awake when a burst of connects came); a client that
-    reconnects now and then is placed again, and an idle replica tends to accept first."""
-    chance = 1.0 / every
-    draw = random.random
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        if not response.prepared and draw() < chance:  # a stream already sent keeps its own
-            response.force_close()
-        return response
-
-    return middleware
 
 
 def _control_ctx(control: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -204,6 +189,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
             host=socket.gethostname(),
             control_port=app[CONTROL_PORT] or None,
             started_ms=int(app[APP_STARTED] * 1000),
+            api_url=app[API_URL],
         ),
         heartbeat_s=replica.heartbeat_s,
         ttl_s=replica.ttl_s,

@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-import structlog
 
 from shared.errors import UpstreamError, UpstreamTimeout
+from shared.logging import current_request_id
 from shared.settings import FleetSettings
 
 # The methods the services serve without the token (auth covers every other one).
@@ -44,7 +44,7 @@ class ServiceClient:
 
     def _headers(self, method: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers: dict[str, str] = {}
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        request_id = current_request_id()
         if request_id:
             headers["X-Request-ID"] = str(request_id)
         token = self.settings.token()

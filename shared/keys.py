@@ -424,7 +424,7 @@ class Keys:
     # ---- replicas of a service (shared/replicas.py) ------------------------------------------
     def replicas(self, service: str) -> str:
         """Hash: replica name -> JSON `{replica, pid, host, control_port, started_ms,
-        last_seen_ms}`, written by each replica's heartbeat; one key per service, so one slot."""
+        last_seen_ms, api_url}`, written by each replica's heartbeat; one key per service, so one slot."""
         return f"{self.prefix}:replicas:{service}"
 
     # ---- counters that must never go back (backup/restore keeps the larger value) -------------

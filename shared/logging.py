@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from typing import Any, cast
 
 import orjson
@@ -12,6 +13,26 @@ import structlog
 from structlog.typing import EventDict, Processor
 
 _SECRET_KEYS = {"authorization", "token", "api_token", "password"}
+# The request being handled: its id and the request (whose `learner` query parameter a line
+# names), set by the request middleware. Read when a line is written, so a request that logs
+# nothing pays one ContextVar set and reset, not a logger binding.
+CURRENT_REQUEST: ContextVar[tuple[str, Any] | None] = ContextVar("tooloo_request", default=None)
+
+
+def current_request_id() -> str | None:
+    current = CURRENT_REQUEST.get()
+    return current[0] if current is not None else None
+
+
+def _request_context(_: Any, __: str, event: EventDict) -> EventDict:
+    current = CURRENT_REQUEST.get()
+    if current is not None:
+        request_id, request = current
+        event.setdefault("request_id", request_id)
+        learner = request.query.get("learner")
+        if learner:
+            event.setdefault("learner", learner[:64])
+    return event
 
 
 def _redact(_: Any, __: str, event: EventDict) -> EventDict:
@@ -76,6 +97,7 @@ def configure_logging(service: str, level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _request_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,

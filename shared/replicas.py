@@ -58,6 +58,11 @@ class ReplicaSettings(BaseSettings):
     conn_recycle: int | None = Field(
         None, ge=0, le=1_000_000, validation_alias="TOOLOO_CONN_RECYCLE"
     )
+    # The port this replica also serves its API on, alone (0: any free port). Only a replica on
+    # a shared socket opens one: through the shared port nobody can pick a replica, and the
+    # gateway needs to, to send every request of one learner to the same process (group commit
+    # coalesces only the rounds one process holds).
+    api_port: int = Field(0, ge=0, le=65535, validation_alias="TOOLOO_REPLICA_API_PORT")
     heartbeat_s: float = Field(1.0, ge=0.05, le=60, validation_alias="TOOLOO_REPLICA_HEARTBEAT")
     ttl_s: float = Field(5.0, ge=0.2, le=600, validation_alias="TOOLOO_REPLICA_TTL")
 
@@ -70,6 +75,20 @@ class ReplicaSettings(BaseSettings):
         """This process's replica name: the orchestrator's, else host and pid (unique per
         container under compose, where every replica has its own host name)."""
         return self.replica or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def own_api_listener(host: str, port: int) -> tuple[socket.socket, str]:
+    """A listening socket for this replica's own API port on `host`, and the URL others reach it
+    at (the host name when bound to a wildcard address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    bound = sock.getsockname()[1]
+    reach = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return sock, f"http://{f'[{reach}]' if ':' in reach else reach}:{bound}"
 
 
 def inherited_listener(fd: int, variable: str) -> socket.socket:
@@ -95,6 +114,9 @@ class ReplicaRecord:
     control_port: int | None
     started_ms: int
     last_seen_ms: int = 0
+    # Where this replica alone serves the API (`http://host:port`), None when it has no port of
+    # its own (a single process, or one container per replica behind a name).
+    api_url: str | None = None
 
 
 class ReplicaRegistry:

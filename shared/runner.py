@@ -12,8 +12,9 @@ from types import TracebackType
 import uvloop
 from aiohttp import web
 
+from shared.app_factory import API_URL
 from shared.logging import redact_text
-from shared.replicas import ReplicaSettings, inherited_listener
+from shared.replicas import ReplicaSettings, inherited_listener, own_api_listener
 from shared.settings import FleetSettings, get_settings
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -64,15 +65,22 @@ def run_service(service: str, create_app: Callable[[FleetSettings], web.Applicat
     check_bind_allowed(settings)
     # A replica serves the port's listening socket the orchestrator bound once and handed down
     # (shared/replicas.py); a service started on its own binds the port itself, as always.
-    fd = ReplicaSettings().listen_fd
+    replica = ReplicaSettings()
+    fd = replica.listen_fd
     listener = inherited_listener(fd, "TOOLOO_LISTEN_FD") if fd is not None else None
     app = create_app(settings)
+    socks = [listener] if listener else []
+    if listener:
+        # The same app on a port of this replica's own, announced in its heartbeat, so that the
+        # gateway can send one learner's requests to one replica (services/web/learner_routing.py).
+        own, app[API_URL] = own_api_listener(settings.host, replica.api_port)
+        socks.append(own)
     loop = uvloop.new_event_loop()
     web.run_app(
         app,
         host=None if listener else settings.host,
         port=None if listener else settings.port_of(service),
-        sock=listener,
+        sock=socks or None,
         access_log=None,
         print=None,
         # How long in-flight handlers may take after SIGTERM. aiohttp waits this long, then

@@ -1,6 +1,6 @@
 """The meta trigger: consumer group `coach` on each shard's meta stream (`keys.stream_meta(s)`),
 entries of type `ready` (one per readiness transition, appended by the round-commit script) →
-meta `run-batch` for the learners of one read, `batch_size` at a time (meta's `run-all` per learner
+one queue for every shard → meta `run-batch`, `batch_size` learners at a time (meta's `run-all` per learner
 if meta refuses a batch). Each coach replica consumes the streams of the shards it owns
 (shared/shard_leases.py): one reader task per owned shard, started when the shard is gained and
 cancelled when it is lost.
@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -85,8 +86,15 @@ class MetaTrigger:
         self.claim_every_s = claim_every_s
         self.prune_every_s = prune_every_s
         self.prune_idle_ms = prune_idle_ms
-        self._gate = asyncio.Semaphore(concurrency)  # meta calls (batches) in flight
-        self._inflight: set[tuple[int, str]] = set()  # (shard, entry id)
+        self.concurrency = concurrency
+        self._calls = 0  # meta calls (batches) in flight, at most `concurrency`
+        # Ready entries of every shard waiting for a meta call, in read order; bounded: a reader
+        # reads again only while fewer than `max_queued` wait (back-pressure on the streams).
+        self._queue: deque[Entry] = deque()
+        self.max_queued = max(count, batch_size * concurrency)
+        self._room = asyncio.Event()
+        self._room.set()
+        self._inflight: set[tuple[int, str]] = set()  # (shard, entry id): queued or in a call
         self._tasks: set[asyncio.Task[None]] = set()
         self._readers: dict[int, asyncio.Task[None]] = {}
         self._meta_down_since: int | None = None
@@ -227,13 +235,33 @@ class MetaTrigger:
                 ready.append((shard, entry_id, event))
         if ignored:
             await self.store.ack_meta_events(shard, ignored)
-        for batch in batches_of(ready, self.batch_size):
-            await self._gate.acquire()  # back-pressure: at most `concurrency` meta calls at once
-            self._inflight.update((s, entry_id) for s, entry_id, _ in batch)
+        self._inflight.update((s, entry_id) for s, entry_id, _ in ready)
+        self._queue.extend(ready)
+        self._pump()
+        while len(self._queue) >= self.max_queued:  # bounded: each meta call has a timeout
+            self._room.clear()
+            await self._room.wait()
+        return len(ready)
+
+    def _pump(self) -> None:
+        """Start meta calls for the queued entries while fewer than `concurrency` are in
+        flight, each with up to `batch_size` of them, whatever their shards.
+
+        One queue for every shard's reader: a shard's read during a readiness wave holds a few
+        entries (the wave is spread over S streams), and a call per read made calls of 1-3
+        learners that held every one of the `concurrency` slots while the other readers waited
+        for one, so triggers queued behind slots rather than being batched (measured: p50 of
+        one learner a call, p99 of the delay 563 ms on a loaded machine). Now an entry read
+        while a slot is free is sent at once, and entries read while every slot is taken
+        wait here and leave together, up to batch_size a call, in the next free slot."""
+        while self._queue and self._calls < self.concurrency:  # bounded by the queue
+            batch = take_batch(self._queue, self.batch_size)
+            self._calls += 1
             task = asyncio.create_task(self._handle(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(ready)
+        if len(self._queue) < self.max_queued:
+            self._room.set()
 
     async def _handle(self, batch: list[Entry]) -> None:
         try:
@@ -244,7 +272,8 @@ class MetaTrigger:
             log.exception("meta_trigger_failed", entries=len(batch))
         finally:
             self._inflight.difference_update((s, entry_id) for s, entry_id, _ in batch)
-            self._gate.release()
+            self._calls -= 1
+            self._pump()
 
     async def _trigger_batch(self, batch: list[Entry]) -> None:
         items: list[dict[str, Any]] = []
@@ -352,22 +381,29 @@ def _served(
     return MetaServed(entry_id, learner, trigger["round"], float(delay), shard)
 
 
-def batches_of(ready: list[Entry], size: int) -> list[list[Entry]]:
-    """Entries in read order, cut into batches of at most `size` with each learner at most once
-    per batch (meta's run-batch takes distinct learners). A learner that became ready twice in
-    one read (ready, coached below the bar, ready again) gets its second entry in a later
-    batch, served like any other."""
-    batches: list[list[Entry]] = []
-    learners: list[set[str]] = []
-    for entry in ready:  # bounded by the read's `count`
-        learner = entry[2].learner
-        for batch, seen in zip(batches, learners, strict=True):
-            if len(batch) < size and learner not in seen:
-                break
+def take_batch(queue: deque[Entry], size: int) -> list[Entry]:
+    """The next batch off the front of `queue`: at most `size` entries in queue order, each
+    learner at most once (meta's run-batch takes distinct learners). A learner that became
+    ready twice (ready, coached below the bar, ready again) keeps its second entry, in place,
+    for a later batch, served like any other."""
+    batch: list[Entry] = []
+    seen: set[str] = set()
+    kept: list[Entry] = []
+    while queue and len(batch) < size:  # bounded by the queue
+        entry = queue.popleft()
+        if entry[2].learner in seen:
+            kept.append(entry)
         else:
-            batch, seen = [], set()
-            batches.append(batch)
-            learners.append(seen)
-        batch.append(entry)
-        seen.add(learner)
+            seen.add(entry[2].learner)
+            batch.append(entry)
+    queue.extendleft(reversed(kept))
+    return batch
+
+
+def batches_of(ready: list[Entry], size: int) -> list[list[Entry]]:
+    """`ready` cut into the batches `take_batch` would send, one after another."""
+    queue = deque(ready)
+    batches = []
+    while queue:  # bounded: every batch takes at least one entry
+        batches.append(take_batch(queue, size))
     return batches

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -12,18 +14,19 @@ from services.web.cors import allowed_origins, cors_middleware
 from services.web.events import SnapshotCache, build_snapshot
 from services.web.gate_store import GateStore
 from services.web.gates import load_table
+from services.web.learner_routing import LearnerRouter
 from services.web.proxy import Forwarder, ProxyTable
 from shared import domain_metrics
-from shared.app_factory import add_background_task, create_base_app
+from shared.app_factory import REPLICA_SETTINGS, add_background_task, create_base_app
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.settings import FleetSettings
 
 
 def create_app(settings: FleetSettings) -> web.Application:
-    app = create_base_app("web", settings, use_client=True)
-    # Just inside the request metrics (so refusals are counted) and outside the error and auth
-    # middlewares, so their answers (a 401 too) carry the CORS headers a browser needs to read them.
-    app.middlewares.insert(1, cors_middleware(allowed_origins(settings)))
+    # CORS just inside the request metrics (so refusals are counted) and outside the error and
+    # auth checks, so their answers (a 401 too) carry the CORS headers a browser needs.
+    cors = cors_middleware(allowed_origins(settings))
+    app = create_base_app("web", settings, use_client=True, around_edge=cors)
     app[GATE_TABLE] = load_table()  # a malformed gate table stops the start, not a request
     app[PROXY_TABLE] = ProxyTable()
     routes.register(app)
@@ -43,8 +46,11 @@ async def _end_streams(app: web.Application) -> None:
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     # Runs after the Redis and client contexts: one pooled session serves every forwarded call.
     client = app[CLIENT]
-    app[FORWARDER] = Forwarder(app[PROXY_TABLE], app[SETTINGS], client.session)
     redis, keys, table = app[REDIS], app[KEYS], app[GATE_TABLE]
+    router = LearnerRouter(redis, keys, ttl_s=app[REPLICA_SETTINGS].ttl_s)
+    app[FORWARDER] = Forwarder(app[PROXY_TABLE], app[SETTINGS], client.session, router)
+    # One learner's requests to one training replica, from the replicas' heartbeats.
+    refresher = asyncio.create_task(router.run(), name="learner-routes")
     await system.rename_untagged(redis, keys)
     store = app[GATE_STORE] = GateStore(redis, keys)
     settings = app[SETTINGS]
@@ -52,3 +58,6 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: build_snapshot(client, redis, keys, table, store, settings)
     )
     yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher

@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from services.web.learner_routing import ROUTED_SERVICE, LearnerRouter, learner_of
 from shared.errors import NotFound, UpstreamError, UpstreamTimeout
 from shared.fleet import SERVICES
 from shared.middlewares import REQUEST_ID, REQUEST_ID_HEADER
@@ -34,6 +35,8 @@ FORWARD_REQUEST_HEADERS = ("Content-Type", "Accept", "Authorization")
 FORWARD_RESPONSE_HEADERS = ("Content-Disposition", "Allow", "Retry-After", "WWW-Authenticate")
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 UPSTREAM_HEADER = "X-Upstream-Service"
+# The training replica a learner's request was sent to (absent: the shared port, any replica).
+REPLICA_HEADER = "X-Upstream-Replica"
 # How long a refused connection is retried (a service restarting under the orchestrator).
 CONNECT_RETRY_BUDGET_S = 1.5
 
@@ -75,11 +78,16 @@ class Forwarder:
     """Forwards one request to the service owning its prefix over a pooled session."""
 
     def __init__(
-        self, table: ProxyTable, settings: FleetSettings, session: aiohttp.ClientSession
+        self,
+        table: ProxyTable,
+        settings: FleetSettings,
+        session: aiohttp.ClientSession,
+        router: LearnerRouter | None = None,
     ) -> None:
         self.table = table
         self.settings = settings
         self.session = session
+        self.router = router
 
     async def forward(self, request: web.Request) -> web.Response:
         route = self.table.match(request.path)
@@ -98,9 +106,15 @@ class Forwarder:
         # X-Forwarded-For, with the hop secret the services check before believing it. What the
         # client sent in X-Forwarded-For is never passed on as is.
         headers.update(await gateway_hop_headers(request))
+        timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_s)
+        if self.router is not None and service == ROUTED_SERVICE and self.router.replicas:
+            learner = learner_of(request.path, request.query.get("learner"), body)
+            if learner is not None:
+                routed = await self._to_learners_replica(request, learner, body, headers, timeout)
+                if routed is not None:
+                    return routed
         # raw_path keeps the query string and the client's percent-encoding untouched.
         url = URL(self.settings.url_of(service) + request.raw_path, encoded=True)
-        timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout_s)
         # A refused connection means the request never reached the service (it is restarting:
         # the orchestrator brings a killed service back in under a second), so retrying it is
         # safe for any method. Bounded by CONNECT_RETRY_BUDGET_S; anything else fails at once.
@@ -124,6 +138,38 @@ class Forwarder:
                 ) from None
             except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
                 raise_unavailable(service, request, exc.__class__.__name__)
+
+    async def _to_learners_replica(
+        self,
+        request: web.Request,
+        learner: str,
+        body: bytes,
+        headers: dict[str, str],
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> web.Response | None:
+        """The learner's replica answers (its next choice when it refuses the connection: it is
+        not there, so the request never reached it); None when none is left to try."""
+        assert self.router is not None
+        for replica, base in self.router.candidates(learner):  # bounded: ≤ 16 replicas
+            url = URL(base + request.raw_path, encoded=True)
+            try:
+                response = await self._send(
+                    request, ROUTED_SERVICE, url, body, headers, client_timeout=client_timeout
+                )
+            except aiohttp.ClientConnectorError:
+                self.router.mark_down(replica)
+                continue
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"{ROUTED_SERVICE} did not answer within {client_timeout.total}s",
+                    details={"service": ROUTED_SERVICE, "path": request.path},
+                    headers={UPSTREAM_HEADER: ROUTED_SERVICE},
+                ) from None
+            except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+                raise_unavailable(ROUTED_SERVICE, request, exc.__class__.__name__)
+            response.headers[REPLICA_HEADER] = replica
+            return response
+        return None
 
     async def _send(
         self,

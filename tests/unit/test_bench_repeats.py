@@ -28,6 +28,8 @@ def test_median_spread_and_majority_verdict():
     rate, p99 = fold(runs)
     assert rate["measured"] == 200.0 and rate["spread"] == "100–300"
     assert rate["reference"] == 500.0 and rate["ratio"] == 0.4  # median of 0.25, 0.5, 0.4
+    assert rate["reference_spread"] == "400–600" and rate["ratio_spread"] == "0.25–0.5"
+    assert p99["reference_spread"] == "—" and p99["ratio_spread"] == "—"  # no reference
     assert rate["passed"] is True and rate["passes"] == "2/3"
     assert p99["measured"] == 22.0 and p99["passed"] is True
     assert rate["figure"] == "rate (97 calls)"  # matched by position, named by the first

@@ -150,3 +150,51 @@ async def test_a_gained_shard_claims_what_its_previous_owner_left_pending(redis,
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
+
+
+class HeldMeta(ScriptedMeta):
+    """Answers 200 like ScriptedMeta, each call only once the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def run_batch(self, items: list[dict[str, Any]]) -> tuple[int, Any]:
+        self.batches.append(items)
+        await self.go.wait()
+        return 200, {"results": [{"status": 200, "delay_ms": 1.0} for _ in items]}
+
+
+async def test_entries_read_while_every_call_is_taken_leave_together_across_shards(
+    redis, scripts, keys
+):
+    """A readiness wave spread over the shards' streams: what the readers read while meta's
+    calls are all in flight waits in one queue and goes in the next call together, whatever its
+    shard, instead of one small call per read waiting for a slot."""
+    store = CoachStore(redis, keys)
+    meta = HeldMeta()
+    trigger = MetaTrigger(store, meta, AllShards(keys), consumer="c", concurrency=1)
+    other = SHARD + 1
+    for shard in (SHARD, other):
+        await store.ensure_meta_group(shard)
+
+    async def ready(shard: int, learner: str, round_id: int) -> None:
+        fields = {"type": "ready", "learner": learner, "round": round_id, "ts": 1}
+        await redis.xadd(keys.stream_meta(shard), fields)
+
+    await ready(SHARD, "a", 1)
+    assert await trigger.read_once(SHARD) == 1  # a free slot: sent at once, alone
+    await ready(other, "b", 2)
+    await ready(other, "c", 3)
+    await ready(SHARD, "d", 4)
+    await ready(SHARD, "a", 5)  # ready again, while its first trigger is in the call
+    assert await trigger.read_once(other) == 2
+    assert await trigger.read_once(SHARD) == 2
+    assert not await trigger.wait_backlog_below(1, 0.05)  # five waiting or in flight
+    meta.go.set()
+    assert await trigger.wait_backlog_below(1, 2.0)
+    learners = [[item["learner"] for item in batch] for batch in meta.batches]
+    assert learners == [["a"], ["b", "c", "d", "a"]]
+    for shard in (SHARD, other):
+        assert (await redis.xpending(keys.stream_meta(shard), GROUP))["pending"] == 0
+    assert await redis.hget(keys.coach_stats, "metaTriggers") == "5"
