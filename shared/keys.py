@@ -132,6 +132,13 @@ class Keys:
         """Counter behind this shard's creation order scores."""
         return self._shard(shard, "learners:seq")
 
+    def learners_inactive(self, shard: int) -> str:
+        """Sorted set: learner id -> creation order score (as in `learners_index`), this shard's
+        learners deactivated by a throttle (kept with all their data, not coached). The learner's
+        state hash carries `inactive` (its coach placement to restore) while it is a member; both
+        change together in training's activation script."""
+        return self._shard(shard, "learners:inactive")
+
     def learners_regions(self, shard: int) -> str:
         """Hash: region -> number of this shard's learners in it."""
         return self._shard(shard, "learners:regions")
@@ -242,6 +249,18 @@ class Keys:
             self.coach_ready(s),
             self.coach_fastlane(s),
             self.coach_coached(s),
+            self.learners_inactive(s),
+        ]
+
+    def activation_keys(self, shard: int, learners: list[str]) -> list[str]:
+        """KEYS of training's activation script: the shard's index, inactive set, coach queue and
+        ready set, then each learner's state (every learner of `learners` is in `shard`)."""
+        return [
+            self.learners_index(shard),
+            self.learners_inactive(shard),
+            self.coach_queue(shard),
+            self.coach_ready(shard),
+            *(self.learner_state(x) for x in learners),
         ]
 
     # ---- idempotency of whole requests (one key per client key: spread over the slots) -------

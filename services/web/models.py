@@ -10,10 +10,14 @@ MAX_LEARNERS = 10_000_000
 
 
 class ScaleRequest(StrictModel):
-    """The learner population target; `hold` stops onboarding at the current population."""
+    """The learner population target. With `hold`, the active population is brought down to
+    it (the newest learners beyond it deactivated, kept, reactivated when it rises); without,
+    a target below the population only stops onboarding. `actor` is recorded with the change
+    (`unspecified` when omitted)."""
 
     learners: int = Field(ge=0, le=MAX_LEARNERS)
     hold: bool = False
+    actor: str = Field("unspecified", min_length=1, max_length=100, pattern=r"\S")
 
 
 class EmptyBody(StrictModel):

@@ -31,7 +31,7 @@ from services.web.models import (
 )
 from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
-from shared.clock import now_ms
+from shared.clock import iso_ms, now_ms
 from shared.errors import NotFound, UpstreamError
 from shared.fleet import SERVICES
 from shared.logging import get_logger
@@ -61,7 +61,10 @@ GATEWAY_ERRORS = {
 # ---- scale and onboarding ---------------------------------------------------------------------
 
 
-@routes.get("/api/v1/system/scale", summary="Population target, hold, paused and current count")
+@routes.get(
+    "/api/v1/system/scale",
+    summary="Population target, hold, paused; learners, active and inactive (a throttle's)",
+)
 async def get_scale(request: web.Request) -> web.Response:
     return ok(scale=await system.read_scale(request.app[REDIS], request.app[KEYS]))
 
@@ -69,13 +72,17 @@ async def get_scale(request: web.Request) -> web.Response:
 @routes.post(
     "/api/v1/system/scale",
     body=ScaleRequest,
-    summary="Set the population target (and hold)",
+    summary="Set the population target; with hold, throttle the active population down to it",
     responses={429: "More than 30 calls in 10 s from this client"},
 )
 async def post_scale(request: web.Request) -> web.Response:
     body = await parse_body(request, ScaleRequest)
     await limit(request, SCALE_LIMIT)
-    state = await system.set_scale(request.app[REDIS], request.app[KEYS], body.learners, body.hold)
+    redis, keys, actor = request.app[REDIS], request.app[KEYS], body.actor.strip()
+    before = await system.read_scale(redis, keys)
+    state = await system.set_scale(redis, keys, body.learners, body.hold, actor)
+    at = now_ms()
+    await request.app[GATE_STORE].append(system.scale_record(before, state, actor, at, iso_ms(at)))
     return ok(scale=state)
 
 
