@@ -283,6 +283,25 @@ class Keys:
         return f"{self.prefix}:{{system}}:scale"
 
     @property
+    def controller_snapshots(self) -> str:
+        """List, newest first, capped: JSON snapshots of the controller settings (coach settings
+        and running state, scale target/hold/paused, ramp switch) that a revert puts back
+        (services/web/snapshots.py). In the `{system}` slot with `scale` and `ramp`, so a revert
+        writes them and its event in one MULTI."""
+        return f"{self.prefix}:{{system}}:snapshots"
+
+    @property
+    def ramp(self) -> str:
+        """Hash: the ramp controller's switch and progress (`enabled`, `stage`, `since_ms`,
+        `green_since_ms`, `next_check_ms`, `last_action` JSON; services/web/ramp_runner.py)."""
+        return f"{self.prefix}:{{system}}:ramp"
+
+    @property
+    def ramp_lease(self) -> str:
+        """String (SET NX PX): the token of the web replica that runs the ramp controller."""
+        return f"{self.prefix}:{{system}}:ramp:lease"
+
+    @property
     def scale_untagged(self) -> str:
         """`scale` as named before it shared the system stream's hash tag (renamed at web's
         start, services/web/system.py)."""

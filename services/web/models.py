@@ -63,3 +63,27 @@ class PauseRequest(StrictModel):
 
     actor: str = Field("unspecified", min_length=1, max_length=100, pattern=r"\S")
     note: str | None = Field(None, max_length=500)
+
+
+SNAPSHOT_ID = r"^snap-[0-9]{1,16}-[0-9a-f]{6}$"
+
+
+class SnapshotRequest(StrictModel):
+    """Who records a snapshot of the controller settings, and why."""
+
+    actor: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    note: str | None = Field(None, max_length=500)
+
+
+class SnapshotsQuery(QueryModel):
+    """The newest snapshots, newest first."""
+
+    limit: int = Field(50, ge=1, le=200)
+
+
+class RevertRequest(StrictModel):
+    """Which snapshot's settings to put back, who does it, and why."""
+
+    snapshot_id: str = Field(pattern=SNAPSHOT_ID)
+    actor: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    note: str | None = Field(None, max_length=500)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.web import compat, events, full_pause, gates, rollout, system
+from services.web import compat, events, full_pause, gates, rollout, snapshots, system
 from services.web.app_keys import (
     FORWARDER,
     GATE_STORE,
@@ -26,8 +26,11 @@ from services.web.models import (
     GatesHistoryQuery,
     GatesQuery,
     PauseRequest,
+    RevertRequest,
     ScaleRequest,
     SignoffRequest,
+    SnapshotRequest,
+    SnapshotsQuery,
 )
 from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
@@ -79,6 +82,8 @@ async def post_scale(request: web.Request) -> web.Response:
     body = await parse_body(request, ScaleRequest)
     await limit(request, SCALE_LIMIT)
     redis, keys, actor = request.app[REDIS], request.app[KEYS], body.actor.strip()
+    if body.hold:  # the throttle's form (rollback levels 1 and 3): settings recorded first
+        await snapshots.take(redis, keys, request.app[CLIENT], actor, None, "before scale hold")
     before = await system.read_scale(redis, keys)
     state = await system.set_scale(redis, keys, body.learners, body.hold, actor)
     at = now_ms()
@@ -89,6 +94,9 @@ async def post_scale(request: web.Request) -> web.Response:
 @routes.post("/api/v1/system/pause-onboarding", body=EmptyBody, summary="Pause onboarding")
 async def pause_onboarding(request: web.Request) -> web.Response:
     await parse_body(request, EmptyBody)
+    app = request.app
+    # The emergency pause (rollback level 3): the settings it changes are recorded first.
+    await snapshots.take(app[REDIS], app[KEYS], app[CLIENT], "unspecified", None, "before pause")
     state = await system.set_paused(request.app[REDIS], request.app[KEYS], True)
     return ok(paused=state["paused"], scale=state)
 
@@ -220,6 +228,10 @@ async def post_reopen(request: web.Request) -> web.Response:
 async def _full_pause(request: web.Request, paused: bool) -> web.Response:
     body = await parse_body(request, PauseRequest)
     app = request.app
+    if paused:  # rollback level 4: the settings it changes are recorded first
+        await snapshots.take(
+            app[REDIS], app[KEYS], app[CLIENT], body.actor.strip(), None, "before full pause"
+        )
     try:
         entry = await full_pause.set_full_pause(
             app[REDIS],
@@ -253,6 +265,63 @@ async def post_pause(request: web.Request) -> web.Response:
 )
 async def post_resume(request: web.Request) -> web.Response:
     return await _full_pause(request, False)
+
+
+# ---- controller snapshots and the revert (rollback level 2) --------------------------------
+
+
+@routes.post(
+    "/api/v1/system/snapshots",
+    body=SnapshotRequest,
+    summary="Record the controller settings (coach, scale, ramp) as a snapshot",
+)
+async def post_snapshot(request: web.Request) -> web.Response:
+    body = await parse_body(request, SnapshotRequest)
+    app = request.app
+    snapshot = await snapshots.take(
+        app[REDIS], app[KEYS], app[CLIENT], body.actor.strip(), body.note, "manual"
+    )
+    return ok(snapshot=snapshot)
+
+
+@routes.get(
+    "/api/v1/system/snapshots",
+    query=SnapshotsQuery,
+    summary="The controller snapshots, newest first (the newest 200 are kept)",
+)
+async def get_snapshots(request: web.Request) -> web.Response:
+    query = parse_query(request, SnapshotsQuery)
+    found = await snapshots.listing(request.app[REDIS], request.app[KEYS], query.limit)
+    return ok(snapshots=found, count=len(found))
+
+
+@routes.post(
+    "/api/v1/system/revert",
+    body=RevertRequest,
+    summary="Put a snapshot's controller settings back (rollback level 2, recorded with its actor)",
+    responses={
+        404: "Unknown snapshot",
+        502: "The coach did not take its settings (its answer in details); retrying is safe",
+    },
+)
+async def post_revert(request: web.Request) -> web.Response:
+    body = await parse_body(request, RevertRequest)
+    app = request.app
+    try:
+        entry = await snapshots.revert(
+            app[REDIS],
+            app[KEYS],
+            app[CLIENT],
+            app[GATE_STORE],
+            body.snapshot_id,
+            body.actor.strip(),
+            body.note,
+        )
+    except snapshots.UnknownSnapshot as exc:
+        raise NotFound(str(exc), code="snapshot_not_found") from None
+    except snapshots.RevertIncomplete as exc:
+        raise UpstreamError(str(exc), code="revert_incomplete", details=exc.parts) from None
+    return ok(reverted=entry)
 
 
 def _error_message(body: dict[str, Any]) -> str | None:
