@@ -11,7 +11,16 @@ from typing import Any
 
 from aiohttp import web
 
-from services.web import compat, events, full_pause, gates, rollout, snapshots, system
+from services.web import (
+    compat,
+    events,
+    full_pause,
+    gates,
+    memory_budget,
+    rollout,
+    snapshots,
+    system,
+)
 from services.web.app_keys import (
     FORWARDER,
     GATE_STORE,
@@ -35,7 +44,7 @@ from services.web.models import (
 from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.clock import iso_ms, now_ms
-from shared.errors import NotFound, UpstreamError
+from shared.errors import Conflict, NotFound, UpstreamError
 from shared.fleet import SERVICES
 from shared.logging import get_logger
 from shared.rate_limit import RateLimit, limit
@@ -76,12 +85,25 @@ async def get_scale(request: web.Request) -> web.Response:
     "/api/v1/system/scale",
     body=ScaleRequest,
     summary="Set the population target; with hold, throttle the active population down to it",
-    responses={429: "More than 30 calls in 10 s from this client"},
+    responses={
+        409: "The learners to create do not fit the Redis memory budget (`memory_budget`)",
+        429: "More than 30 calls in 10 s from this client",
+    },
 )
 async def post_scale(request: web.Request) -> web.Response:
     body = await parse_body(request, ScaleRequest)
     await limit(request, SCALE_LIMIT)
     redis, keys, actor = request.app[REDIS], request.app[KEYS], body.actor.strip()
+    # Read-only, before anything is recorded: a target the learners to create would not fit.
+    budget = await memory_budget.budget(redis, keys, body.learners)
+    if not budget.fits:
+        raise Conflict(
+            f"{body.learners} learners do not fit the Redis memory budget: the fullest master "
+            f"({budget.node}) has {budget.bytes_available} bytes left, the learners to create "
+            f"need {budget.bytes_needed} there ({budget.bytes_per_learner} bytes per learner)",
+            code="memory_budget",
+            details=budget.details(),
+        )
     if body.hold:  # the throttle's form (rollback levels 1 and 3): settings recorded first
         await snapshots.take(redis, keys, request.app[CLIENT], actor, None, "before scale hold")
     before = await system.read_scale(redis, keys)

@@ -112,3 +112,31 @@ def test_bad_scale_input_records_nothing(fleet: Fleet, body: dict) -> None:
     assert web.get("/api/v1/system/scale")[1]["scale"]["target"] is None
     history = web.get("/api/v1/system/gates/history")[1]["history"]
     assert [h for h in history if h["type"] in ("scale", "throttle")] == []
+
+
+def test_a_growth_beyond_the_memory_budget_is_refused_and_a_throttle_never(fleet: Fleet) -> None:
+    fleet.start("training", "web")
+    web = fleet["web"]
+    base = _scale(fleet)["learners"]
+    web.post("/api/v1/system/scale", {"learners": base + 5})
+    wait_for(lambda: _scale(fleet)["learners"] == base + 5, "onboarding to the target")
+    client = sync_redis.Redis.from_url(fleet.env["REDIS_URL"], decode_responses=True)
+    old = client.config_get("maxmemory")["maxmemory"]
+    try:
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", used + 2_000_000)  # about 2 MB of room
+        status, body = web.post("/api/v1/system/scale", {"learners": 1_000_000, "actor": "ops"})
+        assert status == 409 and body["error"]["code"] == "memory_budget"
+        details = body["error"]["details"]
+        assert details["bytes_needed"] > details["bytes_available"] > 0
+        assert details["bytes_per_learner"] > 0 and 0 < details["learners_sampled"] <= base + 5
+        scale = _scale(fleet)
+        assert scale["target"] == base + 5  # nothing recorded
+        # A throttle, and a growth that fits, are taken.
+        status, body = web.post("/api/v1/system/scale", {"learners": 2, "hold": True})
+        assert status == 200 and body["scale"]["target"] == 2
+        status, body = web.post("/api/v1/system/scale", {"learners": base + 10})
+        assert status == 200
+    finally:
+        client.config_set("maxmemory", old)
+        client.close()
