@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import itertools
+
+from pydantic import Field, field_validator
 
 from shared.validation import QueryModel, StrictModel
 
@@ -87,3 +89,30 @@ class RevertRequest(StrictModel):
     snapshot_id: str = Field(pattern=SNAPSHOT_ID)
     actor: str = Field(min_length=1, max_length=100, pattern=r"\S")
     note: str | None = Field(None, max_length=500)
+
+
+class RampRequest(StrictModel):
+    """Switch the ramp controller on or off; `stages` (strictly increasing population targets)
+    and `hold_s` (one for all, or one per stage) replace the settings' for this ramp."""
+
+    enabled: bool
+    actor: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    stages: list[int] | None = Field(None, min_length=1, max_length=64)
+    hold_s: list[int] | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("stages")
+    @classmethod
+    def _increasing(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if any(not 1 <= s <= MAX_LEARNERS for s in value):
+                raise ValueError(f"each stage must be 1..{MAX_LEARNERS}")
+            if any(b <= a for a, b in itertools.pairwise(value)):
+                raise ValueError("stages must be strictly increasing")
+        return value
+
+    @field_validator("hold_s")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(not 1 <= h <= 10_000_000 for h in value):
+            raise ValueError("each hold must be 1..10000000 s")
+        return value

@@ -17,6 +17,7 @@ from services.web import (
     full_pause,
     gates,
     memory_budget,
+    ramp_runner,
     rollout,
     snapshots,
     system,
@@ -27,6 +28,7 @@ from services.web.app_keys import (
     GATE_TABLE,
     LOCAL_API_ROUTES,
     PROXY_TABLE,
+    RAMP_CONFIG,
     SNAPSHOTS,
 )
 from services.web.models import (
@@ -35,16 +37,18 @@ from services.web.models import (
     GatesHistoryQuery,
     GatesQuery,
     PauseRequest,
+    RampRequest,
     RevertRequest,
     ScaleRequest,
     SignoffRequest,
     SnapshotRequest,
     SnapshotsQuery,
 )
+from services.web.ramp import BadStages
 from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
 from shared.clock import iso_ms, now_ms
-from shared.errors import Conflict, NotFound, UpstreamError
+from shared.errors import Conflict, NotFound, UpstreamError, ValidationFailed
 from shared.fleet import SERVICES
 from shared.logging import get_logger
 from shared.rate_limit import RateLimit, limit
@@ -171,6 +175,11 @@ async def evaluate_gates(
     return result, sources
 
 
+async def gates_now(app: web.Application) -> dict[str, Any]:
+    """The gates over the last minute, as the ramp controller reads them (not recorded)."""
+    return (await evaluate_gates(app, RECORD_WINDOW_S))[0]
+
+
 async def record_gates(app: web.Application) -> None:
     """Evaluate the gates every TOOLOO_GATES_RECORD_INTERVAL seconds and record what changed;
     bounded by task cancellation at shutdown. Every replica may run it: the record script
@@ -287,6 +296,43 @@ async def post_pause(request: web.Request) -> web.Response:
 )
 async def post_resume(request: web.Request) -> web.Response:
     return await _full_pause(request, False)
+
+
+# ---- the ramp controller ---------------------------------------------------------------------
+
+
+@routes.get(
+    "/api/v1/system/ramp",
+    summary="The ramp controller: switch, stages, current stage, since, next check, last action",
+)
+async def get_ramp(request: web.Request) -> web.Response:
+    app = request.app
+    state, cfg, raw = await ramp_runner.load(app[REDIS], app[KEYS], app[RAMP_CONFIG])
+    return ok(ramp=ramp_runner.describe(state, cfg, raw))
+
+
+@routes.post(
+    "/api/v1/system/ramp",
+    body=RampRequest,
+    summary="Switch the ramp controller on or off (recorded with its actor)",
+)
+async def post_ramp(request: web.Request) -> web.Response:
+    body = await parse_body(request, RampRequest)
+    app = request.app
+    try:
+        doc = await ramp_runner.set_enabled(
+            app[REDIS],
+            app[KEYS],
+            app[GATE_STORE],
+            app[RAMP_CONFIG],
+            enabled=body.enabled,
+            actor=body.actor.strip(),
+            stages=body.stages,
+            holds_s=[float(h) for h in body.hold_s] if body.hold_s is not None else None,
+        )
+    except BadStages as exc:
+        raise ValidationFailed(str(exc), code="bad_stages") from None
+    return ok(ramp=doc)
 
 
 # ---- controller snapshots and the revert (rollback level 2) --------------------------------
