@@ -276,8 +276,10 @@ def coach_fast_lane(
 
 
 def scale_line(s: dict[str, Any]) -> str:
+    inactive = f" ({s['inactive']} inactive)" if s.get("inactive") else ""
     return (
-        f"learners {s.get('learners')} of target {s.get('target')} · hold {yes_no(s.get('hold'))}"
+        f"learners {s.get('learners')}{inactive} of target {s.get('target')}"
+        f" · hold {yes_no(s.get('hold'))}"
         f" · onboarding {'paused' if s.get('paused') else 'running'}"
     )
 

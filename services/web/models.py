@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Annotated
 
 from pydantic import Field, field_validator
 
@@ -91,28 +92,22 @@ class RevertRequest(StrictModel):
     note: str | None = Field(None, max_length=500)
 
 
+Stage = Annotated[int, Field(ge=1, le=MAX_LEARNERS)]
+HoldS = Annotated[int, Field(ge=1, le=10_000_000)]
+
+
 class RampRequest(StrictModel):
     """Switch the ramp controller on or off; `stages` (strictly increasing population targets)
     and `hold_s` (one for all, or one per stage) replace the settings' for this ramp."""
 
     enabled: bool
     actor: str = Field(min_length=1, max_length=100, pattern=r"\S")
-    stages: list[int] | None = Field(None, min_length=1, max_length=64)
-    hold_s: list[int] | None = Field(None, min_length=1, max_length=64)
+    stages: list[Stage] | None = Field(None, min_length=1, max_length=64)
+    hold_s: list[HoldS] | None = Field(None, min_length=1, max_length=64)
 
     @field_validator("stages")
     @classmethod
     def _increasing(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None:
-            if any(not 1 <= s <= MAX_LEARNERS for s in value):
-                raise ValueError(f"each stage must be 1..{MAX_LEARNERS}")
-            if any(b <= a for a, b in itertools.pairwise(value)):
-                raise ValueError("stages must be strictly increasing")
-        return value
-
-    @field_validator("hold_s")
-    @classmethod
-    def _positive(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and any(not 1 <= h <= 10_000_000 for h in value):
-            raise ValueError("each hold must be 1..10000000 s")
+        if value is not None and any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("stages must be strictly increasing")
         return value

@@ -315,6 +315,7 @@ async def get_ramp(request: web.Request) -> web.Response:
     "/api/v1/system/ramp",
     body=RampRequest,
     summary="Switch the ramp controller on or off (recorded with its actor)",
+    responses={422: "Stages not strictly increasing, or holds that do not match the stages"},
 )
 async def post_ramp(request: web.Request) -> web.Response:
     body = await parse_body(request, RampRequest)
