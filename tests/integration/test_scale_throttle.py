@@ -140,3 +140,35 @@ def test_a_growth_beyond_the_memory_budget_is_refused_and_a_throttle_never(fleet
     finally:
         client.config_set("maxmemory", old)
         client.close()
+
+
+def test_throttle_snapshot_revert_and_ramp_switch_on_the_cluster(redis_cluster, tmp_path) -> None:
+    """Every step on a real Redis Cluster: the activation scripts (one shard's slot each), the
+    scale budget's MEMORY USAGE reads, the `{system}` MULTIs of the revert and the ramp switch."""
+    import uuid
+
+    fleet = Fleet(redis_cluster.url, f"t{uuid.uuid4().hex[:8]}", tmp_path / "logs")
+    try:
+        fleet.start("training", "web", env=ENV)
+        web = fleet["web"]
+        base = _scale(fleet)["learners"]
+        status, body = web.post("/api/v1/system/scale", {"learners": base + 20, "actor": "ops"})
+        assert status == 200, body
+        wait_for(lambda: _scale(fleet)["learners"] == base + 20, "onboarding on the cluster")
+        status, snap = web.post("/api/v1/system/snapshots", {"actor": "ops"})
+        assert status == 200
+        web.post("/api/v1/system/scale", {"learners": 8, "hold": True, "actor": "ops"})
+        wait_for(lambda: _scale(fleet)["active"] == 8, "the throttle on the cluster")
+        order = [x["id"] for x in _listing(fleet)]
+        assert [x["id"] for x in _listing(fleet) if x["inactive"]] == order[8:]
+        status, body = web.post(
+            "/api/v1/system/revert", {"snapshot_id": snap["snapshot"]["id"], "actor": "ops"}
+        )
+        assert status == 200, body  # the coach is not running: its part is skipped, said so
+        assert body["reverted"]["parts"]["coach"]["skipped"]
+        wait_for(lambda: _scale(fleet)["inactive"] == 0, "the revert's target reactivating all")
+        for enabled in (True, False):
+            status, body = web.post("/api/v1/system/ramp", {"enabled": enabled, "actor": "ops"})
+            assert status == 200 and body["ramp"]["enabled"] is enabled
+    finally:
+        fleet.stop_all()
