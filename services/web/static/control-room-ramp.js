@@ -106,6 +106,9 @@
     root.appendChild(el("div", { "class": "fieldset" }, [form]));
     root.appendChild(error);
     root.setAttribute("aria-labelledby", "h-ramp");
+    root.removeAttribute("aria-label");
+    root.className = "panel panel-ramp"; // the placeholder may be a bare slot
+    root.setAttribute("data-testid", "ramp-panel");
 
     function send(enabled, button) {
       var body = { enabled: enabled, actor: actor.value.trim() };
