@@ -184,13 +184,17 @@ class Fuzzer:
             pipe.hget(k.coach_state, "active")
             for shard in k.all_shards():
                 pipe.smembers(k.coach_fastlane(shard))
+                pipe.smembers(k.coach_fastlane_out(shard))
             pipe.hgetall(k.scale)
             pipe.get(k.curriculum_version)
             pipe.get(k.meta_paused)
             values = pipe.execute()
         state, meta, history, settings, active = values[:5]
-        fast_lane = sorted(x for members in values[5 : 5 + k.shards] for x in members)
-        scale, curriculum_version, meta_paused = values[5 + k.shards :]
+        pins = values[5 : 5 + 2 * k.shards]  # per shard: pinned in, pinned out
+        fast_lane = sorted(
+            (f"out:{x}" if i % 2 else x) for i, members in enumerate(pins) for x in members
+        )
+        scale, curriculum_version, meta_paused = values[5 + 2 * k.shards :]
         return (
             state,
             meta,

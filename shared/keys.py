@@ -153,8 +153,18 @@ class Keys:
         return self._shard(shard, "coach:ready")
 
     def coach_fastlane(self, shard: int) -> str:
-        """Set of this shard's learner ids in the fast lane."""
+        """Set of this shard's learner ids pinned into the fast lane by an operator."""
         return self._shard(shard, "coach:fastlane")
+
+    def coach_fastlane_out(self, shard: int) -> str:
+        """Set of this shard's learner ids pinned out of the fast lane (never automatic members)."""
+        return self._shard(shard, "coach:fastlane:out")
+
+    def coach_fastlane_auto(self, shard: int) -> str:
+        """Sorted set: learner -> when (ms) it entered the fast lane automatically, close to
+        readiness; a member for the fast lane's window after that, then cooling down for as long
+        (not re-admitted), then pruned (the coach's record_shard script)."""
+        return self._shard(shard, "coach:fastlane:auto")
 
     def coach_coached(self, shard: int) -> str:
         """Sorted set: learner -> last time (ms) the coach ran a round for it."""
@@ -249,6 +259,8 @@ class Keys:
             self.coach_ready(s),
             self.coach_fastlane(s),
             self.coach_coached(s),
+            self.coach_fastlane_out(s),
+            self.coach_fastlane_auto(s),
             self.learners_inactive(s),
         ]
 
@@ -368,6 +380,12 @@ class Keys:
         return self._coach("meta:delays")
 
     @property
+    def coach_boosts(self) -> str:
+        """List of the boost endpoints' recent completed boosts, newest first, capped: JSON
+        `{at_ms, rounds, ms}` (the Phase 3 gate judges their duration)."""
+        return self._coach("boosts")
+
+    @property
     def coach_meta_delay_by_learner(self) -> str:
         """Hash: learner -> last meta trigger delay in ms."""
         return self._coach("meta:delay")
@@ -457,6 +475,19 @@ class Keys:
         """Sorted set: live reports replica token -> expiry (ms) of its heartbeat; each replica
         claims about shards / members of the reports shard leases."""
         return f"{self.prefix}:{{system}}:reports:members"
+
+    # ---- alert webhooks (services/reports/alert_sender.py) --------------------------------------
+    # One `{alerts}` tag: the sender's state and its delivery log live in one slot.
+    @property
+    def reports_alert_state(self) -> str:
+        """Hash `level`, `sent_ms`, `reason`: the alert level last delivered (or first seen)."""
+        return f"{self.prefix}:{{alerts}}:state"
+
+    @property
+    def reports_alert_deliveries(self) -> str:
+        """List, newest first, capped: every webhook delivery attempt (time, webhook's
+        scheme://host, level, reason, attempt, HTTP status or error, duration)."""
+        return f"{self.prefix}:{{alerts}}:deliveries"
 
     # ---- the rollout's decision record (services/web/gate_store.py) ---------------------------
     # One `{gates}` hash tag: the record script changes a gate's state and appends to the history

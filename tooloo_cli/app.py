@@ -254,22 +254,55 @@ def coach_fast_lane(
 ) -> None:
     """Turn the fast lane on or off; weight and interval keep their values unless given."""
     client = opts(ctx).client()
-    current = (client.get("/api/v1/auto-coach/fast-lane") or {}).get("fastLane") or {}
-    body = {
-        "enable": state is OnOff.on,
-        "weight": weight if weight is not None else current.get("weight", 2),
-        "intervalMs": interval if interval is not None else current.get("intervalMs", 600),
-    }
+    # A partial update: the coach changes only the fields sent.
+    body: dict[str, Any] = {"enable": state is OnOff.on}
+    if weight is not None:
+        body["weight"] = weight
+    if interval is not None:
+        body["intervalMs"] = interval
     answer = client.post("/api/v1/auto-coach/fast-lane", body)
 
     def human(b: dict[str, Any]) -> str:
-        fast = b.get("fastLane") or body
+        fast = b.get("fastLane") or {}
         return (
             f"fast lane {'on' if fast.get('enabled', body['enable']) else 'off'}: weight "
             f"{fast.get('weight')}, interval {fast.get('intervalMs')} ms"
         )
 
     show(ctx, answer, human)
+
+
+def fast_lane_members_line(b: dict[str, Any]) -> str:
+    members = b.get("members") or {}
+    auto = [m.get("learner") for m in members.get("automatic") or []]
+    return (
+        f"fast lane: pinned {', '.join(members.get('pinned') or []) or '—'} · "
+        f"automatic {', '.join(str(x) for x in auto) or '—'} · "
+        f"pinned out {', '.join(members.get('excluded') or []) or '—'}"
+    )
+
+
+@coach_app.command("pin")
+def coach_pin(
+    ctx: typer.Context,
+    learners: Annotated[list[str], typer.Argument(help="Learner ids")],
+    out: Annotated[bool, typer.Option("--out", help="Pin out: never in the fast lane")] = False,
+) -> None:
+    """Pin learners into the fast lane (or, with --out, out of it), whatever the automatic rule."""
+    change = {"exclude" if out else "add": learners}
+    answer = opts(ctx).client().post("/api/v1/auto-coach/fast-lane", {"learners": change})
+    show(ctx, answer, fast_lane_members_line)
+
+
+@coach_app.command("unpin")
+def coach_unpin(
+    ctx: typer.Context, learners: Annotated[list[str], typer.Argument(help="Learner ids")]
+) -> None:
+    """Drop learners' pins (in or out): the automatic rule applies to them again."""
+    answer = (
+        opts(ctx).client().post("/api/v1/auto-coach/fast-lane", {"learners": {"remove": learners}})
+    )
+    show(ctx, answer, fast_lane_members_line)
 
 
 # ---- scale, onboarding, full pause -----------------------------------------------------------

@@ -142,10 +142,13 @@ class CoachLoop:
         owned = self.ownership.owned()
         promoted, refused = await self.store.promote_due(now, owned)
         owned = owned.difference(refused)
+        lane = settings.fastLane
         picks = await self.store.pick(
             settings.live_micro_batches * settings.live_batch_size,
             owned,
-            use_fast_lane=settings.fastLane.enabled,
+            use_fast_lane=lane.enabled,
+            auto_window_s=lane.windowS if lane.auto else None,
+            at_ms=now,
         )
         tick_plan = plan(picks, settings, self.averages.get)
         outcomes = await self.call(tick_plan.calls, settings.live_micro_batches)

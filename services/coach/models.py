@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from services.coach.scheduler import PinChanges
 from services.coach.settings_store import CoachSettings, FastLaneSettings, bounds
 from shared.compat import ignored
 from shared.validation import LearnerId, StrictModel
@@ -39,43 +40,58 @@ class HyperBoostRequest(StrictModel):
 
 
 class FastLaneLearners(StrictModel):
+    """Pins: `add` pins learners into the fast lane, `exclude` pins them out of it (the automatic
+    rule never takes them), `remove` drops a learner's pin either way (the automatic rule applies
+    to it again). An id may appear in one list only."""
+
     add: list[LearnerId] = Field(default_factory=list, max_length=MAX_FAST_LANE_CHANGE)
     remove: list[LearnerId] = Field(default_factory=list, max_length=MAX_FAST_LANE_CHANGE)
+    exclude: list[LearnerId] = Field(default_factory=list, max_length=MAX_FAST_LANE_CHANGE)
+
+    @model_validator(mode="after")
+    def _one_list_per_learner(self) -> FastLaneLearners:
+        seen: dict[str, str] = {}
+        for name in ("add", "remove", "exclude"):
+            for learner in getattr(self, name):
+                other = seen.setdefault(learner, name)
+                if other != name:
+                    raise ValueError(f"learner {learner!r} is in both {other} and {name}")
+        return self
 
 
 class FastLaneRequest(StrictModel):
-    """`enable`, `weight` and `intervalMs` take their defaults when omitted;
-    `microBatchesPerTick` and `batchSize` keep their current values when omitted.
-    `learners` is a list of ids to put into the fast lane, or `{add: [...], remove: [...]}`."""
+    """A partial update: each setting named changes, every omitted one keeps its value (the
+    original fleet reset an omitted `enable`, `weight` and `intervalMs` to their defaults).
+    `learners` is a list of ids to pin into the fast lane, or `{add, remove, exclude}`."""
 
-    enable: bool = True
-    weight: int = Field(2, **bounds(FastLaneSettings, "weight"))
-    intervalMs: int = Field(600, **bounds(FastLaneSettings, "intervalMs"))
+    enable: bool | None = None
+    weight: int | None = Field(None, **bounds(FastLaneSettings, "weight"))
+    intervalMs: int | None = Field(None, **bounds(FastLaneSettings, "intervalMs"))
     microBatchesPerTick: int | None = Field(None, **bounds(FastLaneSettings, "microBatchesPerTick"))
     batchSize: int | None = Field(None, **bounds(FastLaneSettings, "batchSize"))
+    auto: bool | None = None
+    autoMargin: float | None = Field(None, **bounds(FastLaneSettings, "autoMargin"))
+    autoMax: int | None = Field(None, **bounds(FastLaneSettings, "autoMax"))
+    windowS: int | None = Field(None, **bounds(FastLaneSettings, "windowS"))
+    maxPinned: int | None = Field(None, **bounds(FastLaneSettings, "maxPinned"))
     learners: (
         Annotated[list[LearnerId], Field(max_length=MAX_FAST_LANE_CHANGE)] | FastLaneLearners | None
     ) = None
 
     def settings_changes(self) -> dict[str, object]:
-        """The fast-lane settings this request sets (see the class docstring)."""
-        fast: dict[str, object] = {
-            "enabled": self.enable,
-            "weight": self.weight,
-            "intervalMs": self.intervalMs,
-        }
-        if self.microBatchesPerTick is not None:
-            fast["microBatchesPerTick"] = self.microBatchesPerTick
-        if self.batchSize is not None:
-            fast["batchSize"] = self.batchSize
+        """The fast-lane settings this request names (`enable` is the setting `enabled`)."""
+        fast = self.model_dump(exclude_none=True, exclude={"enable", "learners"})
+        if self.enable is not None:
+            fast["enabled"] = self.enable
         return fast
 
-    def learner_changes(self) -> tuple[list[str], list[str]]:
+    def learner_changes(self) -> PinChanges:
         if self.learners is None:
-            return [], []
+            return PinChanges([], [], [])
         if isinstance(self.learners, FastLaneLearners):
-            return list(self.learners.add), list(self.learners.remove)
-        return list(self.learners), []
+            lane = self.learners
+            return PinChanges(list(lane.add), list(lane.remove), list(lane.exclude))
+        return PinChanges(list(dict.fromkeys(self.learners)), [], [])
 
 
 class FastLaneSettingsUpdate(StrictModel):
@@ -84,6 +100,11 @@ class FastLaneSettingsUpdate(StrictModel):
     intervalMs: int | None = Field(None, **bounds(FastLaneSettings, "intervalMs"))
     microBatchesPerTick: int | None = Field(None, **bounds(FastLaneSettings, "microBatchesPerTick"))
     batchSize: int | None = Field(None, **bounds(FastLaneSettings, "batchSize"))
+    auto: bool | None = None
+    autoMargin: float | None = Field(None, **bounds(FastLaneSettings, "autoMargin"))
+    autoMax: int | None = Field(None, **bounds(FastLaneSettings, "autoMax"))
+    windowS: int | None = Field(None, **bounds(FastLaneSettings, "windowS"))
+    maxPinned: int | None = Field(None, **bounds(FastLaneSettings, "maxPinned"))
 
 
 class SettingsUpdate(StrictModel):

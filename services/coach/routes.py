@@ -3,6 +3,7 @@ boost/hyper-boost answers 405 naming the POST (the shared error middleware)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -16,11 +17,17 @@ from services.coach.models import (
     HyperBoostRequest,
     SettingsUpdate,
 )
-from services.coach.status import build_status
-from services.coach.store import UnknownLearners
+from services.coach.status import (
+    build_status,
+    fast_lane_members,
+    fast_lane_summary,
+    live_values,
+)
+from services.coach.store import TooManyPins, UnknownLearners
 from shared.app_keys import KEYS, REDIS
+from shared.clock import now_ms
 from shared.compat import warnings_of, with_warnings
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
@@ -60,8 +67,15 @@ def _status_response(status: dict[str, Any]) -> web.Response:
 
 
 async def _fast_lane_response(request: web.Request) -> web.Response:
-    st = await _status(request)
-    return ok(fastLane=st["fastLane"], thresholds=st["thresholds"], live=st["live"])
+    store = request.app[STORE]
+    settings = await store.load_settings()
+    members = await store.fast_lane_members(settings.fastLane.windowS)
+    return ok(
+        fastLane=fast_lane_summary(settings, members),
+        members=fast_lane_members(settings, members),
+        thresholds=settings.thresholds(),
+        live=live_values(settings),
+    )
 
 
 async def _system_event(request: web.Request, kind: str, **fields: Any) -> None:
@@ -106,7 +120,10 @@ async def post_settings(request: web.Request) -> web.Response:
     return ok(**with_warnings(warnings_of(update), settings=new.model_dump(), changed=changed))
 
 
-@routes.get(f"{BASE}/fast-lane", summary="The fast-lane settings and members (read only)")
+@routes.get(
+    f"{BASE}/fast-lane",
+    summary="The fast lane: settings, members (pinned, automatic) and exclusions (read only)",
+)
 async def get_fast_lane(request: web.Request) -> web.Response:
     return await _fast_lane_response(request)
 
@@ -114,30 +131,39 @@ async def get_fast_lane(request: web.Request) -> web.Response:
 @routes.post(
     f"{BASE}/fast-lane",
     body=FastLaneRequest,
-    summary="Change the fast lane live",
-    responses={404: "A learner to add does not exist"},
+    summary="Change the fast lane live (partial) and pin learners into or out of it",
+    responses={
+        404: "A learner to pin does not exist",
+        409: "The pins would exceed fastLane.maxPinned",
+    },
 )
 async def post_fast_lane(request: web.Request) -> web.Response:
     body = await parse_body(request, FastLaneRequest)
-    add, remove = body.learner_changes()
+    pins = body.learner_changes()
     try:
-        changed = await request.app[STORE].update_fast_lane(
-            body.settings_changes(), add=add, remove=remove
-        )
+        changed = await request.app[STORE].update_fast_lane(body.settings_changes(), pins)
     except UnknownLearners as exc:
         raise NotFound(
-            "Unknown learners cannot join the fast lane",
+            "Unknown learners cannot be pinned",
             code="learner_not_found",
             details={"missing": exc.missing[:50]},
         ) from exc
-    await _system_event(
-        request,
-        "settings_changed",
-        scope="fastLane",
-        fields=",".join(changed),
-        added=len(add),
-        removed=len(remove),
-    )
+    except TooManyPins as exc:
+        raise Conflict(
+            f"{exc.pinned} learners would be pinned; fastLane.maxPinned is {exc.limit}",
+            code="fast_lane_full",
+            details={"pinned": exc.pinned, "maxPinned": exc.limit},
+        ) from exc
+    if changed or pins:
+        await _system_event(
+            request,
+            "settings_changed",
+            scope="fastLane",
+            fields=",".join(changed),
+            added=len(pins.pin),
+            removed=len(pins.unpin),
+            excluded=len(pins.exclude),
+        )
     return await _fast_lane_response(request)
 
 
@@ -153,6 +179,7 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
             request.path, learner, body.rounds, body.batchSize
         )
         await boost_ops.claim_boost_key(app[STORE], key, fingerprint)
+    started = time.perf_counter()
     results, calls, replayed = await boost_ops.boost(
         app[STORE],
         app[TRAINING],
@@ -161,6 +188,10 @@ async def _boost(request: web.Request, model: type[BoostRequest] | type[HyperBoo
         batch_size=body.batchSize,
         idempotency_key=key,
     )
+    if not replayed and results:  # a real boost, timed as its caller saw it (the Phase 3 gate)
+        await app[STORE].record_boost_time(
+            now_ms(), len(results), (time.perf_counter() - started) * 1000
+        )
     return body, results, calls, replayed
 
 

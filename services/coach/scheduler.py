@@ -4,10 +4,14 @@ Each shard's queue is a sorted set of its active learners that need coaching, sc
 pass; a replica merges the queues of the shards it owns by pass (CoachStore.pick).
 The round-commit script adds and removes learners in the same atomic step that decides readiness;
 the coach only reads the head of the queue and advances passes. Each tick the learners with the
-lowest pass are coached, then each coached learner's pass grows by its stride: `1/weight` in the
-fast lane, `1` otherwise. Under contention a fast-lane learner therefore comes round `weight`
-times as often as a normal one — the fast lane's share of rounds per learner is `weight`× the
-normal lane's. Without contention (everyone fits in one tick) everyone is coached every tick.
+lowest pass are coached, then each coached learner's pass grows by its stride: the rounds it was
+given, divided by `weight` in the fast lane. Under contention the passes stay level, so a
+fast-lane learner gets `weight` times the rounds of a normal one, whatever rounds each is given a
+pick (aggressive and hyper multipliers differ between learners). Without contention (everyone
+fits in one tick) everyone is coached every tick.
+
+Who is in the fast lane (CoachStore.pick): learners pinned in by an operator, and automatic
+members close to readiness (settings_store.FastLaneSettings), unless pinned out.
 
 This module is the arithmetic (strides, rounds per learner, calls per tick); the queue's reads
 and writes are `CoachStore.pick` and `CoachStore.record_tick`.
@@ -29,8 +33,26 @@ class Pick:
     shard: int = 0  # the learner's shard, whose queue holds its pass
 
 
-def stride(fast: bool, weight: float) -> float:
-    return 1.0 / weight if fast else 1.0
+@dataclass(frozen=True, slots=True)
+class PinChanges:
+    """An operator's change of fast-lane pins (learner ids, each in one list at most)."""
+
+    pin: list[str]  # pinned in
+    unpin: list[str]  # pins dropped: the automatic rule applies again
+    exclude: list[str]  # pinned out
+
+    def __bool__(self) -> bool:
+        return bool(self.pin or self.unpin or self.exclude)
+
+    def all(self) -> list[str]:
+        return [*self.pin, *self.unpin, *self.exclude]
+
+
+def stride(fast: bool, weight: float, rounds: int = 1) -> float:
+    """How far a coached learner's pass moves on: the rounds it was given, divided by `weight` in
+    the fast lane. Proportional to rounds, not picks, so that the weight shares rounds: a normal
+    learner given 8 aggressive rounds a pick and a fast one given 4 still end at 1 : weight."""
+    return rounds / weight if fast else float(rounds)
 
 
 def rounds_for(

@@ -25,6 +25,15 @@ FAST_LANE_PREFIX = "fastLane."
 
 
 class FastLaneSettings(BaseModel):
+    """The fast lane: its pace (a rush mode, see the module docstring), its weight, and who is in
+    it. Members are the learners an operator pinned in, plus, with `auto`, learners close to
+    readiness: a learner enters when a round of the coach leaves it not ready with an average
+    mastery of at least `minAvgMastery - autoMargin`, while fewer than `autoMax` learners are
+    automatic members (enforced per shard as its share, ceil(autoMax / shards)); it leaves when a
+    round makes it ready, or `windowS` after it entered, and a learner whose window lapsed cannot
+    enter again for another `windowS` (it was close and did not make it: it yields its place).
+    Learners pinned out never enter. Pins (in and out together) are bounded by `maxPinned`."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     enabled: bool = True
@@ -32,6 +41,11 @@ class FastLaneSettings(BaseModel):
     intervalMs: int = Field(600, ge=50, le=60_000)
     microBatchesPerTick: int = Field(4, ge=1, le=64)
     batchSize: int = Field(4, ge=1, le=1000)
+    auto: bool = True
+    autoMargin: float = Field(10, ge=0, le=100)
+    autoMax: int = Field(1000, ge=0, le=100_000)
+    windowS: int = Field(600, ge=1, le=86_400)
+    maxPinned: int = Field(1000, ge=0, le=100_000)
 
 
 class CoachSettings(BaseModel):

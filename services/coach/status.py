@@ -11,6 +11,8 @@ import orjson
 from services.coach.settings_store import CoachSettings
 from services.coach.store import (
     ACTIVE,
+    FASTLANE_LIST,
+    FASTLANE_SAMPLE,
     LAST_ACTION,
     LAST_ACTION_AT,
     LAST_META_ACTION,
@@ -19,6 +21,7 @@ from services.coach.store import (
     THROUGHPUT_WINDOW_S,
     CoachStore,
     CounterName,
+    FastLaneMembers,
 )
 
 
@@ -29,6 +32,44 @@ def _json(raw: str | None) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return raw
+
+
+def live_values(settings: CoachSettings) -> dict[str, Any]:
+    return {
+        "intervalMs": settings.live_interval_ms,
+        "microBatchesPerTick": settings.live_micro_batches,
+        "batchSize": settings.live_batch_size,
+        "weight": settings.live_weight,
+    }
+
+
+def fast_lane_summary(settings: CoachSettings, members: FastLaneMembers) -> dict[str, Any]:
+    """The fast lane's settings and who is in it: `learners` members (`pinned` in by an
+    operator, `automatic` close to readiness), `learnerIds` up to 50 of them, and `excluded`
+    (pinned out). GET fast-lane lists the members themselves (`members`)."""
+    auto_ids = [x for x, _ in members.auto]
+    return {
+        **settings.fastLane.model_dump(),
+        "learners": members.pinned_count + members.auto_count,
+        "learnerIds": sorted({*members.pinned, *auto_ids})[:FASTLANE_SAMPLE],
+        "pinned": members.pinned_count,
+        "automatic": members.auto_count,
+        "excluded": members.excluded_count,
+    }
+
+
+def fast_lane_members(settings: CoachSettings, members: FastLaneMembers) -> dict[str, Any]:
+    """GET fast-lane's `members`: up to 500 of each kind; an automatic member shows when it
+    entered and when its window lapses (`since`, `until`, epoch ms)."""
+    window_ms = settings.fastLane.windowS * 1000
+    return {
+        "pinned": members.pinned,
+        "automatic": [
+            {"learner": x, "since": since, "until": since + window_ms} for x, since in members.auto
+        ],
+        "excluded": members.excluded,
+        "listedMax": FASTLANE_LIST,
+    }
 
 
 async def build_status(
@@ -44,6 +85,7 @@ async def build_status(
     `throughput_rounds_per_min` and `meta_trigger_delay_ms` (the p99)."""
     settings = settings or await store.load_settings()
     status = await store.read_status()
+    members = await store.fast_lane_members(settings.fastLane.windowS)
     per_min = await store.rounds_per_min()
     cover = await store.coverage()
     delays = await store.meta_delays()
@@ -89,16 +131,9 @@ async def build_status(
         "lastStatus": _json(state.get(LAST_STATUS)),
         "lastMetaAction": state.get(LAST_META_ACTION),
         "thresholds": settings.thresholds(),
-        "live": {
-            "intervalMs": settings.live_interval_ms,
-            "microBatchesPerTick": settings.live_micro_batches,
-            "batchSize": settings.live_batch_size,
-            "weight": settings.live_weight,
-        },
-        "fastLane": {
-            **settings.fastLane.model_dump(),
-            "learners": status.fast_lane_size,
-            "learnerIds": sorted(status.fast_lane_sample),
-        },
+        "live": live_values(settings),
+        "fastLane": fast_lane_summary(settings, members),
         "outage": {service: _json(status.outage(service)) for service in OUTAGE_SERVICES},
+        # The newest completed boosts ({at_ms, rounds, ms}): the Phase 3 gate judges them.
+        "boosts": await store.recent_boosts(10),
     }

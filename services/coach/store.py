@@ -1,8 +1,9 @@
 """Redis access of the coach: the one module that knows its keys' hash fields.
 
 Per shard (the shard's hash tag, shared/keys.py): the queue of learners needing coaching and the
-reviews waiting (`keys.coach_queue(s)`, `keys.coach_ready(s)`, see scheduler), the fast-lane
-members (`keys.coach_fastlane(s)`), the learners coached in the last minute
+reviews waiting (`keys.coach_queue(s)`, `keys.coach_ready(s)`, see scheduler), the fast lane's
+pins in and out and its automatic members (`keys.coach_fastlane(s)`, `coach_fastlane_out(s)`,
+`coach_fastlane_auto(s)`; see settings_store.FastLaneSettings), the learners coached in the last minute
 (`keys.coach_coached(s)`) and the coach's consumer group on `keys.stream_meta(s)`. A replica
 works on the shards it owns (shared/shard_leases.py).
 
@@ -39,7 +40,7 @@ from redis.asyncio.cluster import ClusterPipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-from services.coach.scheduler import Pick, stride
+from services.coach.scheduler import Pick, PinChanges, stride
 from services.coach.settings_store import CoachSettings, from_fields, merge, to_fields
 from services.coach.tick import TickResult
 from shared.clock import now_ms
@@ -80,7 +81,10 @@ THROUGHPUT_TTL_S = 120
 COVERAGE_WINDOW_MS = 60_000
 COVERAGE_SAMPLE = 5000  # coached learners checked against the queue per status call
 META_DELAYS_KEPT = 1000
-FASTLANE_SAMPLE = 50  # fast-lane members listed by the status
+# Completed boosts kept for the Phase 3 gate (it judges the newest few).
+BOOSTS_KEPT = 50
+FASTLANE_SAMPLE = 50  # fast-lane members listed by the status (GET fast-lane lists more)
+FASTLANE_LIST = 500  # members of each kind listed by GET fast-lane
 PROMOTE_LIMIT = 1000  # due reviews moved back into the queue per tick (bounded work)
 META_GROUP = COACH_META_GROUP  # the coach's consumer group on the meta stream
 
@@ -98,11 +102,33 @@ def outage_value(since_ms: int, error: str) -> str:
 
 
 class UnknownLearners(Exception):
-    """Learners asked to join the fast lane that do not exist."""
+    """Learners asked to be pinned into or out of the fast lane that do not exist."""
 
     def __init__(self, missing: list[str]) -> None:
         super().__init__(f"unknown learners: {missing[:5]}")
         self.missing = missing
+
+
+class TooManyPins(Exception):
+    """Pins beyond `fastLane.maxPinned` (pins in and out together)."""
+
+    def __init__(self, pinned: int, limit: int) -> None:
+        super().__init__(f"{pinned} pins would exceed the bound of {limit}")
+        self.pinned = pinned
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class FastLaneMembers:
+    """Who is in the fast lane (or pinned out of it), as far as listed: each list holds at most
+    `FASTLANE_LIST` ids, the counts are exact."""
+
+    pinned: list[str]
+    excluded: list[str]
+    auto: list[tuple[str, int]]  # (learner, entered at ms): members until entered + window
+    pinned_count: int
+    excluded_count: int
+    auto_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +149,6 @@ class StatusReading:
     state: dict[str, str]
     counters: dict[str, str]
     ready: int
-    fast_lane_size: int
-    fast_lane_sample: list[str]
     replicas: int  # live coach replicas (members whose heartbeat has not expired)
 
     @property
@@ -149,6 +173,7 @@ class CoachStore:
         self.ownership = ownership
         self._promote_due = redis.register_script(lua_source(__package__, "promote_due"))
         self._record_shard = redis.register_script(lua_source(__package__, "record_shard"))
+        self._fastlane_pins = redis.register_script(lua_source(__package__, "fastlane_pins"))
 
     # ---- fencing -------------------------------------------------------------------------------
     def token(self, shard: int) -> str:
@@ -195,33 +220,131 @@ class CoachStore:
         new = merge(current, changes)
         return new, await self.save_settings(current, new)
 
-    async def update_fast_lane(
-        self, changes: dict[str, Any], *, add: list[str], remove: list[str]
-    ) -> list[str]:
-        """Change the fast-lane settings and members; returns the changed setting fields.
-        Raises UnknownLearners (and changes nothing) if a learner to add does not exist: an
-        unknown id would sit in the set forever."""
-        if add:
+    async def update_fast_lane(self, changes: dict[str, Any], pins: PinChanges) -> list[str]:
+        """Change the fast-lane settings and pins; returns the changed setting fields. Checks
+        everything before the first write, so a refused call changes nothing: UnknownLearners
+        if a learner to pin in or out does not exist (an unknown id would sit in a set forever),
+        TooManyPins if the pins would exceed `maxPinned` (this call's value, if it sets one).
+
+        Atomicity: each shard's pins change in one script (fastlane_pins.lua: a learner is in
+        one of pinned, pinned out, automatic); the shards' scripts go in one round trip but are
+        not one step together, and need not be: each learner's pin stands alone. The bound is
+        checked from one read of the shards' counts before the writes: two pin calls racing
+        each other can together pass it by at most one call's pins (≤ 1000 per list), which an
+        operator's next call, refused, then shows."""
+        current = await self.load_settings()
+        new = merge(current, {"fastLane": changes})
+        named = [*pins.pin, *pins.exclude]
+        if named:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for learner in add:
+                for learner in named:
                     pipe.exists(self.keys.learner_state(learner))
                 found = await pipe.execute()
-            missing = [x for x, f in zip(add, found, strict=True) if not f]
+            missing = [x for x, f in zip(named, found, strict=True) if not f]
             if missing:
                 raise UnknownLearners(missing)
-        _, changed = await self.update_settings({"fastLane": changes})
-        if add or remove:
-            # Each SADD/SREM is one shard's (the members are kept per shard, where the round
-            # commit and the tick read them); one pipeline sends them together. A call's changes
-            # to different shards are not one atomic step, and need not be: each membership
-            # stands alone.
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for shard, members in self._by_shard(add).items():
-                    pipe.sadd(self.keys.coach_fastlane(shard), *members)
-                for shard, members in self._by_shard(remove).items():
-                    pipe.srem(self.keys.coach_fastlane(shard), *members)
-                await pipe.execute()
+        if pins.pin or pins.exclude:
+            pinned = await self._pins_after(pins)
+            if pinned > new.fastLane.maxPinned:
+                raise TooManyPins(pinned, new.fastLane.maxPinned)
+        changed = await self.save_settings(current, new)
+        if pins:
+            pin, unpin, exclude = (self._by_shard(x) for x in (pins.pin, pins.unpin, pins.exclude))
+            calls: list[ScriptCall] = []
+            for shard in sorted({*pin, *unpin, *exclude}):
+                a, u, e = pin.get(shard, []), unpin.get(shard, []), exclude.get(shard, [])
+                k = self.keys
+                calls.append(
+                    (
+                        [
+                            k.coach_fastlane(shard),
+                            k.coach_fastlane_out(shard),
+                            k.coach_fastlane_auto(shard),
+                        ],
+                        [len(a), len(u), len(e), *a, *u, *e],
+                    )
+                )
+            await self._each(self._fastlane_pins, calls)
         return changed
+
+    async def _pins_after(self, pins: PinChanges) -> int:
+        """How many learners would be pinned (in or out) after `pins`: the shards' counts now,
+        plus the learners this call pins that are pinned neither way yet, less those whose pin
+        it drops."""
+        shards = list(self.keys.all_shards())
+        grouped = self._by_shard(pins.all())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in shards:
+                pipe.scard(self.keys.coach_fastlane(shard))
+                pipe.scard(self.keys.coach_fastlane_out(shard))
+            for shard, learners in grouped.items():
+                pipe.smismember(self.keys.coach_fastlane(shard), learners)
+                pipe.smismember(self.keys.coach_fastlane_out(shard), learners)
+            replies = await pipe.execute()
+        total = sum(int(n) for n in replies[: 2 * len(shards)])
+        flags = replies[2 * len(shards) :]
+        pinned_now: set[str] = set()
+        for i, learners in enumerate(grouped.values()):
+            ins, outs = flags[2 * i], flags[2 * i + 1]
+            pinned_now.update(x for x, a, b in zip(learners, ins, outs, strict=True) if a or b)
+        added = sum(1 for x in {*pins.pin, *pins.exclude} if x not in pinned_now)
+        dropped = sum(1 for x in set(pins.unpin) if x in pinned_now)
+        return total + added - dropped
+
+    async def fast_lane_members(self, window_s: int, at_ms: int | None = None) -> FastLaneMembers:
+        """The pins, the exclusions and the automatic members (entered less than `window_s`
+        ago) over every shard: counts in one round trip, then up to FASTLANE_LIST ids of each
+        kind from the shards that have some."""
+        now = at_ms if at_ms is not None else now_ms()
+        since = f"({now - window_s * 1000}"
+        shards = list(self.keys.all_shards())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in shards:
+                pipe.scard(self.keys.coach_fastlane(shard))
+                pipe.scard(self.keys.coach_fastlane_out(shard))
+                pipe.zcount(self.keys.coach_fastlane_auto(shard), since, "+inf")
+            counts = [int(n) for n in await pipe.execute()]
+        sizes = [counts[0::3], counts[1::3], counts[2::3]]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            wanted: list[tuple[int, int]] = []  # (kind, shard) in the order sent
+            for kind, per_shard in enumerate(sizes):
+                for shard, n in zip(shards, per_shard, strict=True):
+                    if not n:
+                        continue
+                    wanted.append((kind, shard))
+                    if kind == 0:
+                        pipe.srandmember(self.keys.coach_fastlane(shard), FASTLANE_LIST)
+                    elif kind == 1:
+                        pipe.srandmember(self.keys.coach_fastlane_out(shard), FASTLANE_LIST)
+                    else:
+                        pipe.zrange(
+                            self.keys.coach_fastlane_auto(shard),
+                            since,
+                            "+inf",
+                            byscore=True,
+                            offset=0,
+                            num=FASTLANE_LIST,
+                            withscores=True,
+                        )
+            replies = await pipe.execute() if wanted else []
+        pinned: list[str] = []
+        excluded: list[str] = []
+        auto: list[tuple[str, int]] = []
+        for (kind, _), reply in zip(wanted, replies, strict=True):
+            if kind == 0:
+                pinned.extend(texts(reply or []))
+            elif kind == 1:
+                excluded.extend(texts(reply or []))
+            else:
+                auto.extend((x, int(score)) for x, score in scored(reply))
+        return FastLaneMembers(
+            sorted(pinned)[:FASTLANE_LIST],
+            sorted(excluded)[:FASTLANE_LIST],
+            sorted(auto, key=lambda m: (m[1], m[0]))[:FASTLANE_LIST],
+            sum(sizes[0]),
+            sum(sizes[1]),
+            sum(sizes[2]),
+        )
 
     def _by_shard(self, learners: Iterable[str]) -> dict[int, list[str]]:
         grouped: dict[int, list[str]] = {}
@@ -271,14 +394,22 @@ class CoachStore:
         return moved, fenced
 
     async def pick(
-        self, count: int, shards: Iterable[int], *, use_fast_lane: bool = True
+        self,
+        count: int,
+        shards: Iterable[int],
+        *,
+        use_fast_lane: bool = True,
+        auto_window_s: int | None = None,
+        at_ms: int | None = None,
     ) -> list[Pick]:
         """The `count` learners with the lowest pass over the queues of `shards`, and whether
-        each is in the fast lane. Passes of different shards are comparable (a learner joins at
-        its queue's head pass, and every coached learner advances by its stride), so merging the
-        heads by pass schedules the replica's shards as one queue: weighted fairly across the
-        shards and between the fast and the normal lane. One round trip for the heads, one for
-        the fast-lane flags."""
+        each is in the fast lane: pinned in, or (with `auto_window_s`, the automatic rule's
+        window) an automatic member that entered less than that long ago and is not pinned out.
+        Passes of different shards are comparable (a learner joins at its queue's head pass,
+        and every coached learner advances by its stride), so merging the heads by pass
+        schedules the replica's shards as one queue: weighted fairly across the shards and
+        between the fast and the normal lane. One round trip for the heads, one for the
+        fast-lane flags."""
         owned = sorted(shards)
         if count <= 0 or not owned:
             return []
@@ -298,16 +429,36 @@ class CoachStore:
             return []
         fast: set[str] = set()
         if use_fast_lane:
-            by_shard: dict[int, list[str]] = {}
-            for _, learner, shard in merged:
-                by_shard.setdefault(shard, []).append(learner)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for shard, learners in by_shard.items():
-                    pipe.smismember(self.keys.coach_fastlane(shard), learners)
-                flags = await pipe.execute()
-            for learners, found in zip(by_shard.values(), flags, strict=True):
-                fast.update(x for x, f in zip(learners, found, strict=True) if f)
+            fast = await self._fast_of(merged, auto_window_s, at_ms)
         return [Pick(learner, score, learner in fast, shard) for score, learner, shard in merged]
+
+    async def _fast_of(
+        self, merged: list[tuple[float, str, int]], auto_window_s: int | None, at_ms: int | None
+    ) -> set[str]:
+        by_shard: dict[int, list[str]] = {}
+        for _, learner, shard in merged:
+            by_shard.setdefault(shard, []).append(learner)
+        auto = auto_window_s is not None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, learners in by_shard.items():
+                pipe.smismember(self.keys.coach_fastlane(shard), learners)
+                if auto:
+                    pipe.smismember(self.keys.coach_fastlane_out(shard), learners)
+                    pipe.zmscore(self.keys.coach_fastlane_auto(shard), learners)
+            flags = await pipe.execute()
+        fast: set[str] = set()
+        step = 3 if auto else 1
+        since = (at_ms if at_ms is not None else now_ms()) - (auto_window_s or 0) * 1000
+        for i, learners in enumerate(by_shard.values()):
+            pinned = flags[step * i]
+            if not auto:
+                fast.update(x for x, f in zip(learners, pinned, strict=True) if f)
+                continue
+            out, entered = flags[step * i + 1], flags[step * i + 2]
+            for x, p, o, e in zip(learners, pinned, out, entered, strict=True):
+                if p or (not o and e is not None and float(e) > since):
+                    fast.add(x)
+        return fast
 
     async def record_tick(self, result: TickResult, shards: Iterable[int]) -> list[int]:
         """Everything a tick changes. Per shard of `shards` (the replica's owned shards, so each
@@ -320,21 +471,41 @@ class CoachStore:
             coached.setdefault(self.keys.shard_of(learner), []).append(learner)
         for p in result.advanced:
             advanced.setdefault(p.shard, []).append(p)
+        ready, close = self._by_shard(result.ready), self._by_shard(result.close)
+        # Each shard admits its share of the fleet-wide bound on automatic members.
+        cap = -(-result.auto_max // self.keys.shards)
         calls: list[ScriptCall] = []
         order = sorted(set(coached) | set(advanced))
         for shard in order:
             k = self.keys
             members = coached.get(shard, [])
+            made_ready, near = ready.get(shard, []), close.get(shard, [])
             args: list[Any] = [
                 self.token(shard),
                 result.at_ms,
                 result.at_ms - COVERAGE_WINDOW_MS,
+                result.window_s * 1000,
+                cap,
                 len(members),
+                len(made_ready),
+                len(near),
                 *members,
+                *made_ready,
+                *near,
             ]
             for p in advanced.get(shard, []):
-                args += [p.learner, stride(p.fast, result.weight)]
-            keys = [k.coach_fence(shard), k.coach_queue(shard), k.coach_coached(shard)]
+                args += [
+                    p.learner,
+                    stride(p.fast, result.weight, result.rounds_of.get(p.learner, 1)),
+                ]
+            keys = [
+                k.coach_fence(shard),
+                k.coach_queue(shard),
+                k.coach_coached(shard),
+                k.coach_fastlane_auto(shard),
+                k.coach_fastlane(shard),
+                k.coach_fastlane_out(shard),
+            ]
             calls.append((keys, args))
         replies = await self._each(self._record_shard, calls)
         fenced = [shard for shard, r in zip(order, replies, strict=True) if int(r) < 0]
@@ -481,26 +652,8 @@ class CoachStore:
             pipe.zcount(self.keys.coach_members, now_ms(), "+inf")
             for shard in shards:
                 pipe.zcard(self.keys.coach_ready(shard))
-                pipe.scard(self.keys.coach_fastlane(shard))
             state, counters, replicas, *sizes = await pipe.execute()
-        ready = sum(int(n) for n in sizes[0::2])
-        fast_sizes = [int(n) for n in sizes[1::2]]
-        sample: list[str] = []
-        with_members = [s for s, n in zip(shards, fast_sizes, strict=True) if n]
-        if with_members:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for shard in with_members[:FASTLANE_SAMPLE]:
-                    pipe.srandmember(self.keys.coach_fastlane(shard), FASTLANE_SAMPLE)
-                for members in await pipe.execute():
-                    sample.extend(texts(members or []))
-        return StatusReading(
-            state,
-            counters,
-            ready,
-            sum(fast_sizes),
-            sample[:FASTLANE_SAMPLE],
-            int(replicas),
-        )
+        return StatusReading(state, counters, sum(int(n) for n in sizes), int(replicas))
 
     async def rounds_per_min(self, now_s: float | None = None) -> int:
         now = int(now_s if now_s is not None else now_ms() / 1000)
@@ -562,6 +715,25 @@ class CoachStore:
             "coachedLastMinute": coached,
             "estimated": estimated,
         }
+
+    async def record_boost_time(self, at_ms: int, rounds: int, ms: float) -> None:
+        """A completed boost's duration, kept for the Phase 3 gate. LPUSH and LTRIM in one
+        MULTI: the list never holds more than BOOSTS_KEPT entries."""
+        entry = orjson.dumps({"at_ms": at_ms, "rounds": rounds, "ms": round(ms, 1)})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(self.keys.coach_boosts, entry)
+            pipe.ltrim(self.keys.coach_boosts, 0, BOOSTS_KEPT - 1)
+            await pipe.execute()
+
+    async def recent_boosts(self, count: int = 10) -> list[dict[str, Any]]:
+        raw = await self.redis.lrange(self.keys.coach_boosts, 0, min(count, BOOSTS_KEPT) - 1)
+        out = []
+        for item in raw:
+            try:
+                out.append(orjson.loads(item))
+            except orjson.JSONDecodeError:
+                continue
+        return out
 
     async def meta_delays(self) -> dict[str, Any]:
         raw = await self.redis.lrange(self.keys.coach_meta_delays, 0, META_DELAYS_KEPT - 1)

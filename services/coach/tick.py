@@ -24,6 +24,9 @@ class TickPlan:
     calls: list[Call]
     aggressive: int  # learners given aggressive rounds (below the aggressive threshold)
 
+    def rounds_of(self) -> dict[str, int]:
+        return {learner: rounds for call in self.calls for learner, rounds in call}
+
 
 class TickSummary(TypedDict):
     """The `lastStatus` document. A tick with no learners to coach writes only the first three."""
@@ -55,6 +58,12 @@ class TickResult:
     coached: list[str] = field(default_factory=list)  # sorted
     advanced: list[Pick] = field(default_factory=list)  # picks whose pass moves on
     weight: float = 1.0
+    # The rounds each pick was given: its pass moves on in proportion (scheduler.stride).
+    rounds_of: dict[str, int] = field(default_factory=dict)
+    ready: list[str] = field(default_factory=list)  # made ready: they leave the fast lane
+    close: list[str] = field(default_factory=list)  # close to readiness: may enter it
+    window_s: int = 600  # the fast lane's window (fastLane.windowS)
+    auto_max: int = 0  # the fleet-wide bound on automatic members (fastLane.autoMax)
     outage_started: str | None = None  # training just became unreachable: the first error
     outage_over: bool = False  # training answered again after a recorded outage
     averages: dict[str, float] = field(default_factory=dict)  # as training reported them
@@ -93,6 +102,35 @@ def reported_averages(outcomes: Sequence[BatchOutcome]) -> dict[str, float]:
                 averages.pop(learner, None)
                 averages[learner] = float(avg)
     return averages
+
+
+def readiness(
+    outcomes: Sequence[BatchOutcome], settings: CoachSettings
+) -> tuple[list[str], list[str]]:
+    """(learners a round left ready, learners close to readiness) from training's answers: each
+    learner's last round decides. Close: not ready, and an average mastery of at least
+    `minAvgMastery - fastLane.autoMargin` (the readiness threshold, less the margin). Close
+    learners are listed only while the fast lane and its automatic rule are on; the ready ones
+    always (they leave the lane whatever its switches)."""
+    last: dict[str, tuple[bool, float | None]] = {}
+    for outcome in outcomes:
+        if outcome.upstream_error is not None:
+            continue
+        for r in outcome.rounds:
+            avg = r.get("avg")
+            level = float(avg) if isinstance(avg, int | float) else None
+            last[str(r.get("learner"))] = (bool(r.get("ready")), level)
+    ready = sorted(x for x, (is_ready, _) in last.items() if is_ready)
+    close: list[str] = []
+    lane = settings.fastLane
+    if lane.enabled and lane.auto:
+        bar = settings.minAvgMastery - lane.autoMargin
+        close = sorted(
+            x
+            for x, (is_ready, avg) in last.items()
+            if not is_ready and avg is not None and avg >= bar
+        )
+    return ready, close
 
 
 def summarize(
@@ -135,6 +173,7 @@ def summarize(
             if r.get("became_ready"):
                 became_ready += 1
     averages = reported_averages(outcomes)
+    ready, close = readiness(outcomes, settings)
     latest = [averages[x] if x in averages else average_of(x) for x in coached]
     known = [avg for avg in latest if avg is not None]
 
@@ -174,6 +213,11 @@ def summarize(
         coached=sorted(coached),
         advanced=[p for p in picks if p.learner in attempted],
         weight=settings.live_weight,
+        rounds_of=tick_plan.rounds_of(),
+        ready=ready,
+        close=close,
+        window_s=settings.fastLane.windowS,
+        auto_max=settings.fastLane.autoMax,
         outage_started=upstream_errors[0] if upstream_errors and outage is None else None,
         outage_over=outage is not None and not upstream_errors,
         averages=averages,

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.reports import routes
-from services.reports.app_keys import CONSUMER, LEASES
+from services.reports import alerts, routes
+from services.reports.alert_sender import AlertSender
+from services.reports.app_keys import ALERT_SETTINGS, ALERTS, CONSUMER, LEASES
 from services.reports.consumer import ReportsConsumer, StreamTrimmer, consumer_name
 from shared.app_factory import add_background_task, create_base_app
 from shared.app_keys import KEYS, REDIS, SETTINGS
@@ -34,6 +35,15 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[LEASES] = leases
     app[CONSUMER] = ReportsConsumer(app[REDIS], app[KEYS], name, leases)
+    # The one alert sender is the holder of shard 0's lease (services/reports/alert_sender.py).
+    app[ALERTS] = AlertSender(
+        app[REDIS],
+        app[KEYS],
+        app[ALERT_SETTINGS],
+        app[SETTINGS],
+        lambda: 0 in leases.owned(),
+        name,
+    )
     yield
 
 
@@ -43,6 +53,10 @@ async def _run_leases(app: web.Application) -> None:
 
 async def _consume(app: web.Application) -> None:
     await app[CONSUMER].run()
+
+
+async def _send_alerts(app: web.Application) -> None:
+    await app[ALERTS].run()
 
 
 async def _trim(app: web.Application) -> None:
@@ -60,6 +74,7 @@ async def _trim(app: web.Application) -> None:
 
 def create_app(settings: FleetSettings | None = None) -> web.Application:
     app = create_base_app("reports", settings, ready_checks=[consumer_ready])
+    app[ALERT_SETTINGS] = alerts.load_settings()  # a bad webhook URL stops the start
     routes.register(app)
     # After the Redis context (registered by the base app), which provides REDIS.
     app.cleanup_ctx.append(_consumer_ctx)
@@ -67,4 +82,5 @@ def create_app(settings: FleetSettings | None = None) -> web.Application:
     add_background_task(app, _run_leases, "reports-leases")
     add_background_task(app, _consume, "reports-consumer")
     add_background_task(app, _trim, "stream-trimmer")
+    add_background_task(app, _send_alerts, "alert-sender")
     return app

@@ -32,3 +32,7 @@ class ComprehensiveQuery(QueryModel):
     # `details` adds the per-service table, error rate and uptime.
     format: Literal["json"] = "json"
     details: bool = False
+
+
+class DeliveriesQuery(QueryModel):
+    limit: int = Field(50, ge=1, le=1000, description="newest delivery attempts to list")

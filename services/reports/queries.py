@@ -28,6 +28,7 @@ from services.reports.aggregates import (
     window_minutes,
 )
 from services.reports.apply import GROUP
+from services.reports.dashboard import build_dashboard
 from services.reports.readings import (
     demand_minutes,
     meta_trigger_misses,
@@ -43,6 +44,7 @@ from shared.redis_memory import fullest, masters_memory
 from shared.redis_types import FleetRedis, text_map, texts
 from shared.request_stats import ROUND_LATENCY_PREFIX, ROUND_LATENCY_SUM
 from shared.scripts import ScriptCall, evalsha_each, lua_source
+from shared.settings import FleetSettings
 from shared.stream_trim import GroupLag, group_lags_many
 
 COVERAGE_SAMPLE = 5000  # bound on the coached learners compared with the queue per query
@@ -598,3 +600,22 @@ async def fast_lane_enabled(redis: FleetRedis, keys: Keys) -> bool | None:
     if raw is None:
         return None
     return raw in ("1", "true", "True")
+
+
+async def dashboard(
+    redis: FleetRedis, keys: Keys, settings: FleetSettings, window_s: int, at: int
+) -> dict[str, Any]:
+    """The monitoring JSON (GET /api/v1/reports/dashboard): what the alert webhooks deliver."""
+    m = await metrics(redis, keys, window_s, at, settings.region_list())
+    fast_lane = await fast_lane_enabled(redis, keys)
+    streams = await stream_status(redis, keys)
+    memory = await redis_memory(redis)
+    return build_dashboard(
+        m,
+        window_s,
+        at,
+        fast_lane,
+        lag_alerts=lag_alerts(streams, settings.stream_lag_alert),
+        memory_alerts=memory_alerts(memory),
+        memory_high_alerts=memory_high_alerts(memory, settings.redis_memory_alert_pct),
+    )

@@ -6,11 +6,12 @@ import math
 
 from aiohttp import web
 
-from services.reports import comprehensive, queries
-from services.reports.app_keys import CONSUMER
-from services.reports.dashboard import build_dashboard
+from services.reports import alert_sender, comprehensive, queries
+from services.reports.alerts import url_label
+from services.reports.app_keys import ALERT_SETTINGS, CONSUMER
 from services.reports.models import (
     ComprehensiveQuery,
+    DeliveriesQuery,
     ExportQuery,
     TimeseriesQuery,
     WindowQuery,
@@ -18,6 +19,7 @@ from services.reports.models import (
 from shared.app_keys import KEYS, REDIS, SETTINGS
 from shared.clock import iso_ms, now_ms
 from shared.rate_limit import RateLimit, limit
+from shared.redis_types import text_map
 from shared.responses import ok
 from shared.routing import ApiRoutes
 from shared.validation import parse_query
@@ -108,23 +110,8 @@ async def timeseries(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     q = parse_query(request, WindowQuery)
     await _long_window(request, math.ceil(q.window / 60))
-    redis, keys = request.app[REDIS], request.app[KEYS]
-    at = now_ms()
-    m = await queries.metrics(redis, keys, q.window, at, request.app[SETTINGS].region_list())
-    fast_lane = await queries.fast_lane_enabled(redis, keys)
-    streams = await queries.stream_status(redis, keys)
-    memory = await queries.redis_memory(redis)
-    doc = build_dashboard(
-        m,
-        q.window,
-        at,
-        fast_lane,
-        lag_alerts=queries.lag_alerts(streams, request.app[SETTINGS].stream_lag_alert),
-        memory_alerts=queries.memory_alerts(memory),
-        memory_high_alerts=queries.memory_high_alerts(
-            memory, request.app[SETTINGS].redis_memory_alert_pct
-        ),
-    )
+    app = request.app
+    doc = await queries.dashboard(app[REDIS], app[KEYS], app[SETTINGS], q.window, now_ms())
     return ok(**doc)
 
 
@@ -172,3 +159,30 @@ async def comprehensive_report(request: web.Request) -> web.Response:
         m, totals, window_s=q.window, generated=iso_ms(at), fast_lane=fast_lane, details=q.details
     )
     return ok(**doc)
+
+
+@api.get(
+    "/api/v1/reports/alerts/deliveries",
+    query=DeliveriesQuery,
+    summary="Alert webhooks: the configured targets, the last level sent, every delivery attempt",
+)
+async def alert_deliveries(request: web.Request) -> web.Response:
+    q = parse_query(request, DeliveriesQuery)
+    app = request.app
+    settings = app[ALERT_SETTINGS]
+    redis, keys = app[REDIS], app[KEYS]
+    state = text_map(await redis.hgetall(keys.reports_alert_state))
+    sent = int(state["sent_ms"]) if state.get("sent_ms") else None
+    attempts = await alert_sender.deliveries(redis, keys, q.limit)
+    return ok(
+        webhooks=len(settings.urls()),
+        targets=[url_label(u) for u in settings.urls()],
+        repeat_s=settings.repeat_s,
+        state={
+            "level": state.get("level"),
+            "reason": state.get("reason"),
+            "sent_at": iso_ms(sent) if sent else None,
+        },
+        deliveries=attempts,
+        count=len(attempts),
+    )

@@ -59,7 +59,10 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     redis, keys, table = app[REDIS], app[KEYS], app[GATE_TABLE]
     await system.rename_untagged(redis, keys)
     store = app[GATE_STORE] = GateStore(redis, keys)
-    app[SNAPSHOTS] = SnapshotCache(lambda: build_snapshot(client, redis, keys, table, store))
+    settings = app[SETTINGS]
+    app[SNAPSHOTS] = SnapshotCache(
+        lambda: build_snapshot(client, redis, keys, table, store, settings)
+    )
     app[RAMP_RUNNER] = RampRunner(
         redis, keys, client, store, app[RAMP_CONFIG], lambda: routes.gates_now(app)
     )

@@ -85,16 +85,8 @@ async def _coach(client: ServiceClient, method: str, path: str, body: Any = None
 
 
 async def _set_fast_lane(client: ServiceClient, enable: bool) -> dict[str, Any]:
-    # The fast-lane POST resets an omitted weight and intervalMs to their defaults, so the
-    # current ones are sent back. Two calls, not one atomic step: a fast-lane change by another
-    # client between them is overwritten in those two fields only.
-    current = (await _coach(client, "GET", "/fast-lane"))["fastLane"]
-    answer = await _coach(
-        client,
-        "POST",
-        "/fast-lane",
-        {"enable": enable, "weight": current["weight"], "intervalMs": current["intervalMs"]},
-    )
+    # The fast-lane POST is a partial update: only the switch changes.
+    answer = await _coach(client, "POST", "/fast-lane", {"enable": enable})
     fast_lane: dict[str, Any] = answer["fastLane"]
     return fast_lane
 

@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import sse_response
 
+from services.web import gate_inputs, rollout, system
 from services.web import gates as gates_mod
-from services.web import rollout, system
 from services.web.gate_store import GateStore
 from shared import fleet
 from shared.clock import now_ms
@@ -30,6 +30,7 @@ from shared.http_client import ServiceClient
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.responses import dumps
+from shared.settings import FleetSettings
 
 log = get_logger(__name__)
 
@@ -38,6 +39,8 @@ STREAM_INTERVAL_S = 1.0
 # A stream ends after this long; EventSource reconnects by itself, so a forgotten tab cannot
 # hold a handler forever.
 STREAM_MAX_S = 3600.0
+# A criterion the fleet cannot measure, as a snapshot carries it (`signed_off`: who stated what).
+SIGNOFF_FIELDS = ("id", "name", "unit", "comparator", "threshold", "status", "signed_off")
 # Every service but the gateway itself, whose snapshot this is.
 HEALTH_SERVICES = tuple(name for name in fleet.NAMES if name != "web")
 
@@ -82,6 +85,7 @@ async def build_snapshot(
     keys: Keys,
     table: gates_mod.GateTable,
     store: GateStore,
+    settings: FleetSettings,
 ) -> dict[str, Any]:
     async def scale() -> dict[str, Any]:
         try:
@@ -98,11 +102,15 @@ async def build_snapshot(
         scale(),
         *(_health(client, s) for s in HEALTH_SERVICES),
     )
+    at = now_ms()
+    checks = await gate_inputs.checks(
+        client, redis, keys, settings, processes=processes, status=status, coach=coach, now_ms=at
+    )
     merged, available, reason, _ = gates_mod.compose_metrics(
-        metrics, processes, reports_error=metrics.get("error", {}).get("message")
+        metrics, processes, reports_error=metrics.get("error", {}).get("message"), checks=checks
     )
     evaluated = await rollout.evaluate(
-        store, table, merged, available=available, reason=reason, now_ms=now_ms(), record=False
+        store, table, merged, available=available, reason=reason, now_ms=at, record=False
     )
     fleet: dict[str, Any] = {}
     if "error" in processes:
@@ -144,7 +152,18 @@ async def build_snapshot(
         }
         | {
             "gates": [
-                {k: g[k] for k in ("id", "number", "name", "verdict", "decision", "reason")}
+                {
+                    k: g[k]
+                    for k in ("id", "number", "name", "verdict", "decision", "reason", "record")
+                }
+                # The criteria a person signs off, and their sign-offs (the Control Room's form).
+                | {
+                    "signoffs": [
+                        {k: c.get(k) for k in SIGNOFF_FIELDS}
+                        for c in g["criteria"]
+                        if c.get("metric") is None
+                    ]
+                }
                 for g in evaluated["gates"]
             ]
         },

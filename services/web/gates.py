@@ -10,7 +10,10 @@ such measurement (revenue, ROI, incidents, compliance…) or no data for it yet.
 never counted as passed: branches such as `all_pass` need every named criterion to be `pass`.
 A criterion with `idle_when` (coach throughput) is `idle` when that flag is set: no learner
 needed coaching during the period, so there was nothing to measure a pace on and nothing wrong;
-`idle` satisfies `all_pass` and is never a failure ("idle, no demand").
+`idle` satisfies `all_pass` and is never a failure ("idle, no demand"). A criterion with
+`operator_when` (the Phase 3 gate's fast lane) is `operator` when that flag is set: the operator
+changed the setting the criterion names, which is their decision, shown with the setting
+(`operator_note`), satisfying `all_pass`, never a failure.
 
 Decision branches are tried in table order; the first whose condition holds gives the verdict.
 Conditions (JSON):
@@ -38,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 TABLE_PATH = Path(__file__).with_name("gates.json")
 
 Comparator = Literal["<", "<=", ">", ">=", "==", "between"]
-Status = Literal["pass", "fail", "not_measured", "idle"]
-SATISFIED = ("pass", "idle")
+Status = Literal["pass", "fail", "not_measured", "idle", "operator"]
+SATISFIED = ("pass", "idle", "operator")
 HOLD_UNAVAILABLE = "HOLD"
 
 
@@ -66,6 +69,8 @@ class Criterion(_Model):
     scale: float = 1.0  # measured = raw * scale (ms → s, fraction → %)
     requires: str | None = None  # a count that must be > 0 for the metric to mean anything
     idle_when: str | None = None  # a flag: true when there was no demand to measure
+    operator_when: str | None = None  # a flag: true when the operator changed the setting
+    operator_note: str | None = None  # the text of the operator's setting
     note: str | None = None
     kind: str | None = None
     escalation: Escalation | None = None
@@ -197,6 +202,15 @@ def _flag(metrics: Mapping[str, Any] | None, path: str) -> bool:
     return node is True
 
 
+def _text(metrics: Mapping[str, Any] | None, path: str) -> str | None:
+    node: Any = metrics
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, str) else None
+
+
 def compare(value: float, comparator: str, bound: float | Sequence[float]) -> bool:
     if comparator == "between":
         low, high = bound  # type: ignore[misc]
@@ -252,6 +266,12 @@ def measure(
     if criterion.idle_when is not None and _flag(metrics, criterion.idle_when):
         out["status"] = "idle"
         out["reason"] = "idle, no demand in the period"
+        return out
+    if criterion.operator_when is not None and _flag(metrics, criterion.operator_when):
+        note = _text(metrics, criterion.operator_note) if criterion.operator_note else None
+        out["status"] = "operator"
+        out["measured"] = note
+        out["reason"] = f"set by the operator ({note or 'changed'}): their decision, not a failure"
         return out
     raw = lookup(metrics, criterion.metric)
     if raw is not None and criterion.requires is not None:
@@ -457,6 +477,9 @@ def evaluate(
             "meta_trigger_delay_ms": lookup(metrics, "meta_trigger_delay_ms.p99"),
             "meta_trigger_delay_p50_ms": lookup(metrics, "meta_trigger_delay_ms.p50"),
             "restarts": lookup(metrics, "restarts"),
+            "coach_active": lookup(metrics, "integration.coach_active"),
+            "prearm_armed": lookup(metrics, "integration.prearm_armed"),
+            "boost_3_rounds_ms": lookup(metrics, "integration.boost.worst_3_rounds_ms"),
             "revenue_signal": None,  # not tracked by the fleet; never invented
         },
         "gates_passed": passed,
@@ -468,14 +491,18 @@ def evaluate(
 
 
 def compose_metrics(
-    reports_body: Any, processes_body: Any, reports_error: str | None = None
+    reports_body: Any,
+    processes_body: Any,
+    reports_error: str | None = None,
+    checks: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool, str | None, dict[str, Any]]:
     """Merge the reports metrics (docs/ARCHITECTURE.md §3) and the orchestrator's process table
     into the metrics the gates read. Returns (metrics, available, reason, sources).
 
     Restarts: the reports count is over the same window as every other metric, so it is used
     when present; the orchestrator's cumulative count is the fallback. A process the orchestrator
-    gave up on (state `failed`) always counts as a crash.
+    gave up on (state `failed`) always counts as a crash. `checks`: the coach integration and
+    pre-flight readings (services/web/fleet_checks.py), under `integration` and `preflight`.
     """
     sources: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -504,4 +531,7 @@ def compose_metrics(
             metrics["restarts"] = max(int(metrics["restarts"]), len(failed))
     else:
         sources["orchestrator"] = {"ok": False}
+    for name in ("integration", "preflight"):
+        if checks is not None and isinstance(checks.get(name), Mapping):
+            metrics[name] = dict(checks[name])
     return metrics, available, reason, sources

@@ -15,6 +15,7 @@ from services.web import (
     compat,
     events,
     full_pause,
+    gate_inputs,
     gates,
     memory_budget,
     ramp_runner,
@@ -160,8 +161,12 @@ async def evaluate_gates(
         events.fetch(client, "reports", f"/api/v1/reports/metrics?window={window}", 2.0),
         events.fetch(client, "orchestrator", "/api/v1/system/processes", 2.0),
     )
+    at = now_ms()
+    fleet_checks = await gate_inputs.checks(
+        client, app[REDIS], app[KEYS], app[SETTINGS], processes=processes, now_ms=at
+    )
     merged, available, reason, sources = gates.compose_metrics(
-        metrics, processes, reports_error=_error_message(metrics)
+        metrics, processes, reports_error=_error_message(metrics), checks=fleet_checks
     )
     result = await rollout.evaluate(
         app[GATE_STORE],
@@ -169,7 +174,7 @@ async def evaluate_gates(
         merged,
         available=available,
         reason=reason,
-        now_ms=now_ms(),
+        now_ms=at,
         record=record,
     )
     return result, sources

@@ -1,7 +1,8 @@
 -- Erase a learner and every index entry that names it, atomically. Every key is in the learner's
 -- shard (one hash tag): the indexes are the shard's own.
 -- KEYS: 1 state, 2 history, 3 meta, 4 meta log, 5 meta lock, 6 learners index, 7 regions,
---       8 coach queue, 9 coach ready, 10 coach fastlane, 11 coach coached, 12 inactive learners
+--       8 coach queue, 9 coach ready, 10 coach fastlane, 11 coach coached,
+--       12 fast lane pinned out, 13 fast lane automatic members, 14 inactive learners
 --       (all of the shard)
 -- ARGV: 1 learner id
 -- Returns 1 when erased, 0 when there was no such learner, or an `INVALID delete_learner: …`
@@ -29,5 +30,7 @@ redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('ZREM', KEYS[9], ARGV[1])
 redis.call('SREM', KEYS[10], ARGV[1])
 redis.call('ZREM', KEYS[11], ARGV[1])
-redis.call('ZREM', KEYS[12], ARGV[1])
+redis.call('SREM', KEYS[12], ARGV[1])
+redis.call('ZREM', KEYS[13], ARGV[1])
+redis.call('ZREM', KEYS[14], ARGV[1])
 return 1

@@ -83,6 +83,10 @@ def test_cli_drives_a_fleet(fleet: Fleet) -> None:
     fast = js(fleet, "coach", "fast-lane", "off")
     assert fast["fastLane"]["enabled"] is False
     assert (fast["fastLane"]["weight"], fast["fastLane"]["intervalMs"]) == (3, 700)
+    assert js(fleet, "coach", "pin", "alice")["members"]["pinned"] == ["alice"]
+    assert "pinned out alice" in ok(fleet, "coach", "pin", "--out", "alice")
+    assert js(fleet, "coach", "unpin", "alice")["fastLane"]["excluded"] == 0
+    assert "404 learner_not_found" in refused(fleet, "coach", "pin", "nobody")
     assert "404 learner_not_found" in refused(fleet, "coach", "boost", "--learner", "nobody")
     assert js(fleet, "coach", "status")["status"]["active"] is True
 

@@ -144,7 +144,8 @@ async def test_fast_lane_changes_apply_at_once_and_survive_a_restart(fleet, redi
         "batchSize": 3,
     }
     fast = status(fleet)["fastLane"]
-    assert {k: fast[k] for k in expected} == expected and fast["learnerIds"] == ["a", "b"]
+    assert {k: fast[k] for k in expected} == expected and fast["pinned"] == 2
+    assert body["members"]["pinned"] == ["a", "b"]
     assert (await redis.xrange(keys.stream_system))[-1][1]["type"] == "settings_changed"
 
     fleet["coach"].post(f"{COACH}/start")
@@ -158,7 +159,7 @@ async def test_fast_lane_changes_apply_at_once_and_survive_a_restart(fleet, redi
     fleet.start("coach")
     after = status(fleet)
     assert {k: after["fastLane"][k] for k in expected} == expected
-    assert after["fastLane"]["learnerIds"] == ["a", "b"]
+    assert fleet["coach"].get(f"{COACH}/fast-lane")[1]["members"]["pinned"] == ["a", "b"]
     assert after["active"] is True  # it was active: it resumes on its own
     assert after["roundsRun"] >= before["roundsRun"]  # counters are not reset
     wait_for(lambda: status(fleet)["roundsRun"] > after["roundsRun"])
@@ -167,7 +168,7 @@ async def test_fast_lane_changes_apply_at_once_and_survive_a_restart(fleet, redi
         f"{COACH}/fast-lane", {"enable": False, "learners": {"remove": ["a"]}}
     )
     assert code == 200 and body["fastLane"]["enabled"] is False
-    assert body["fastLane"]["learnerIds"] == ["b"] and body["live"]["weight"] == 1
+    assert body["members"]["pinned"] == ["b"] and body["live"]["weight"] == 1
 
 
 async def test_paused_meta_keeps_triggers_queued_until_resumed(fleet, redis, keys):

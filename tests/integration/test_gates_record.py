@@ -67,8 +67,9 @@ def test_signoff_is_recorded_and_bad_input_records_nothing(fleet: Fleet) -> None
     revenue = next(c for c in gate2["criteria"] if c["id"] == "revenue_signal")
     assert revenue["status"] == "pass" and revenue["measured"] == 6.2
     assert revenue["signed_off"]["actor"] == "cfo" and revenue["signed_off"]["note"] == "finance Q4"
-    assert "next_decision" in gates and gates["active_gate"] == "gate-1-nov-1"
-    assert gates["gates"][0]["record"]["hold"].startswith("2 hours")
+    # The Phase 3 (coach integration) gate comes first; gate 1 is judged over its 2 hours.
+    assert "next_decision" in gates and gates["active_gate"] == "phase-3-coach"
+    assert gates["gates"][1]["record"]["hold"].startswith("2 hours")
 
     signoffs = [e for e in _history(fleet, f"?gate={GATE2}") if e["type"] == "signoff"]
     assert len(signoffs) == 1 and signoffs[0]["value"] == 6.2 and signoffs[0]["actor"] == "cfo"

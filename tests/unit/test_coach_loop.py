@@ -222,9 +222,9 @@ async def test_a_tick_coaches_the_queue_and_records_it_in_redis(redis, scripts, 
     assert int(state["lastActionAt"]) > 0
     assert await coached(redis, keys) == ["a", "b", "c"]
     assert training.fences == [None]  # a single coach over every shard: unfenced
-    # Fast-lane stride 1/2, others 1.
+    # Strides are the rounds given (8 each), halved in the fast lane (weight 2).
     passes = {x: await redis.zscore(queue(keys, x), x) for x in "abc"}
-    assert passes == {"a": 0.5, "b": 1.0, "c": 1.0}
+    assert passes == {"a": 4.0, "b": 8.0, "c": 8.0}
     assert await store.rounds_per_min() == 24
 
     # The averages training reported carry over: 60 is above the aggressive threshold.
@@ -292,4 +292,5 @@ async def test_learner_errors_are_counted(redis, scripts, keys):
     summary = await CoachLoop(store, Refusing(), AllShards(keys)).tick(CoachSettings())
     assert summary["learnerErrors"] == 1 and summary["rounds"] == 0
     assert await redis.hget(keys.coach_stats, "learnerErrors") == "1"
-    assert await redis.zscore(queue(keys, "a"), "a") == 1.0  # answered for: its turn is over
+    # Answered for: its turn is over, its pass moves on by the 8 rounds it was given.
+    assert await redis.zscore(queue(keys, "a"), "a") == 8.0

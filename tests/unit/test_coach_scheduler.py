@@ -160,3 +160,27 @@ async def test_coverage_counts_queued_learners_coached_in_the_last_minute(redis,
     for shard in (1, 3, 5):
         await redis.delete(keys.coach_queue(shard))
     assert (await store.coverage(now))["ratio"] is None
+
+
+async def test_weight_shares_rounds_when_learners_get_different_rounds_a_pick(redis, scripts, keys):
+    # Normal learners below the aggressive threshold get 8 rounds a pick, fast-lane ones above
+    # it get 4: the passes move on by the rounds given, so rounds still split 1 : weight.
+    normal = [f"n{i}" for i in range(24)]
+    fast = [f"f{i}" for i in range(8)]
+    for learner in normal + fast:
+        await create(scripts, keys, learner)
+    await join_fast_lane(redis, keys, *fast)
+    store = CoachStore(redis, keys)
+    rounds: Counter = Counter()
+    for _ in range(400):
+        picks = await store.pick(6, keys.all_shards())
+        given = {p.learner: 4 if p.fast else 8 for p in picks}
+        rounds.update(given)
+        result = TickResult(1, {"needing": 0, "promoted": 0, "rounds": 0}, "", weight=2)
+        result.advanced.extend(picks)
+        result.rounds_of.update(given)
+        assert await store.record_tick(result, keys.all_shards()) == []
+    per_fast = sum(rounds[x] for x in fast) / len(fast)
+    per_normal = sum(rounds[x] for x in normal) / len(normal)
+    assert 1.8 <= per_fast / per_normal <= 2.2, (per_fast, per_normal)
+    assert per_normal >= 60  # enough rounds each for the ratio to mean something

@@ -31,7 +31,18 @@ def promote_keys(k: Keys) -> list[str]:
 
 
 def record_keys(k: Keys) -> list[str]:
-    return [k.coach_fence(S), k.coach_queue(S), k.coach_coached(S)]
+    return [
+        k.coach_fence(S),
+        k.coach_queue(S),
+        k.coach_coached(S),
+        k.coach_fastlane_auto(S),
+        k.coach_fastlane(S),
+        k.coach_fastlane_out(S),
+    ]
+
+
+def pins_keys(k: Keys) -> list[str]:
+    return [k.coach_fastlane(S), k.coach_fastlane_out(S), k.coach_fastlane_auto(S)]
 
 
 CASES: list[tuple[str, str, Callable[[Keys], list[str]], list[Any]]] = [
@@ -46,12 +57,17 @@ CASES: list[tuple[str, str, Callable[[Keys], list[str]], list[Any]]] = [
     ("promote: count", coach("promote_due"), promote_keys, [5000, 10]),
     ("promote: token", coach("promote_due"), promote_keys, [5000, 10, "x"]),
     ("record: count", coach("record_shard"), record_keys, ["", 1, 0]),
-    ("record: token", coach("record_shard"), record_keys, ["x", 1, 0, 0]),
-    ("record: now", coach("record_shard"), record_keys, ["", "soon", 0, 0]),
-    ("record: coached count", coach("record_shard"), record_keys, ["", 1, 0, 2, "a"]),
-    ("record: pairs", coach("record_shard"), record_keys, ["", 1, 0, 0, "a"]),
-    ("record: increment", coach("record_shard"), record_keys, ["", 1, 0, 1, "a", "b", "nan"]),
-    ("record: late bad increment", coach("record_shard"), record_keys, ["", 1, 0, 0, "a", 1, "b", -1]),
+    ("record: token", coach("record_shard"), record_keys, ["x", 1, 0, 1000, 0, 0, 0, 0]),
+    ("record: now", coach("record_shard"), record_keys, ["", "soon", 0, 1000, 0, 0, 0, 0]),
+    ("record: window", coach("record_shard"), record_keys, ["", 1, 0, 0, 0, 0, 0, 0]),
+    ("record: cap", coach("record_shard"), record_keys, ["", 1, 0, 1000, -1, 0, 0, 0]),
+    ("record: coached count", coach("record_shard"), record_keys, ["", 1, 0, 1000, 0, 2, 0, 0, "a"]),
+    ("record: close count", coach("record_shard"), record_keys, ["", 1, 0, 1000, 1, 0, 0, 3, "a"]),
+    ("record: pairs", coach("record_shard"), record_keys, ["", 1, 0, 1000, 0, 0, 0, 0, "a"]),
+    ("record: increment", coach("record_shard"), record_keys, ["", 1, 0, 1000, 0, 1, 0, 0, "a", "b", "nan"]),
+    ("record: late bad increment", coach("record_shard"), record_keys, ["", 1, 0, 1000, 0, 0, 0, 0, "a", 1, "b", -1]),
+    ("pins: counts", coach("fastlane_pins"), pins_keys, ["x", 0, 0]),
+    ("pins: arguments", coach("fastlane_pins"), pins_keys, [1, 0, 0]),
 ]  # fmt: skip
 
 
@@ -78,7 +94,7 @@ async def test_record_shard_writes_under_the_current_token_only(redis: Redis, ke
     await redis.set(keys.coach_fence(S), 4)
     await redis.zadd(keys.coach_queue(S), {"a": 1, "b": 1})
     await redis.zadd(keys.coach_coached(S), {"old": 10})
-    args = [5000, 100, 1, "a", "a", 0.5, "b", 1, "gone", 1]
+    args = [5000, 100, 1000, 0, 1, 0, 0, "a", "a", 0.5, "b", 1, "gone", 1]
     assert await record(keys=record_keys(keys), args=["3", *args]) == -1  # a stale token
     assert await redis.zrange(keys.coach_queue(S), 0, -1, withscores=True) == [
         ("a", 1.0), ("b", 1.0),

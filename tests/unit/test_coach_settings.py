@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from services.coach import settings_store
 from services.coach.models import BoostRequest, FastLaneRequest, HyperBoostRequest, SettingsUpdate
+from services.coach.scheduler import PinChanges
 from services.coach.settings_store import CoachSettings
 from services.coach.store import CoachStore
 
@@ -58,13 +59,28 @@ def test_bad_requests_are_refused(model, body):
 
 
 def test_fast_lane_request_forms():
-    assert FastLaneRequest.model_validate({"learners": ["a", "b"]}).learner_changes() == (
-        ["a", "b"],
-        [],
+    assert FastLaneRequest.model_validate({"learners": ["a", "b", "a"]}).learner_changes() == (
+        PinChanges(["a", "b"], [], [])
     )
-    req = FastLaneRequest.model_validate({"learners": {"add": ["a"], "remove": ["b"]}})
-    assert req.learner_changes() == (["a"], ["b"])
-    assert FastLaneRequest.model_validate({}).enable is True
+    req = FastLaneRequest.model_validate(
+        {"learners": {"add": ["a"], "remove": ["b"], "exclude": ["c"]}}
+    )
+    assert req.learner_changes() == PinChanges(["a"], ["b"], ["c"])
+    with pytest.raises(ValidationError):  # one learner, two pins
+        FastLaneRequest.model_validate({"learners": {"add": ["a"], "exclude": ["a"]}})
+
+
+def test_a_fast_lane_request_changes_only_what_it_names():
+    # The original reset an omitted enable, weight and intervalMs to their defaults.
+    assert FastLaneRequest.model_validate({}).settings_changes() == {}
+    assert FastLaneRequest.model_validate({"weight": 3}).settings_changes() == {"weight": 3}
+    req = FastLaneRequest.model_validate({"enable": False, "windowS": 60, "auto": False})
+    assert req.settings_changes() == {"enabled": False, "windowS": 60, "auto": False}
+    current = settings_store.merge(
+        CoachSettings(), {"fastLane": {"enabled": False, "intervalMs": 900, "weight": 4}}
+    )
+    new = settings_store.merge(current, {"fastLane": {"weight": 3}})
+    assert (new.fastLane.enabled, new.fastLane.intervalMs, new.fastLane.weight) == (False, 900, 3)
 
 
 def test_live_values_follow_the_fast_lane_rule():
@@ -114,10 +130,10 @@ def test_request_models_carry_the_settings_bounds():
             assert constraints(SettingsUpdate, name) == constraints(CoachSettings, name), name
     for name in FastLaneSettings.model_fields:
         assert constraints(FastLaneSettingsUpdate, name) == constraints(FastLaneSettings, name)
-    for name in ("weight", "intervalMs", "microBatchesPerTick", "batchSize"):
-        assert constraints(FastLaneRequest, name) == constraints(FastLaneSettings, name), name
-    for name in ("weight", "intervalMs"):
-        default = FastLaneSettings.model_fields[name].default
-        assert FastLaneRequest.model_fields[name].default == default, name
+    for name in FastLaneSettings.model_fields:
+        if name != "enabled":  # `enable` in the request, the original's name
+            assert constraints(FastLaneRequest, name) == constraints(FastLaneSettings, name), name
+            # A partial update: nothing named, nothing changed.
+            assert FastLaneRequest.model_fields[name].default is None, name
     schema = SettingsUpdate.model_json_schema()["properties"]["maxBelow80"]["anyOf"][0]
     assert (schema["minimum"], schema["maximum"]) == (0, 1000)

@@ -85,21 +85,22 @@ def test_a_sealed_gate_stays_passed_its_regression_alerts_and_only_a_reopen_unse
 def test_decide_advances_active_gate_phase_and_next_decision(table: GateTable) -> None:
     summary = evaluate(table, CANARY)
     ids = [g.id for g in table.gates]
+    holds = {g.id: (g.hold_s, g.hold) for g in table.gates}
+    phases = {g.id: g.phase_after for g in table.gates}
+    # Nothing sealed yet: the Phase 3 (coach integration) gate is the active one.
+    first = gate_record.decide(copy.deepcopy(summary), {}, holds, phases, table.current_phase)
+    assert first["active_gate"] == "phase-3-coach" and first["current_phase"] == "phase-3"
+    assert first["next_decision"]["gate"] == "phase-3-coach"
     states = {
-        ids[0]: GateState("GO", True, T0, T0 + 200 * MIN, sealed_at=T0 + 120 * MIN),
-        ids[1]: GateState("PASS", True, T0 + 10 * MIN, T0 + 20 * MIN),
+        ids[0]: GateState("PASS", True, T0, T0 + 200 * MIN, sealed_at=T0 + 5 * MIN),
+        ids[1]: GateState("GO", True, T0, T0 + 200 * MIN, sealed_at=T0 + 125 * MIN),
+        ids[2]: GateState("PASS", True, T0 + 10 * MIN, T0 + 20 * MIN),
     }
-    decided = gate_record.decide(
-        copy.deepcopy(summary),
-        states,
-        {g.id: (g.hold_s, g.hold) for g in table.gates},
-        {g.id: g.phase_after for g in table.gates},
-        table.current_phase,
-    )
-    assert decided["gates_passed"] == [ids[0]] and decided["active_gate"] == ids[1]
-    assert decided["current_phase"] == "phase-4"
+    decided = gate_record.decide(copy.deepcopy(summary), states, holds, phases, table.current_phase)
+    assert decided["gates_passed"] == ids[:2] and decided["active_gate"] == ids[2]
+    assert decided["current_phase"] == "phase-4"  # the Phase 3 gate's seal opened phase 4
     nxt = decided["next_decision"]
-    assert nxt["gate"] == ids[1] and nxt["when"].startswith("Nov 2")
+    assert nxt["gate"] == ids[2] and nxt["when"].startswith("Nov 2")
     # Gate 2 is CONDITIONAL PASS live (revenue not signed off): no seal time, and it says why.
     assert nxt["at"] is None and "Revenue" in nxt["on"]
     # Every gate sealed: the rollout is complete and phase 5 begins.

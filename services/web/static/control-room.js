@@ -9,6 +9,11 @@
   var history = [];
   var pendingRetry = null;
   var formsPrimed = { fastLane: false, scale: false };
+  var ACTOR_KEY = "tooloo.actor"; // who signs off or pauses, remembered for the tab's session
+  var lastGates = null; // the latest snapshot's gates: the sign-off form's choices
+  var sealEvents = {}; // gate id -> its newest `sealed` or `reopened` entry seen in the record
+  var lastPause = null; // the newest full_pause / full_resume entry seen in the record
+  var snapshotListeners = [];
 
   function $(id) { return document.getElementById(id); }
 
@@ -65,39 +70,76 @@
       : "this call needs the fleet's API token; enter it above and it is retried", 401);
   }
 
-  /** POST/GET through the gateway; resolves to the JSON body, or null after showing the error. */
-  function api(method, path, body) {
+  // Every call is bounded: a gateway that never answers becomes an error the operator sees.
+  // The full pause waits for the coach and meta in turn (3 s each at most), hence its own bound.
+  var CALL_TIMEOUT_MS = 10000;
+
+  function formatDetails(details) {
+    if (Array.isArray(details) && details.length) {
+      return " (" + details.map(function (d) {
+        return d && typeof d === "object" ? (d.loc || []).join(".") + ": " + d.msg : String(d);
+      }).join("; ") + ")";
+    }
+    if (details && typeof details === "object") {
+      // Parts of the fleet that did not follow (the full pause's 502): name each failed one.
+      var failed = Object.keys(details).filter(function (k) {
+        return details[k] && typeof details[k] === "object" && details[k].ok === false;
+      });
+      if (failed.length) {
+        return " (" + failed.map(function (k) { return k + ": " + (details[k].error || "failed"); }).join("; ") + ")";
+      }
+    }
+    return "";
+  }
+
+  /** POST/GET through the gateway; resolves to the JSON body, or null after showing the error.
+      opts.timeoutMs bounds the call; opts.errorEl also shows the error beside the control that
+      made the call; opts.quiet shows it only there (background refreshes). */
+  function api(method, path, body, opts) {
+    opts = opts || {};
     var headers = { "Accept": "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     var saved = token();
     if (saved) headers["Authorization"] = "Bearer " + saved;
+    var timeoutMs = opts.timeoutMs || CALL_TIMEOUT_MS;
+    var controller = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = controller ? setTimeout(function () { controller.abort(); }, timeoutMs) : null;
+    function fail(code, message, status) {
+      if (opts.errorEl) {
+        opts.errorEl.textContent = "Error" + (status ? " " + status : "") + " — " + code + ": " + message;
+        opts.errorEl.hidden = false;
+      }
+      if (!opts.quiet) showError(code, message, status);
+      return null;
+    }
+    function failed(e) {
+      if (timer) clearTimeout(timer);
+      if (e && e.name === "AbortError") return fail("timeout", "the gateway did not answer within " + Math.round(timeoutMs / 1000) + " s");
+      return fail("network_error", "the gateway did not answer (" + (e && e.message) + ")");
+    }
     return fetch(path, {
       method: method,
       headers: headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: controller ? controller.signal : undefined,
     }).then(function (resp) {
       return resp.text().then(function (raw) {
+        if (timer) clearTimeout(timer);
         var data = null;
         try { data = raw ? JSON.parse(raw) : null; } catch (e) { data = null; }
-        if (resp.status === 401) {
+        if (resp.status === 401 && !opts.quiet) {
           return new Promise(function (resolve) {
-            askForToken(function () { resolve(api(method, path, body)); });
+            askForToken(function () { resolve(api(method, path, body, opts)); });
           });
         }
         if (!resp.ok || !data || data.ok === false) {
           var err = (data && data.error) || {};
-          var detail = err.details && Array.isArray(err.details) && err.details.length
-            ? " (" + err.details.map(function (d) { return (d.loc || []).join(".") + ": " + d.msg; }).join("; ") + ")"
-            : "";
-          showError(err.code || "http_" + resp.status, (err.message || resp.statusText || "request failed") + detail, resp.status);
-          return null;
+          return fail(err.code || "http_" + resp.status, (err.message || resp.statusText || "request failed") + formatDetails(err.details), resp.status);
         }
+        if (opts.errorEl) opts.errorEl.hidden = true;
         return data;
-      });
-    }, function (e) {
-      showError("network_error", "the gateway did not answer (" + e.message + ")");
-      return null;
-    });
+      }, failed);
+    }, failed);
   }
 
   function withButton(button, promise) {
@@ -344,15 +386,97 @@
     return "warn";
   }
 
+  function when(iso) {
+    // "2026-12-03T17:50:12.345Z" -> "2026-12-03 17:50:12Z": UTC, as the record stores it.
+    return typeof iso === "string" ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—";
+  }
+
+  function unitText(value, unit) {
+    var v = typeof value === "number" ? value.toLocaleString("en-US", { maximumFractionDigits: 6 }) : String(value);
+    return unit === "$" ? "$" + v : v + (unit ? " " + unit : "");
+  }
+
+  function needsText(c) {
+    var t = c.threshold;
+    return Array.isArray(t) ? "between " + unitText(t[0], c.unit) + " and " + unitText(t[1], c.unit)
+      : (c.comparator || "") + " " + unitText(t, c.unit);
+  }
+
+  function renderRollout(g) {
+    text("current-phase", g.current_phase);
+    text("active-gate", g.active_gate || "none (every gate passed)");
+    var next = g.next_decision;
+    var el = $("next-decision");
+    el.textContent = "";
+    if (!next) {
+      el.textContent = g.active_gate ? "—" : "none: the rollout is complete";
+      return;
+    }
+    var strong = document.createElement("strong");
+    strong.textContent = next.gate;
+    el.appendChild(strong);
+    // `at`: when the gate's period completes if it keeps passing; else the gate's calendar date.
+    el.appendChild(document.createTextNode(" · " + (next.at ? "at " + when(next.at) : next.when) +
+      (next.verdict ? " · now " + next.verdict : "") + " · on " + next.on));
+  }
+
+  function recordBadges(gate, head) {
+    var rec = gate.record || {};
+    if (rec.sealed) {
+      var sealed = badge(rec.regressed ? "sealed · regressed" : "sealed", !rec.regressed, rec.regressed);
+      sealed.setAttribute("data-testid", "gate-sealed");
+      sealed.title = "Passed for good at " + when(rec.sealed_at) + (rec.regressed ? "; its live verdict has regressed since" : "");
+      head.appendChild(sealed);
+    } else if (sealEvents[gate.id] && sealEvents[gate.id].type === "reopened") {
+      var reopened = badge("re-opened", false, false);
+      reopened.setAttribute("data-testid", "gate-reopened");
+      reopened.title = "Re-opened by " + sealEvents[gate.id].actor + " at " + when(sealEvents[gate.id].at);
+      head.appendChild(reopened);
+    }
+  }
+
+  function periodText(rec) {
+    if (!rec || rec.sealed) return rec && rec.sealed ? "sealed " + when(rec.sealed_at) : "";
+    var parts = [];
+    if (rec.hold) parts.push("period: " + rec.hold);
+    if (rec.passing_for_s) parts.push("passing for " + duration(rec.passing_for_s));
+    if (rec.seals_at) parts.push("seals at " + when(rec.seals_at));
+    return parts.join(" · ");
+  }
+
+  function renderSignoffs(gate, li) {
+    var crits = gate.signoffs || [];
+    if (!crits.length) return;
+    var ul = document.createElement("ul");
+    ul.className = "signoffs";
+    crits.forEach(function (c) {
+      var item = document.createElement("li");
+      item.setAttribute("data-testid", "gate-signoff");
+      item.setAttribute("data-criterion", c.id);
+      var s = c.signed_off;
+      var name = document.createElement("span");
+      name.textContent = c.name + ": ";
+      item.appendChild(name);
+      if (s) {
+        item.appendChild(badge(unitText(s.value, c.unit), c.status === "pass", c.status === "fail"));
+        item.appendChild(document.createTextNode(" signed off by " + s.actor + " at " + when(s.at) + (s.note ? " — " + s.note : "")));
+      } else {
+        item.appendChild(document.createTextNode("not signed off (needs " + needsText(c) + ")"));
+        item.className = "muted";
+      }
+      ul.appendChild(item);
+    });
+    li.appendChild(ul);
+  }
+
   function renderGates(g) {
     var list = $("gates-list");
     list.textContent = "";
     if (!g) return;
+    lastGates = g;
+    renderRollout(g);
     var passed = (g.gates_passed || []).length;
-    var next = g.next_decision;
-    text("gates-summary", "Phase " + (g.current_phase || "—") + " · active gate " + (g.active_gate || "none") +
-      " · passed " + passed +
-      (next ? " · next decision: " + next.gate + (next.at ? " at " + next.at : " (" + next.when + ")") + " on " + next.on : "") +
+    text("gates-summary", "passed " + passed + " of " + (g.gates || []).length +
       (g.metrics_available ? "" : " · " + (g.reason || "metrics unavailable")));
     (g.record_alerts || []).forEach(function (alert) {
       var li = document.createElement("li");
@@ -367,23 +491,396 @@
     (g.gates || []).forEach(function (gate) {
       var li = document.createElement("li");
       li.setAttribute("data-gate", gate.id);
+      if (gate.id === g.active_gate) li.className = "active";
       var head = document.createElement("div");
       head.className = "gate-head";
       var name = document.createElement("span");
       name.className = "gate-name";
       name.textContent = "Gate " + gate.number + " · " + gate.name;
       head.appendChild(name);
+      var badges = document.createElement("span");
+      badges.className = "gate-badges";
       var b = badge(gate.verdict, false, false);
       b.className = "badge " + verdictClass(gate.verdict);
       b.setAttribute("data-testid", "gate-verdict");
-      head.appendChild(b);
+      badges.appendChild(b);
+      recordBadges(gate, badges);
+      head.appendChild(badges);
       li.appendChild(head);
       var reason = document.createElement("div");
       reason.className = "gate-reason";
       reason.textContent = gate.decision + (gate.reason ? " — " + gate.reason : "");
       li.appendChild(reason);
+      var period = periodText(gate.record);
+      if (period) {
+        var p = document.createElement("div");
+        p.className = "gate-reason";
+        p.textContent = period;
+        li.appendChild(p);
+      }
+      renderSignoffs(gate, li);
       list.appendChild(li);
     });
+    fillGateChoices(g.gates || []);
+    fillSealed(g.gates || []);
+    showNeeds(); // the chosen criterion's current sign-off, as the fleet now has it
+  }
+
+  // ---- sign-offs ----------------------------------------------------------------------------
+  var gateChoices = ""; // the gates the selects were filled from; refilled only when they change
+
+  function option(value, label) {
+    var o = document.createElement("option");
+    o.value = value;
+    o.textContent = label;
+    return o;
+  }
+
+  function fillGateChoices(gates) {
+    var key = gates.map(function (gate) {
+      return gate.id + ":" + (gate.signoffs || []).map(function (c) { return c.id; }).join(",");
+    }).join("|");
+    if (key === gateChoices) return;
+    gateChoices = key;
+    var sel = $("signoff-gate");
+    var keep = sel.value;
+    sel.textContent = "";
+    gates.filter(function (gate) { return (gate.signoffs || []).length; }).forEach(function (gate) {
+      sel.appendChild(option(gate.id, "Gate " + gate.number + " · " + gate.name));
+    });
+    if (keep && Array.prototype.some.call(sel.options, function (o) { return o.value === keep; })) sel.value = keep;
+    fillCriteria();
+    var filter = $("record-gate");
+    var keepFilter = filter.value;
+    filter.textContent = "";
+    filter.appendChild(option("", "all gates"));
+    gates.forEach(function (gate) { filter.appendChild(option(gate.id, "Gate " + gate.number + " · " + gate.name)); });
+    filter.value = keepFilter;
+  }
+
+  function signableOf(gateId) {
+    var gate = ((lastGates && lastGates.gates) || []).filter(function (x) { return x.id === gateId; })[0];
+    return (gate && gate.signoffs) || [];
+  }
+
+  function fillCriteria() {
+    var sel = $("signoff-criterion");
+    var keep = sel.value;
+    sel.textContent = "";
+    signableOf($("signoff-gate").value).forEach(function (c) {
+      sel.appendChild(option(c.id, c.name + " (" + c.unit + ")"));
+    });
+    if (keep && Array.prototype.some.call(sel.options, function (o) { return o.value === keep; })) sel.value = keep;
+    showNeeds();
+  }
+
+  function showNeeds() {
+    var id = $("signoff-criterion").value;
+    var c = signableOf($("signoff-gate").value).filter(function (x) { return x.id === id; })[0];
+    text("signoff-needs", c ? "passes when " + needsText(c) + (c.signed_off ? "; now " + unitText(c.signed_off.value, c.unit) + " by " + c.signed_off.actor : "; not signed off yet") : "");
+  }
+
+  function rememberActor(actor) {
+    try { if (actor && actor.trim()) sessionStorage.setItem(ACTOR_KEY, actor.trim()); } catch (e) { /* private mode */ }
+  }
+
+  function savedActor() {
+    try { return sessionStorage.getItem(ACTOR_KEY) || ""; } catch (e) { return ""; }
+  }
+
+  function submitSignoff(ev) {
+    ev.preventDefault();
+    var gate = $("signoff-gate").value;
+    var raw = $("signoff-value").value.trim();
+    var note = $("signoff-note").value.trim();
+    // Sent as typed (a blank or non-number value as null): the server validates, the page shows why.
+    var body = { criterion: $("signoff-criterion").value, value: raw === "" ? null : Number(raw), actor: $("signoff-actor").value };
+    if (note) body.note = note;
+    var err = $("signoff-error");
+    err.hidden = true;
+    err.textContent = "";
+    $("signoff-result").textContent = "";
+    if (!gate) {
+      err.textContent = "No gate to sign off: waiting for the gates from the fleet";
+      err.hidden = false;
+      return;
+    }
+    withButton($("signoff-submit"), api("POST", "/api/v1/system/gates/" + encodeURIComponent(gate) + "/signoff", body, { errorEl: $("signoff-error") }))
+      .then(function (data) {
+        if (!data) return;
+        rememberActor(body.actor);
+        var s = data.signoff || {};
+        $("signoff-result").textContent = "Recorded: " + data.gate + " · " + data.criterion + " = " + s.value +
+          " by " + s.actor + " at " + when(s.at) + " → " + data.status;
+        showMessage("info", "Sign-off recorded for " + data.criterion + " (" + data.gate + ")");
+        loadHistory(true);
+      });
+  }
+
+  // ---- the full pause (L4) and the emergency pause (L3) ------------------------------------
+  var pauseSeen = { onboarding: null, coach: null, meta: null };
+
+  function stateBadge(id, running, runningText, stoppedText) {
+    var el = $(id);
+    el.textContent = "";
+    if (running === null) { el.textContent = "unknown"; return; }
+    el.appendChild(badge(running ? runningText : stoppedText, running, !running));
+  }
+
+  function renderPause(snap) {
+    var scale = snap.scale && !snap.scale.error ? snap.scale : null;
+    var coach = snap.coach && !snap.coach.error ? snap.coach : null;
+    var meta = snap.meta && !snap.meta.error ? (snap.meta.status || snap.meta) : null;
+    pauseSeen = {
+      onboarding: scale ? !!scale.paused : null,
+      coach: coach ? !coach.active : null,
+      meta: meta && typeof meta.paused === "boolean" ? meta.paused : null,
+    };
+    stateBadge("pause-onboarding-state", pauseSeen.onboarding === null ? null : !pauseSeen.onboarding, "running", "paused" + (scale && scale.hold ? " · scale held" : ""));
+    stateBadge("pause-coach-state", pauseSeen.coach === null ? null : !pauseSeen.coach, "active", "stopped");
+    stateBadge("pause-meta-state", pauseSeen.meta === null ? null : !pauseSeen.meta, "running", "paused");
+    var level, cls, pill;
+    var o = pauseSeen.onboarding, c = pauseSeen.coach, m = pauseSeen.meta;
+    if (o === null || c === null || m === null) {
+      level = "unknown: a part of the fleet did not answer"; cls = "warn"; pill = "?";
+    } else if (o && c && m) {
+      level = "L4 full pause: onboarding, coach and meta stopped"; cls = "bad"; pill = "L4 full";
+    } else if (o && !c && !m) {
+      // The emergency pause stops new learners only; coaching and meta carry on.
+      level = "L3 emergency pause: onboarding paused" + (scale.hold ? ", scale held" : "") + "; coach and meta running"; cls = "warn"; pill = "L3 emergency";
+    } else if (!o && !m) {
+      level = "running: no pause" + (c ? " (the coach is stopped)" : ""); cls = c ? "warn" : "ok"; pill = "none";
+    } else {
+      var stopped = [o ? "onboarding" : null, c ? "coach" : null, m ? "meta" : null].filter(Boolean);
+      level = "partial: " + stopped.join(", ") + " stopped (Pause all or Resume all makes it whole)"; cls = "warn"; pill = "partial";
+    }
+    var el = $("pause-level");
+    // A live region: rewritten only when it changes, so a screen reader announces changes only.
+    if (el.textContent !== level) el.textContent = level;
+    el.className = "pause-level " + cls;
+    var p = $("pause-pill");
+    p.textContent = "pause: " + pill;
+    p.className = "pill " + cls;
+  }
+
+  function renderLastPause() {
+    var e = lastPause;
+    text("pause-last", e ? (e.type === "full_pause" ? "paused" : "resumed") + " by " + e.actor + " at " + when(e.at) + (e.note ? " — " + e.note : "") : "none in the loaded record");
+  }
+
+  // ---- confirmed actions: Pause all, Resume all, re-open a sealed gate ---------------------
+  var confirming = null; // {mode, gate}: what the open confirmation is for
+
+  var CONFIRM = {
+    pause: {
+      title: "Pause all?",
+      text: "Rollback level 4: onboarding, the coach and meta stop together, and stay stopped through restarts until Resume all. Training still serves rounds its clients ask for.",
+      ok: "Confirm pause all", cls: "danger",
+    },
+    resume: { title: "Resume all?", text: "Meta, the coach and onboarding start again together.", ok: "Confirm resume all", cls: "" },
+    reopen: {
+      title: "Re-open the gate?",
+      text: "The sealed gate is judged again from now: it passes again only after its whole period.",
+      ok: "Confirm re-open", cls: "danger",
+    },
+  };
+
+  function openConfirm(mode, gate) {
+    var c = CONFIRM[mode];
+    confirming = { mode: mode, gate: gate || null };
+    text("confirm-title", mode === "reopen" ? "Re-open " + gate + "?" : c.title);
+    text("confirm-text", c.text);
+    $("confirm-ok").textContent = c.ok;
+    $("confirm-ok").className = c.cls;
+    if (!$("confirm-actor").value) $("confirm-actor").value = savedActor();
+    $("confirm-note").value = "";
+    var dialog = $("confirm-dialog");
+    if (typeof dialog.showModal === "function") dialog.showModal(); else dialog.setAttribute("open", "");
+    $("confirm-actor").focus();
+  }
+
+  function closeConfirm() {
+    var dialog = $("confirm-dialog");
+    if (typeof dialog.close === "function") dialog.close(); else dialog.removeAttribute("open");
+    confirming = null;
+  }
+
+  function submitConfirm(ev) {
+    ev.preventDefault();
+    var actorEl = $("confirm-actor");
+    if (!actorEl.value.trim()) {
+      actorEl.setCustomValidity("Say who does this: it is recorded with the action");
+      actorEl.reportValidity();
+      return;
+    }
+    actorEl.setCustomValidity("");
+    var what = confirming;
+    if (!what) return;
+    var body = { actor: actorEl.value.trim() };
+    var note = $("confirm-note").value.trim();
+    if (note) body.note = note;
+    closeConfirm();
+    rememberActor(body.actor);
+    if (what.mode === "reopen") {
+      withButton($("reopen-button"), api("POST", "/api/v1/system/gates/" + encodeURIComponent(what.gate) + "/reopen", body)).then(function (data) {
+        loadHistory(true);
+        if (!data) return;
+        if (data.reopened) sealEvents[what.gate] = data.reopened;
+        showMessage("info", what.gate + " re-opened by " + body.actor + ": judged again from now");
+      });
+      return;
+    }
+    var pause = what.mode === "pause";
+    withButton(pause ? $("pause-all") : $("resume-all"), api("POST", pause ? "/api/v1/system/pause" : "/api/v1/system/resume", body, { timeoutMs: 20000 })).then(function (data) {
+      loadHistory(true);
+      if (!data) return;
+      if (data.recorded) { lastPause = data.recorded; renderLastPause(); }
+      showMessage("info", (pause ? "Full pause (L4)" : "Resumed all") + " by " + body.actor + ": onboarding, coach and meta");
+    });
+  }
+
+  var sealedChoices = null;
+
+  function fillSealed(gates) {
+    var sealed = gates.filter(function (gate) { return gate.record && gate.record.sealed; });
+    var key = sealed.map(function (gate) { return gate.id; }).join(",");
+    if (key === sealedChoices) return;
+    sealedChoices = key;
+    var sel = $("reopen-gate");
+    var keep = sel.value;
+    sel.textContent = "";
+    sealed.forEach(function (gate) { sel.appendChild(option(gate.id, "Gate " + gate.number + " · " + gate.name)); });
+    if (keep && sealed.some(function (gate) { return gate.id === keep; })) sel.value = keep;
+    $("reopen-form").hidden = !sealed.length;
+  }
+
+  // ---- the decision record ------------------------------------------------------------------
+  var HISTORY_PAGE = 25;
+  var HISTORY_LIMIT_MAX = 1000; // the API's own bound on ?limit=
+  var HISTORY_REFRESH_MS = 5000;
+  var historyLimit = HISTORY_PAGE;
+  var historyLoading = false;
+  var historyAgain = false;
+  var historyAt = 0;
+
+  function partsText(parts) {
+    if (!parts) return "";
+    return Object.keys(parts).map(function (k) { return k + (parts[k] && parts[k].ok ? " ok" : " failed" + (parts[k] && parts[k].error ? " (" + parts[k].error + ")" : "")); }).join(", ");
+  }
+
+  function entryText(e) {
+    var gate = e.gate ? e.gate + ": " : "";
+    var by = e.actor ? " by " + e.actor : "";
+    var note = e.note ? " — " + e.note : "";
+    switch (e.type) {
+      case "verdict": return gate + (e.from ? e.from + " → " : "first verdict ") + e.to + (e.reason ? " — " + e.reason : "");
+      case "gap": return gate + "no evaluation for " + duration(e.gap_s) + ": its period restarts (" + e.verdict + ")";
+      case "sealed": return gate + "sealed (passed for good), " + e.verdict + " held " + duration(e.held_s);
+      case "regressed": return gate + "regressed to " + e.verdict + " after its seal" + (e.reason ? " — " + e.reason : "");
+      case "recovered": return gate + "passes again (" + e.verdict + ")";
+      case "reopened": return gate + "re-opened" + by + note;
+      case "signoff": return gate + e.criterion + " = " + e.value + " signed off" + by + note;
+      case "full_pause": return "Full pause (L4)" + by + note + " · " + partsText(e.parts);
+      case "full_resume": return "Resumed all" + by + note + " · " + partsText(e.parts);
+      default:
+        // Entries of other kinds (added later): their simple fields, as recorded.
+        return gate + Object.keys(e).filter(function (k) {
+          return ["type", "gate", "at", "ms"].indexOf(k) < 0 && e[k] !== null && typeof e[k] !== "object";
+        }).map(function (k) { return k + " " + e[k]; }).join(", ");
+    }
+  }
+
+  function entryClass(e) {
+    if (e.type === "sealed" || e.type === "recovered" || e.type === "full_resume") return "ok";
+    if (e.type === "regressed" || e.type === "full_pause") return "bad";
+    if (e.type === "verdict") return verdictClass(e.to);
+    return "";
+  }
+
+  function noteEvents(entries) {
+    // The newest seal/re-open of each gate and the newest full pause/resume, across loads.
+    entries.forEach(function (e) {
+      if ((e.type === "sealed" || e.type === "reopened") && e.gate && (!sealEvents[e.gate] || sealEvents[e.gate].ms < e.ms)) sealEvents[e.gate] = e;
+      if ((e.type === "full_pause" || e.type === "full_resume") && (!lastPause || lastPause.ms < e.ms)) lastPause = e;
+    });
+    renderLastPause();
+  }
+
+  function renderHistory(entries) {
+    var list = $("record-list");
+    list.textContent = "";
+    entries.forEach(function (e) {
+      var li = document.createElement("li");
+      li.setAttribute("data-testid", "record-entry");
+      li.setAttribute("data-type", String(e.type));
+      var t = document.createElement("time");
+      t.dateTime = String(e.at || "");
+      t.textContent = when(e.at);
+      li.appendChild(t);
+      var b = badge(String(e.type).replace("_", " "), false, false);
+      b.className = "badge " + entryClass(e);
+      li.appendChild(b);
+      var span = document.createElement("span");
+      span.className = "record-text";
+      span.textContent = entryText(e);
+      li.appendChild(span);
+      list.appendChild(li);
+    });
+    if (!entries.length) {
+      var none = document.createElement("li");
+      none.className = "muted";
+      none.textContent = "no entries yet";
+      list.appendChild(none);
+    }
+    // The API has no cursor: "more" asks for a longer newest-first list, up to its bound.
+    $("record-more").hidden = entries.length < historyLimit || historyLimit >= HISTORY_LIMIT_MAX;
+    text("record-count", entries.length + " shown" + (entries.length >= historyLimit ? " (more exist)" : ""));
+  }
+
+  function loadHistory(force) {
+    if (historyLoading) {
+      // An action's entry may be newer than the answer in flight: read again once it lands.
+      if (force) historyAgain = true;
+      return;
+    }
+    if (!force && (document.hidden || Date.now() - historyAt < HISTORY_REFRESH_MS)) return;
+    historyLoading = true;
+    historyAt = Date.now();
+    var gate = $("record-gate").value;
+    var path = "/api/v1/system/gates/history?limit=" + historyLimit + (gate ? "&gate=" + encodeURIComponent(gate) : "");
+    api("GET", path, undefined, { timeoutMs: 5000, quiet: true, errorEl: $("record-error") }).then(function (data) {
+      historyLoading = false;
+      if (data) {
+        noteEvents(data.history || []);
+        renderHistory(data.history || []);
+      }
+      if (historyAgain) {
+        historyAgain = false;
+        loadHistory(true);
+      }
+    });
+  }
+
+  function bindRolloutControls() {
+    $("signoff-form").addEventListener("submit", submitSignoff);
+    $("signoff-gate").addEventListener("change", fillCriteria);
+    $("signoff-criterion").addEventListener("change", showNeeds);
+    $("signoff-actor").value = savedActor();
+    $("pause-all").addEventListener("click", function () { openConfirm("pause"); });
+    $("resume-all").addEventListener("click", function () { openConfirm("resume"); });
+    $("reopen-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      if ($("reopen-gate").value) openConfirm("reopen", $("reopen-gate").value);
+    });
+    $("confirm-form").addEventListener("submit", submitConfirm);
+    $("confirm-cancel").addEventListener("click", closeConfirm);
+    $("confirm-dialog").addEventListener("close", function () { confirming = null; });
+    $("confirm-actor").addEventListener("input", function () { $("confirm-actor").setCustomValidity(""); });
+    $("record-more").addEventListener("click", function () {
+      historyLimit = Math.min(HISTORY_LIMIT_MAX, historyLimit + HISTORY_PAGE * 2);
+      loadHistory(true);
+    });
+    $("record-gate").addEventListener("change", function () { historyLimit = HISTORY_PAGE; loadHistory(true); });
   }
 
   // ---- the chart (canvas, drawn by hand) ----------------------------------------------------
@@ -460,6 +957,11 @@
     renderMetrics(snap.metrics);
     renderMeta(snap.meta);
     renderGates(snap.gates);
+    renderPause(snap);
+    loadHistory(false); // on the stream's cadence, at most every HISTORY_REFRESH_MS, one at a time
+    snapshotListeners.forEach(function (fn) {
+      try { fn(snap); } catch (e) { showError("panel_error", e.message); }
+    });
     var t = snap.throughput || {};
     history.push({ t: (snap.ts || Date.now()) / 1000, a: typeof t.rounds_per_min === "number" ? t.rounds_per_min : null, b: typeof t.coach_rounds_per_min === "number" ? t.coach_rounds_per_min : null });
     if (history.length > HISTORY_MAX) history.splice(0, history.length - HISTORY_MAX);
@@ -478,7 +980,18 @@
     source.addEventListener("error", function () { state.textContent = "reconnecting…"; state.className = "pill warn"; });
   }
 
+  // For panels in their own files (control-room-*.js): the same calls (token, timeouts, errors
+  // shown) and every snapshot of the stream, without reaching into this file.
+  window.ControlRoom = {
+    api: api,
+    showMessage: showMessage,
+    showError: showError,
+    onSnapshot: function (fn) { if (typeof fn === "function") snapshotListeners.push(fn); },
+  };
+
   bindControls();
+  bindRolloutControls();
+  loadHistory(true);
   window.addEventListener("resize", drawChart);
   drawChart();
   connect();
