@@ -1,14 +1,17 @@
 """The ramp controller on a real fleet with short stages (seconds): switched on, it starts at the
 first stage and advances only after the active gate's readings held green for the stage's hold;
-a critical service going down turns them red and the ramp applies level 1 (a held target one
+the coach stopped turns them red and the ramp applies level 1 (a held target one
 stage back, learners deactivated); every action is recorded with the actor `ramp`. Switched off,
 it records that; bad input (stages not increasing, no actor) records nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from harness.fleet import Fleet
+from harness.honcho import ArmedFleetFactory, HonchoFleet
 from harness.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -25,56 +28,69 @@ def _entries(web) -> list[dict]:
     return [h for h in reversed(history) if h["type"].startswith("ramp")]
 
 
-def test_the_ramp_advances_on_green_and_throttles_on_red(fleet: Fleet) -> None:
-    fleet.start("training", "meta", "coach", "reports", "web", env=ENV)
-    web = fleet["web"]
-    web.post("/api/v1/auto-coach/start")
-    assert _ramp(web)["enabled"] is False  # off by default
+class _Web:
+    """The honcho fleet's web service with the ServiceProcess-like get/post the helpers use."""
 
-    status, body = web.post(
-        "/api/v1/system/ramp",
-        {"enabled": True, "actor": "ops-anna", "stages": [2, 3, 5], "hold_s": [2]},
-    )
-    assert status == 200 and body["ramp"]["enabled"] is True
-    assert body["ramp"]["stages"] == [2, 3, 5] and body["ramp"]["holds_s"] == [2.0, 2.0, 2.0]
+    def __init__(self, fleet: HonchoFleet) -> None:
+        self.fleet = fleet
 
-    wait_for(lambda: _ramp(web)["stage"] == 2, "the ramp to reach its last stage", 120)
-    ramp = _ramp(web)
-    assert ramp["stage_target"] == 5 and ramp["since"] and ramp["next_check"]
-    assert ramp["last_action"]["type"] == "ramp_advance"
-    assert web.get("/api/v1/system/scale")[1]["scale"]["target"] == 5
-    actions = [(e["type"], e.get("target"), e["actor"]) for e in _entries(web)]
-    assert actions == [
-        ("ramp_enabled", None, "ops-anna"),
-        ("ramp_start", 2, "ramp"),
-        ("ramp_advance", 3, "ramp"),
-        ("ramp_advance", 5, "ramp"),
-    ]
-    # Each advance came after the stage's hold of green readings.
-    for e in _entries(web):
-        if e["type"] == "ramp_advance":
-            assert e["reading"] == "green"
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.fleet.get("web", path)
 
-    # A critical service down (and the gateway's 502s for it): red, the ramp throttles.
-    fleet.stop("meta")
-    for _ in range(60):
-        web.get("/api/v4/meta-learning/status")
-    wait_for(lambda: _ramp(web)["throttled"], "the ramp to throttle", 120)
-    throttle = next(e for e in _entries(web) if e["type"] == "ramp_throttle")
-    assert throttle["actor"] == "ramp" and throttle["rollback_level"] == 1
-    assert throttle["reading"] == "red" and throttle["target"] == 3 and throttle["hold"] is True
-    scale = web.get("/api/v1/system/scale")[1]["scale"]
-    assert scale["hold"] is True and scale["target"] in (2, 3)  # 2: a later throttle, one more back
-    wait_for(
-        lambda: web.get("/api/v1/system/scale")[1]["scale"]["active"] <= 3,
-        "learners beyond the held target to be deactivated",
-    )
-    reasons = [s["reason"] for s in web.get("/api/v1/system/snapshots")[1]["snapshots"]]
-    assert "before ramp throttle" in reasons
+    def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        return self.fleet.post("web", path, body if body is not None else {})
 
-    status, body = web.post("/api/v1/system/ramp", {"enabled": False, "actor": "ops-anna"})
-    assert status == 200 and body["ramp"]["enabled"] is False
-    assert _entries(web)[-1]["type"] == "ramp_disabled"
+
+def test_the_ramp_advances_on_green_and_throttles_on_red(honcho_fleet: ArmedFleetFactory) -> None:
+    with honcho_fleet(ENV) as fleet:
+        fleet.wait_armed()
+        web = _Web(fleet)
+        # The active gate is the Phase 3 gate (coach integration): one real boost completes it.
+        status, body = fleet.post("coach", "/api/v1/auto-coach/boost", {"rounds": 3})
+        assert status == 200, body
+        assert _ramp(web)["enabled"] is False  # off by default
+
+        status, body = web.post(
+            "/api/v1/system/ramp",
+            {"enabled": True, "actor": "ops-anna", "stages": [2, 3, 5], "hold_s": [2]},
+        )
+        assert status == 200 and body["ramp"]["enabled"] is True
+        assert body["ramp"]["stages"] == [2, 3, 5] and body["ramp"]["holds_s"] == [2.0, 2.0, 2.0]
+
+        wait_for(lambda: _ramp(web)["stage"] == 2, "the ramp to reach its last stage", 120)
+        ramp = _ramp(web)
+        assert ramp["stage_target"] == 5 and ramp["since"] and ramp["next_check"]
+        assert ramp["last_action"]["type"] == "ramp_advance"
+        assert web.get("/api/v1/system/scale")[1]["scale"]["target"] == 5
+        actions = [(e["type"], e.get("target"), e["actor"]) for e in _entries(web)]
+        assert actions == [
+            ("ramp_enabled", None, "ops-anna"),
+            ("ramp_start", 2, "ramp"),
+            ("ramp_advance", 3, "ramp"),
+            ("ramp_advance", 5, "ramp"),
+        ]
+        assert all(e["reading"] == "green" for e in _entries(web)[1:])
+
+        # The coach stopped fails the active gate's `coach_active`: red, the ramp throttles.
+        status, _ = fleet.post("coach", "/api/v1/auto-coach/stop", {})
+        assert status == 200
+        wait_for(lambda: _ramp(web)["throttled"], "the ramp to throttle", 120)
+        throttle = next(e for e in _entries(web) if e["type"] == "ramp_throttle")
+        assert throttle["actor"] == "ramp" and throttle["rollback_level"] == 1
+        assert throttle["reading"] == "red" and "coach_active" in throttle["reason"]
+        assert throttle["target"] == 3 and throttle["hold"] is True
+        scale = web.get("/api/v1/system/scale")[1]["scale"]
+        assert scale["hold"] is True and scale["target"] in (2, 3)  # 2: one more back later
+        wait_for(
+            lambda: web.get("/api/v1/system/scale")[1]["scale"]["active"] <= 3,
+            "learners beyond the held target to be deactivated",
+        )
+        reasons = [s["reason"] for s in web.get("/api/v1/system/snapshots")[1]["snapshots"]]
+        assert "before ramp throttle" in reasons
+
+        status, body = web.post("/api/v1/system/ramp", {"enabled": False, "actor": "ops-anna"})
+        assert status == 200 and body["ramp"]["enabled"] is False
+        assert _entries(web)[-1]["type"] == "ramp_disabled"
 
 
 @pytest.mark.parametrize(
