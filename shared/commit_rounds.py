@@ -115,8 +115,8 @@ class CommitReply:
     """The script's reply, read. `status`: 'committed', 'replayed' (an earlier commit under the
     same idempotency key; nothing written now), 'conflict' (version or incarnation; `version` and
     `state` are the learner's current ones), 'missing' (no such learner), 'mismatch' (the key
-    was used for a different request) or 'fenced' (the fencing token is no longer the shard's:
-    nothing written)."""
+    was used for a different request), 'fenced' (the fencing token is no longer the shard's:
+    nothing written) or 'inactive' (the learner is deactivated by a throttle: nothing written)."""
 
     status: str
     version: str = ""
@@ -143,6 +143,8 @@ def read_reply(res: Sequence[Any]) -> CommitReply:
         return CommitReply("mismatch", rounds=int(res[1]))
     if code == -3:
         return CommitReply("fenced")
+    if code == -4:
+        return CommitReply("inactive")
     return CommitReply("missing")
 
 

@@ -1,5 +1,5 @@
 """The fleet's figures that are sums over the shards: learner count, learners per region, rounds
-total.
+total, learners deactivated by a throttle.
 
 Every shard keeps its own learner index, region counts and round counter (shared/keys.py), so no
 write touches a fleet-wide key; a figure of the whole fleet is read as the sum of S small reads,
@@ -28,9 +28,16 @@ class FleetTotals:
     learners: int = 0
     rounds: int = 0
     regions: dict[str, int] = field(default_factory=dict)  # region -> learners
+    inactive: int = 0  # of `learners`, those a throttle deactivated
+
+    @property
+    def active(self) -> int:
+        return self.learners - self.inactive
 
 
-def _queue(pipe: Any, keys: Keys, *, learners: bool, rounds: bool, regions: bool) -> None:
+def _queue(
+    pipe: Any, keys: Keys, *, learners: bool, rounds: bool, regions: bool, inactive: bool = False
+) -> None:
     for shard in keys.all_shards():
         if learners:
             pipe.zcard(keys.learners_index(shard))
@@ -38,13 +45,21 @@ def _queue(pipe: Any, keys: Keys, *, learners: bool, rounds: bool, regions: bool
             pipe.get(keys.rounds_seq(shard))
         if regions:
             pipe.hgetall(keys.learners_regions(shard))
+        if inactive:
+            pipe.zcard(keys.learners_inactive(shard))
 
 
 def _fold(
-    replies: Sequence[Any], keys: Keys, *, learners: bool, rounds: bool, regions: bool
+    replies: Sequence[Any],
+    keys: Keys,
+    *,
+    learners: bool,
+    rounds: bool,
+    regions: bool,
+    inactive: bool = False,
 ) -> FleetTotals:
-    per_shard = int(learners) + int(rounds) + int(regions)
-    n_learners = n_rounds = 0
+    per_shard = int(learners) + int(rounds) + int(regions) + int(inactive)
+    n_learners = n_rounds = n_inactive = 0
     by_region: dict[str, int] = {}
     for shard in keys.all_shards():
         at = shard * per_shard
@@ -58,7 +73,11 @@ def _fold(
             for region, count in (replies[at] or {}).items():
                 name = region.decode() if isinstance(region, bytes) else str(region)
                 by_region[name] = by_region.get(name, 0) + int(count)
-    return FleetTotals(n_learners, n_rounds, {r: c for r, c in by_region.items() if c > 0})
+            at += 1
+        if inactive:
+            n_inactive += int(replies[at])
+    regions_left = {r: c for r, c in by_region.items() if c > 0}
+    return FleetTotals(n_learners, n_rounds, regions_left, n_inactive)
 
 
 async def read_totals(
@@ -68,9 +87,10 @@ async def read_totals(
     learners: bool = True,
     rounds: bool = True,
     regions: bool = True,
+    inactive: bool = False,
 ) -> FleetTotals:
     """The sums asked for (the others stay 0 / empty), in one pipelined round trip."""
-    what = {"learners": learners, "rounds": rounds, "regions": regions}
+    what = {"learners": learners, "rounds": rounds, "regions": regions, "inactive": inactive}
     async with redis.pipeline(transaction=False) as pipe:
         _queue(pipe, keys, **what)
         replies = await pipe.execute()
@@ -79,6 +99,11 @@ async def read_totals(
 
 async def learner_count(redis: FleetRedis, keys: Keys) -> int:
     return (await read_totals(redis, keys, rounds=False, regions=False)).learners
+
+
+async def population(redis: FleetRedis, keys: Keys) -> FleetTotals:
+    """Learners and, of them, the inactive ones (`.active` the rest), in one round trip."""
+    return await read_totals(redis, keys, rounds=False, regions=False, inactive=True)
 
 
 async def rounds_total(redis: FleetRedis, keys: Keys) -> int:

@@ -139,6 +139,13 @@ class Keys:
         """Counter behind this shard's creation order scores."""
         return self._shard(shard, "learners:seq")
 
+    def learners_inactive(self, shard: int) -> str:
+        """Sorted set: learner id -> creation order score (as in `learners_index`), this shard's
+        learners deactivated by a throttle (kept with all their data, not coached). The learner's
+        state hash carries `inactive` (its coach placement to restore) while it is a member; both
+        change together in training's activation script."""
+        return self._shard(shard, "learners:inactive")
+
     def learners_regions(self, shard: int) -> str:
         """Hash: region -> number of this shard's learners in it."""
         return self._shard(shard, "learners:regions")
@@ -261,6 +268,18 @@ class Keys:
             self.coach_coached(s),
             self.coach_fastlane_out(s),
             self.coach_fastlane_auto(s),
+            self.learners_inactive(s),
+        ]
+
+    def activation_keys(self, shard: int, learners: list[str]) -> list[str]:
+        """KEYS of training's activation script: the shard's index, inactive set, coach queue and
+        ready set, then each learner's state (every learner of `learners` is in `shard`)."""
+        return [
+            self.learners_index(shard),
+            self.learners_inactive(shard),
+            self.coach_queue(shard),
+            self.coach_ready(shard),
+            *(self.learner_state(x) for x in learners),
         ]
 
     # ---- idempotency of whole requests (one key per client key: spread over the slots) -------
@@ -281,6 +300,25 @@ class Keys:
         """Hash: `target` (population target), `hold` (0/1), `paused` (0/1). In the `{system}`
         slot: a change and its event on the system stream are one MULTI."""
         return f"{self.prefix}:{{system}}:scale"
+
+    @property
+    def controller_snapshots(self) -> str:
+        """List, newest first, capped: JSON snapshots of the controller settings (coach settings
+        and running state, scale target/hold/paused, ramp switch) that a revert puts back
+        (services/web/snapshots.py). In the `{system}` slot with `scale` and `ramp`, so a revert
+        writes them and its event in one MULTI."""
+        return f"{self.prefix}:{{system}}:snapshots"
+
+    @property
+    def ramp(self) -> str:
+        """Hash: the ramp controller's switch and progress (`enabled`, `stage`, `since_ms`,
+        `green_since_ms`, `next_check_ms`, `last_action` JSON; services/web/ramp_runner.py)."""
+        return f"{self.prefix}:{{system}}:ramp"
+
+    @property
+    def ramp_lease(self) -> str:
+        """String (SET NX PX): the token of the web replica that runs the ramp controller."""
+        return f"{self.prefix}:{{system}}:ramp:lease"
 
     @property
     def scale_untagged(self) -> str:

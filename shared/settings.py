@@ -130,6 +130,21 @@ class FleetSettings(ServiceAddresses):
         30.0, ge=0.2, le=120, validation_alias="TOOLOO_GATES_RECORD_INTERVAL"
     )
 
+    # The ramp controller (services/web/ramp.py; off until POST /api/v1/system/ramp enables
+    # it): population stages, the hold time of each (one value for all, or one per stage), and
+    # how often (s) the web replica holding its lease checks the gates.
+    ramp_stages: str = Field(
+        "5000,10000,25000,50000,100000,250000,500000,1000000,2000000",
+        validation_alias="TOOLOO_RAMP_STAGES",
+        pattern=r"^\s*\d{1,8}(\s*,\s*\d{1,8}){0,63}\s*$",
+    )
+    ramp_hold_s: str = Field(
+        "3600",
+        validation_alias="TOOLOO_RAMP_HOLD_S",
+        pattern=r"^\s*\d{1,7}(\s*,\s*\d{1,7}){0,63}\s*$",
+    )
+    ramp_check_s: float = Field(10.0, ge=0.2, le=600, validation_alias="TOOLOO_RAMP_CHECK_S")
+
     def region_list(self) -> list[str]:
         return list(dict.fromkeys(r.strip() for r in self.fleet_regions.split(",") if r.strip()))
 

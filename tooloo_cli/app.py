@@ -309,8 +309,10 @@ def coach_unpin(
 
 
 def scale_line(s: dict[str, Any]) -> str:
+    inactive = f" ({s['inactive']} inactive)" if s.get("inactive") else ""
     return (
-        f"learners {s.get('learners')} of target {s.get('target')} · hold {yes_no(s.get('hold'))}"
+        f"learners {s.get('learners')}{inactive} of target {s.get('target')}"
+        f" · hold {yes_no(s.get('hold'))}"
         f" · onboarding {'paused' if s.get('paused') else 'running'}"
     )
 
@@ -319,7 +321,12 @@ def scale_line(s: dict[str, Any]) -> str:
 def scale(
     ctx: typer.Context,
     learners: Annotated[int, typer.Argument(min=0, max=10_000_000, help="Population target")],
-    hold: Annotated[bool, typer.Option(help="Hold the population at the target")] = False,
+    hold: Annotated[
+        bool,
+        typer.Option(
+            help="Hold the active population at the target: learners beyond it are deactivated"
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Wait, with a progress bar, until reached")] = False,
     wait_timeout: Annotated[
         float, typer.Option(min=1, max=86_400, help="Give up waiting after this many seconds")

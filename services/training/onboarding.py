@@ -1,10 +1,13 @@
-"""Onboarding: create learners toward the population target `scale.target`.
+"""Onboarding: move the population toward the target `scale.target`.
 
 Only one replica onboards at a time: it holds a short lease (SET NX PX, renewed each tick with the
-`lease_renew` script, which checks the token so a replica never extends a lease it lost). The task
-does nothing while `scale.paused` or `scale.hold` is 1. Each tick creates at most
-rate × tick learners (and at most `batch_max`) in one pipelined round trip; ids are `l-<seq>` from
-a counter, regions round-robin by seq.
+`lease_renew` script, which checks the token so a replica never extends a lease it lost). Each tick
+does one step of activation.decide: with `scale.hold` 1 and more active learners than the target,
+it deactivates the newest (at most `batch_max`); below the target it reactivates inactive ones
+first, oldest first, then creates learners: at most rate × tick (and `batch_max`) in one pipelined
+round trip, ids `l-<seq>` from a counter, regions round-robin by seq. While `scale.paused` is 1
+nothing is added. A lease lost during a tick can make two replicas act once each: the scripts
+skip a learner already changed, and the next tick corrects an overshoot (at most one batch).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from services.training.activation import Activation, decide
 from services.training.store import TrainingStore
-from shared.fleet_totals import learner_count
+from shared.fleet_totals import population
 from shared.keys import Keys
 from shared.redis_types import FleetRedis
 from shared.scripts import Scripts
@@ -48,6 +52,7 @@ class Onboarder:
         self.token = uuid.uuid4().hex
         self.leader = False
         self.created = 0
+        self.activation = Activation(redis, keys)
         self._carry = 0.0  # fractional learners owed by the rate between ticks
 
     async def _hold_lease(self) -> bool:
@@ -62,16 +67,32 @@ class Onboarder:
         return self.leader
 
     async def tick(self, elapsed_s: float) -> int:
-        """One step; returns how many learners were created."""
+        """One step; returns how many learners were created (deactivations and reactivations
+        are counted in `activation`)."""
         target, hold, paused = await self.redis.hmget(self.keys.scale, ["target", "hold", "paused"])
-        if paused == "1" or hold == "1" or not target:
+        if not target:
             self._carry = 0.0
             return 0
-        # A sum over the shards' indexes: S reads in one round trip, once a tick, not per learner.
-        missing = int(target) - await learner_count(self.redis, self.keys)
-        if missing <= 0:
+        # Sums over the shards' indexes and inactive sets: one round trip, once a tick.
+        pop = await population(self.redis, self.keys)
+        step = decide(
+            int(target),
+            hold=hold == "1",
+            paused=paused == "1",
+            learners=pop.learners,
+            inactive=pop.inactive,
+        )
+        if step.action != "create":
             self._carry = 0.0
+            if step.action == "none" or not await self._hold_lease():
+                return 0
+            n = min(step.count, self.cfg.batch_max)
+            if step.action == "deactivate":
+                await self.activation.deactivate(n)
+            else:
+                await self.activation.reactivate(n)
             return 0
+        missing = step.count
         if not await self._hold_lease():
             return 0
         self._carry = min(self._carry + self.cfg.rate * elapsed_s, float(self.cfg.batch_max))

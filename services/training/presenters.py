@@ -186,6 +186,8 @@ def learner_row(listed: ListedLearner, curriculum: Curriculum, now: float) -> di
         "average": avg,
         "below": below,
         "ready": listed.ready,
+        # Deactivated by a throttle (kept, not coached; `active` is whether training started).
+        "inactive": listed.inactive,
     }
 
 

@@ -84,7 +84,11 @@ async def _idempotency(request: web.Request, *request_parts: str) -> Idempotency
     "/api/v1/training/round",
     body=RoundRequest,
     summary="Run one training round (Idempotency-Key: a retry replays the first answer's ids)",
-    responses={404: "Unknown learner", 409: "Training not started", **IDEMPOTENCY_RESPONSES},
+    responses={
+        404: "Unknown learner",
+        409: "Training not started, or the learner is inactive (a throttle holds it back)",
+        **IDEMPOTENCY_RESPONSES,
+    },
 )
 async def one_round(request: web.Request) -> web.Response:
     body = await parse_body(request, RoundRequest)

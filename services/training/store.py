@@ -89,6 +89,19 @@ class TrainingNotStarted(ConflictError):
         )
 
 
+class LearnerInactive(ConflictError):
+    """Rounds for a learner a throttle deactivated (POST /api/v1/system/scale with hold):
+    refused, nothing committed, until the target rises again and reactivates it."""
+
+    code = "learner_inactive"
+
+    def __init__(self, learner: str) -> None:
+        super().__init__(
+            f"Learner {learner!r} is inactive: the population target holds it back "
+            "(GET /api/v1/system/scale); it is reactivated when the target rises again"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Idempotency:
     """A client's Idempotency-Key and the hash of the request it came with
@@ -170,6 +183,7 @@ class ListedLearner:
     seq: int  # its position in the listing order (services/training/paging.py)
     state: LearnerState
     ready: bool
+    inactive: bool = False  # deactivated by a throttle (activation.py)
 
 
 class TrainingStore:
@@ -283,11 +297,11 @@ class TrainingStore:
             return [], None
         async with self.redis.pipeline(transaction=False) as pipe:
             for learner, _ in rows:
-                pipe.hmget(self.keys.learner_state(learner), ["s", "r"])
+                pipe.hmget(self.keys.learner_state(learner), ["s", "r", "inactive"])
             raw = await pipe.execute()
         listed = [
-            ListedLearner(learner, int(seq), decode(s), r == "1")
-            for (learner, seq), (s, r) in zip(rows, raw, strict=True)
+            ListedLearner(learner, int(seq), decode(s), r == "1", off is not None)
+            for (learner, seq), (s, r, off) in zip(rows, raw, strict=True)
             if s is not None  # None: deleted between the two reads
         ]
         return listed, next_cursor
@@ -442,6 +456,8 @@ class TrainingStore:
             return _replayed(learner, reply, started)
         if reply.status == "missing":
             raise LearnerNotFound(learner)
+        if reply.status == "inactive":
+            raise LearnerInactive(learner)
         if reply.status == "mismatch":
             raise IdempotencyKeyReused()
         self.cache.contend(learner)
@@ -565,6 +581,8 @@ class TrainingStore:
             ]
         if reply.status == "missing":
             raise LearnerNotFound(learner)
+        if reply.status == "inactive":
+            raise LearnerInactive(learner)
         if reply.status != "conflict":
             raise RuntimeError(f"unexpected commit status {reply.status!r} for a group")
         self.cache.contend(learner)
@@ -725,6 +743,8 @@ class TrainingStore:
                     failed.append((learner, IdempotencyKeyReused.code))
                 elif reply.status == "fenced":
                     failed.append((learner, FENCED))
+                elif reply.status == "inactive":
+                    failed.append((learner, LearnerInactive.code))
                 else:
                     failed.append((learner, LearnerNotFound.code))
         failed.extend((learner, VersionConflict.code) for learner, _, _ in pending)

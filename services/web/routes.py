@@ -11,13 +11,25 @@ from typing import Any
 
 from aiohttp import web
 
-from services.web import compat, events, full_pause, gate_inputs, gates, rollout, system
+from services.web import (
+    compat,
+    events,
+    full_pause,
+    gate_inputs,
+    gates,
+    memory_budget,
+    ramp_runner,
+    rollout,
+    snapshots,
+    system,
+)
 from services.web.app_keys import (
     FORWARDER,
     GATE_STORE,
     GATE_TABLE,
     LOCAL_API_ROUTES,
     PROXY_TABLE,
+    RAMP_CONFIG,
     SNAPSHOTS,
 )
 from services.web.models import (
@@ -26,13 +38,18 @@ from services.web.models import (
     GatesHistoryQuery,
     GatesQuery,
     PauseRequest,
+    RampRequest,
+    RevertRequest,
     ScaleRequest,
     SignoffRequest,
+    SnapshotRequest,
+    SnapshotsQuery,
 )
+from services.web.ramp import BadStages
 from shared import domain_metrics
 from shared.app_keys import CLIENT, KEYS, REDIS, SETTINGS
-from shared.clock import now_ms
-from shared.errors import NotFound, UpstreamError
+from shared.clock import iso_ms, now_ms
+from shared.errors import Conflict, NotFound, UpstreamError, ValidationFailed
 from shared.fleet import SERVICES
 from shared.logging import get_logger
 from shared.rate_limit import RateLimit, limit
@@ -61,7 +78,10 @@ GATEWAY_ERRORS = {
 # ---- scale and onboarding ---------------------------------------------------------------------
 
 
-@routes.get("/api/v1/system/scale", summary="Population target, hold, paused and current count")
+@routes.get(
+    "/api/v1/system/scale",
+    summary="Population target, hold, paused; learners, active and inactive (a throttle's)",
+)
 async def get_scale(request: web.Request) -> web.Response:
     return ok(scale=await system.read_scale(request.app[REDIS], request.app[KEYS]))
 
@@ -69,19 +89,41 @@ async def get_scale(request: web.Request) -> web.Response:
 @routes.post(
     "/api/v1/system/scale",
     body=ScaleRequest,
-    summary="Set the population target (and hold)",
-    responses={429: "More than 30 calls in 10 s from this client"},
+    summary="Set the population target; with hold, throttle the active population down to it",
+    responses={
+        409: "The learners to create do not fit the Redis memory budget (`memory_budget`)",
+        429: "More than 30 calls in 10 s from this client",
+    },
 )
 async def post_scale(request: web.Request) -> web.Response:
     body = await parse_body(request, ScaleRequest)
     await limit(request, SCALE_LIMIT)
-    state = await system.set_scale(request.app[REDIS], request.app[KEYS], body.learners, body.hold)
+    redis, keys, actor = request.app[REDIS], request.app[KEYS], body.actor.strip()
+    # Read-only, before anything is recorded: a target the learners to create would not fit.
+    budget = await memory_budget.budget(redis, keys, body.learners)
+    if not budget.fits:
+        raise Conflict(
+            f"{body.learners} learners do not fit the Redis memory budget: the fullest master "
+            f"({budget.node}) has {budget.bytes_available} bytes left, the learners to create "
+            f"need {budget.bytes_needed} there ({budget.bytes_per_learner} bytes per learner)",
+            code="memory_budget",
+            details=budget.details(),
+        )
+    if body.hold:  # the throttle's form (rollback levels 1 and 3): settings recorded first
+        await snapshots.take(redis, keys, request.app[CLIENT], actor, None, "before scale hold")
+    before = await system.read_scale(redis, keys)
+    state = await system.set_scale(redis, keys, body.learners, body.hold, actor)
+    at = now_ms()
+    await request.app[GATE_STORE].append(system.scale_record(before, state, actor, at, iso_ms(at)))
     return ok(scale=state)
 
 
 @routes.post("/api/v1/system/pause-onboarding", body=EmptyBody, summary="Pause onboarding")
 async def pause_onboarding(request: web.Request) -> web.Response:
     await parse_body(request, EmptyBody)
+    app = request.app
+    # The emergency pause (rollback level 3): the settings it changes are recorded first.
+    await snapshots.take(app[REDIS], app[KEYS], app[CLIENT], "unspecified", None, "before pause")
     state = await system.set_paused(request.app[REDIS], request.app[KEYS], True)
     return ok(paused=state["paused"], scale=state)
 
@@ -136,6 +178,11 @@ async def evaluate_gates(
         record=record,
     )
     return result, sources
+
+
+async def gates_now(app: web.Application) -> dict[str, Any]:
+    """The gates over the last minute, as the ramp controller reads them (not recorded)."""
+    return (await evaluate_gates(app, RECORD_WINDOW_S))[0]
 
 
 async def record_gates(app: web.Application) -> None:
@@ -217,6 +264,10 @@ async def post_reopen(request: web.Request) -> web.Response:
 async def _full_pause(request: web.Request, paused: bool) -> web.Response:
     body = await parse_body(request, PauseRequest)
     app = request.app
+    if paused:  # rollback level 4: the settings it changes are recorded first
+        await snapshots.take(
+            app[REDIS], app[KEYS], app[CLIENT], body.actor.strip(), None, "before full pause"
+        )
     try:
         entry = await full_pause.set_full_pause(
             app[REDIS],
@@ -250,6 +301,101 @@ async def post_pause(request: web.Request) -> web.Response:
 )
 async def post_resume(request: web.Request) -> web.Response:
     return await _full_pause(request, False)
+
+
+# ---- the ramp controller ---------------------------------------------------------------------
+
+
+@routes.get(
+    "/api/v1/system/ramp",
+    summary="The ramp controller: switch, stages, current stage, since, next check, last action",
+)
+async def get_ramp(request: web.Request) -> web.Response:
+    app = request.app
+    state, cfg, raw = await ramp_runner.load(app[REDIS], app[KEYS], app[RAMP_CONFIG])
+    return ok(ramp=ramp_runner.describe(state, cfg, raw))
+
+
+@routes.post(
+    "/api/v1/system/ramp",
+    body=RampRequest,
+    summary="Switch the ramp controller on or off (recorded with its actor)",
+    responses={422: "Stages not strictly increasing, or holds that do not match the stages"},
+)
+async def post_ramp(request: web.Request) -> web.Response:
+    body = await parse_body(request, RampRequest)
+    app = request.app
+    try:
+        doc = await ramp_runner.set_enabled(
+            app[REDIS],
+            app[KEYS],
+            app[GATE_STORE],
+            app[RAMP_CONFIG],
+            enabled=body.enabled,
+            actor=body.actor.strip(),
+            stages=body.stages,
+            holds_s=[float(h) for h in body.hold_s] if body.hold_s is not None else None,
+        )
+    except BadStages as exc:
+        raise ValidationFailed(str(exc), code="bad_stages") from None
+    return ok(ramp=doc)
+
+
+# ---- controller snapshots and the revert (rollback level 2) --------------------------------
+
+
+@routes.post(
+    "/api/v1/system/snapshots",
+    body=SnapshotRequest,
+    summary="Record the controller settings (coach, scale, ramp) as a snapshot",
+)
+async def post_snapshot(request: web.Request) -> web.Response:
+    body = await parse_body(request, SnapshotRequest)
+    app = request.app
+    snapshot = await snapshots.take(
+        app[REDIS], app[KEYS], app[CLIENT], body.actor.strip(), body.note, "manual"
+    )
+    return ok(snapshot=snapshot)
+
+
+@routes.get(
+    "/api/v1/system/snapshots",
+    query=SnapshotsQuery,
+    summary="The controller snapshots, newest first (the newest 200 are kept)",
+)
+async def get_snapshots(request: web.Request) -> web.Response:
+    query = parse_query(request, SnapshotsQuery)
+    found = await snapshots.listing(request.app[REDIS], request.app[KEYS], query.limit)
+    return ok(snapshots=found, count=len(found))
+
+
+@routes.post(
+    "/api/v1/system/revert",
+    body=RevertRequest,
+    summary="Put a snapshot's controller settings back (rollback level 2, recorded with its actor)",
+    responses={
+        404: "Unknown snapshot",
+        502: "The coach did not take its settings (its answer in details); retrying is safe",
+    },
+)
+async def post_revert(request: web.Request) -> web.Response:
+    body = await parse_body(request, RevertRequest)
+    app = request.app
+    try:
+        entry = await snapshots.revert(
+            app[REDIS],
+            app[KEYS],
+            app[CLIENT],
+            app[GATE_STORE],
+            body.snapshot_id,
+            body.actor.strip(),
+            body.note,
+        )
+    except snapshots.UnknownSnapshot as exc:
+        raise NotFound(str(exc), code="snapshot_not_found") from None
+    except snapshots.RevertIncomplete as exc:
+        raise UpstreamError(str(exc), code="revert_incomplete", details=exc.parts) from None
+    return ok(reverted=entry)
 
 
 def _error_message(body: dict[str, Any]) -> str | None:

@@ -28,7 +28,16 @@ end
 local newv = tonumber(cur) + 1
 -- Every check above is a read; the writes start here.
 redis.call('HSET', KEYS[1], 'v', newv, 's', ARGV[2])
-if ARGV[4] == 'queue' then
+local off = redis.call('HGET', KEYS[1], 'inactive')
+if off then
+  -- A deactivated learner stays out of the coach's indexes: its placement to restore on
+  -- reactivation (`q` queued, `-` neither) follows the op instead (training's activation.lua).
+  if ARGV[4] == 'queue' then
+    redis.call('HSET', KEYS[1], 'r', '0', 'inactive', 'q')
+  elseif ARGV[4] == 'unqueue' then
+    redis.call('HSET', KEYS[1], 'inactive', '-')
+  end
+elseif ARGV[4] == 'queue' then
   redis.call('HSET', KEYS[1], 'r', '0')
   redis.call('ZREM', KEYS[3], ARGV[3])
   local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

@@ -43,6 +43,9 @@
 --       | {-2, n} when the record belongs to a different request (nothing is written)
 --       | {-3, current fence} when the fencing token is not the shard's current one (nothing is
 --         written, nothing else is read).
+--       | {-4} when the learner is deactivated (its state hash has `inactive`: a throttle keeps
+--         it, uncoached, until reactivated; nothing is written). Checked here, in the step that
+--         would re-queue it, so no round committed after the deactivation can bring it back.
 -- Bad arguments are an error reply prefixed `commit_rounds:`, raised before any write: Redis does
 -- not roll a script back, so every input is validated first and a refused call changes nothing.
 --
@@ -191,6 +194,9 @@ if idem ~= '' then
       return {2, v, tonumber(first), tonumber(r), tonumber(b), tonumber(cnt)}
     end
   end
+end
+if redis.call('HEXISTS', KEYS[1], 'inactive') == 1 then
+  return {-4}
 end
 if cur ~= ARGV[1] then
   return {0, cur, redis.call('HGET', KEYS[1], 's')}

@@ -3,7 +3,7 @@
 -- KEYS: 1 state, 2 history, 3 history list (the encoding before the compact one), 4 meta,
 --       5 meta log, 6 meta lock, 7 learners index, 8 regions, 9 coach queue, 10 coach ready,
 --       11 coach fastlane, 12 coach coached, 13 fast lane pinned out,
---       14 fast lane automatic members (all of the shard)
+--       14 fast lane automatic members, 15 inactive learners (all of the shard)
 -- ARGV: 1 learner id
 -- Returns 1 when erased, 0 when there was no such learner, or an `INVALID delete_learner: …`
 -- error reply, having written nothing (checked before the first write: Redis does not roll a
@@ -32,4 +32,5 @@ redis.call('SREM', KEYS[11], ARGV[1])
 redis.call('ZREM', KEYS[12], ARGV[1])
 redis.call('SREM', KEYS[13], ARGV[1])
 redis.call('ZREM', KEYS[14], ARGV[1])
+redis.call('ZREM', KEYS[15], ARGV[1])
 return 1

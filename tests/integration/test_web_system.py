@@ -30,11 +30,15 @@ def test_scale_state_round_trip_and_event(fleet: Fleet) -> None:
     web = fleet["web"]
     status, body = web.get("/api/v1/system/scale")
     assert status == 200
-    assert body["scale"] == {"target": None, "hold": False, "paused": False, "learners": 0}
+    assert body["scale"] == {
+        "target": None, "hold": False, "paused": False, "learners": 0, "active": 0, "inactive": 0
+    }  # fmt: skip
 
     status, body = web.post("/api/v1/system/scale", {"learners": 25000, "hold": True})
     assert status == 200 and body["ok"] is True
-    assert body["scale"] == {"target": 25000, "hold": True, "paused": False, "learners": 0}
+    assert body["scale"] == {
+        "target": 25000, "hold": True, "paused": False, "learners": 0, "active": 0, "inactive": 0
+    }  # fmt: skip
     assert _scale_hash(fleet) == {"target": "25000", "hold": "1"}
     status, body = web.post("/api/v1/system/scale", {"learners": 10})  # hold defaults to false
     assert body["scale"]["hold"] is False and body["scale"]["target"] == 10
@@ -54,6 +58,7 @@ def test_scale_state_round_trip_and_event(fleet: Fleet) -> None:
     changes = [e for _, e in events if e["type"] == "settings_changed"]
     assert [c["setting"] for c in changes] == ["scale", "scale", "onboarding", "onboarding"]
     assert changes[0]["target"] == "25000" and changes[2]["paused"] == "1"
+    assert changes[0]["actor"] == "unspecified"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +130,9 @@ def test_seed_curl_commands_work_as_written(fleet: Fleet) -> None:
         capture_output=True, text=True, timeout=10,
     )  # fmt: skip
     body = json.loads(out.stdout)
-    assert body["scale"] == {"target": 3000000, "hold": True, "paused": True, "learners": 0}
+    assert body["scale"] == {
+        "target": 3000000, "hold": True, "paused": True, "learners": 0, "active": 0, "inactive": 0
+    }  # fmt: skip
 
 
 def test_onboarding_follows_the_scale_target_and_pause(fleet: Fleet) -> None:
