@@ -26,6 +26,7 @@ import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.cancellation import stop_if_cancelled
 from shared.clock import now_ms
 from shared.keys import Keys
 from shared.logging import get_logger
@@ -174,6 +175,7 @@ class ReplicaRegistry:
     async def run(self) -> None:
         """Heartbeat until cancelled; a failed beat is logged and retried at the next one."""
         while True:  # ends by cancellation at shutdown
+            stop_if_cancelled()
             try:
                 await self.beat()
             except Exception as exc:  # Redis away: the record ages out, and comes back with it

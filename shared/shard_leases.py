@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from shared.cancellation import stop_if_cancelled
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.redis_types import FleetRedis
@@ -56,6 +57,9 @@ log = get_logger(__name__)
 
 # The share of the ttl a holder gives up at the end of each lease (see "Safety" above).
 SAFETY_MARGIN = 0.25
+# Giving the shards back at shutdown waits at most this long (a Redis away must not hold a
+# stopping service; the leases then lapse at their ttl, as after a crash).
+STOP_TIMEOUT_S = 5.0
 
 
 class ShardLeaseSettings(BaseSettings):
@@ -243,6 +247,7 @@ class ShardLeases:
         """Cycle every `renew_ms` until cancelled; gives everything back on the way out."""
         try:
             while True:  # bounded by task cancellation at shutdown
+                stop_if_cancelled()
                 try:
                     await self.cycle()
                 except RedisError as exc:
@@ -250,5 +255,6 @@ class ShardLeases:
                     log.warning("shard_leases_redis_error", role=self.role.name, error=str(exc))
                 await asyncio.sleep(self.renew_ms / 1000)
         finally:
+            # Bounded: a Redis that does not answer must not keep a stopping service alive.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.stop())
+                await asyncio.wait_for(asyncio.shield(self.stop()), STOP_TIMEOUT_S)

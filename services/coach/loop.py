@@ -24,6 +24,7 @@ from services.coach.settings_store import CoachSettings
 from services.coach.store import CoachStore
 from services.coach.tick import Call, TickSummary, plan, summarize
 from services.coach.training_api import BatchOutcome, TrainingApi
+from shared.cancellation import stop_if_cancelled
 from shared.clock import now_ms
 from shared.logging import get_logger
 from shared.shards import ShardOwnership
@@ -81,6 +82,7 @@ class CoachLoop:
 
     async def run(self) -> None:
         while True:  # bounded by task cancellation at shutdown
+            stop_if_cancelled()
             started = time.monotonic()
             try:
                 settings, active, outage = await self.store.loop_inputs()

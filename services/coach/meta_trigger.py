@@ -39,6 +39,7 @@ from redis.exceptions import ResponseError
 
 from services.coach.meta_api import MetaApi
 from services.coach.store import CoachStore, MetaServed
+from shared.cancellation import stop_if_cancelled
 from shared.clock import now_ms
 from shared.errors import UpstreamError
 from shared.events import ReadyEvent, meta_event
@@ -119,6 +120,7 @@ class MetaTrigger:
         next_prune = time.monotonic() + self.prune_every_s
         try:
             while True:  # bounded by task cancellation at shutdown
+                stop_if_cancelled()
                 self._match_readers(self.ownership.owned())
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.prune_every_s
@@ -152,6 +154,7 @@ class MetaTrigger:
         next_claim = 0.0
         min_idle = 0  # on gaining the shard: whatever is pending is nobody's now
         while True:  # bounded by task cancellation (the shard is lost, or shutdown)
+            stop_if_cancelled()
             try:
                 if not group_ready:
                     await self.store.ensure_meta_group(shard)

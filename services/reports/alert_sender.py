@@ -26,6 +26,7 @@ import orjson
 
 from services.reports import alerts, queries
 from services.reports.alerts import AlertSettings, url_label
+from shared.cancellation import stop_if_cancelled
 from shared.clock import iso_ms, now_ms
 from shared.events import emit_system_event
 from shared.keys import Keys
@@ -63,7 +64,8 @@ class AlertSender:
             return
         async with aiohttp.ClientSession(json_serialize=lambda o: orjson.dumps(o).decode()) as s:
             self.session = s
-            while True:
+            while True:  # bounded by task cancellation at shutdown
+                stop_if_cancelled()
                 try:
                     if self.owns():
                         await self.check()

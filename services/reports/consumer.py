@@ -43,6 +43,7 @@ from redis.exceptions import ResponseError
 from services.reports.aggregates import RETENTION_S, minute_of
 from services.reports.apply import GROUP, ApplyResult, Entry, apply_script, build_call
 from services.reports.queries import coach_throughput, needing_coaching
+from shared.cancellation import stop_if_cancelled
 from shared.events import (
     COACH_META_GROUP,
     StreamRef,
@@ -106,18 +107,6 @@ async def ensure_groups(redis: FleetRedis, keys: Keys) -> None:
     so history written before reports first started is counted too, and so the trimmer never
     finds a stream without the group whose progress must bound it."""
     await _create_groups(redis, [ref.key for ref in fleet_streams(keys)], GROUP)
-
-
-def stop_if_cancelled(cause: Exception | None = None) -> None:
-    """Raise CancelledError when this task has been asked to stop. The redis-py client in use
-    can lose a cancellation that arrives while a command is in flight (the command then
-    returns, or fails with a timeout, as if nothing happened: reproduced with a bare `GET` loop),
-    so a loop that goes round again would never end. The task still counts the request
-    (`cancelling()`): each loop checks it at the top of a pass and when it retries after an
-    error."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from cause
 
 
 def _entries(reply: Any) -> dict[str, list[Entry]]:

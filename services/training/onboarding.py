@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from services.training.activation import Activation, decide
 from services.training.store import TrainingStore
+from shared.cancellation import stop_if_cancelled
 from shared.fleet_totals import population
 from shared.keys import Keys
 from shared.redis_types import FleetRedis
@@ -111,7 +112,8 @@ class Onboarder:
         """Runs until cancelled; each iteration sleeps one tick (bounded by cancellation)."""
         last = time.monotonic()
         try:
-            while True:
+            while True:  # bounded by task cancellation at shutdown
+                stop_if_cancelled()
                 await asyncio.sleep(self.cfg.tick_s)
                 now = time.monotonic()
                 await self.tick(now - last)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 
+from shared.cancellation import stop_if_cancelled
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.readiness import (
@@ -59,6 +60,7 @@ class ThresholdsCache:
     async def run(self) -> None:
         """Refresh every max_age_s until cancelled (the app's background task)."""
         while True:  # bounded by cancellation at shutdown
+            stop_if_cancelled()
             await asyncio.sleep(self.max_age_s)
             await self._refresh_quietly()
 

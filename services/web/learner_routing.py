@@ -21,6 +21,7 @@ import time
 
 import orjson
 
+from shared.cancellation import stop_if_cancelled
 from shared.keys import Keys
 from shared.logging import get_logger
 from shared.redis_types import FleetRedis
@@ -90,6 +91,7 @@ class LearnerRouter:
 
     async def run(self) -> None:
         while True:  # ends by cancellation at shutdown
+            stop_if_cancelled()
             try:
                 await self.refresh()
             except Exception as exc:  # Redis away: keep the last list, try again next period

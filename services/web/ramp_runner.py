@@ -23,6 +23,7 @@ import orjson
 from services.web import memory_budget, snapshots, system
 from services.web.gate_store import GateStore
 from services.web.ramp import RampState, check_stages, parse_ints, reading, step
+from shared.cancellation import stop_if_cancelled
 from shared.clock import iso_ms, now_ms
 from shared.events import SystemEvent
 from shared.http_client import ServiceClient
@@ -246,7 +247,8 @@ class RampRunner:
 
     async def run(self) -> None:
         """Until cancelled: a check every `check_s` (bounded by cancellation)."""
-        while True:
+        while True:  # bounded by task cancellation at shutdown
+            stop_if_cancelled()
             try:
                 await self.check()
             except asyncio.CancelledError:

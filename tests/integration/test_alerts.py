@@ -7,6 +7,7 @@ level repeats while red; a webhook URL that is not http(s) stops the start."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -235,12 +236,15 @@ def test_two_reports_replicas_send_each_alert_once(fleet: Fleet, receiver: Recei
     assert [(b["alert_change"]["from"], b["alert_change"]["to"]) for b in changes] == [
         ("normal", "red")
     ], changes
-    # Repeats every second meanwhile: every attempt came from the one replica holding the lease.
+    # Repeats every second meanwhile, each from the replica holding shard 0's lease. The second
+    # replica may join the split after "armed" (a slow machine), and shard 0 can then move to it
+    # once: the attempts form at most two runs, one per holder, never interleaved.
     reports = f"http://127.0.0.1:{fleet.ports['reports']}"
     status, body = probe_json("GET", f"{reports}/api/v1/reports/alerts/deliveries?limit=100")
     assert status == 200, body
-    senders = {d["sender"] for d in body["deliveries"]}
-    assert len(body["deliveries"]) >= 3 and len(senders) == 1, body["deliveries"]
+    senders = [d["sender"] for d in sorted(body["deliveries"], key=lambda d: d["at"])]
+    handovers = sum(1 for a, b in itertools.pairwise(senders) if a != b)
+    assert len(senders) >= 3 and handovers <= 1, body["deliveries"]
 
 
 def _level(fleet: Fleet) -> str | None:
