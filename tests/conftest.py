@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from harness.browser import launched
 from harness.fleet import Fleet
 from harness.honcho import ArmedFleetFactory, HonchoFleet, armed_fleet
 from harness.processes import ServiceProcess
@@ -172,3 +173,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Headless Chromium for the Control Room's browser tests (skipped without it)."""
+    with launched() as browser:
+        yield browser

@@ -1,38 +1,18 @@
-"""The Control Room's ramp panel in headless Chromium (the browser fixture pattern of
-test_control_room_browser.py): it shows the ramp off, enables it with an actor and short stages
+"""The Control Room's ramp panel in headless Chromium (the `browser` fixture of
+tests/conftest.py): it shows the ramp off, enables it with an actor and short stages
 (the state really changes and shows a stage), shows the API's refusal of stages that do not
 increase, and disables it. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from harness.browser import ARTIFACTS
 from harness.fleet import Fleet
-from harness.processes import ROOT
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_ramp_panel_switches_the_ramp(fleet: Fleet, browser) -> None:  # type: ignore[no-untyped-def]
