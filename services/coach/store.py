@@ -43,6 +43,7 @@ from redis.exceptions import ResponseError
 from services.coach.scheduler import Pick, PinChanges, stride
 from services.coach.settings_store import CoachSettings, from_fields, merge, to_fields
 from services.coach.tick import TickResult
+from shared import capped_log
 from shared.clock import now_ms
 from shared.events import COACH_META_GROUP
 from shared.keys import Keys
@@ -719,21 +720,11 @@ class CoachStore:
     async def record_boost_time(self, at_ms: int, rounds: int, ms: float) -> None:
         """A completed boost's duration, kept for the Phase 3 gate. LPUSH and LTRIM in one
         MULTI: the list never holds more than BOOSTS_KEPT entries."""
-        entry = orjson.dumps({"at_ms": at_ms, "rounds": rounds, "ms": round(ms, 1)})
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(self.keys.coach_boosts, entry)
-            pipe.ltrim(self.keys.coach_boosts, 0, BOOSTS_KEPT - 1)
-            await pipe.execute()
+        entry = {"at_ms": at_ms, "rounds": rounds, "ms": round(ms, 1)}
+        await capped_log.append(self.redis, self.keys.coach_boosts, entry, BOOSTS_KEPT)
 
     async def recent_boosts(self, count: int = 10) -> list[dict[str, Any]]:
-        raw = await self.redis.lrange(self.keys.coach_boosts, 0, min(count, BOOSTS_KEPT) - 1)
-        out = []
-        for item in raw:
-            try:
-                out.append(orjson.loads(item))
-            except orjson.JSONDecodeError:
-                continue
-        return out
+        return await capped_log.newest(self.redis, self.keys.coach_boosts, count, BOOSTS_KEPT)
 
     async def meta_delays(self) -> dict[str, Any]:
         raw = await self.redis.lrange(self.keys.coach_meta_delays, 0, META_DELAYS_KEPT - 1)

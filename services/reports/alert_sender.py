@@ -26,6 +26,7 @@ import orjson
 
 from services.reports import alerts, queries
 from services.reports.alerts import AlertSettings, url_label
+from shared import capped_log
 from shared.cancellation import stop_if_cancelled
 from shared.clock import iso_ms, now_ms
 from shared.events import emit_system_event
@@ -148,11 +149,9 @@ class AlertSender:
         return False
 
     async def _record(self, entry: Mapping[str, Any]) -> None:
-        # LPUSH and LTRIM in one MULTI: the log never exceeds DELIVERIES_KEPT entries.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(self.keys.reports_alert_deliveries, orjson.dumps(entry))
-            pipe.ltrim(self.keys.reports_alert_deliveries, 0, DELIVERIES_KEPT - 1)
-            await pipe.execute()
+        await capped_log.append(
+            self.redis, self.keys.reports_alert_deliveries, entry, DELIVERIES_KEPT
+        )
 
     async def _event(
         self, kind: str, index: int, label: str, level: str, reason: str, attempts: int
@@ -172,11 +171,4 @@ class AlertSender:
 
 async def deliveries(redis: FleetRedis, keys: Keys, limit: int) -> list[dict[str, Any]]:
     """The newest `limit` delivery attempts, newest first."""
-    raw = await redis.lrange(keys.reports_alert_deliveries, 0, min(limit, DELIVERIES_KEPT) - 1)
-    out = []
-    for item in raw:
-        try:
-            out.append(orjson.loads(item))
-        except orjson.JSONDecodeError:
-            continue
-    return out
+    return await capped_log.newest(redis, keys.reports_alert_deliveries, limit, DELIVERIES_KEPT)

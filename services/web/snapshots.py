@@ -20,10 +20,9 @@ import asyncio
 import secrets
 from typing import Any
 
-import orjson
-
 from services.coach.models import FastLaneSettingsUpdate, SettingsUpdate
 from services.web.gate_store import GateStore
+from shared import capped_log
 from shared.clock import iso_ms, now_ms
 from shared.events import SystemEvent
 from shared.http_client import ServiceClient
@@ -101,22 +100,12 @@ async def take(
         },
         "ramp": {"enabled": text_or_none(ramp_enabled) == "1"},
     }
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.lpush(keys.controller_snapshots, orjson.dumps(snapshot))
-        pipe.ltrim(keys.controller_snapshots, 0, SNAPSHOTS_CAP - 1)
-        await pipe.execute()
+    await capped_log.append(redis, keys.controller_snapshots, snapshot, SNAPSHOTS_CAP)
     return snapshot
 
 
 async def listing(redis: FleetRedis, keys: Keys, limit: int) -> list[dict[str, Any]]:
-    raw = await redis.lrange(keys.controller_snapshots, 0, min(limit, SNAPSHOTS_CAP) - 1)
-    out = []
-    for item in raw:
-        try:
-            out.append(orjson.loads(item))
-        except ValueError:
-            continue
-    return out
+    return await capped_log.newest(redis, keys.controller_snapshots, limit, SNAPSHOTS_CAP)
 
 
 async def find(redis: FleetRedis, keys: Keys, snapshot_id: str) -> dict[str, Any]:
