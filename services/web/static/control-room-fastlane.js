@@ -7,11 +7,10 @@
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "tooloo.apiToken"; // the token the main Control Room script saves
   var PATH = "/api/v1/auto-coach/fast-lane";
   var REFRESH_MS = 3000;
   var root = document.getElementById("fastlane-panel");
-  if (!root) return;
+  if (!root || !window.ControlRoom) return;
 
   function el(tag, attrs, textContent) {
     var node = document.createElement(tag);
@@ -59,40 +58,21 @@
   root.appendChild(wrap);
 
   // ---- API --------------------------------------------------------------------------------
-  function token() {
-    try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
-  }
+  // Through the main page's helper: the same token (and its prompt on a 401), a timeout on every
+  // call, errors shown beside the control as well as at the top of the page.
+  var cr = window.ControlRoom;
 
   function showResult(kind, message) {
     result.textContent = message;
     result.setAttribute("data-kind", kind);
+    result.hidden = false; // the main helper hides its error element after a call that went well
   }
 
-  /** Resolves to the JSON body, or null after showing the error in the panel. */
+  /** Resolves to the JSON body, or null after the error was shown in the panel. */
   function api(method, payload) {
-    var headers = { "Accept": "application/json" };
-    if (payload !== undefined) headers["Content-Type"] = "application/json";
-    var saved = token();
-    if (saved) headers["Authorization"] = "Bearer " + saved;
-    return fetch(PATH, {
-      method: method, headers: headers,
-      body: payload === undefined ? undefined : JSON.stringify(payload),
-    }).then(function (resp) {
-      return resp.text().then(function (raw) {
-        var data = null;
-        try { data = raw ? JSON.parse(raw) : null; } catch (e) { data = null; }
-        if (!resp.ok || !data || data.ok === false) {
-          var err = (data && data.error) || {};
-          var hint = resp.status === 401 ? " (save the fleet's API token at the top of the page)" : "";
-          showResult("error", "Error " + resp.status + " — " + (err.code || "http_" + resp.status) + ": " +
-            (err.message || resp.statusText || "request failed") + hint);
-          return null;
-        }
-        return data;
-      });
-    }, function (e) {
-      showResult("error", "Error — network_error: the gateway did not answer (" + e.message + ")");
-      return null;
+    return cr.api(method, PATH, payload, { errorEl: result }).then(function (data) {
+      if (!data) result.setAttribute("data-kind", "error");
+      return data;
     });
   }
 
@@ -144,10 +124,10 @@
   }
 
   function refresh() {
-    var headers = { "Accept": "application/json" };
-    return fetch(PATH, { headers: headers }).then(function (resp) {
-      return resp.ok ? resp.json() : null;
-    }).then(function (data) { if (data && data.ok) render(data); }, function () { /* next poll */ });
+    // Quiet: a poll that fails (the gateway restarting) waits for the next one, unannounced.
+    return cr.api("GET", PATH, undefined, { quiet: true, timeoutMs: REFRESH_MS }).then(function (data) {
+      if (data) render(data);
+    });
   }
 
   var LABELS = { add: "pinned into the fast lane", exclude: "pinned out of the fast lane", remove: "unpinned" };

@@ -1,11 +1,11 @@
 /* TooLoo Control Room: the ramp controller panel. Builds its own section into the placeholder
    <section id="ramp-panel">, reads GET /api/v1/system/ramp every two seconds and switches the ramp
-   with POST /api/v1/system/ramp (an actor is required: the change is recorded with it). Uses the
-   same saved API token as the main page; no library, nothing fetched beyond this origin. */
+   with POST /api/v1/system/ramp (an actor is required: the change is recorded with it). Calls go
+   through the main page's window.ControlRoom.api (its token, timeouts and error display); no
+   library, nothing fetched beyond this origin. */
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "tooloo.apiToken";
   var POLL_MS = 2000;
   // The page's number-input look, for the text inputs too (its stylesheet styles numbers only).
   var FIELD_STYLE = "width: 90px; max-width: 100%; box-sizing: border-box; padding: 5px 7px; "
@@ -21,31 +21,10 @@
     return node;
   }
 
-  function token() {
-    try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
-  }
-
-  function call(method, path, body) {
-    var headers = { "Accept": "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    var saved = token();
-    if (saved) headers["Authorization"] = "Bearer " + saved;
-    return fetch(path, {
-      method: method,
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    }).then(function (resp) {
-      return resp.json().catch(function () { return null; }).then(function (data) {
-        if (!resp.ok || !data || data.ok === false) {
-          var err = (data && data.error) || {};
-          var detail = Array.isArray(err.details) && err.details.length
-            ? " (" + err.details.map(function (d) { return d.msg || ""; }).join("; ") + ")"
-            : "";
-          throw new Error((err.code || "http_" + resp.status) + ": " + (err.message || "request failed") + detail);
-        }
-        return data;
-      });
-    });
+  // Through the main page's helper: the same token (and its prompt on a 401), a timeout on every
+  // call. It resolves to null once it has shown an error; `errorEl` shows it in this panel too.
+  function call(method, path, body, opts) {
+    return window.ControlRoom.api(method, path, body, opts);
   }
 
   function show(id, value) {
@@ -71,8 +50,9 @@
   }
 
   function refresh() {
-    return call("GET", "/api/v1/system/ramp").then(function (data) { render(data.ramp); },
-      function () { /* the gateway away: the next poll tries again */ });
+    // Quiet: the gateway away, the next poll tries again.
+    return call("GET", "/api/v1/system/ramp", undefined, { quiet: true, timeoutMs: POLL_MS })
+      .then(function (data) { if (data) render(data.ramp); });
   }
 
   function build(root) {
@@ -118,11 +98,10 @@
       if (enabled && hold.value.trim()) body.hold_s = [Number(hold.value)];
       error.textContent = "";
       button.disabled = true;
-      call("POST", "/api/v1/system/ramp", body).then(function (data) {
-        render(data.ramp);
-      }, function (e) {
-        error.textContent = e.message;
-      }).then(function () { button.disabled = false; });
+      call("POST", "/api/v1/system/ramp", body, { errorEl: error }).then(function (data) {
+        if (data) render(data.ramp);
+        button.disabled = false;
+      });
     }
     on.addEventListener("click", function () { send(true, on); });
     off.addEventListener("click", function () { send(false, off); });
@@ -130,7 +109,7 @@
 
   function start() {
     var root = document.getElementById("ramp-panel");
-    if (!root) return;
+    if (!root || !window.ControlRoom) return;
     build(root);
     refresh();
     setInterval(refresh, POLL_MS); // bounded by the page's life
