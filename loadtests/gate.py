@@ -82,16 +82,26 @@ def _meta_delay_p99(m: dict[str, Any]) -> float | None:
     return _reports("meta_trigger_delay_ms.p99")(m)
 
 
-def _demand_throughput(m: dict[str, Any]) -> float | str | None:
-    """The coach's pace over the minutes learners needed coaching (the floor held 90 % of
-    them); "idle" when none did, which is no failure."""
-    reading = _dig(m.get("reports"), "coach.demand_throughput")
-    if not isinstance(reading, dict):
-        return None
-    if reading.get("idle") is True:
-        return "idle"
-    value = reading.get("p10")
-    return float(value) if isinstance(value, int | float) else None
+def _idle_or(path: str, field: str) -> Callable[[dict[str, Any]], float | str | None]:
+    """A reports reading that may be idle: "idle" when the window had nothing to judge (no
+    failure), else its `field` as a number (None when absent)."""
+
+    def read(m: dict[str, Any]) -> float | str | None:
+        reading = _dig(m.get("reports"), path)
+        if not isinstance(reading, dict):
+            return None
+        if reading.get("idle") is True:
+            return "idle"
+        value = reading.get(field)
+        return float(value) if isinstance(value, int | float) else None
+
+    return read
+
+
+# The coach's pace over the minutes learners needed coaching (the floor held 90 % of them).
+_demand_throughput = _idle_or("coach.demand_throughput", "p10")
+# Meta triggers missed or later than 150 ms, in % of all triggers.
+_misses_pct = _idle_or("meta_trigger_misses", "pct")
 
 
 def _locust(key: str) -> Callable[[dict[str, Any]], float | None]:
@@ -100,17 +110,6 @@ def _locust(key: str) -> Callable[[dict[str, Any]], float | None]:
 
 def _fleet_verdict(m: dict[str, Any]) -> str | None:
     return m.get("fleet_verdict")
-
-
-def _misses_pct(m: dict[str, Any]) -> float | str | None:
-    """Meta triggers missed or later than 150 ms, in % of all triggers; "idle" without any."""
-    reading = _dig(m.get("reports"), "meta_trigger_misses")
-    if not isinstance(reading, dict):
-        return None
-    if reading.get("idle") is True:
-        return "idle"
-    value = reading.get("pct")
-    return float(value) if isinstance(value, int | float) else None
 
 
 # The rollout gates' pass thresholds (services/web/gates.json); coach throughput uses the fleet's
