@@ -355,6 +355,13 @@ class Keys:
         return f"{self.prefix}:{{coach}}:{name}"
 
     @property
+    def coach_pins_lock(self) -> str:
+        """String: the token of the fast-lane pin change in progress (SET NX PX). The pins live
+        in every shard's slot, so their bound cannot be checked and written in one script; pin
+        changes take this lock instead, one at a time across the coach replicas."""
+        return self._coach("fastlane:pins:lock")
+
+    @property
     def coach_settings(self) -> str:
         """Hash, one field per setting. Training reads `minAvgMastery` and `maxBelow80` (cached
         briefly) and passes them to the commit script, which cannot read another slot."""

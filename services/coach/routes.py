@@ -23,11 +23,11 @@ from services.coach.status import (
     fast_lane_summary,
     live_values,
 )
-from services.coach.store import TooManyPins, UnknownLearners
+from services.coach.store import PinsBusy, TooManyPins, UnknownLearners
 from shared.app_keys import KEYS, REDIS
 from shared.clock import now_ms
 from shared.compat import warnings_of, with_warnings
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, ServiceUnavailable
 from shared.events import emit_system_event
 from shared.rate_limit import RateLimit, limit
 from shared.responses import ok
@@ -135,6 +135,7 @@ async def get_fast_lane(request: web.Request) -> web.Response:
     responses={
         404: "A learner to pin does not exist",
         409: "The pins would exceed fastLane.maxPinned",
+        503: "Another pin change held the pins for too long; retry",
     },
 )
 async def post_fast_lane(request: web.Request) -> web.Response:
@@ -153,6 +154,12 @@ async def post_fast_lane(request: web.Request) -> web.Response:
             f"{exc.pinned} learners would be pinned; fastLane.maxPinned is {exc.limit}",
             code="fast_lane_full",
             details={"pinned": exc.pinned, "maxPinned": exc.limit},
+        ) from exc
+    except PinsBusy as exc:
+        raise ServiceUnavailable(
+            "Another fast-lane pin change is in progress; retry",
+            code="fast_lane_busy",
+            headers={"Retry-After": "1"},
         ) from exc
     if changed or pins:
         await _system_event(

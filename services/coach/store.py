@@ -28,8 +28,12 @@ pending, and the shard's new owner claims it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
-from collections.abc import Iterable, Sequence
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -50,7 +54,7 @@ from shared.keys import Keys
 from shared.logging import get_logger
 from shared.percentiles import nearest_rank
 from shared.redis_types import FleetRedis, field_map, scored, text_map, texts
-from shared.scripts import ScriptCall, evalsha_pipelined, lua_source
+from shared.scripts import ScriptCall, evalsha_pipelined, lua_source, script_source
 from shared.shards import ShardOwnership
 
 log = get_logger(__name__)
@@ -108,6 +112,18 @@ class UnknownLearners(Exception):
     def __init__(self, missing: list[str]) -> None:
         super().__init__(f"unknown learners: {missing[:5]}")
         self.missing = missing
+
+
+# The pin changes' lock (`keys.coach_pins_lock`): held for one change (a read and two round trips
+# of writes), so 5 s is far beyond it; a holder that died lets go when it lapses, and a caller
+# waits past one lapse, so a dead holder delays a pin change but never fails it.
+PINS_LOCK_MS = 5_000
+PINS_LOCK_WAIT_S = 6.0
+PINS_LOCK_POLL_S = 0.02
+
+
+class PinsBusy(Exception):
+    """Another pin change kept the pins' lock for longer than PINS_LOCK_WAIT_S."""
 
 
 class TooManyPins(Exception):
@@ -175,6 +191,7 @@ class CoachStore:
         self._promote_due = redis.register_script(lua_source(__package__, "promote_due"))
         self._record_shard = redis.register_script(lua_source(__package__, "record_shard"))
         self._fastlane_pins = redis.register_script(lua_source(__package__, "fastlane_pins"))
+        self._lease_release = redis.register_script(script_source("lease_release"))
 
     # ---- fencing -------------------------------------------------------------------------------
     def token(self, shard: int) -> str:
@@ -230,9 +247,9 @@ class CoachStore:
         Atomicity: each shard's pins change in one script (fastlane_pins.lua: a learner is in
         one of pinned, pinned out, automatic); the shards' scripts go in one round trip but are
         not one step together, and need not be: each learner's pin stands alone. The bound is
-        checked from one read of the shards' counts before the writes: two pin calls racing
-        each other can together pass it by at most one call's pins (≤ 1000 per list), which an
-        operator's next call, refused, then shows."""
+        exact: a call that adds pins holds the pins' lock (`_pins_locked`) from the count it is
+        checked against until its writes are in, so no other call adds pins in between (one
+        that only drops pins needs no lock: it can only make the count smaller)."""
         current = await self.load_settings()
         new = merge(current, {"fastLane": changes})
         named = [*pins.pin, *pins.exclude]
@@ -244,10 +261,17 @@ class CoachStore:
             missing = [x for x, f in zip(named, found, strict=True) if not f]
             if missing:
                 raise UnknownLearners(missing)
-        if pins.pin or pins.exclude:
+        if not named:
+            return await self._apply_fast_lane(current, new, pins)
+        async with self._pins_locked():
             pinned = await self._pins_after(pins)
             if pinned > new.fastLane.maxPinned:
                 raise TooManyPins(pinned, new.fastLane.maxPinned)
+            return await self._apply_fast_lane(current, new, pins)
+
+    async def _apply_fast_lane(
+        self, current: CoachSettings, new: CoachSettings, pins: PinChanges
+    ) -> list[str]:
         changed = await self.save_settings(current, new)
         if pins:
             pin, unpin, exclude = (self._by_shard(x) for x in (pins.pin, pins.unpin, pins.exclude))
@@ -267,6 +291,22 @@ class CoachStore:
                 )
             await self._each(self._fastlane_pins, calls)
         return changed
+
+    @contextlib.asynccontextmanager
+    async def _pins_locked(self) -> AsyncIterator[None]:
+        """Hold the pins' lock (SET NX PX with a token of our own; given back only if still
+        ours), waiting at most PINS_LOCK_WAIT_S for it; PinsBusy after that."""
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + PINS_LOCK_WAIT_S
+        # Bounded by the deadline.
+        while not await self.redis.set(self.keys.coach_pins_lock, token, nx=True, px=PINS_LOCK_MS):
+            if time.monotonic() >= deadline:
+                raise PinsBusy()
+            await asyncio.sleep(PINS_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            await self._lease_release(keys=[self.keys.coach_pins_lock], args=[token])
 
     async def _pins_after(self, pins: PinChanges) -> int:
         """How many learners would be pinned (in or out) after `pins`: the shards' counts now,

@@ -4,13 +4,15 @@ pin learners in or out, and a refused pin call changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
 
+from services.coach import store as coach_store
 from services.coach.scheduler import PinChanges
 from services.coach.settings_store import CoachSettings, merge
-from services.coach.store import CoachStore, TooManyPins, UnknownLearners
+from services.coach.store import CoachStore, PinsBusy, TooManyPins, UnknownLearners
 from services.coach.tick import TickResult, readiness
 from services.coach.training_api import outcome_of
 from shared.keys import Keys
@@ -175,6 +177,45 @@ async def test_refused_pins_change_nothing(redis, scripts, keys):
     changed = await store.update_fast_lane({"maxPinned": 3}, PinChanges(["a"], [], []))
     assert changed == ["fastLane.maxPinned"]
     assert (await store.fast_lane_members(WINDOW_S)).pinned_count == 3
+
+
+async def test_concurrent_pin_calls_never_pass_the_bound(redis, scripts, keys):
+    # Two coach replicas (two stores) taking pin calls at once: each call is checked against
+    # the count the others left, so exactly maxPinned of them pass.
+    learners = [f"p{i}" for i in range(12)]
+    await create(scripts, keys, *learners)
+    stores = [CoachStore(redis, keys), CoachStore(redis, keys)]
+    await stores[0].update_fast_lane({"maxPinned": 5}, PinChanges([], [], []))
+
+    async def pin(i: int, learner: str) -> bool:
+        try:
+            await stores[i % 2].update_fast_lane({}, PinChanges([learner], [], []))
+        except TooManyPins:
+            return False
+        return True
+
+    passed = await asyncio.gather(*(pin(i, x) for i, x in enumerate(learners)))
+    assert sum(passed) == 5
+    assert (await stores[1].fast_lane_members(WINDOW_S)).pinned_count == 5
+    assert await redis.exists(keys.coach_pins_lock) == 0  # given back after every call
+
+
+async def test_a_held_pin_lock_is_waited_for_and_then_refused(redis, scripts, keys, monkeypatch):
+    await create(scripts, keys, "a")
+    store = CoachStore(redis, keys)
+    # A holder that died: its lock lapses, and the call goes through once it has.
+    await redis.set(keys.coach_pins_lock, "dead-holder", px=300)
+    await store.update_fast_lane({}, PinChanges(["a"], [], []))
+    assert (await store.fast_lane_members(WINDOW_S)).pinned == ["a"]
+    # One that keeps it past the wait: refused, nothing changed, its lock left alone.
+    monkeypatch.setattr(coach_store, "PINS_LOCK_WAIT_S", 0.2)
+    await redis.set(keys.coach_pins_lock, "slow-holder", px=60_000)
+    with pytest.raises(PinsBusy):
+        await store.update_fast_lane({"weight": 7}, PinChanges([], [], ["a"]))
+    members = await store.fast_lane_members(WINDOW_S)
+    assert (members.pinned, members.excluded) == (["a"], [])
+    assert (await store.load_settings()).fastLane.weight != 7
+    assert await redis.get(keys.coach_pins_lock) == "slow-holder"
 
 
 async def test_deleting_a_learner_drops_its_pins_and_membership(redis, scripts, keys):
