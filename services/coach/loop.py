@@ -1,16 +1,17 @@
-"""The auto-coach loop: one task per replica, sequential ticks (never overlapping), each sleeping
-the rest of the live interval. Every replica ticks, over the shards it owns (shared/shard_leases.py),
+"""The auto-coach loop: one task per replica, sequential ticks (never overlapping), each sleeping the
+rest of the live interval. Every replica ticks, over the shards it owns (shared/shard_leases.py),
 while `active` (in Redis) is set; a replica that owns no shard stands by.
 
 A tick: move due reviews back into the owned shards' queues; take the k = microBatchesPerTick ×
-batchSize learners with the lowest pass over those queues (stride scheduling, see scheduler.py);
-give each its rounds (maxRoundsPerCycle, aggressive/hyper multipliers from its last known
-average); run them through training's batch endpoint, up to microBatchesPerTick calls at once,
-each with a timeout and the fencing tokens of the learners' shards (a learner of a shard another
-replica took meanwhile is refused by training, `fenced`); then advance the coached learners'
-passes and mark them coached (per shard, fenced), count rounds and record lastAction/lastStatus.
-A training outage is recorded (outage.training, lastAction) and the loop keeps ticking; it clears
-itself on the first tick that reaches training again.
+batchSize learners (with coverageTarget set, k sized to the owned queues: tick.tick_size) with the
+lowest pass over those queues (stride scheduling, see scheduler.py); give each its rounds
+(maxRoundsPerCycle, aggressive/hyper multipliers from its last known average); run them through
+training's batch endpoint, up to microBatchesPerTick calls at once, each with a timeout and the
+fencing tokens of the learners' shards (a learner of a shard another replica took meanwhile is
+refused by training, `fenced`); then advance the coached learners' passes and mark them coached
+(per shard, fenced), count rounds and record lastAction/lastStatus. A training outage is recorded
+(outage.training, lastAction) and the loop keeps ticking; it clears itself on the first tick that
+reaches training again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Protocol
 
 from services.coach.settings_store import CoachSettings
 from services.coach.store import CoachStore
-from services.coach.tick import Call, TickSummary, plan, summarize
+from services.coach.tick import Call, TickSummary, plan, summarize, tick_size
 from services.coach.training_api import BatchOutcome, TrainingApi
 from shared.cancellation import stop_if_cancelled
 from shared.clock import now_ms
@@ -145,14 +146,17 @@ class CoachLoop:
         promoted, refused = await self.store.promote_due(now, owned)
         owned = owned.difference(refused)
         lane = settings.fastLane
+        # Sized to the owned queues when coverageTarget is on (one more round trip, only then).
+        needing = await self.store.queued(owned) if settings.coverageTarget > 0 else None
+        size = tick_size(settings, needing)
         picks = await self.store.pick(
-            settings.live_micro_batches * settings.live_batch_size,
+            size.learners,
             owned,
             use_fast_lane=lane.enabled,
             auto_window_s=lane.windowS if lane.auto else None,
             at_ms=now,
         )
-        tick_plan = plan(picks, settings, self.averages.get)
+        tick_plan = plan(picks, settings, self.averages.get, size.per_call)
         outcomes = await self.call(tick_plan.calls, settings.live_micro_batches)
         result = summarize(
             picks,
@@ -165,6 +169,8 @@ class CoachLoop:
             tick_ms=(time.perf_counter() - tick_started) * 1000,
             average_of=self.averages.get,
         )
+        if needing is not None and picks:
+            result.summary["learnersPerTick"] = size.learners
         for learner, avg in result.averages.items():
             self.averages.set(learner, avg)
         for outcome in outcomes:

@@ -122,6 +122,8 @@ class SettingsUpdate(StrictModel):
         None, **bounds(CoachSettings, "aggressiveMultiplier")
     )
     hyperMode: bool | None = None
+    coverageTarget: float | None = Field(None, **bounds(CoachSettings, "coverageTarget"))
+    maxLearnersPerTick: int | None = Field(None, **bounds(CoachSettings, "maxLearnersPerTick"))
     fastLane: FastLaneSettingsUpdate | None = None
     # Kept in the original fleet's settings file, never read by its coach: nothing to apply here.
     autoBoostEnabled: bool | None = ignored("the coach has no automatic boost; boosts are calls")

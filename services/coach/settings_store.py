@@ -63,6 +63,12 @@ class CoachSettings(BaseModel):
     aggressiveThreshold: float = Field(50, ge=0, le=100)
     aggressiveMultiplier: float = Field(2, ge=1, le=10)
     hyperMode: bool = False
+    # Ticks sized to the population (0: off, the fixed pace below). The loop coaches every learner
+    # needing it once a minute at this share: needing × coverageTarget learners a minute, cut into
+    # ticks of the live interval, never fewer than microBatchesPerTick × batchSize and never more
+    # than maxLearnersPerTick (so a huge queue cannot make one tick unbounded).
+    coverageTarget: float = Field(0, ge=0, le=1)
+    maxLearnersPerTick: int = Field(2000, ge=1, le=20_000)
     fastLane: FastLaneSettings = Field(default_factory=FastLaneSettings)
 
     # ---- the values the loop runs with (see the module docstring) ----------------------------

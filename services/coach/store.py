@@ -434,6 +434,16 @@ class CoachStore:
                 moved += int(reply)
         return moved, fenced
 
+    async def queued(self, shards: Iterable[int]) -> int:
+        """How many learners wait in the queues of `shards` (one round trip)."""
+        owned = sorted(shards)
+        if not owned:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in owned:
+                pipe.zcard(self.keys.coach_queue(shard))
+            return sum(int(n) for n in await pipe.execute())
+
     async def pick(
         self,
         count: int,

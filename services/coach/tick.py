@@ -6,6 +6,7 @@ the `TickResult` is what the store records, in one pipeline.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
@@ -42,6 +43,7 @@ class TickSummary(TypedDict):
     becameReady: NotRequired[int]
     avgMastery: NotRequired[float | None]  # None when no coached learner's average is known
     tickMs: NotRequired[float]
+    learnersPerTick: NotRequired[int]  # what the tick was sized to, with coverageTarget on
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +71,36 @@ class TickResult:
     averages: dict[str, float] = field(default_factory=dict)  # as training reported them
 
 
-def plan(picks: Sequence[Pick], settings: CoachSettings, average_of: AverageOf) -> TickPlan:
-    """Each pick's rounds (from its last known average), cut into training calls."""
+@dataclass(frozen=True, slots=True)
+class TickSize:
+    learners: int  # learners to pick this tick
+    per_call: int  # learners per micro-batch (a training call, before the 1000-round cut)
+
+
+def tick_size(settings: CoachSettings, needing: int | None) -> TickSize:
+    """How many learners a tick coaches. The fixed pace (microBatchesPerTick × batchSize) unless
+    `coverageTarget` is set and the queues' size (`needing`) is known: then enough that every
+    learner needing coaching is coached once a minute at that share, at the live interval,
+    bounded by `maxLearnersPerTick`. The micro-batches stay `microBatchesPerTick` calls in
+    flight; they grow instead of multiplying, so a bigger tick costs no more HTTP exchanges."""
+    micro, batch = settings.live_micro_batches, settings.live_batch_size
+    fixed = micro * batch
+    if settings.coverageTarget <= 0 or not needing:
+        return TickSize(fixed, batch)
+    per_minute = needing * settings.coverageTarget
+    wanted = math.ceil(per_minute * settings.live_interval_ms / 60_000)
+    learners = max(fixed, min(settings.maxLearnersPerTick, wanted))
+    return TickSize(learners, max(batch, math.ceil(learners / micro)))
+
+
+def plan(
+    picks: Sequence[Pick],
+    settings: CoachSettings,
+    average_of: AverageOf,
+    per_call: int | None = None,
+) -> TickPlan:
+    """Each pick's rounds (from its last known average), cut into training calls of `per_call`
+    learners (default: the live batch size)."""
     aggressive = 0
     assignments: list[tuple[str, int]] = []
     for p in picks:
@@ -86,7 +116,8 @@ def plan(picks: Sequence[Pick], settings: CoachSettings, average_of: AverageOf) 
             hyper_mode=settings.hyperMode,
         )
         assignments.append((p.learner, rounds))
-    return TickPlan(scheduler.plan_calls(assignments, settings.live_batch_size), aggressive)
+    size = per_call if per_call is not None else settings.live_batch_size
+    return TickPlan(scheduler.plan_calls(assignments, size), aggressive)
 
 
 def reported_averages(outcomes: Sequence[BatchOutcome]) -> dict[str, float]:

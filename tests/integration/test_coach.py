@@ -220,6 +220,9 @@ BAD_SETTINGS = [
     {"aggressiveMultiplier": float("inf")},
     {"unknownKey": True},
     {"fastLane": {"weight": 0}},
+    {"coverageTarget": 1.5},
+    {"coverageTarget": -0.1},
+    {"maxLearnersPerTick": 0},
     [1, 2, 3],
 ]
 BAD_FAST_LANE = [
@@ -273,7 +276,12 @@ async def test_bad_inputs_get_4xx_and_change_nothing(fleet, redis, keys):
 
     # A valid change still works and reports what changed.
     code, body = fleet["coach"].post(
-        f"{COACH}/settings", {"maxRoundsPerCycle": 6, "fastLane": {"batchSize": 8}}
+        f"{COACH}/settings",
+        {"maxRoundsPerCycle": 6, "fastLane": {"batchSize": 8}, "coverageTarget": 0.95},
     )
-    assert code == 200 and body["changed"] == ["fastLane.batchSize", "maxRoundsPerCycle"]
+    assert code == 200 and body["changed"] == [
+        "coverageTarget",
+        "fastLane.batchSize",
+        "maxRoundsPerCycle",
+    ]
     assert await redis.hget(keys.coach_settings, "maxRoundsPerCycle") == "6"

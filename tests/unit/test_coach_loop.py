@@ -11,7 +11,7 @@ from services.coach.loop import CoachLoop
 from services.coach.scheduler import Pick
 from services.coach.settings_store import CoachSettings, merge
 from services.coach.store import CoachStore, outage_field
-from services.coach.tick import TickPlan, plan, summarize
+from services.coach.tick import TickPlan, TickSize, plan, summarize, tick_size
 from services.coach.training_api import BatchOutcome, outcome_of
 from shared.keys import Keys
 from shared.learner_state import LearnerState, encode
@@ -294,3 +294,41 @@ async def test_learner_errors_are_counted(redis, scripts, keys):
     assert await redis.hget(keys.coach_stats, "learnerErrors") == "1"
     # Answered for: its turn is over, its pass moves on by the 8 rounds it was given.
     assert await redis.zscore(queue(keys, "a"), "a") == 8.0
+
+
+def test_tick_size_follows_the_queue_within_its_bounds():
+    fixed = CoachSettings()  # fast lane on: 4 calls × 4 learners every 600 ms
+    assert tick_size(fixed, 50_000) == TickSize(16, 4)  # coverageTarget 0: the fixed pace
+    sized = merge(fixed, {"coverageTarget": 0.9})
+    # 50,000 needing × 0.9 a minute = 450 every 600 ms, in 4 calls of 113.
+    assert tick_size(sized, 50_000) == TickSize(450, 113)
+    assert tick_size(sized, 100) == TickSize(16, 4)  # never below the fixed pace
+    assert tick_size(sized, None) == TickSize(16, 4)  # queues unknown
+    bounded = merge(sized, {"maxLearnersPerTick": 300})
+    assert tick_size(bounded, 50_000) == TickSize(300, 75)
+    slow = merge(sized, {"fastLane": {"enabled": False}, "intervalMs": 6000})
+    assert tick_size(slow, 50_000) == TickSize(2000, 500)  # 4,500 wanted, bounded at 2,000
+
+
+async def test_a_tick_sized_to_the_queue_coaches_all_of_it(redis, scripts, keys):
+    learners = [f"q{i:02d}" for i in range(60)]
+    for learner in learners:
+        await create(scripts, keys, learner)
+    store = CoachStore(redis, keys)
+    await store.ensure_default_settings()
+    training = FakeTraining(avg=60.0)
+    loop = CoachLoop(store, training, AllShards(keys))
+    # One tick a minute: the fixed pace coaches 16 of the 60 in it.
+    slow = merge(await store.load_settings(), {"fastLane": {"intervalMs": 60_000}})
+    fixed = await loop.tick(slow)
+    assert fixed["coached"] == 16 and "learnersPerTick" not in fixed
+
+    # Sized to cover every queued learner each minute: all 60, in 4 calls of 15 at most.
+    training.calls.clear()
+    summary = await loop.tick(merge(slow, {"coverageTarget": 1.0}))
+    assert summary["coached"] == 60 and summary["learnersPerTick"] == 60
+    assert sorted(x for call, _ in training.calls for x in call) == learners
+    assert max(len(call) for call, _ in training.calls) <= 15
+    # Bounded: never more than maxLearnersPerTick in one tick.
+    summary = await loop.tick(merge(slow, {"coverageTarget": 1.0, "maxLearnersPerTick": 40}))
+    assert summary["coached"] == 40 and summary["learnersPerTick"] == 40
